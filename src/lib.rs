@@ -1,0 +1,129 @@
+//! # shmprim
+//!
+//! Python's `multiprocessing` primitives rebuilt for Rust processes that
+//! share memory: robust locks that survive a dead holder, typed values and
+//! arrays in named or anonymous shared-memory segments, with no system call
+//! on the uncontended path.
+//!
+//! | Python `multiprocessing`   | shmprim                          |
+//! |----------------------------|----------------------------------|
+//! | `Lock()`                   | [`Lock`]                         |
+//! | `RLock()`                  | [`RLock`]                        |
+//! | `Value('q', 0)`            | [`Value<i64>`](Value)            |
+//! | `Array('d', 8)`            | [`Array<f64>`](Array)            |
+//! | `Value('q', 0, lock=False)`| [`AtomicValue<i64>`](AtomicValue) (lock-free) |
+//!
+//! ## Layers
+//!
+//! * [`sys`] and [`segment`]: the platform — futexes, `shm_open`,
+//!   `posix_fallocate`, the robust pthread mutex, and segment headers.
+//! * [`raw`]: in-place `#[repr(C)]` objects ([`RawMutex`]) that embedders
+//!   may place in their own mappings.
+//! * Handles ([`Lock`], [`RLock`], [`Value`], [`Array`], [`AtomicValue`]):
+//!   each owns a segment; each can be created under a name, opened by name,
+//!   opened-or-created, or made anonymous and inherited across `fork`.
+//!
+//! ## A dead lock holder
+//!
+//! ```
+//! use shmprim::{LockError, Value};
+//! let v = Value::<u64>::anonymous(0).unwrap();
+//! match v.lock() {
+//!     Ok(mut g) => *g += 1,
+//!     Err(LockError::OwnerDied(died)) => {
+//!         // The holder died mid-update: repair, then say so.
+//!         let mut g = died.make_consistent().unwrap();
+//!         *g = 0;
+//!     }
+//!     Err(LockError::Failed(e)) => panic!("{e}"),
+//! };
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+#![cfg(unix)]
+
+mod error;
+mod handle;
+mod plain;
+pub mod raw;
+pub mod segment;
+pub mod sys;
+
+pub use error::{Error, NameError, Result};
+pub use handle::{
+    Array, ArrayGuard, AtomicInt, AtomicValue, Lock, LockGuard, RLock, SharedLock, Value, ValueGuard,
+};
+pub use plain::{type_tag, Plain};
+pub use raw::{Acquire, LockError, LockResult, MutexKind, OwnerDied, RawMutex, RawMutexGuard};
+pub use segment::{Options, Segment};
+
+/// Entry points for the fuzz targets: open arbitrary bytes as each kind of
+/// object. Not part of the stable API.
+#[doc(hidden)]
+pub mod __fuzz {
+    use crate::segment::header::Spec;
+    use crate::segment::{Fingerprint, Kind};
+    use crate::*;
+    use std::time::Duration;
+
+    fn attach(bytes: &[u8], kind: Kind, fp: Fingerprint) -> Result<Segment> {
+        let fd = Segment::__fuzz_fd(bytes)?;
+        let spec = Spec {
+            kind,
+            fingerprint: fp,
+            len: 0,
+            capacity: 0,
+            object_size: 0,
+            object_align: 64,
+        };
+        Segment::attach_fd(&fd, &spec, &Options::new().open_timeout(Duration::ZERO))
+    }
+
+    fn fp<T: Plain>() -> Fingerprint {
+        Fingerprint {
+            size: std::mem::size_of::<T>() as u64,
+            align: std::mem::align_of::<T>() as u64,
+            tag: T::TYPE_TAG,
+        }
+    }
+
+    /// Opens `bytes` as every kind in turn, exercising each object's checks.
+    /// Returns how many kinds accepted them.
+    pub fn open_all(bytes: &[u8]) -> usize {
+        let opts = Options::new().open_timeout(Duration::ZERO);
+        let mut ok = 0;
+        if let Ok(seg) = attach(bytes, Kind::Value, fp::<u64>()) {
+            if let Ok(v) = Value::<u64>::__attach(seg, &opts) {
+                let _ = v.try_lock().map(|g| *g);
+                ok += 1;
+            }
+        }
+        if let Ok(seg) = attach(bytes, Kind::Array, fp::<u32>()) {
+            if let Ok(a) = Array::<u32>::__attach(seg, &opts) {
+                let _ = a.try_lock().map(|g| g.iter().fold(0u32, |x, y| x.wrapping_add(*y)));
+                ok += 1;
+            }
+        }
+        if let Ok(seg) = attach(bytes, Kind::AtomicValue, fp::<u64>()) {
+            if let Ok(a) = AtomicValue::<u64>::__attach(seg) {
+                a.fetch_add(1);
+                ok += 1;
+            }
+        }
+        for kind in [Kind::Lock, Kind::RLock] {
+            if let Ok(seg) = attach(bytes, kind, Fingerprint::NONE) {
+                // SAFETY: validated lock segments hold one RawMutex; any
+                // bits are a valid RawMutex value.
+                let m = unsafe { &*seg.data_ptr().cast::<RawMutex>() };
+                if seg.data_len() >= RawMutex::SIZE && m.check().is_ok() {
+                    let _ = m.try_lock();
+                    ok += 1;
+                }
+            }
+        }
+        if attach(bytes, Kind::Bytes, Fingerprint::NONE).is_ok() {
+            ok += 1;
+        }
+        ok
+    }
+}

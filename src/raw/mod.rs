@@ -1,0 +1,15 @@
+//! In-place objects: `#[repr(C)]` structs of atomics and plain data, valid at
+//! any address in any process that maps them, holding no pointers.
+//!
+//! This layer is public so that embedders (process pools, custom segment
+//! layouts) can place these objects in their own shared mappings. Each type
+//! documents its size, alignment and initialisation contract; those are
+//! pinned with `static_assertions` because another build of the crate in
+//! another process reads the same bytes.
+
+mod lock_error;
+mod mutex;
+
+pub(crate) use lock_error::sealed;
+pub use lock_error::{LockError, LockResult, OwnerDied, RecoverableGuard};
+pub use mutex::{Acquire, MutexKind, RawMutex, RawMutexGuard};

@@ -1,0 +1,406 @@
+//! [`RawMutex`]: a robust, process-shared mutex that lives in place.
+//!
+//! ## Layout (64 bytes, one cache line)
+//!
+//! | offset | field       | meaning                                              |
+//! |-------:|-------------|------------------------------------------------------|
+//! |      0 | `state`     | `STATE_MAGIC` in bits 8..32, flags in bits 0..8      |
+//! |      4 | `kind`      | [`MutexKind`] code                                   |
+//! |      8 | `impl_kind` | the C library's kind word as `init` left it          |
+//! |     12 | reserved    | zero                                                 |
+//! |     16 | `mutex`     | the `pthread_mutex_t` (48 bytes reserved)            |
+//!
+//! ## State flags
+//!
+//! | flag            | set by                                   | cleared by                    |
+//! |-----------------|------------------------------------------|-------------------------------|
+//! | `INCONSISTENT`  | [`RawMutex::acquire`] getting a dead owner's lock | `make_consistent`, the final `release` |
+//! | `UNRECOVERABLE` | the holder releasing an inconsistent lock | never                        |
+//!
+//! Both are written only by the thread holding the lock. `UNRECOVERABLE`
+//! mirrors the C library's own "not recoverable" state so that every
+//! caller sees [`Error::NotRecoverable`] (glibc reports "deadlock" instead
+//! to the last owner; PITFALLS.md, "glibc corner cases").
+
+use std::cell::UnsafeCell;
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicU32, Ordering::*};
+use std::time::Duration;
+
+use static_assertions::{const_assert, const_assert_eq};
+
+use super::lock_error::{sealed, LockError, LockResult, OwnerDied, RecoverableGuard};
+use crate::sys::clock::Deadline;
+use crate::sys::{proc, pthread};
+use crate::{Error, Result};
+
+const STATE_MAGIC: u32 = 0x4d54_5800; // "MTX" in the top three bytes
+const MAGIC_MASK: u32 = 0xffff_ff00;
+const INCONSISTENT: u32 = 1 << 0;
+const UNRECOVERABLE: u32 = 1 << 1;
+const MUTEX_BYTES: usize = 48;
+
+/// Which rules a [`RawMutex`] follows when its holder locks it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MutexKind {
+    /// Locking again from the holding thread is [`Error::Deadlock`].
+    Normal,
+    /// The holding thread may lock again; it must release as many times.
+    Recursive,
+}
+
+impl MutexKind {
+    const fn code(self) -> u32 {
+        match self {
+            MutexKind::Normal => 1,
+            MutexKind::Recursive => 2,
+        }
+    }
+
+    const fn from_code(c: u32) -> Option<MutexKind> {
+        match c {
+            1 => Some(MutexKind::Normal),
+            2 => Some(MutexKind::Recursive),
+            _ => None,
+        }
+    }
+}
+
+/// How [`RawMutex::acquire`] obtained the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "an acquired lock whose owner died must be repaired or it becomes not recoverable"]
+pub enum Acquire {
+    /// Normally.
+    Clean,
+    /// The previous owner died holding it: repair the data, then call
+    /// [`RawMutex::make_consistent`] before releasing, or the lock becomes
+    /// not recoverable.
+    OwnerDied,
+}
+
+/// A robust, process-shared mutex that lives in shared memory.
+///
+/// Built on the pthread robust mutex: if the holder dies (process killed,
+/// thread exited), the next locker receives the lock together with the news
+/// ([`LockError::OwnerDied`]). A waiter also wakes every
+/// 200 ms to check that the lock word names a thread that exists, so a lock
+/// word overwritten with garbage ends in [`Error::Corrupt`] rather than an
+/// endless wait. Processes sharing it must share a pid namespace.
+///
+/// Ownership is per thread: guards are neither `Send` nor `Sync`.
+#[repr(C, align(64))]
+pub struct RawMutex {
+    state: AtomicU32,
+    kind: AtomicU32,
+    impl_kind: AtomicU32,
+    _reserved: AtomicU32,
+    mutex: UnsafeCell<MaybeUninit<[u64; MUTEX_BYTES / 8]>>,
+}
+
+const_assert_eq!(std::mem::size_of::<RawMutex>(), 64);
+const_assert_eq!(std::mem::align_of::<RawMutex>(), 64);
+const_assert_eq!(std::mem::offset_of!(RawMutex, mutex), 16);
+const_assert!(std::mem::size_of::<pthread::Mutex>() <= MUTEX_BYTES);
+const_assert!(std::mem::align_of::<pthread::Mutex>() <= 8);
+
+// SAFETY: every field is an atomic or an UnsafeCell whose contents are only
+// touched through the C library's thread-safe mutex calls.
+unsafe impl Sync for RawMutex {}
+// SAFETY: as above; the struct holds no pointers or thread-bound state.
+unsafe impl Send for RawMutex {}
+
+impl RawMutex {
+    /// Bytes the object spans.
+    pub const SIZE: usize = 64;
+    /// Alignment the object needs.
+    pub const ALIGN: usize = 64;
+
+    /// Initialises a mutex in place.
+    ///
+    /// # Safety
+    /// `this` points to [`RawMutex::SIZE`] writable bytes aligned to
+    /// [`RawMutex::ALIGN`], in memory that stays mapped while any process
+    /// uses it (normally a `MAP_SHARED` mapping; never `MAP_PRIVATE` across
+    /// `fork`). No other thread or process may touch those bytes until this
+    /// returns; publish the object afterwards with a Release store.
+    pub unsafe fn init(this: *mut RawMutex, kind: MutexKind) -> Result<()> {
+        debug_assert!(this as usize % Self::ALIGN == 0, "RawMutex::init: misaligned");
+        // SAFETY: the caller grants exclusive access to valid memory; the
+        // mutex storage is large and aligned enough (asserted above).
+        unsafe {
+            let m = UnsafeCell::raw_get(std::ptr::addr_of!((*this).mutex)).cast::<pthread::Mutex>();
+            pthread::init(m, kind == MutexKind::Recursive)?;
+            let this = &*this;
+            this.impl_kind.store(pthread::kind_word(m).unwrap_or(0), Relaxed);
+            this.kind.store(kind.code(), Relaxed);
+            this._reserved.store(0, Relaxed);
+            this.state.store(STATE_MAGIC, Release);
+        }
+        Ok(())
+    }
+
+    fn raw(&self) -> *mut pthread::Mutex {
+        self.mutex.get().cast()
+    }
+
+    /// Checks that the object looks initialised and intact; returns its
+    /// kind. Every lock call does this first.
+    pub fn check(&self) -> Result<MutexKind> {
+        let state = self.state.load(Acquire);
+        if state & MAGIC_MASK != STATE_MAGIC {
+            return Err(Error::Corrupt("mutex not initialised"));
+        }
+        if state & UNRECOVERABLE != 0 {
+            return Err(Error::NotRecoverable);
+        }
+        let kind = MutexKind::from_code(self.kind.load(Relaxed))
+            .ok_or(Error::Corrupt("mutex kind"))?;
+        // SAFETY: the magic says `init` ran, so the storage holds a mutex.
+        if let Some(k) = unsafe { pthread::kind_word(self.raw()) } {
+            if k != self.impl_kind.load(Relaxed) {
+                return Err(Error::Corrupt("mutex overwritten (C library kind word changed)"));
+            }
+        }
+        Ok(kind)
+    }
+
+    /// Waits for the lock without limit (but see the type's note on
+    /// corrupted lock words).
+    pub fn lock(&self) -> LockResult<RawMutexGuard<'_>> {
+        self.lock_until(None)
+    }
+
+    /// Takes the lock if it is free now; [`Error::WouldBlock`] otherwise.
+    pub fn try_lock(&self) -> LockResult<RawMutexGuard<'_>> {
+        self.check()?;
+        // SAFETY: `check` proved the mutex initialised.
+        let got = unsafe { pthread::try_lock(self.raw()) }?;
+        self.guard(got)
+    }
+
+    /// Waits at most `timeout` ([`Error::Timeout`] after it, never before).
+    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<RawMutexGuard<'_>> {
+        self.lock_until(Some(Deadline::after(timeout)))
+    }
+
+    pub(crate) fn lock_until(&self, deadline: Option<Deadline>) -> LockResult<RawMutexGuard<'_>> {
+        self.guard(self.acquire_until(deadline)?)
+    }
+
+    /// Python's `acquire()`: takes the lock with no guard. Release it with
+    /// [`RawMutex::release`] from the same thread.
+    pub fn acquire(&self) -> Result<Acquire> {
+        self.acquire_raw(None)
+    }
+
+    /// [`RawMutex::acquire`] waiting at most `timeout`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Acquire> {
+        self.acquire_raw(Some(Deadline::after(timeout)))
+    }
+
+    fn acquire_raw(&self, deadline: Option<Deadline>) -> Result<Acquire> {
+        match self.acquire_until(deadline)? {
+            pthread::Acquired::Clean => Ok(Acquire::Clean),
+            pthread::Acquired::OwnerDied => {
+                // We hold the lock: the flag is ours to set.
+                self.state.fetch_or(INCONSISTENT, Relaxed);
+                Ok(Acquire::OwnerDied)
+            }
+        }
+    }
+
+    fn acquire_until(&self, deadline: Option<Deadline>) -> Result<pthread::Acquired> {
+        self.check()?;
+        // SAFETY: `check` proved the mutex initialised.
+        match unsafe { pthread::try_lock(self.raw()) } {
+            Err(Error::WouldBlock) if deadline.is_some_and(Deadline::has_passed) => Err(Error::Timeout),
+            Err(Error::WouldBlock) => self.acquire_slow(deadline),
+            other => other,
+        }
+    }
+
+    #[cold]
+    fn acquire_slow(&self, deadline: Option<Deadline>) -> Result<pthread::Acquired> {
+        loop {
+            let slice = Deadline::after(pthread::LIVENESS_PERIOD);
+            let until = deadline.map_or(slice, |d| d.min(slice));
+            // SAFETY: `check` proved the mutex initialised.
+            match unsafe { pthread::lock_until(self.raw(), until) } {
+                Err(Error::Timeout) => {
+                    if deadline.is_some_and(Deadline::has_passed) {
+                        return Err(Error::Timeout);
+                    }
+                    self.check()?;
+                    self.check_owner_exists()?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A held lock whose word names a thread that does not exist, and that
+    /// the kernel did not mark as dead, was written by someone other than
+    /// the C library: report it instead of waiting for ever.
+    fn check_owner_exists(&self) -> Result<()> {
+        // SAFETY: `check` proved the mutex initialised.
+        let Some((tid, died)) = (unsafe { pthread::owner(self.raw()) }) else {
+            return Ok(());
+        };
+        if died || proc::id_exists(tid) {
+            return Ok(());
+        }
+        // The owner may have exited just now; the kernel marks the word
+        // before the thread id disappears, so read it again.
+        // SAFETY: as above.
+        match unsafe { pthread::owner(self.raw()) } {
+            Some((again, false)) if again == tid => {
+                Err(Error::Corrupt("lock word names a thread that does not exist"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn guard(&self, got: pthread::Acquired) -> LockResult<RawMutexGuard<'_>> {
+        let guard = RawMutexGuard {
+            mutex: self,
+            inconsistent: got == pthread::Acquired::OwnerDied,
+            _not_send: PhantomData,
+        };
+        if guard.inconsistent {
+            Err(LockError::OwnerDied(OwnerDied::new(guard)))
+        } else {
+            Ok(guard)
+        }
+    }
+
+    /// Python's `release()`: releases a lock taken with
+    /// [`RawMutex::acquire`]. A thread that does not hold it gets
+    /// [`Error::NotOwner`] and changes nothing. Releasing a lock acquired
+    /// as [`Acquire::OwnerDied`] without [`RawMutex::make_consistent`] makes
+    /// it not recoverable.
+    pub fn release(&self) -> Result<()> {
+        self.check_state_only()?;
+        let final_level = self.final_level_if_held();
+        if final_level == Some(true) && self.state.load(Relaxed) & INCONSISTENT != 0 {
+            // We hold the lock at its outermost level: the flags are ours.
+            self.state.fetch_or(UNRECOVERABLE, Relaxed);
+            self.state.fetch_and(!INCONSISTENT, Relaxed);
+        }
+        if final_level.is_none() {
+            return Err(Error::NotOwner);
+        }
+        // SAFETY: the magic says `init` ran. The C library checks the owner
+        // again (robust mutexes always do) and refuses with EPERM.
+        unsafe { pthread::unlock(self.raw()) }
+    }
+
+    /// Declares the data repaired after [`Acquire::OwnerDied`]. The caller
+    /// must hold the lock from that acquisition: anyone else gets
+    /// [`Error::NotOwner`].
+    pub fn make_consistent(&self) -> Result<()> {
+        self.check_state_only()?;
+        if self.final_level_if_held().is_none() || self.state.load(Relaxed) & INCONSISTENT == 0 {
+            return Err(Error::NotOwner);
+        }
+        // SAFETY: initialised (magic checked); we hold it inconsistent.
+        unsafe { pthread::make_consistent(self.raw()) }?;
+        self.state.fetch_and(!INCONSISTENT, Relaxed);
+        Ok(())
+    }
+
+    fn check_state_only(&self) -> Result<()> {
+        if self.state.load(Acquire) & MAGIC_MASK != STATE_MAGIC {
+            return Err(Error::Corrupt("mutex not initialised"));
+        }
+        Ok(())
+    }
+
+    /// `Some(outermost)` when the calling thread holds the lock, `None` when
+    /// it does not. Where the C library's layout is unknown, assumes the
+    /// caller holds it at its outermost level and lets the C library's
+    /// owner check (in `unlock`) have the last word.
+    fn final_level_if_held(&self) -> Option<bool> {
+        // SAFETY: initialised (the callers checked the magic).
+        match unsafe { pthread::owner_and_count(self.raw()) } {
+            Some((tid, count)) => (tid == proc::thread_id()).then_some(count <= 1),
+            None => Some(true),
+        }
+    }
+
+    /// How many times the calling thread holds this recursive lock (the C
+    /// library's count), or `None` where its layout is unknown.
+    pub(crate) fn recursion_count(&self) -> Option<u32> {
+        // SAFETY: callers hold the lock, so it is initialised.
+        unsafe { pthread::owner_and_count(self.raw()) }.map(|(_, count)| count)
+    }
+
+    /// Whether some thread holds the lock right now (a snapshot, for
+    /// diagnosis). Needs the C library's lock word layout (glibc on 64-bit
+    /// Linux); elsewhere [`Error::Unsupported`]: probing with a lock
+    /// attempt could consume an owner-died notice.
+    pub fn is_locked(&self) -> Result<bool> {
+        self.check()?;
+        if pthread::LAYOUT_KNOWN {
+            // SAFETY: `check` proved the mutex initialised.
+            Ok(unsafe { pthread::owner(self.raw()) }.is_some())
+        } else {
+            Err(Error::Unsupported("RawMutex::is_locked"))
+        }
+    }
+}
+
+/// Proof that this thread holds a [`RawMutex`]; releases it when dropped.
+#[must_use = "the lock is released as soon as the guard drops"]
+pub struct RawMutexGuard<'a> {
+    mutex: &'a RawMutex,
+    inconsistent: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl RawMutexGuard<'_> {
+    pub(crate) fn make_consistent(&mut self) -> Result<()> {
+        if self.inconsistent {
+            // SAFETY: initialised (a guard exists); we hold it, inconsistent.
+            unsafe { pthread::make_consistent(self.mutex.raw()) }?;
+            self.inconsistent = false;
+        }
+        Ok(())
+    }
+
+    /// The mutex this guard holds.
+    pub fn mutex(&self) -> &RawMutex {
+        self.mutex
+    }
+}
+
+impl sealed::Sealed for RawMutexGuard<'_> {}
+
+impl RecoverableGuard for RawMutexGuard<'_> {
+    fn mark_consistent(&mut self) -> Result<()> {
+        self.make_consistent()
+    }
+}
+
+impl Drop for RawMutexGuard<'_> {
+    fn drop(&mut self) {
+        if self.inconsistent {
+            // Still held by us: mark it before the C library does the same
+            // in unlock, so every later caller sees NotRecoverable.
+            self.mutex.state.fetch_or(UNRECOVERABLE, Relaxed);
+        }
+        // SAFETY: the guard proves this thread holds the initialised mutex.
+        // An error here would mean the bytes were overwritten under us;
+        // there is nothing left to undo, and a destructor must not panic.
+        let _ = unsafe { pthread::unlock(self.mutex.raw()) };
+    }
+}
+
+impl std::fmt::Debug for RawMutex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawMutex")
+            .field("kind", &MutexKind::from_code(self.kind.load(Relaxed)))
+            .field("state", &format_args!("{:#x}", self.state.load(Relaxed)))
+            .finish()
+    }
+}

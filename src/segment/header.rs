@@ -1,0 +1,403 @@
+//! The segment header: what a segment holds, written by its creator and
+//! checked by every opener before it touches the object.
+//!
+//! | offset | field            | meaning                                          |
+//! |-------:|------------------|--------------------------------------------------|
+//! |      0 | `magic`          | `b"SHMPRIM\0"`                                    |
+//! |      8 | `version`        | [`FORMAT_VERSION`]                                |
+//! |     12 | `state`          | 0 while initialising, [`READY`] once published   |
+//! |     16 | `kind`           | [`Kind`] of the object                            |
+//! |     20 | `header_size`    | [`HEADER_SIZE`]                                   |
+//! |     24 | `total_size`     | bytes in the segment; must equal `fstat` size     |
+//! |     32 | `object_offset`  | where the object starts                           |
+//! |     40 | `object_size`    | bytes the object spans                            |
+//! |     48 | `type_size`      | `size_of` the stored element type                 |
+//! |     56 | `type_align`     | `align_of` the stored element type                |
+//! |     64 | `type_tag`       | stable tag of the stored element type             |
+//! |     72 | `param_len`      | length (arrays), else 0                           |
+//! |     80 | `param_capacity` | capacity (rings, later), else 0                   |
+//! |     88 | `creator_pid`    | pid of the creator                                |
+//! |     92 | `flags`          | bit 0: a lock link follows                        |
+//! |     96 | `creator_start`  | creator's start time (`/proc/PID/stat` field 22)  |
+//! |    104 | `checksum`       | FNV-1a of every field above but `state`, + link   |
+//! |    112 | `link`           | NUL-padded name of a linked lock segment          |
+//! |    368 | reserved         | zero                                              |
+//!
+//! Every field is an atomic: a header is read while other processes may be
+//! writing it (the creator before `READY`, or a buggy peer at any time), and
+//! an atomic load of garbage is still a defined value to reject. The creator
+//! stores every field, then `state = READY` with Release; an opener loads
+//! `state` with Acquire and only then reads the rest (SYNC POINT: `publish`
+//! / `wait_ready`).
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+
+use static_assertions::const_assert_eq;
+
+use crate::{Error, Result};
+
+/// `b"SHMPRIM\0"`, little-endian.
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPRIM\0");
+/// The header format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// The value of `state` once the creator has published the segment. Not 1,
+/// so that garbage is unlikely to pass for it.
+pub(crate) const READY: u32 = 0x5244_5952; // "RYDR"
+/// Bytes reserved for the header at the start of every segment.
+pub const HEADER_SIZE: usize = 512;
+/// Bytes for a linked lock's name, NUL-padded.
+pub(crate) const LINK_LEN: usize = 256;
+const FLAG_LINK: u32 = 1;
+
+/// What a segment holds. Stored as a `u32` in the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Kind {
+    /// Plain bytes ([`Segment::create`](crate::Segment::create)).
+    Bytes,
+    /// A [`Lock`](crate::Lock).
+    Lock,
+    /// An [`RLock`](crate::RLock).
+    RLock,
+    /// A [`Value`](crate::Value).
+    Value,
+    /// An [`Array`](crate::Array).
+    Array,
+    /// An [`AtomicValue`](crate::AtomicValue).
+    AtomicValue,
+}
+
+impl Kind {
+    /// The number stored in the header.
+    pub const fn code(self) -> u32 {
+        match self {
+            Kind::Bytes => 1,
+            Kind::Lock => 2,
+            Kind::RLock => 3,
+            Kind::Value => 4,
+            Kind::Array => 5,
+            Kind::AtomicValue => 6,
+        }
+    }
+
+    /// The kind stored as `code`, if this build knows it.
+    pub const fn from_code(code: u32) -> Option<Kind> {
+        Some(match code {
+            1 => Kind::Bytes,
+            2 => Kind::Lock,
+            3 => Kind::RLock,
+            4 => Kind::Value,
+            5 => Kind::Array,
+            6 => Kind::AtomicValue,
+            _ => return None,
+        })
+    }
+}
+
+/// Size, alignment and stable tag of a stored type: two processes agree on
+/// an object only if they agree on all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint {
+    /// `size_of::<T>()`.
+    pub size: u64,
+    /// `align_of::<T>()`.
+    pub align: u64,
+    /// [`Plain::TYPE_TAG`](crate::Plain::TYPE_TAG), or 0 where no type is stored.
+    pub tag: u64,
+}
+
+impl Fingerprint {
+    /// No stored element type (locks, raw bytes).
+    pub const NONE: Fingerprint = Fingerprint {
+        size: 0,
+        align: 1,
+        tag: 0,
+    };
+
+    fn triple(self) -> (u64, u64, u64) {
+        (self.size, self.align, self.tag)
+    }
+}
+
+/// What a creator writes and what an opener expects.
+#[derive(Debug, Clone)]
+pub(crate) struct Spec {
+    pub(crate) kind: Kind,
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) len: u64,
+    pub(crate) capacity: u64,
+    pub(crate) object_size: u64,
+    pub(crate) object_align: u64,
+}
+
+impl Spec {
+    /// Where the object starts: after the header, at its alignment (at
+    /// least a cache line, so the object never shares one with the header).
+    pub(crate) fn object_offset(&self) -> Result<u64> {
+        let align = self.object_align.max(64);
+        if !align.is_power_of_two() {
+            return Err(Error::InvalidArgument("alignment is not a power of two"));
+        }
+        Ok((HEADER_SIZE as u64).next_multiple_of(align))
+    }
+
+    /// Total segment size: header, object, rounded to a cache line.
+    pub(crate) fn total_size(&self) -> Result<u64> {
+        self.object_offset()?
+            .checked_add(self.object_size)
+            .and_then(|n| n.checked_next_multiple_of(64))
+            .filter(|&n| n <= isize::MAX as u64)
+            .ok_or(Error::InvalidArgument("object too large"))
+    }
+}
+
+/// What the header of an opened segment says, copied out of shared memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderInfo {
+    /// The object kind, or `None` if this build does not know its code.
+    pub kind: Option<Kind>,
+    /// The raw kind code.
+    pub kind_code: u32,
+    /// The format version.
+    pub version: u32,
+    /// Bytes in the segment.
+    pub total_size: u64,
+    /// Where the object starts.
+    pub object_offset: u64,
+    /// Bytes the object spans.
+    pub object_size: u64,
+    /// The stored type's fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Length parameter (arrays).
+    pub len: u64,
+    /// Capacity parameter (rings).
+    pub capacity: u64,
+    /// The creator's pid.
+    pub creator_pid: u32,
+    /// The creator's start time (clock ticks since boot; 0 if unknown).
+    pub creator_start: u64,
+    /// The name of a linked lock segment, if any.
+    pub link: Option<String>,
+}
+
+/// The header as it lies in shared memory.
+#[repr(C, align(64))]
+pub(crate) struct Header {
+    magic: AtomicU64,
+    version: AtomicU32,
+    state: AtomicU32,
+    kind: AtomicU32,
+    header_size: AtomicU32,
+    total_size: AtomicU64,
+    object_offset: AtomicU64,
+    object_size: AtomicU64,
+    type_size: AtomicU64,
+    type_align: AtomicU64,
+    type_tag: AtomicU64,
+    param_len: AtomicU64,
+    param_capacity: AtomicU64,
+    creator_pid: AtomicU32,
+    flags: AtomicU32,
+    creator_start: AtomicU64,
+    checksum: AtomicU64,
+    link: [AtomicU64; LINK_LEN / 8],
+    _reserved: [AtomicU64; (HEADER_SIZE - 112 - LINK_LEN) / 8],
+}
+
+// Another build of the crate in another process reads these bytes: pin
+// the layout.
+const_assert_eq!(std::mem::size_of::<Header>(), HEADER_SIZE);
+const_assert_eq!(std::mem::align_of::<Header>(), 64);
+const_assert_eq!(std::mem::offset_of!(Header, state), 12);
+const_assert_eq!(std::mem::offset_of!(Header, kind), 16);
+const_assert_eq!(std::mem::offset_of!(Header, creator_pid), 88);
+const_assert_eq!(std::mem::offset_of!(Header, checksum), 104);
+const_assert_eq!(std::mem::offset_of!(Header, link), 112);
+
+/// 64-bit FNV-1a, usable in `const` context.
+pub(crate) const fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
+    let mut i = 0;
+    while i < bytes.len() {
+        h ^= bytes[i] as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    h
+}
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+impl Header {
+    /// Every immutable field, in layout order, for the checksum.
+    fn fields(&self) -> [u64; 16] {
+        [
+            self.magic.load(Relaxed),
+            self.version.load(Relaxed) as u64,
+            self.kind.load(Relaxed) as u64,
+            self.header_size.load(Relaxed) as u64,
+            self.total_size.load(Relaxed),
+            self.object_offset.load(Relaxed),
+            self.object_size.load(Relaxed),
+            self.type_size.load(Relaxed),
+            self.type_align.load(Relaxed),
+            self.type_tag.load(Relaxed),
+            self.param_len.load(Relaxed),
+            self.param_capacity.load(Relaxed),
+            self.creator_pid.load(Relaxed) as u64,
+            self.flags.load(Relaxed) as u64,
+            self.creator_start.load(Relaxed),
+            0,
+        ]
+    }
+
+    fn link_bytes(&self) -> [u8; LINK_LEN] {
+        let mut out = [0u8; LINK_LEN];
+        for (chunk, word) in out.chunks_exact_mut(8).zip(&self.link) {
+            chunk.copy_from_slice(&word.load(Relaxed).to_le_bytes());
+        }
+        out
+    }
+
+    fn compute_checksum(&self) -> u64 {
+        let mut h = FNV_OFFSET;
+        for f in self.fields() {
+            h = fnv1a(&f.to_le_bytes(), h);
+        }
+        fnv1a(&self.link_bytes(), h)
+    }
+
+    /// Writes every field but `state`. The caller is the creator, alone
+    /// with a fresh zeroed segment.
+    pub(crate) fn write(
+        &self,
+        spec: &Spec,
+        total: u64,
+        creator: (u32, u64),
+        link: Option<&str>,
+    ) -> Result<()> {
+        self.magic.store(MAGIC, Relaxed);
+        self.version.store(FORMAT_VERSION, Relaxed);
+        self.kind.store(spec.kind.code(), Relaxed);
+        self.header_size.store(HEADER_SIZE as u32, Relaxed);
+        self.total_size.store(total, Relaxed);
+        self.object_offset.store(spec.object_offset()?, Relaxed);
+        self.object_size.store(spec.object_size, Relaxed);
+        self.type_size.store(spec.fingerprint.size, Relaxed);
+        self.type_align.store(spec.fingerprint.align, Relaxed);
+        self.type_tag.store(spec.fingerprint.tag, Relaxed);
+        self.param_len.store(spec.len, Relaxed);
+        self.param_capacity.store(spec.capacity, Relaxed);
+        self.creator_pid.store(creator.0, Relaxed);
+        self.creator_start.store(creator.1, Relaxed);
+        let mut buf = [0u8; LINK_LEN];
+        if let Some(link) = link {
+            if link.len() >= LINK_LEN {
+                return Err(Error::InvalidArgument("linked lock name too long"));
+            }
+            buf[..link.len()].copy_from_slice(link.as_bytes());
+            self.flags.store(FLAG_LINK, Relaxed);
+        }
+        for (word, chunk) in self.link.iter().zip(buf.chunks_exact(8)) {
+            word.store(u64::from_le_bytes(chunk.try_into().expect("8 bytes")), Relaxed);
+        }
+        self.checksum.store(self.compute_checksum(), Relaxed);
+        Ok(())
+    }
+
+    /// SYNC POINT (Release): every field written before this store is
+    /// visible to an opener whose Acquire load in [`Header::state`] sees
+    /// `READY`.
+    pub(crate) fn publish(&self) {
+        self.state.store(READY, Release);
+    }
+
+    /// SYNC POINT (Acquire), pairs with [`Header::publish`].
+    pub(crate) fn state(&self) -> u32 {
+        self.state.load(Acquire)
+    }
+
+    /// Checks every field against the segment's real size and `expect`.
+    /// Called after `state` read `READY`; reads each field once, so a peer
+    /// changing the header concurrently cannot make the checks disagree
+    /// with what is returned.
+    pub(crate) fn validate(&self, real_size: u64, expect: &Spec) -> Result<HeaderInfo> {
+        let info = self.info()?;
+        if info.total_size != real_size {
+            return Err(Error::Corrupt("segment size differs from its header (truncated?)"));
+        }
+        if info.kind_code != expect.kind.code() {
+            return Err(Error::KindMismatch {
+                found: info.kind_code,
+                expected: expect.kind.code(),
+            });
+        }
+        if info.fingerprint != expect.fingerprint {
+            return Err(Error::LayoutMismatch {
+                found: info.fingerprint.triple(),
+                expected: expect.fingerprint.triple(),
+            });
+        }
+        let align = expect.object_align.max(64);
+        if info.object_offset % align != 0 {
+            return Err(Error::Corrupt("object offset misaligned"));
+        }
+        Ok(info)
+    }
+
+    /// Reads and checks what can be checked without knowing the kind:
+    /// magic, version, checksum, and that the object lies inside the
+    /// segment.
+    pub(crate) fn info(&self) -> Result<HeaderInfo> {
+        if self.magic.load(Relaxed) != MAGIC {
+            return Err(Error::Corrupt("not a shmprim segment (bad magic)"));
+        }
+        let version = self.version.load(Relaxed);
+        if version != FORMAT_VERSION {
+            return Err(Error::VersionMismatch {
+                found: version,
+                expected: FORMAT_VERSION,
+            });
+        }
+        if self.checksum.load(Relaxed) != self.compute_checksum() {
+            return Err(Error::Corrupt("header checksum mismatch"));
+        }
+        let f = self.fields();
+        let (total_size, object_offset, object_size) = (f[4], f[5], f[6]);
+        if f[3] != HEADER_SIZE as u64 {
+            return Err(Error::Corrupt("unexpected header size"));
+        }
+        let object_end = object_offset.checked_add(object_size);
+        if object_offset < HEADER_SIZE as u64 || object_end.map_or(true, |e| e > total_size) {
+            return Err(Error::Corrupt("object lies outside the segment"));
+        }
+        let flags = f[13] as u32;
+        let link = if flags & FLAG_LINK != 0 {
+            let bytes = self.link_bytes();
+            let end = bytes.iter().position(|&b| b == 0).unwrap_or(LINK_LEN);
+            let name = std::str::from_utf8(&bytes[..end])
+                .map_err(|_| Error::Corrupt("linked lock name is not UTF-8"))?;
+            crate::segment::name::validate(name)
+                .map_err(|_| Error::Corrupt("linked lock name is invalid"))?;
+            Some(name.to_owned())
+        } else {
+            None
+        };
+        Ok(HeaderInfo {
+            kind: Kind::from_code(f[2] as u32),
+            kind_code: f[2] as u32,
+            version,
+            total_size,
+            object_offset,
+            object_size,
+            fingerprint: Fingerprint {
+                size: f[7],
+                align: f[8],
+                tag: f[9],
+            },
+            len: f[10],
+            capacity: f[11],
+            creator_pid: f[12] as u32,
+            creator_start: f[14],
+            link,
+        })
+    }
+}

@@ -1,0 +1,417 @@
+//! Named and anonymous shared-memory segments, each starting with a
+//! [`header`] that says what it holds.
+//!
+//! A [`Segment`] owns one mapping. Handles ([`Value`](crate::Value),
+//! [`Lock`](crate::Lock), ...) own a segment and know where their in-place
+//! object sits in it; [`Segment::create`] and friends also give plain bytes
+//! for embedders that place in-place objects themselves.
+//!
+//! Creation is exclusive (`O_CREAT|O_EXCL`, mode 0600 unless asked
+//! otherwise), reserves its memory with `posix_fallocate`, writes the header
+//! and the object, and publishes `READY` last. Opening waits, bounded, for
+//! `READY`, then checks the header against the real size and the expected
+//! kind and type before anything else is read.
+
+pub mod header;
+pub(crate) mod name;
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::sys::clock::Deadline;
+use crate::sys::{proc, shm};
+use crate::{Error, Result};
+use header::{Header, HeaderInfo, Spec, HEADER_SIZE, READY};
+
+pub use header::{Fingerprint, Kind, FORMAT_VERSION};
+pub use name::{unique_name, MAX_NAME_LEN};
+
+/// How segments are created and opened. The defaults suit most uses:
+/// mode 0600, the creator removes the name when its last handle drops, and
+/// an opener waits up to 2 s for a creator that is still initialising.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) mode: u32,
+    pub(crate) persist: bool,
+    pub(crate) open_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            mode: 0o600,
+            persist: false,
+            open_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Options {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Permission bits for a created segment, applied exactly (the umask
+    /// does not narrow them). Default 0600: only the creating user.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// Keep the name after the creator's last handle drops (default: the
+    /// creator unlinks it). A persisted name is removed by
+    /// [`Segment::unlink_name`] or by another `unlink`.
+    pub fn persist(mut self, persist: bool) -> Self {
+        self.persist = persist;
+        self
+    }
+
+    /// How long `open` waits for a creator to finish initialising before it
+    /// gives [`Error::NotReady`]. Zero: do not wait.
+    pub fn open_timeout(mut self, timeout: Duration) -> Self {
+        self.open_timeout = timeout;
+        self
+    }
+}
+
+/// One shared-memory mapping with its header.
+///
+/// The creator's handle removes the name when dropped, unless persisted;
+/// handles that only opened never unlink (PITFALLS.md, "Segments"). A child
+/// that inherited the creator's handle through `fork` does not unlink
+/// either: only the creating process does.
+pub struct Segment {
+    map: MmapRaw,
+    name: Option<(String, CString)>,
+    creator: bool,
+    creator_pid: u32,
+    unlink_on_drop: AtomicBool,
+    info: HeaderInfo,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("name", &self.name())
+            .field("len", &self.len())
+            .field("creator", &self.creator)
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+/// Where a new segment goes.
+#[derive(Clone, Copy)]
+pub(crate) enum Place<'a> {
+    Named(&'a str),
+    Anonymous,
+}
+
+/// Removes a freshly created name again if creation fails half-way.
+struct UnlinkOnFailure(Option<CString>);
+
+impl Drop for UnlinkOnFailure {
+    fn drop(&mut self) {
+        if let Some(name) = &self.0 {
+            let _ = shm::shm_unlink(name);
+        }
+    }
+}
+
+impl Segment {
+    /// Creates the segment `name` holding `size` zeroed bytes; fails with
+    /// [`Error::AlreadyExists`] if the name is taken.
+    pub fn create(name: &str, size: usize) -> Result<Segment> {
+        Self::create_with(name, size, &Options::default())
+    }
+
+    /// [`Segment::create`] with options.
+    pub fn create_with(name: &str, size: usize, opts: &Options) -> Result<Segment> {
+        Self::create_object(Place::Named(name), &bytes_spec(size), opts, None, |_| Ok(()))
+    }
+
+    /// Opens the bytes segment `name`.
+    pub fn open(name: &str) -> Result<Segment> {
+        Self::open_with(name, &Options::default())
+    }
+
+    /// [`Segment::open`] with options.
+    pub fn open_with(name: &str, opts: &Options) -> Result<Segment> {
+        let seg = Self::open_object(name, &bytes_spec(0), opts)?;
+        Ok(seg)
+    }
+
+    /// Opens `name`, or creates it with `size` zeroed bytes if it does not
+    /// exist. Safe when many processes race: exactly one creates.
+    pub fn open_or_create(name: &str, size: usize) -> Result<Segment> {
+        let opts = Options::default();
+        Self::open_or_create_object(name, &bytes_spec(size), &opts, None, |_| Ok(()))
+    }
+
+    /// A segment with no name, shared with children forked after this call.
+    pub fn anonymous(size: usize) -> Result<Segment> {
+        let opts = Options::default();
+        Self::create_object(Place::Anonymous, &bytes_spec(size), &opts, None, |_| Ok(()))
+    }
+
+    /// Removes the name now. Processes that have it mapped keep working; a
+    /// later `open` gets [`Error::NotFound`]. Removing a name that is gone
+    /// already gives `NotFound`. Anonymous segments have no name:
+    /// [`Error::InvalidArgument`].
+    pub fn unlink(&self) -> Result<()> {
+        let (_, c) = self
+            .name
+            .as_ref()
+            .ok_or(Error::InvalidArgument("anonymous segment has no name"))?;
+        self.unlink_on_drop.store(false, Ordering::Relaxed);
+        shm::shm_unlink(c)
+    }
+
+    /// Removes the name `name` without opening it (a cleaner's call).
+    pub fn unlink_name(name: &str) -> Result<()> {
+        shm::shm_unlink(&name::validate(name)?)
+    }
+
+    /// Keeps the name after this handle drops, even if it created it.
+    pub fn persist(&self) {
+        self.unlink_on_drop.store(false, Ordering::Relaxed);
+    }
+
+    /// The name, or `None` for an anonymous segment.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_ref().map(|(s, _)| s.as_str())
+    }
+
+    /// Whether this handle created the segment (for `open_or_create`: it
+    /// was this caller that won the race).
+    pub fn is_creator(&self) -> bool {
+        self.creator
+    }
+
+    /// Total bytes mapped, header included.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Never true: a segment holds at least its header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// What the header said when this handle was made.
+    pub fn info(&self) -> &HeaderInfo {
+        &self.info
+    }
+
+    /// Start of the object (for a bytes segment: the caller's bytes).
+    /// Other processes may write these bytes at any moment: access them
+    /// through atomics or raw copies, never through `&`/`&mut` references
+    /// unless a protocol grants exclusive access.
+    pub fn data_ptr(&self) -> *mut u8 {
+        // SAFETY: `object_offset + object_size <= len` was checked when the
+        // header was validated or written, so the result is in bounds.
+        unsafe { self.map.as_mut_ptr().add(self.info.object_offset as usize) }
+    }
+
+    /// Bytes available at [`Segment::data_ptr`].
+    pub fn data_len(&self) -> usize {
+        self.info.object_size as usize
+    }
+
+    /// Whether the process that created the segment still runs (same pid
+    /// and start time). A recycled pid counts as dead.
+    pub fn creator_alive(&self) -> bool {
+        proc::is_alive(self.info.creator_pid, self.info.creator_start)
+    }
+
+    /// Creates a segment, writes its header, lets `init` fill the object
+    /// (zeroed memory, `spec.object_size` bytes at its alignment), then
+    /// publishes it.
+    pub(crate) fn create_object(
+        place: Place<'_>,
+        spec: &Spec,
+        opts: &Options,
+        link: Option<&str>,
+        init: impl FnOnce(*mut u8) -> Result<()>,
+    ) -> Result<Segment> {
+        let total = spec.total_size()?;
+        let (fd, name) = match place {
+            Place::Named(n) => {
+                let c = name::validate(n)?;
+                let fd = shm::shm_open(&c, shm::OpenMode::CreateExclusive, opts.mode)?;
+                (fd, Some((n.to_owned(), c)))
+            }
+            Place::Anonymous => (shm::anonymous_fd()?, None),
+        };
+        let mut undo = UnlinkOnFailure(name.as_ref().map(|(_, c)| c.clone()));
+        if name.is_some() {
+            shm::fchmod(&fd, opts.mode)?;
+        }
+        shm::reserve(&fd, total)?;
+        let map = map_fd(&fd, total)?;
+        let header = header_of(&map);
+        let me = proc::pid();
+        header.write(spec, total, (me, proc::start_time(me).unwrap_or(0)), link)?;
+        let offset = spec.object_offset()? as usize;
+        // SAFETY: `offset + object_size <= total` (Spec::total_size), so the
+        // pointer is inside the mapping; the segment is fresh and unpublished,
+        // so nobody else touches the object while `init` runs.
+        init(unsafe { map.as_mut_ptr().add(offset) })?;
+        let info = header.info()?;
+        header.publish();
+        undo.0 = None;
+        Ok(Segment {
+            map,
+            name,
+            creator: true,
+            creator_pid: me,
+            unlink_on_drop: AtomicBool::new(!opts.persist),
+            info,
+        })
+    }
+
+    /// Opens `name` and checks it holds what `spec` describes (kind, type;
+    /// the handle checks its own parameters).
+    pub(crate) fn open_object(name: &str, spec: &Spec, opts: &Options) -> Result<Segment> {
+        let c = name::validate(name)?;
+        let fd = shm::shm_open(&c, shm::OpenMode::Existing, 0)?;
+        let mut seg = Self::attach_fd(&fd, spec, opts)?;
+        seg.name = Some((name.to_owned(), c));
+        Ok(seg)
+    }
+
+    /// Creates `name` or, if another process got there first, opens it.
+    pub(crate) fn open_or_create_object(
+        name: &str,
+        spec: &Spec,
+        opts: &Options,
+        link: Option<&str>,
+        init: impl Fn(*mut u8) -> Result<()>,
+    ) -> Result<Segment> {
+        // A creator may unlink between our EEXIST and our open; a few rounds
+        // settle any realistic race.
+        let mut last = Error::NotFound;
+        for _ in 0..32 {
+            match Self::create_object(Place::Named(name), spec, opts, link, &init) {
+                Err(Error::AlreadyExists) => {}
+                other => return other,
+            }
+            match Self::open_object(name, spec, opts) {
+                Err(Error::NotFound) => last = Error::NotFound,
+                other => return other,
+            }
+        }
+        Err(last)
+    }
+
+    /// Maps an open descriptor and validates its header: waits (bounded by
+    /// `opts.open_timeout`) for the creator to size and publish it.
+    pub(crate) fn attach_fd(fd: &OwnedFd, spec: &Spec, opts: &Options) -> Result<Segment> {
+        let deadline = Deadline::after(opts.open_timeout);
+        let mut pause = Duration::from_micros(50);
+        let nap = |pause: &mut Duration| {
+            std::thread::sleep((*pause).min(deadline.remaining()));
+            *pause = (*pause * 2).min(Duration::from_millis(5));
+        };
+        let size = loop {
+            let size = shm::fstat(fd)?.size;
+            if size >= HEADER_SIZE as u64 {
+                break size;
+            }
+            if deadline.has_passed() {
+                return Err(if size == 0 {
+                    Error::NotReady
+                } else {
+                    Error::Corrupt("segment smaller than its header")
+                });
+            }
+            nap(&mut pause);
+        };
+        if size > isize::MAX as u64 {
+            return Err(Error::Corrupt("segment size out of range"));
+        }
+        let map = map_fd(fd, size)?;
+        let header = header_of(&map);
+        loop {
+            match header.state() {
+                READY => break,
+                0 if !deadline.has_passed() => nap(&mut pause),
+                0 => return Err(Error::NotReady),
+                _ => return Err(Error::Corrupt("bad segment state word")),
+            }
+        }
+        let info = header.validate(size, spec)?;
+        Ok(Segment {
+            map,
+            name: None,
+            creator: false,
+            creator_pid: 0,
+            unlink_on_drop: AtomicBool::new(false),
+            info,
+        })
+    }
+
+    /// An anonymous segment holding a copy of `bytes`, unvalidated: the
+    /// input for [`Segment::attach_fd`] in the fuzz targets.
+    #[doc(hidden)]
+    pub fn __fuzz_fd(bytes: &[u8]) -> Result<OwnedFd> {
+        use std::io::Write;
+        let fd = shm::anonymous_fd()?;
+        let mut f = std::fs::File::from(fd);
+        f.write_all(bytes)
+            .map_err(|e| Error::Os { call: "write", source: e })?;
+        Ok(f.into())
+    }
+}
+
+fn bytes_spec(size: usize) -> Spec {
+    Spec {
+        kind: Kind::Bytes,
+        fingerprint: Fingerprint::NONE,
+        len: size as u64,
+        capacity: 0,
+        object_size: size as u64,
+        object_align: 64,
+    }
+}
+
+fn map_fd(fd: &OwnedFd, len: u64) -> Result<MmapRaw> {
+    MmapOptions::new()
+        .len(len as usize)
+        .map_raw(fd.as_raw_fd())
+        .map_err(|e| Error::Os {
+            call: "mmap",
+            source: e,
+        })
+}
+
+fn header_of(map: &MmapRaw) -> &Header {
+    debug_assert!(map.len() >= HEADER_SIZE, "mapping shorter than the header");
+    // SAFETY: every mapping made here is at least HEADER_SIZE long and
+    // page-aligned (so 64-aligned); `Header` is made only of atomics, valid
+    // for any bit pattern and for concurrent access by other processes; the
+    // reference lives no longer than the borrow of `map`.
+    unsafe { &*map.as_ptr().cast::<Header>() }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if let Some((_, c)) = &self.name {
+            if self.unlink_on_drop.load(Ordering::Relaxed) && proc::pid() == self.creator_pid {
+                let _ = shm::shm_unlink(c);
+            }
+        }
+    }
+}
+
+// SAFETY: a Segment is a mapping plus plain data. The mapping is shared
+// memory that any thread may access; all access to its contents goes
+// through atomics or through handles that enforce their own protocol.
+unsafe impl Send for Segment {}
+// SAFETY: as above; `&Segment` exposes only atomics and raw pointers.
+unsafe impl Sync for Segment {}

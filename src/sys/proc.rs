@@ -1,0 +1,100 @@
+//! Process identity: pid, process start time, liveness.
+//!
+//! A pid alone does not name a process for long: pids are recycled. The pair
+//! (pid, start time) does, which is what segment headers record about their
+//! creator (PITFALLS.md, "Robust locks": owner liveness). Pids are local to a
+//! pid namespace; processes sharing a segment must share one.
+
+/// The calling process's pid.
+pub(crate) fn pid() -> u32 {
+    std::process::id()
+}
+
+/// The start time of process `pid` in clock ticks since boot (field 22 of
+/// `/proc/PID/stat`), or `None` where unknown (no such process, no procfs).
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        parse_start_time(&stat)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = pid;
+        None
+    }
+}
+
+/// Field 22 of a `/proc/PID/stat` line. The command name (field 2) sits in
+/// parentheses and may itself hold spaces and parentheses, so counting starts
+/// after the last `)`.
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+pub(crate) fn parse_start_time(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // `rest` starts at field 3 (state); field 22 is the 20th from there.
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
+/// The calling thread's kernel id (Linux `gettid`), as robust lock words
+/// record it. Elsewhere the pid, which is enough where locks are refused.
+pub(crate) fn thread_id() -> u32 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: gettid has no preconditions and cannot fail.
+        unsafe { libc::gettid() as u32 }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        pid()
+    }
+}
+
+/// Whether a process or thread with this id exists (in our pid namespace).
+/// `kill(id, 0)` sends nothing; `EPERM` still proves existence.
+pub(crate) fn id_exists(id: u32) -> bool {
+    let Ok(id) = libc::pid_t::try_from(id) else {
+        return false;
+    };
+    if id <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 performs only the existence and permission check.
+    let rc = unsafe { libc::kill(id, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Whether the process recorded as (`pid`, `start`) is still alive: the pid
+/// exists and, where start times are known, it is the same process.
+pub(crate) fn is_alive(pid: u32, start: u64) -> bool {
+    if !id_exists(pid) {
+        return false;
+    }
+    match start_time(pid) {
+        Some(now) if start != 0 => now == start,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_field_22_past_odd_command_names() {
+        let line = "42 (a b) c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
+        assert_eq!(parse_start_time(line), Some(98765));
+        assert_eq!(parse_start_time("garbage"), None);
+        assert_eq!(parse_start_time("1 (x) S 1 2"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn this_process_is_alive_and_recycled_pids_are_not() {
+        let me = pid();
+        let start = start_time(me).expect("procfs");
+        assert!(is_alive(me, start));
+        assert!(!is_alive(me, start + 1));
+        assert!(!id_exists(0));
+        assert!(!id_exists(u32::MAX));
+    }
+}

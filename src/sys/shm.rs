@@ -1,0 +1,138 @@
+//! Shared-memory objects: `shm_open`, `shm_unlink`, `memfd_create`,
+//! `posix_fallocate`, `fstat`, `fchmod`.
+
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::{Error, Result};
+
+/// How `open` treats an existing or missing object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpenMode {
+    /// Create; fail with `AlreadyExists` if it is there (`O_CREAT|O_EXCL`).
+    CreateExclusive,
+    /// Open an existing object; fail with `NotFound` if it is not there.
+    Existing,
+}
+
+/// Opens or creates the POSIX shared-memory object `name`, read-write and
+/// close-on-exec.
+pub(crate) fn shm_open(name: &CStr, mode: OpenMode, perm: u32) -> Result<OwnedFd> {
+    let flags = libc::O_RDWR
+        | libc::O_CLOEXEC
+        | match mode {
+            OpenMode::CreateExclusive => libc::O_CREAT | libc::O_EXCL,
+            OpenMode::Existing => 0,
+        };
+    // SAFETY: `name` is a NUL-terminated string that outlives the call; the
+    // flags and mode are plain integers.
+    let fd = unsafe { libc::shm_open(name.as_ptr(), flags, perm as libc::mode_t) };
+    if fd < 0 {
+        return Err(Error::last_os("shm_open"));
+    }
+    // SAFETY: `fd` was just returned by shm_open, is open, and nothing else
+    // owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Removes the name `name`. Mappings and descriptors stay valid.
+pub(crate) fn shm_unlink(name: &CStr) -> Result<()> {
+    // SAFETY: `name` is a NUL-terminated string that outlives the call.
+    let rc = unsafe { libc::shm_unlink(name.as_ptr()) };
+    if rc != 0 {
+        return Err(Error::last_os("shm_unlink"));
+    }
+    Ok(())
+}
+
+/// An unnamed shared-memory object for an anonymous segment, inherited across
+/// `fork` through its mapping. Linux: `memfd_create`. Elsewhere: a uniquely
+/// named POSIX object, unlinked at once.
+pub(crate) fn anonymous_fd() -> Result<OwnedFd> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: the name is a NUL-terminated literal; MFD_CLOEXEC is a
+        // valid flag.
+        let fd = unsafe { libc::memfd_create(c"shmprim-anon".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(Error::last_os("memfd_create"));
+        }
+        // SAFETY: `fd` is a fresh descriptor owned by nothing else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        for _ in 0..16 {
+            let name = crate::segment::unique_name("anon");
+            let c = std::ffi::CString::new(name).map_err(|_| Error::InvalidArgument("name"))?;
+            match shm_open(&c, OpenMode::CreateExclusive, 0o600) {
+                Ok(fd) => {
+                    shm_unlink(&c)?;
+                    return Ok(fd);
+                }
+                Err(Error::AlreadyExists) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::AlreadyExists)
+    }
+}
+
+/// Sizes `fd` to `len` bytes and reserves the memory, so that a full
+/// `/dev/shm` fails here with `OutOfSpace` rather than as `SIGBUS` on first
+/// touch. Where the platform refuses `posix_fallocate` on shared memory
+/// (FreeBSD), the object is only truncated to size.
+pub(crate) fn reserve(fd: &OwnedFd, len: u64) -> Result<()> {
+    let len_off = libc::off_t::try_from(len).map_err(|_| Error::InvalidArgument("size"))?;
+    // SAFETY: `fd` is an open descriptor we own; `len_off` is non-negative.
+    if unsafe { libc::ftruncate(fd.as_raw_fd(), len_off) } != 0 {
+        return Err(Error::last_os("ftruncate"));
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: as above; posix_fallocate returns the error number instead
+        // of setting errno.
+        let rc = unsafe { libc::posix_fallocate(fd.as_raw_fd(), 0, len_off) };
+        if rc != 0 {
+            return Err(Error::from_errno("posix_fallocate", rc));
+        }
+    }
+    Ok(())
+}
+
+/// What `fstat` says about a shared-memory object.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stat {
+    pub(crate) size: u64,
+    #[allow(dead_code)]
+    pub(crate) uid: u32,
+    #[allow(dead_code)]
+    pub(crate) mode: u32,
+}
+
+/// `fstat` on `fd`.
+pub(crate) fn fstat(fd: &OwnedFd) -> Result<Stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fd` is open; `st` is a writable buffer of the right type.
+    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return Err(Error::last_os("fstat"));
+    }
+    // SAFETY: fstat returned 0, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    Ok(Stat {
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        uid: st.st_uid,
+        #[allow(clippy::useless_conversion)] // mode_t is u16 on some Unixes
+        mode: u32::from(st.st_mode) & 0o7777,
+    })
+}
+
+/// Sets the permission bits exactly, undoing the process umask that
+/// `shm_open` applied.
+pub(crate) fn fchmod(fd: &OwnedFd, perm: u32) -> Result<()> {
+    // SAFETY: `fd` is open; `perm` is a plain mode value.
+    if unsafe { libc::fchmod(fd.as_raw_fd(), perm as libc::mode_t) } != 0 {
+        return Err(Error::last_os("fchmod"));
+    }
+    Ok(())
+}
