@@ -51,7 +51,8 @@ pub mod sys;
 
 pub use error::{Error, NameError, Result};
 pub use handle::{
-    Array, ArrayGuard, AtomicInt, AtomicValue, Lock, LockGuard, RLock, SharedLock, Value, ValueGuard,
+    Array, ArrayGuard, AtomicInt, AtomicValue, Lock, LockGuard, RLock, SharedLock, Value,
+    ValueGuard,
 };
 pub use plain::{type_tag, Plain};
 pub use raw::{Acquire, LockError, LockResult, MutexKind, OwnerDied, RawMutex, RawMutexGuard};
@@ -100,7 +101,9 @@ pub mod __fuzz {
         }
         if let Ok(seg) = attach(bytes, Kind::Array, fp::<u32>()) {
             if let Ok(a) = Array::<u32>::__attach(seg, &opts) {
-                let _ = a.try_lock().map(|g| g.iter().fold(0u32, |x, y| x.wrapping_add(*y)));
+                let _ = a
+                    .try_lock()
+                    .map(|g| g.iter().fold(0u32, |x, y| x.wrapping_add(*y)));
                 ok += 1;
             }
         }

@@ -80,13 +80,25 @@ impl<T: Plain> Array<T> {
     /// Creates a copy of `src` under `name`.
     pub fn create_from_slice(name: &str, src: &[T]) -> Result<Self> {
         let opts = Options::default();
-        let inner = Guarded::create(Place::Named(name), Kind::Array, src.len(), &opts, None, copy_of(src))?;
+        let inner = Guarded::create(
+            Place::Named(name),
+            Kind::Array,
+            src.len(),
+            &opts,
+            None,
+            copy_of(src),
+        )?;
         Ok(Array { inner })
     }
 
     /// Creates `len` zeroed elements under `name`, guarded by `lock` instead
     /// of a lock of their own (see [`Value::create_with_lock`](crate::Value::create_with_lock)).
-    pub fn create_with_lock(name: &str, len: usize, lock: impl Into<SharedLock>, opts: &Options) -> Result<Self> {
+    pub fn create_with_lock(
+        name: &str,
+        len: usize,
+        lock: impl Into<SharedLock>,
+        opts: &Options,
+    ) -> Result<Self> {
         let shared = Some(lock.into());
         let inner = Guarded::create(Place::Named(name), Kind::Array, len, opts, shared, zeroed)?;
         Ok(Array { inner })
@@ -122,21 +134,42 @@ impl<T: Plain> Array<T> {
     /// `len` zeroed elements with no name, shared with children forked
     /// afterwards.
     pub fn anonymous(len: usize) -> Result<Self> {
-        let inner = Guarded::create(Place::Anonymous, Kind::Array, len, &Options::default(), None, zeroed)?;
+        let inner = Guarded::create(
+            Place::Anonymous,
+            Kind::Array,
+            len,
+            &Options::default(),
+            None,
+            zeroed,
+        )?;
         Ok(Array { inner })
     }
 
     /// An unnamed copy of `src`.
     pub fn from_slice(src: &[T]) -> Result<Self> {
         let opts = Options::default();
-        let inner = Guarded::create(Place::Anonymous, Kind::Array, src.len(), &opts, None, copy_of(src))?;
+        let inner = Guarded::create(
+            Place::Anonymous,
+            Kind::Array,
+            src.len(),
+            &opts,
+            None,
+            copy_of(src),
+        )?;
         Ok(Array { inner })
     }
 
     /// `len` unnamed zeroed elements guarded by `lock`.
     pub fn anonymous_with_lock(len: usize, lock: impl Into<SharedLock>) -> Result<Self> {
         let shared = Some(lock.into());
-        let inner = Guarded::create(Place::Anonymous, Kind::Array, len, &Options::default(), shared, zeroed)?;
+        let inner = Guarded::create(
+            Place::Anonymous,
+            Kind::Array,
+            len,
+            &Options::default(),
+            shared,
+            zeroed,
+        )?;
         Ok(Array { inner })
     }
 
@@ -165,8 +198,13 @@ impl<T: Plain> Array<T> {
 
     /// Takes the lock if free ([`Error::WouldBlock`] otherwise).
     pub fn try_lock(&self) -> LockResult<ArrayGuard<'_, T>> {
-        self.lock_until(Some(Deadline::now()))
-            .map_err(|e| if e.is_timeout() { Error::WouldBlock.into() } else { e })
+        self.lock_until(Some(Deadline::now())).map_err(|e| {
+            if e.is_timeout() {
+                Error::WouldBlock.into()
+            } else {
+                e
+            }
+        })
     }
 
     /// Waits at most `timeout` for the lock.
@@ -183,14 +221,20 @@ impl<T: Plain> Array<T> {
             len,
             _t: PhantomData,
         };
-        self.inner.lock_until(deadline).map(wrap).map_err(|e| e.map(wrap))
+        self.inner
+            .lock_until(deadline)
+            .map(wrap)
+            .map_err(|e| e.map(wrap))
     }
 
     /// Element `i`, read under the lock; [`Error::OutOfRange`] past the end.
     /// Owner death as for [`Value::get`](crate::Value::get).
     pub fn get(&self, i: usize) -> Result<T> {
         let len = self.len();
-        self.lock()?.get(i).copied().ok_or(Error::OutOfRange { index: i, len })
+        self.lock()?
+            .get(i)
+            .copied()
+            .ok_or(Error::OutOfRange { index: i, len })
     }
 
     /// Replaces element `i` under the lock; [`Error::OutOfRange`] past the end.

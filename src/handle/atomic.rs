@@ -2,7 +2,9 @@
 
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::atomic::{AtomicI16, AtomicI32, AtomicI64, AtomicI8, AtomicU16, AtomicU32, AtomicU64, AtomicU8};
+use std::sync::atomic::{
+    AtomicI16, AtomicI32, AtomicI64, AtomicI8, AtomicU16, AtomicU32, AtomicU64, AtomicU8,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +30,11 @@ pub trait AtomicInt: Plain + sealed::Sealed + Eq + std::fmt::Debug {
     #[doc(hidden)]
     fn fetch_sub(a: &Self::Atomic, v: Self) -> Self;
     #[doc(hidden)]
-    fn compare_exchange(a: &Self::Atomic, current: Self, new: Self) -> std::result::Result<Self, Self>;
+    fn compare_exchange(
+        a: &Self::Atomic,
+        current: Self,
+        new: Self,
+    ) -> std::result::Result<Self, Self>;
 }
 
 macro_rules! atomic_int {
@@ -110,7 +116,10 @@ impl<T: AtomicInt> AtomicValue<T> {
             Ok(())
         };
         let seg = Segment::create_object(place, &spec::<T>(), opts, None, fill)?;
-        Ok(AtomicValue { seg: Arc::new(seg), _t: PhantomData })
+        Ok(AtomicValue {
+            seg: Arc::new(seg),
+            _t: PhantomData,
+        })
     }
 
     /// Creates it under `name`, holding `init`.
@@ -140,7 +149,8 @@ impl<T: AtomicInt> AtomicValue<T> {
             unsafe { p.cast::<T>().write(init) };
             Ok(())
         };
-        let seg = Segment::open_or_create_object(name, &spec::<T>(), &Options::default(), None, fill)?;
+        let seg =
+            Segment::open_or_create_object(name, &spec::<T>(), &Options::default(), None, fill)?;
         Self::checked(seg)
     }
 
@@ -157,9 +167,14 @@ impl<T: AtomicInt> AtomicValue<T> {
 
     fn checked(seg: Segment) -> Result<Self> {
         if seg.info().object_size != std::mem::size_of::<T>() as u64 {
-            return Err(Error::Corrupt("object size does not match the integer type"));
+            return Err(Error::Corrupt(
+                "object size does not match the integer type",
+            ));
         }
-        Ok(AtomicValue { seg: Arc::new(seg), _t: PhantomData })
+        Ok(AtomicValue {
+            seg: Arc::new(seg),
+            _t: PhantomData,
+        })
     }
 
     fn atomic(&self) -> &T::Atomic {

@@ -84,7 +84,12 @@ impl<T: Plain> Guarded<T> {
 
     /// Opens `name`; with `expect_len`, a different stored length is
     /// [`Error::LengthMismatch`].
-    pub(crate) fn open(name: &str, kind: Kind, expect_len: Option<usize>, opts: &Options) -> Result<Self> {
+    pub(crate) fn open(
+        name: &str,
+        kind: Kind,
+        expect_len: Option<usize>,
+        opts: &Options,
+    ) -> Result<Self> {
         let seg = Segment::open_object(name, &spec::<T>(kind, 0)?, opts)?;
         Self::attach(seg, expect_len, opts)
     }
@@ -138,7 +143,9 @@ impl<T: Plain> Guarded<T> {
             }
         }
         let len = usize::try_from(info.len).map_err(|_| Error::Corrupt("length out of range"))?;
-        let want_size = spec::<T>(Kind::Array, len).map_err(|_| Error::Corrupt("length out of range"))?.object_size;
+        let want_size = spec::<T>(Kind::Array, len)
+            .map_err(|_| Error::Corrupt("length out of range"))?
+            .object_size;
         if info.object_size != want_size {
             return Err(Error::Corrupt("object size does not match length"));
         }
@@ -194,7 +201,9 @@ impl<T: Plain> Guarded<T> {
         if matches!(self.shared, Some(SharedLock::RLock(_))) {
             let nested = |g: &RawMutexGuard<'_>| match g.mutex().recursion_count() {
                 Some(count) => (count > 1).then_some(Error::Deadlock),
-                None => Some(Error::Unsupported("sharing an RLock needs the C library's lock layout")),
+                None => Some(Error::Unsupported(
+                    "sharing an RLock needs the C library's lock layout",
+                )),
             };
             match &guard {
                 Ok(g) => {

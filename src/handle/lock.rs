@@ -23,7 +23,13 @@ fn spec(kind: Kind) -> Spec {
 }
 
 /// Creates or opens a segment holding one mutex of `kind`.
-pub(crate) fn mutex_segment(place: Option<Place<'_>>, open: Option<&str>, kind: Kind, mk: MutexKind, opts: &Options) -> Result<Arc<Segment>> {
+pub(crate) fn mutex_segment(
+    place: Option<Place<'_>>,
+    open: Option<&str>,
+    kind: Kind,
+    mk: MutexKind,
+    opts: &Options,
+) -> Result<Arc<Segment>> {
     let init = |p: *mut u8| {
         // SAFETY: `p` is the object start of a fresh, unpublished segment:
         // RawMutex::SIZE bytes at RawMutex::ALIGN, exclusively ours.
@@ -32,7 +38,9 @@ pub(crate) fn mutex_segment(place: Option<Place<'_>>, open: Option<&str>, kind: 
     let seg = match (place, open) {
         (Some(place), None) => Segment::create_object(place, &spec(kind), opts, None, init)?,
         (None, Some(name)) => Segment::open_object(name, &spec(kind), opts)?,
-        (Some(Place::Named(name)), Some(_)) => Segment::open_or_create_object(name, &spec(kind), opts, None, init)?,
+        (Some(Place::Named(name)), Some(_)) => {
+            Segment::open_or_create_object(name, &spec(kind), opts, None, init)?
+        }
         _ => return Err(Error::InvalidArgument("mutex_segment: nothing to do")),
     };
     mutex_of(&seg).check()?;
@@ -113,7 +121,8 @@ macro_rules! mutex_handle {
                 self.raw().acquire()
             }
 
-            /// Python's `acquire(timeout=t)`: `Ok(false)` if it timed out.
+            /// Python's `acquire(timeout=t)`: `Ok(None)` if it timed out (Python's
+            /// `False`), never before `timeout` has elapsed.
             pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<Acquire>> {
                 match self.raw().acquire_timeout(timeout) {
                     Ok(a) => Ok(Some(a)),

@@ -69,7 +69,14 @@ impl<T: Plain> Value<T> {
 
     /// [`Value::create`] with options.
     pub fn create_with(name: &str, init: T, opts: &Options) -> Result<Self> {
-        let inner = Guarded::create(Place::Named(name), Kind::Value, 1, opts, None, fill_with(init))?;
+        let inner = Guarded::create(
+            Place::Named(name),
+            Kind::Value,
+            1,
+            opts,
+            None,
+            fill_with(init),
+        )?;
         Ok(Value { inner })
     }
 
@@ -78,9 +85,21 @@ impl<T: Plain> Value<T> {
     /// find and open the same lock. With an `RLock`, a thread that already
     /// holds it cannot lock the value ([`Error::Deadlock`](crate::Error::Deadlock)):
     /// two guards would hand out two `&mut T`.
-    pub fn create_with_lock(name: &str, init: T, lock: impl Into<SharedLock>, opts: &Options) -> Result<Self> {
+    pub fn create_with_lock(
+        name: &str,
+        init: T,
+        lock: impl Into<SharedLock>,
+        opts: &Options,
+    ) -> Result<Self> {
         let shared = Some(lock.into());
-        let inner = Guarded::create(Place::Named(name), Kind::Value, 1, opts, shared, fill_with(init))?;
+        let inner = Guarded::create(
+            Place::Named(name),
+            Kind::Value,
+            1,
+            opts,
+            shared,
+            fill_with(init),
+        )?;
         Ok(Value { inner })
     }
 
@@ -106,14 +125,28 @@ impl<T: Plain> Value<T> {
 
     /// An unnamed one, shared with children forked afterwards.
     pub fn anonymous(init: T) -> Result<Self> {
-        let inner = Guarded::create(Place::Anonymous, Kind::Value, 1, &Options::default(), None, fill_with(init))?;
+        let inner = Guarded::create(
+            Place::Anonymous,
+            Kind::Value,
+            1,
+            &Options::default(),
+            None,
+            fill_with(init),
+        )?;
         Ok(Value { inner })
     }
 
     /// An unnamed one guarded by `lock`.
     pub fn anonymous_with_lock(init: T, lock: impl Into<SharedLock>) -> Result<Self> {
         let shared = Some(lock.into());
-        let inner = Guarded::create(Place::Anonymous, Kind::Value, 1, &Options::default(), shared, fill_with(init))?;
+        let inner = Guarded::create(
+            Place::Anonymous,
+            Kind::Value,
+            1,
+            &Options::default(),
+            shared,
+            fill_with(init),
+        )?;
         Ok(Value { inner })
     }
 
@@ -133,8 +166,13 @@ impl<T: Plain> Value<T> {
 
     /// Takes the lock if free ([`Error::WouldBlock`](crate::Error::WouldBlock) otherwise).
     pub fn try_lock(&self) -> LockResult<ValueGuard<'_, T>> {
-        self.lock_until(Some(Deadline::now()))
-            .map_err(|e| if e.is_timeout() { crate::Error::WouldBlock.into() } else { e })
+        self.lock_until(Some(Deadline::now())).map_err(|e| {
+            if e.is_timeout() {
+                crate::Error::WouldBlock.into()
+            } else {
+                e
+            }
+        })
     }
 
     /// Waits at most `timeout` for the lock.
@@ -150,7 +188,10 @@ impl<T: Plain> Value<T> {
             data: unsafe { NonNull::new_unchecked(data) },
             _t: PhantomData,
         };
-        self.inner.lock_until(deadline).map(wrap).map_err(|e| e.map(wrap))
+        self.inner
+            .lock_until(deadline)
+            .map(wrap)
+            .map_err(|e| e.map(wrap))
     }
 
     /// A copy of the value, read under the lock. If the lock's previous
@@ -229,4 +270,3 @@ impl<T: Plain + std::fmt::Debug> std::fmt::Debug for ValueGuard<'_, T> {
         f.debug_tuple("ValueGuard").field(&**self).finish()
     }
 }
-

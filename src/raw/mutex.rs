@@ -6,8 +6,7 @@
 //! |-------:|-------------|------------------------------------------------------|
 //! |      0 | `state`     | `STATE_MAGIC` in bits 8..32, flags in bits 0..8      |
 //! |      4 | `kind`      | [`MutexKind`] code                                   |
-//! |      8 | `impl_kind` | the C library's kind word as `init` left it          |
-//! |     12 | reserved    | zero                                                 |
+//! |      8 | reserved    | zero                                                 |
 //! |     16 | `mutex`     | the `pthread_mutex_t` (48 bytes reserved)            |
 //!
 //! ## State flags
@@ -28,7 +27,7 @@ use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU32, Ordering::*};
 use std::time::Duration;
 
-use static_assertions::{const_assert, const_assert_eq};
+use static_assertions::const_assert_eq;
 
 use super::lock_error::{sealed, LockError, LockResult, OwnerDied, RecoverableGuard};
 use crate::sys::clock::Deadline;
@@ -93,16 +92,19 @@ pub enum Acquire {
 pub struct RawMutex {
     state: AtomicU32,
     kind: AtomicU32,
-    impl_kind: AtomicU32,
-    _reserved: AtomicU32,
+    _reserved: [AtomicU32; 2],
     mutex: UnsafeCell<MaybeUninit<[u64; MUTEX_BYTES / 8]>>,
 }
 
 const_assert_eq!(std::mem::size_of::<RawMutex>(), 64);
 const_assert_eq!(std::mem::align_of::<RawMutex>(), 64);
 const_assert_eq!(std::mem::offset_of!(RawMutex, mutex), 16);
-const_assert!(std::mem::size_of::<pthread::Mutex>() <= MUTEX_BYTES);
-const_assert!(std::mem::align_of::<pthread::Mutex>() <= 8);
+// Where robust mutexes exist, the C library's mutex must fit the storage.
+// (Elsewhere `init` refuses before touching it.)
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
+static_assertions::const_assert!(std::mem::size_of::<pthread::Mutex>() <= MUTEX_BYTES);
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
+static_assertions::const_assert!(std::mem::align_of::<pthread::Mutex>() <= 8);
 
 // SAFETY: every field is an atomic or an UnsafeCell whose contents are only
 // touched through the C library's thread-safe mutex calls.
@@ -125,16 +127,18 @@ impl RawMutex {
     /// `fork`). No other thread or process may touch those bytes until this
     /// returns; publish the object afterwards with a Release store.
     pub unsafe fn init(this: *mut RawMutex, kind: MutexKind) -> Result<()> {
-        debug_assert!(this as usize % Self::ALIGN == 0, "RawMutex::init: misaligned");
+        debug_assert!(
+            this as usize % Self::ALIGN == 0,
+            "RawMutex::init: misaligned"
+        );
         // SAFETY: the caller grants exclusive access to valid memory; the
         // mutex storage is large and aligned enough (asserted above).
         unsafe {
             let m = UnsafeCell::raw_get(std::ptr::addr_of!((*this).mutex)).cast::<pthread::Mutex>();
             pthread::init(m, kind == MutexKind::Recursive)?;
             let this = &*this;
-            this.impl_kind.store(pthread::kind_word(m).unwrap_or(0), Relaxed);
             this.kind.store(kind.code(), Relaxed);
-            this._reserved.store(0, Relaxed);
+            this._reserved.iter().for_each(|r| r.store(0, Relaxed));
             this.state.store(STATE_MAGIC, Release);
         }
         Ok(())
@@ -154,12 +158,15 @@ impl RawMutex {
         if state & UNRECOVERABLE != 0 {
             return Err(Error::NotRecoverable);
         }
-        let kind = MutexKind::from_code(self.kind.load(Relaxed))
-            .ok_or(Error::Corrupt("mutex kind"))?;
-        // SAFETY: the magic says `init` ran, so the storage holds a mutex.
-        if let Some(k) = unsafe { pthread::kind_word(self.raw()) } {
-            if k != self.impl_kind.load(Relaxed) {
-                return Err(Error::Corrupt("mutex overwritten (C library kind word changed)"));
+        let kind =
+            MutexKind::from_code(self.kind.load(Relaxed)).ok_or(Error::Corrupt("mutex kind"))?;
+        if let Some(expected) = pthread::expected_kind_word(kind == MutexKind::Recursive) {
+            // SAFETY: the storage is inside the object; reading the word is
+            // a plain atomic load whatever it holds.
+            if unsafe { pthread::kind_word(self.raw()) } != Some(expected) {
+                return Err(Error::Corrupt(
+                    "mutex overwritten (C library kind word changed)",
+                ));
             }
         }
         Ok(kind)
@@ -214,7 +221,9 @@ impl RawMutex {
         self.check()?;
         // SAFETY: `check` proved the mutex initialised.
         match unsafe { pthread::try_lock(self.raw()) } {
-            Err(Error::WouldBlock) if deadline.is_some_and(Deadline::has_passed) => Err(Error::Timeout),
+            Err(Error::WouldBlock) if deadline.is_some_and(Deadline::has_passed) => {
+                Err(Error::Timeout)
+            }
             Err(Error::WouldBlock) => self.acquire_slow(deadline),
             other => other,
         }
@@ -254,9 +263,9 @@ impl RawMutex {
         // before the thread id disappears, so read it again.
         // SAFETY: as above.
         match unsafe { pthread::owner(self.raw()) } {
-            Some((again, false)) if again == tid => {
-                Err(Error::Corrupt("lock word names a thread that does not exist"))
-            }
+            Some((again, false)) if again == tid => Err(Error::Corrupt(
+                "lock word names a thread that does not exist",
+            )),
             _ => Ok(()),
         }
     }
@@ -374,6 +383,15 @@ impl RawMutexGuard<'_> {
     }
 }
 
+impl std::fmt::Debug for RawMutexGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawMutexGuard")
+            .field("mutex", self.mutex)
+            .field("inconsistent", &self.inconsistent)
+            .finish()
+    }
+}
+
 impl sealed::Sealed for RawMutexGuard<'_> {}
 
 impl RecoverableGuard for RawMutexGuard<'_> {
@@ -402,5 +420,116 @@ impl std::fmt::Debug for RawMutex {
             .field("kind", &MutexKind::from_code(self.kind.load(Relaxed)))
             .field("state", &format_args!("{:#x}", self.state.load(Relaxed)))
             .finish()
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A mutex on the heap: the in-place type works in any memory.
+    fn boxed(kind: MutexKind) -> Box<MaybeUninit<RawMutex>> {
+        let mut b = Box::new(MaybeUninit::<RawMutex>::uninit());
+        // SAFETY: a fresh, aligned, exclusively owned allocation.
+        unsafe { RawMutex::init(b.as_mut_ptr(), kind) }.unwrap();
+        b
+    }
+
+    fn get(b: &MaybeUninit<RawMutex>) -> &RawMutex {
+        // SAFETY: initialised by `boxed`.
+        unsafe { b.assume_init_ref() }
+    }
+
+    /// The 32-bit word at byte `offset` of the mutex object.
+    fn word(m: &RawMutex, offset: usize) -> &AtomicU32 {
+        // SAFETY: in bounds and 4-aligned within the 64-byte object.
+        unsafe {
+            &*(m as *const RawMutex)
+                .cast::<u8>()
+                .add(offset)
+                .cast::<AtomicU32>()
+        }
+    }
+
+    #[test]
+    fn zeroed_memory_is_corrupt_not_a_mutex() {
+        let b = Box::new(MaybeUninit::<RawMutex>::zeroed());
+        // SAFETY: RawMutex is atomics and an UnsafeCell: zero bits are valid.
+        let m = unsafe { b.assume_init_ref() };
+        assert!(matches!(m.check(), Err(Error::Corrupt(_))));
+        assert!(matches!(
+            m.lock(),
+            Err(LockError::Failed(Error::Corrupt(_)))
+        ));
+        assert!(matches!(m.release(), Err(Error::Corrupt(_))));
+    }
+
+    #[test]
+    fn lock_relock_and_release_rules() {
+        let b = boxed(MutexKind::Normal);
+        let m = get(&b);
+        let g = m.lock().unwrap();
+        assert!(matches!(m.lock(), Err(LockError::Failed(Error::Deadlock))));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(m.try_lock().unwrap_err().is_would_block());
+                assert!(matches!(m.release(), Err(Error::NotOwner)));
+            });
+        });
+        drop(g);
+        assert!(m.try_lock().is_ok());
+        assert!(matches!(m.make_consistent(), Err(Error::NotOwner)));
+    }
+
+    #[test]
+    fn recursive_counts_levels() {
+        let b = boxed(MutexKind::Recursive);
+        let m = get(&b);
+        assert_eq!(m.acquire().unwrap(), Acquire::Clean);
+        assert_eq!(m.acquire().unwrap(), Acquire::Clean);
+        m.release().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(m.try_lock().unwrap_err().is_would_block()));
+        });
+        m.release().unwrap();
+        assert!(matches!(m.release(), Err(Error::NotOwner)));
+    }
+
+    #[cfg(all(target_env = "gnu", target_pointer_width = "64"))]
+    #[test]
+    fn overwritten_kind_word_is_corrupt() {
+        let b = boxed(MutexKind::Normal);
+        let m = get(&b);
+        // glibc's __kind sits 16 bytes into the pthread_mutex_t, which sits
+        // 16 bytes into RawMutex. Make it a priority-inheritance mutex.
+        word(m, 32).fetch_or(0x20, Relaxed);
+        assert!(matches!(
+            m.try_lock(),
+            Err(LockError::Failed(Error::Corrupt(_)))
+        ));
+    }
+
+    #[cfg(all(target_env = "gnu", target_pointer_width = "64"))]
+    #[test]
+    fn garbage_owner_ends_in_corrupt_not_a_hang() {
+        let b = boxed(MutexKind::Normal);
+        let m = get(&b);
+        // A thread id above any pid_max: no such thread can exist.
+        word(m, 16).store(0x3fff_fff0, Relaxed);
+        let t = Instant::now();
+        assert!(matches!(
+            m.lock(),
+            Err(LockError::Failed(Error::Corrupt(_)))
+        ));
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert!(matches!(
+            m.lock_timeout(Duration::from_secs(10)),
+            Err(LockError::Failed(Error::Corrupt(_)))
+        ));
+        // A word marked "owner died" is the kernel's doing: handed over.
+        word(m, 16).store(0x4000_0000 | 0x3fff_fff0, Relaxed);
+        let died = m.lock().unwrap_err();
+        assert!(died.is_owner_died());
     }
 }

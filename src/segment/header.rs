@@ -297,7 +297,10 @@ impl Header {
             self.flags.store(FLAG_LINK, Relaxed);
         }
         for (word, chunk) in self.link.iter().zip(buf.chunks_exact(8)) {
-            word.store(u64::from_le_bytes(chunk.try_into().expect("8 bytes")), Relaxed);
+            word.store(
+                u64::from_le_bytes(chunk.try_into().expect("8 bytes")),
+                Relaxed,
+            );
         }
         self.checksum.store(self.compute_checksum(), Relaxed);
         Ok(())
@@ -322,7 +325,9 @@ impl Header {
     pub(crate) fn validate(&self, real_size: u64, expect: &Spec) -> Result<HeaderInfo> {
         let info = self.info()?;
         if info.total_size != real_size {
-            return Err(Error::Corrupt("segment size differs from its header (truncated?)"));
+            return Err(Error::Corrupt(
+                "segment size differs from its header (truncated?)",
+            ));
         }
         if info.kind_code != expect.kind.code() {
             return Err(Error::KindMismatch {

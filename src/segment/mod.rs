@@ -132,7 +132,13 @@ impl Segment {
 
     /// [`Segment::create`] with options.
     pub fn create_with(name: &str, size: usize, opts: &Options) -> Result<Segment> {
-        Self::create_object(Place::Named(name), &bytes_spec(size), opts, None, |_| Ok(()))
+        Self::create_object(
+            Place::Named(name),
+            &bytes_spec(size),
+            opts,
+            None,
+            |_| Ok(()),
+        )
     }
 
     /// Opens the bytes segment `name`.
@@ -363,8 +369,10 @@ impl Segment {
         use std::io::Write;
         let fd = shm::anonymous_fd()?;
         let mut f = std::fs::File::from(fd);
-        f.write_all(bytes)
-            .map_err(|e| Error::Os { call: "write", source: e })?;
+        f.write_all(bytes).map_err(|e| Error::Os {
+            call: "write",
+            source: e,
+        })?;
         Ok(f.into())
     }
 }

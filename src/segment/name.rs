@@ -88,7 +88,10 @@ mod tests {
         assert_eq!(reason("/"), NameError::NothingAfterSlash);
         assert_eq!(reason("/a/b"), NameError::InnerSlash);
         assert_eq!(reason("/a\0b"), NameError::Nul);
-        assert_eq!(reason(&format!("/{}", "x".repeat(MAX_NAME_LEN))), NameError::TooLong);
+        assert_eq!(
+            reason(&format!("/{}", "x".repeat(MAX_NAME_LEN))),
+            NameError::TooLong
+        );
         assert!(validate(&format!("/{}", "x".repeat(MAX_NAME_LEN - 1))).is_ok());
         assert!(validate("/ok.name-1").is_ok());
     }

@@ -53,12 +53,12 @@ impl Deadline {
         monotonic_ns() >= self.ns
     }
 
-
     /// The deadline as an absolute `CLOCK_MONOTONIC` timespec.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn as_timespec(self) -> libc::timespec {
         libc::timespec {
-            tv_sec: (self.ns / 1_000_000_000).min(i64::MAX as u64) as libc::time_t,
-            tv_nsec: (self.ns % 1_000_000_000) as libc::c_long,
+            tv_sec: (self.ns / 1_000_000_000).min(i64::MAX as u64) as _,
+            tv_nsec: (self.ns % 1_000_000_000) as _,
         }
     }
 }

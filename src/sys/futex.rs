@@ -41,7 +41,11 @@ pub fn wake_all(word: &AtomicU32) -> Result<usize> {
 }
 
 /// [`wait`] with an absolute deadline.
-pub(crate) fn wait_until(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> Result<()> {
+pub(crate) fn wait_until(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<Deadline>,
+) -> Result<()> {
     imp::wait(word, expected, deadline)
 }
 
@@ -124,7 +128,10 @@ mod tests {
     fn wait_times_out_no_earlier_than_asked() {
         let w = AtomicU32::new(0);
         let t = Instant::now();
-        assert!(matches!(wait(&w, 0, Some(Duration::from_millis(30))), Err(Error::Timeout)));
+        assert!(matches!(
+            wait(&w, 0, Some(Duration::from_millis(30))),
+            Err(Error::Timeout)
+        ));
         assert!(t.elapsed() >= Duration::from_millis(30));
     }
 

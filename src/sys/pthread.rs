@@ -55,10 +55,16 @@ pub(crate) unsafe fn init(m: *mut Mutex, recursive: bool) -> Result<()> {
         // other use and destroyed once, below; `m` satisfies the caller's
         // contract. Each call's result is checked.
         unsafe {
-            check("pthread_mutexattr_init", libc::pthread_mutexattr_init(attr.as_mut_ptr()))?;
+            check(
+                "pthread_mutexattr_init",
+                libc::pthread_mutexattr_init(attr.as_mut_ptr()),
+            )?;
             let a = attr.as_mut_ptr();
             let rc = (|| {
-                check("pthread_mutexattr_settype", libc::pthread_mutexattr_settype(a, kind))?;
+                check(
+                    "pthread_mutexattr_settype",
+                    libc::pthread_mutexattr_settype(a, kind),
+                )?;
                 check(
                     "pthread_mutexattr_setpshared",
                     libc::pthread_mutexattr_setpshared(a, libc::PTHREAD_PROCESS_SHARED),
@@ -80,6 +86,7 @@ pub(crate) unsafe fn init(m: *mut Mutex, recursive: bool) -> Result<()> {
     }
 }
 
+#[cfg_attr(not(any(target_os = "linux", target_os = "freebsd")), allow(dead_code))]
 fn check(call: &'static str, rc: libc::c_int) -> Result<()> {
     if rc == 0 {
         Ok(())
@@ -108,7 +115,9 @@ fn acquired(call: &'static str, rc: libc::c_int) -> Result<Acquired> {
 /// `m` points to a mutex initialised by [`init`] that stays mapped.
 pub(crate) unsafe fn try_lock(m: *mut Mutex) -> Result<Acquired> {
     // SAFETY: per the caller's contract.
-    acquired("pthread_mutex_trylock", unsafe { libc::pthread_mutex_trylock(m) })
+    acquired("pthread_mutex_trylock", unsafe {
+        libc::pthread_mutex_trylock(m)
+    })
 }
 
 /// Locks, waiting no later than `deadline` (on `CLOCK_MONOTONIC`).
@@ -132,22 +141,34 @@ pub(crate) unsafe fn lock_until(m: *mut Mutex, deadline: Deadline) -> Result<Acq
             pthread_mutex_clocklock(m, libc::CLOCK_MONOTONIC, &ts)
         })
     }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    #[cfg(all(target_os = "linux", not(target_env = "gnu")))]
     {
         // Only CLOCK_REALTIME is available here: convert the time left. A
         // wall-clock jump during the wait shifts it; the caller loops on its
         // own monotonic deadline, so it never returns early.
         let left = deadline.remaining();
-        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: `now` is a valid timespec to fill.
         unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
         let total = Duration::new(now.tv_sec as u64, now.tv_nsec as u32).saturating_add(left);
         let ts = libc::timespec {
-            tv_sec: total.as_secs().min(i64::MAX as u64 / 2) as libc::time_t,
-            tv_nsec: total.subsec_nanos() as libc::c_long,
+            tv_sec: total.as_secs().min(i64::MAX as u64 / 2) as _,
+            tv_nsec: total.subsec_nanos() as _,
         };
         // SAFETY: per the caller's contract; `ts` lives across the call.
-        acquired("pthread_mutex_timedlock", unsafe { libc::pthread_mutex_timedlock(m, &ts) })
+        acquired("pthread_mutex_timedlock", unsafe {
+            libc::pthread_mutex_timedlock(m, &ts)
+        })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        // No robust mutex here (or no monotonic timed lock): `init` refused
+        // already, so no initialised mutex reaches this call.
+        let _ = (m, deadline);
+        Err(Error::Unsupported("timed lock of a robust mutex"))
     }
 }
 
@@ -205,16 +226,17 @@ mod glibc {
         // SAFETY: offset + 4 is within the mutex (asserted above) and
         // 4-aligned (the mutex is at least 8-aligned). The word is read
         // atomically because other processes change it concurrently.
-        unsafe { (*(m.cast::<u8>().add(offset).cast::<AtomicU32>())).load(std::sync::atomic::Ordering::Relaxed) }
+        unsafe {
+            (*(m.cast::<u8>().add(offset).cast::<AtomicU32>()))
+                .load(std::sync::atomic::Ordering::Relaxed)
+        }
     }
 
     pub(super) const LOCK: usize = LOCK_OFFSET;
     pub(super) const KIND: usize = KIND_OFFSET;
 }
 
-/// The C library's kind word, recorded after `init` and compared before
-/// each lock: a changed kind means someone wrote over the mutex. `None`
-/// where the layout is not known.
+/// The C library's kind word in `m`, or `None` where the layout is not known.
 ///
 /// # Safety
 /// `m` points to a live `pthread_mutex_t`.
@@ -229,6 +251,29 @@ pub(crate) unsafe fn kind_word(m: *mut Mutex) -> Option<u32> {
         let _ = m;
         None
     }
+}
+
+/// The kind word that [`init`] leaves in a mutex of this kind, learnt once
+/// from a private mutex initialised the same way. A shared mutex whose kind
+/// word differs was written by someone else: refusing it keeps the C
+/// library out of code paths (priority inheritance, priority protection)
+/// that would trust other garbage in the mutex. `None` where the layout is
+/// not known.
+pub(crate) fn expected_kind_word(recursive: bool) -> Option<u32> {
+    use std::sync::OnceLock;
+    static PROBES: [OnceLock<Option<u32>>; 2] = [OnceLock::new(), OnceLock::new()];
+    *PROBES[recursive as usize].get_or_init(|| {
+        let mut probe = std::mem::MaybeUninit::<Mutex>::zeroed();
+        // SAFETY: `probe` is private, writable and aligned storage for a
+        // mutex that nobody else sees; it is never locked, and destroyed
+        // right after the read.
+        unsafe {
+            init(probe.as_mut_ptr(), recursive).ok()?;
+            let word = kind_word(probe.as_mut_ptr());
+            libc::pthread_mutex_destroy(probe.as_mut_ptr());
+            word
+        }
+    })
 }
 
 /// The owner recorded in the lock word: `(tid, owner_died_bit)`, or `None`
@@ -253,7 +298,11 @@ pub(crate) unsafe fn owner(m: *mut Mutex) -> Option<(u32, bool)> {
 }
 
 /// Whether [`owner`] and [`owner_and_count`] can read the C library's words.
-pub(crate) const LAYOUT_KNOWN: bool = cfg!(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"));
+pub(crate) const LAYOUT_KNOWN: bool = cfg!(all(
+    target_os = "linux",
+    target_env = "gnu",
+    target_pointer_width = "64"
+));
 
 /// The owner's thread id and the recursion count (`__count`, offset 4;
 /// zero for non-recursive kinds), or `None` where the layout is unknown.

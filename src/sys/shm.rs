@@ -24,9 +24,15 @@ pub(crate) fn shm_open(name: &CStr, mode: OpenMode, perm: u32) -> Result<OwnedFd
             OpenMode::CreateExclusive => libc::O_CREAT | libc::O_EXCL,
             OpenMode::Existing => 0,
         };
+    // macOS declares shm_open variadic, where the mode is promoted to
+    // `unsigned`; elsewhere it is a `mode_t` parameter.
+    #[cfg(target_vendor = "apple")]
+    let perm = perm as libc::c_uint;
+    #[cfg(not(target_vendor = "apple"))]
+    let perm = perm as libc::mode_t;
     // SAFETY: `name` is a NUL-terminated string that outlives the call; the
     // flags and mode are plain integers.
-    let fd = unsafe { libc::shm_open(name.as_ptr(), flags, perm as libc::mode_t) };
+    let fd = unsafe { libc::shm_open(name.as_ptr(), flags, perm) };
     if fd < 0 {
         return Err(Error::last_os("shm_open"));
     }
