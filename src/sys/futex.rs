@@ -135,6 +135,57 @@ mod tests {
         assert!(t.elapsed() >= Duration::from_millis(30));
     }
 
+    /// Signals interrupt the wait (`EINTR`, the handler is installed without
+    /// `SA_RESTART`); the absolute deadline keeps the total at the timeout.
+    #[test]
+    fn signal_storm_neither_shortens_nor_stretches_a_wait() {
+        extern "C" fn on_signal(_: libc::c_int) {}
+        // SAFETY: a zeroed sigaction with a handler that does nothing is
+        // valid; SIGUSR2 is not used elsewhere in this test binary.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            assert_eq!(libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut()), 0);
+        }
+        let w = Arc::new(AtomicU32::new(0));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w2 = w.clone();
+        let waiter = std::thread::spawn(move || {
+            // SAFETY: pthread_self has no preconditions.
+            tx.send(unsafe { libc::pthread_self() }).unwrap();
+            let t = Instant::now();
+            let deadline = Deadline::after(Duration::from_millis(300));
+            let mut rounds = 0u32;
+            let r = loop {
+                rounds += 1;
+                match wait_until(&w2, 0, Some(deadline)) {
+                    Ok(()) if rounds < 1_000_000 => continue,
+                    other => break other,
+                }
+            };
+            (r, t.elapsed(), rounds)
+        });
+        let target = rx.recv().unwrap();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(250) {
+            // SAFETY: the waiter thread is alive until it returns, which it
+            // cannot do before its 300 ms wait (and the join below).
+            unsafe { libc::pthread_kill(target, libc::SIGUSR2) };
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        let (r, elapsed, rounds) = waiter.join().unwrap();
+        assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+        assert!(rounds > 1, "no signal interrupted the wait");
+        assert!(
+            elapsed >= Duration::from_millis(300),
+            "ended early: {elapsed:?}"
+        );
+        assert!(
+            elapsed < Duration::from_millis(1300),
+            "stretched: {elapsed:?}"
+        );
+    }
+
     #[test]
     fn wake_reaches_a_sleeper() {
         let w = Arc::new(AtomicU32::new(0));
