@@ -70,7 +70,9 @@ impl Ctx {
     where
         T::Err: std::fmt::Debug,
     {
-        self.arg(key).parse().expect("child: argument does not parse")
+        self.arg(key)
+            .parse()
+            .expect("child: argument does not parse")
     }
 
     /// Sends one line to the parent ([`Child::expect`], [`Child::recv`]).
@@ -144,11 +146,18 @@ impl Spawn {
     pub fn start(self) -> Child {
         let exe = std::env::current_exe().expect("current_exe");
         let mut cmd = Command::new(exe);
-        cmd.args(["--exact", &self.role, "--ignored", "--nocapture", "--test-threads=1", "-q"])
-            .env(ROLE_ENV, &self.role)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "--exact",
+            &self.role,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(ROLE_ENV, &self.role)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         for (k, v) in &self.args {
             cmd.env(format!("{ARG_PREFIX}{k}"), v);
         }
@@ -212,10 +221,7 @@ impl Child {
 
     /// The next message, or `None` if none came within `timeout`.
     pub fn recv(&self, timeout: Duration) -> Option<String> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(m) => Some(m),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        self.rx.recv_timeout(timeout).ok()
     }
 
     /// Waits for the message `want` (panics with the child's output if
@@ -224,8 +230,16 @@ impl Child {
         let left = self.deadline.saturating_duration_since(Instant::now());
         match self.rx.recv_timeout(left) {
             Ok(m) if m == want => {}
-            Ok(m) => panic!("child {}: expected message {want:?}, got {m:?}\n{}", self.role, self.output()),
-            Err(_) => panic!("child {}: no message {want:?} before its deadline\n{}", self.role, self.output()),
+            Ok(m) => panic!(
+                "child {}: expected message {want:?}, got {m:?}\n{}",
+                self.role,
+                self.output()
+            ),
+            Err(_) => panic!(
+                "child {}: no message {want:?} before its deadline\n{}",
+                self.role,
+                self.output()
+            ),
         }
     }
 
@@ -249,7 +263,11 @@ impl Child {
             }
             if Instant::now() >= self.deadline {
                 self.kill();
-                panic!("child {} hung: killed by the watchdog\n{}", self.role, self.output());
+                panic!(
+                    "child {} hung: killed by the watchdog\n{}",
+                    self.role,
+                    self.output()
+                );
             }
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -260,7 +278,12 @@ impl Child {
         let status = self.wait();
         // Let the reader threads drain the pipes before we print.
         std::thread::sleep(Duration::from_millis(20));
-        assert!(status.success(), "child {} failed: {status}\n{}", self.role, self.output());
+        assert!(
+            status.success(),
+            "child {} failed: {status}\n{}",
+            self.role,
+            self.output()
+        );
     }
 
     /// Everything the child printed (messages excluded).
@@ -285,7 +308,12 @@ pub fn join_all(children: impl IntoIterator<Item = Child>) {
 /// A fresh segment name for a test, under one recognisable prefix.
 pub fn unique(tag: &str) -> String {
     let mut name = shmprim::segment::unique_name("sptest");
-    name.push_str(&tag.chars().filter(char::is_ascii_alphanumeric).take(20).collect::<String>());
+    name.push_str(
+        &tag.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(20)
+            .collect::<String>(),
+    );
     name
 }
 
