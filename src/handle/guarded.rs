@@ -154,7 +154,7 @@ impl<T: Plain> Guarded<T> {
             None => None,
         };
         let g = Self::new(seg, shared, len);
-        g.own_mutex().check()?;
+        g.own_mutex().check_layout()?;
         Ok(g)
     }
 

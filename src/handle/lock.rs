@@ -43,7 +43,7 @@ pub(crate) fn mutex_segment(
         }
         _ => return Err(Error::InvalidArgument("mutex_segment: nothing to do")),
     };
-    mutex_of(&seg).check()?;
+    mutex_of(&seg).check_layout()?;
     Ok(Arc::new(seg))
 }
 

@@ -148,28 +148,41 @@ impl RawMutex {
         self.mutex.get().cast()
     }
 
-    /// Checks that the object looks initialised and intact; returns its
-    /// kind. Every lock call does this first.
+    /// Checks that the object looks initialised and intact and is usable;
+    /// returns its kind. Every lock call does this first.
     pub fn check(&self) -> Result<MutexKind> {
+        let kind = self.check_layout()?;
+        if self.state.load(Relaxed) & UNRECOVERABLE != 0 {
+            return Err(Error::NotRecoverable);
+        }
+        Ok(kind)
+    }
+
+    /// Checks that the object looks initialised and intact, whether or not
+    /// it is still recoverable: what opening a segment needs (a lock that
+    /// is not recoverable can still be opened, inspected, and reports
+    /// [`Error::NotRecoverable`] at each lock call).
+    pub fn check_layout(&self) -> Result<MutexKind> {
         let state = self.state.load(Acquire);
         if state & MAGIC_MASK != STATE_MAGIC {
             return Err(Error::Corrupt("mutex not initialised"));
         }
-        if state & UNRECOVERABLE != 0 {
-            return Err(Error::NotRecoverable);
-        }
-        let kind =
-            MutexKind::from_code(self.kind.load(Relaxed)).ok_or(Error::Corrupt("mutex kind"))?;
+        let kind = MutexKind::from_code(self.kind.load(Relaxed))
+            .ok_or(Error::Corrupt("mutex kind"))?;
         if let Some(expected) = pthread::expected_kind_word(kind == MutexKind::Recursive) {
             // SAFETY: the storage is inside the object; reading the word is
             // a plain atomic load whatever it holds.
             if unsafe { pthread::kind_word(self.raw()) } != Some(expected) {
-                return Err(Error::Corrupt(
-                    "mutex overwritten (C library kind word changed)",
-                ));
+                return Err(Error::Corrupt("mutex overwritten (C library kind word changed)"));
             }
         }
         Ok(kind)
+    }
+
+    /// Whether the lock can never be taken again (its owner died and the
+    /// next holder released it unrepaired).
+    pub fn is_not_recoverable(&self) -> bool {
+        self.state.load(Relaxed) & UNRECOVERABLE != 0
     }
 
     /// Waits for the lock without limit (but see the type's note on
