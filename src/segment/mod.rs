@@ -153,10 +153,19 @@ impl Segment {
     }
 
     /// Opens `name`, or creates it with `size` zeroed bytes if it does not
-    /// exist. Safe when many processes race: exactly one creates.
+    /// exist. Safe when many processes race: exactly one creates. An
+    /// existing segment of another size is [`Error::LengthMismatch`], so a
+    /// caller never writes past what is really there.
     pub fn open_or_create(name: &str, size: usize) -> Result<Segment> {
         let opts = Options::default();
-        Self::open_or_create_object(name, &bytes_spec(size), &opts, None, |_| Ok(()))
+        let seg = Self::open_or_create_object(name, &bytes_spec(size), &opts, None, |_| Ok(()))?;
+        if seg.info.len != size as u64 || seg.info.object_size != size as u64 {
+            return Err(Error::LengthMismatch {
+                found: seg.info.object_size,
+                expected: size as u64,
+            });
+        }
+        Ok(seg)
     }
 
     /// A segment with no name, shared with children forked after this call.
