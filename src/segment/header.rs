@@ -5,7 +5,7 @@
 //! |-------:|------------------|--------------------------------------------------|
 //! |      0 | `magic`          | `b"SHMPRIM\0"`                                    |
 //! |      8 | `version`        | [`FORMAT_VERSION`]                                |
-//! |     12 | `state`          | 0 while initialising, [`READY`] once published   |
+//! |     12 | `state`          | 0 while initialising, `READY` (0x52445952) after  |
 //! |     16 | `kind`           | [`Kind`] of the object                            |
 //! |     20 | `header_size`    | [`HEADER_SIZE`]                                   |
 //! |     24 | `total_size`     | bytes in the segment; must equal `fstat` size     |

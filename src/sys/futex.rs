@@ -10,7 +10,7 @@
 //! return early for no reason at all: callers loop on their own predicate.
 //!
 //! On platforms without futexes every call returns
-//! [`Error::Unsupported`](crate::Error::Unsupported).
+//! [`Error::Unsupported`].
 
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
