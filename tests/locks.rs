@@ -27,28 +27,6 @@ fn describe<G>(r: LockResult<G>) -> String {
     }
 }
 
-/// Waits (in a child) until the parent sets `flag` to non-zero.
-fn wait_for_signal(flag: &AtomicValue<u32>) -> Result<()> {
-    let deadline = Instant::now() + SIGNAL_WAIT;
-    while flag.load() == 0 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Error::Timeout);
-        }
-        match flag.wait_while(0, Some(left)) {
-            Ok(_) | Err(Error::Timeout) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Tells children waiting in [`wait_for_signal`] to go on.
-fn signal(flag: &AtomicValue<u32>) {
-    flag.store(1);
-    flag.wake_all().unwrap();
-}
-
 /// Asserts that `lock_timeout(T)` times out, not before `T`.
 fn assert_times_out<G>(what: &str, f: impl FnOnce(Duration) -> LockResult<G>) {
     let start = Instant::now();
@@ -96,13 +74,13 @@ child!(fn hold_until_signalled(ctx) {
         let lock = RLock::open(&name)?;
         let g = lock.lock().map_err(LockError::into_error)?;
         ctx.send("locked");
-        wait_for_signal(&flag)?;
+        gate_wait(&flag, SIGNAL_WAIT)?;
         drop(g);
     } else {
         let lock = Lock::open(&name)?;
         let g = lock.lock().map_err(LockError::into_error)?;
         ctx.send("locked");
-        wait_for_signal(&flag)?;
+        gate_wait(&flag, SIGNAL_WAIT)?;
         drop(g);
     }
     ctx.send("released");
@@ -263,7 +241,7 @@ fn try_lock_and_timeouts_when_held_by_a_child_process() {
         assert_times_out(kind, timed);
         assert_zero_timeout(kind, timed);
 
-        signal(&flag);
+        gate_open(&flag);
         child.expect("released");
         child.join();
 
@@ -314,7 +292,7 @@ fn lock_held_by_child_is_held_for_parent() {
         "acquire_timeout(ZERO) while the child holds it: {r:?}"
     );
 
-    signal(&flag);
+    gate_open(&flag);
     child.expect("released");
     child.join();
 

@@ -209,7 +209,7 @@ child!(fn report_lock_results(ctx) {
         let flag = AtomicValue::<u32>::open(&flag)?;
         let obj = Obj::open(what, &ctx.arg("name"))?;
         ctx.send("opened");
-        wait_for_signal(&flag)?;
+        gate_wait(&flag, Duration::from_secs(30))?;
         obj
     };
     let [a, b, c] = obj.describe_all();
@@ -260,22 +260,6 @@ fn child_can_lock(what: What, name: &str) {
     child.join();
 }
 
-/// Waits (in a child) until the parent sets `flag` to non-zero.
-fn wait_for_signal(flag: &AtomicValue<u32>) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while flag.load() == 0 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Error::Timeout);
-        }
-        match flag.wait_while(0, Some(left)) {
-            Ok(_) | Err(Error::Timeout) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 /// A child that opened `what` under `name` while it was still healthy and
 /// reports on it once told to ([`Watcher::expect_not_recoverable`]).
 struct Watcher {
@@ -300,8 +284,7 @@ impl Watcher {
 
     /// Every call in the watcher gives NotRecoverable.
     fn expect_not_recoverable(self) {
-        self.flag.store(1);
-        self.flag.wake_all().unwrap();
+        gate_open(&self.flag);
         expect_reports_not_recoverable(&self.child, self.what);
         self.child.join();
     }

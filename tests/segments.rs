@@ -912,7 +912,7 @@ const RACERS: usize = 16;
 child!(fn race_child(ctx) {
     let flag = AtomicValue::<u32>::open(&ctx.arg("flag"))?;
     ctx.send("ready");
-    flag.wait_while(0, Some(Duration::from_secs(30)))?;
+    gate_wait(&flag, Duration::from_secs(30))?;
     let v = Value::<u64>::open_or_create(&ctx.arg("name"), 7)?;
     // Keep the name when the creator exits: the parent removes it.
     v.segment().persist();
@@ -944,8 +944,7 @@ fn racing_open_or_create_has_exactly_one_creator() {
     for k in &kids {
         k.expect("ready");
     }
-    flag.store(1);
-    flag.wake_all().unwrap();
+    gate_open(&flag);
     let mut creators = 0;
     for k in &kids {
         let msg = k

@@ -30,16 +30,11 @@ const GATE_LIMIT: Duration = Duration::from_secs(20);
 fn wait_gate(ctx: &Ctx, gate: &str) -> Res {
     let g = AtomicValue::<u32>::open(gate)?;
     ctx.send("ready");
-    let seen = g.wait_while(0, Some(GATE_LIMIT))?;
+    let seen = gate_wait(&g, GATE_LIMIT)?;
     if seen != 1 {
         return Err(format!("gate opened with {seen}, expected 1").into());
     }
     Ok(())
-}
-
-fn open_gate(gate: &AtomicValue<u32>) {
-    gate.store(1);
-    gate.wake_all().unwrap();
 }
 
 /// Whether a lock attempt failed with `WouldBlock` (and took nothing).
@@ -230,7 +225,7 @@ fn locked_increments(mode: &str) {
     for k in &kids {
         k.expect("ready");
     }
-    open_gate(&gate);
+    gate_open(&gate);
     for k in &kids {
         k.expect("done");
     }
@@ -504,7 +499,7 @@ child!(fn child_shared_lock_holder(ctx) {
         return Err("value or array lockable while their shared lock is held".into());
     }
     ctx.send("held");
-    let seen = gate.wait_while(0, Some(GATE_LIMIT))?;
+    let seen = gate_wait(&gate, GATE_LIMIT)?;
     if seen != 1 {
         return Err(format!("gate opened with {seen}").into());
     }
@@ -562,7 +557,7 @@ fn value_and_array_share_a_named_lock_across_processes() {
     );
     assert!(waited < Duration::from_millis(50) + Duration::from_secs(2));
 
-    open_gate(&gate);
+    gate_open(&gate);
     child.expect("released");
     child.join();
     assert!(v.try_lock().is_ok());
@@ -705,7 +700,7 @@ fn atomic_value_processes_fetch_add() {
     for k in &kids {
         k.expect("ready");
     }
-    open_gate(&gate);
+    gate_open(&gate);
     for k in &kids {
         k.expect("done");
     }

@@ -350,3 +350,24 @@ impl Drop for Watchdog {
         let _ = self.cancel.send(());
     }
 }
+
+/// Waits (in a child) until the parent opens the gate `flag` (an
+/// `AtomicValue<u32>` created at 0) with [`gate_open`]; returns the value it
+/// was opened with. Sleeps on the futex, so many children start together.
+/// [`shmprim::Error::Timeout`] after `limit`.
+pub fn gate_wait(flag: &shmprim::AtomicValue<u32>, limit: Duration) -> shmprim::Result<u32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match flag.wait_while(0, Some(left)) {
+            Err(shmprim::Error::Timeout) if !left.is_zero() => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Opens the gate `flag` for every child waiting in [`gate_wait`].
+pub fn gate_open(flag: &shmprim::AtomicValue<u32>) {
+    flag.store(1);
+    flag.wake_all().expect("futex wake");
+}
