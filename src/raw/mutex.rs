@@ -167,13 +167,15 @@ impl RawMutex {
         if state & MAGIC_MASK != STATE_MAGIC {
             return Err(Error::Corrupt("mutex not initialised"));
         }
-        let kind = MutexKind::from_code(self.kind.load(Relaxed))
-            .ok_or(Error::Corrupt("mutex kind"))?;
+        let kind =
+            MutexKind::from_code(self.kind.load(Relaxed)).ok_or(Error::Corrupt("mutex kind"))?;
         if let Some(expected) = pthread::expected_kind_word(kind == MutexKind::Recursive) {
             // SAFETY: the storage is inside the object; reading the word is
             // a plain atomic load whatever it holds.
             if unsafe { pthread::kind_word(self.raw()) } != Some(expected) {
-                return Err(Error::Corrupt("mutex overwritten (C library kind word changed)"));
+                return Err(Error::Corrupt(
+                    "mutex overwritten (C library kind word changed)",
+                ));
             }
         }
         Ok(kind)
