@@ -196,25 +196,12 @@ impl<T: Plain> Guarded<T> {
     /// Locks for exclusive access to the elements. A recursive shared lock
     /// already held by this thread is refused with [`Error::Deadlock`]: a
     /// second guard would alias the first one's `&mut`.
+    #[inline]
     pub(crate) fn lock_until(&self, deadline: Option<Deadline>) -> LockResult<RawMutexGuard<'_>> {
-        let guard = self.mutex().lock_until(deadline);
-        if matches!(self.shared, Some(SharedLock::RLock(_))) {
-            let nested = |g: &RawMutexGuard<'_>| match g.mutex().recursion_count() {
-                Some(count) => (count > 1).then_some(Error::Deadlock),
-                None => Some(Error::Unsupported(
-                    "sharing an RLock needs the C library's lock layout",
-                )),
-            };
-            match &guard {
-                Ok(g) => {
-                    if let Some(e) = nested(g) {
-                        drop(guard);
-                        return Err(LockError::Failed(e));
-                    }
-                }
-                Err(LockError::OwnerDied(_)) | Err(LockError::Failed(_)) => {}
-            }
+        let mutex = self.mutex();
+        if matches!(self.shared, Some(SharedLock::RLock(_))) && mutex.held_by_this_thread() {
+            return Err(LockError::Failed(Error::Deadlock));
         }
-        guard
+        mutex.lock_until(deadline)
     }
 }

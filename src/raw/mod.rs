@@ -7,6 +7,8 @@
 //! pinned with `static_assertions` because another build of the crate in
 //! another process reads the same bytes.
 
+pub(crate) mod backoff;
+mod held;
 mod lock_error;
 mod mutex;
 

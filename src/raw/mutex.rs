@@ -13,13 +13,23 @@
 //!
 //! | flag            | set by                                   | cleared by                    |
 //! |-----------------|------------------------------------------|-------------------------------|
-//! | `INCONSISTENT`  | [`RawMutex::acquire`] getting a dead owner's lock | `make_consistent`, the final `release` |
+//! | `INCONSISTENT`  | the locker that got a dead owner's lock   | `make_consistent`, the final release |
 //! | `UNRECOVERABLE` | the holder releasing an inconsistent lock | never                        |
 //!
 //! Both are written only by the thread holding the lock. `UNRECOVERABLE`
 //! mirrors the C library's own "not recoverable" state so that every
 //! caller sees [`Error::NotRecoverable`] (glibc reports "deadlock" instead
 //! to the last owner; PITFALLS.md, "glibc corner cases").
+//!
+//! ## Who holds it
+//!
+//! The C library's mutex is always the error-checking kind; recursion is
+//! counted here, in process-local memory (`held`), never in the shared
+//! bytes. Whether this thread holds a lock is decided by that record, or by
+//! a guard's existence, never by the shared lock word: a word forged to
+//! name this thread must not make the C library "unlock" (and unlink from
+//! its robust list, through pointers stored in the shared mutex) a lock it
+//! never took.
 
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
@@ -29,6 +39,8 @@ use std::time::Duration;
 
 use static_assertions::const_assert_eq;
 
+use super::backoff::Backoff;
+use super::held;
 use super::lock_error::{sealed, LockError, LockResult, OwnerDied, RecoverableGuard};
 use crate::sys::clock::Deadline;
 use crate::sys::{proc, pthread};
@@ -88,6 +100,13 @@ pub enum Acquire {
 /// endless wait. Processes sharing it must share a pid namespace.
 ///
 /// Ownership is per thread: guards are neither `Send` nor `Sync`.
+///
+/// Trust: the mutex defends against any bytes found at rest (a corrupted
+/// or forged mutex gives [`Error::Corrupt`], [`Error::Deadlock`] or an
+/// owner-died hand-over, never undefined behaviour). A peer that writes
+/// into the mutex *while this thread holds it* can still corrupt the C
+/// library's robust-list bookkeeping of this thread: share locks only with
+/// processes you trust not to do that (same user, mode 0600).
 #[repr(C, align(64))]
 pub struct RawMutex {
     state: AtomicU32,
@@ -135,7 +154,7 @@ impl RawMutex {
         // mutex storage is large and aligned enough (asserted above).
         unsafe {
             let m = UnsafeCell::raw_get(std::ptr::addr_of!((*this).mutex)).cast::<pthread::Mutex>();
-            pthread::init(m, kind == MutexKind::Recursive)?;
+            pthread::init(m)?;
             let this = &*this;
             this.kind.store(kind.code(), Relaxed);
             this._reserved.iter().for_each(|r| r.store(0, Relaxed));
@@ -144,12 +163,20 @@ impl RawMutex {
         Ok(())
     }
 
+    #[inline]
     fn raw(&self) -> *mut pthread::Mutex {
         self.mutex.get().cast()
     }
 
+    /// This mutex's identity in the calling process's record of held locks.
+    #[inline]
+    fn addr(&self) -> usize {
+        self as *const RawMutex as usize
+    }
+
     /// Checks that the object looks initialised and intact and is usable;
     /// returns its kind. Every lock call does this first.
+    #[inline]
     pub fn check(&self) -> Result<MutexKind> {
         let kind = self.check_layout()?;
         if self.state.load(Relaxed) & UNRECOVERABLE != 0 {
@@ -162,6 +189,7 @@ impl RawMutex {
     /// it is still recoverable: what opening a segment needs (a lock that
     /// is not recoverable can still be opened, inspected, and reports
     /// [`Error::NotRecoverable`] at each lock call).
+    #[inline]
     pub fn check_layout(&self) -> Result<MutexKind> {
         let state = self.state.load(Acquire);
         if state & MAGIC_MASK != STATE_MAGIC {
@@ -169,7 +197,7 @@ impl RawMutex {
         }
         let kind =
             MutexKind::from_code(self.kind.load(Relaxed)).ok_or(Error::Corrupt("mutex kind"))?;
-        if let Some(expected) = pthread::expected_kind_word(kind == MutexKind::Recursive) {
+        if let Some(expected) = pthread::expected_kind_word() {
             // SAFETY: the storage is inside the object; reading the word is
             // a plain atomic load whatever it holds.
             if unsafe { pthread::kind_word(self.raw()) } != Some(expected) {
@@ -187,27 +215,48 @@ impl RawMutex {
         self.state.load(Relaxed) & UNRECOVERABLE != 0
     }
 
+    /// Whether the calling thread holds this lock through a recursive lock
+    /// or [`RawMutex::acquire`] (guards of a non-recursive lock are not
+    /// recorded: the guard itself is the proof).
+    pub(crate) fn held_by_this_thread(&self) -> bool {
+        held::depth(self.addr()) > 0
+    }
+
     /// Waits for the lock without limit (but see the type's note on
     /// corrupted lock words).
+    #[inline]
     pub fn lock(&self) -> LockResult<RawMutexGuard<'_>> {
         self.lock_until(None)
     }
 
     /// Takes the lock if it is free now; [`Error::WouldBlock`] otherwise.
+    #[inline]
     pub fn try_lock(&self) -> LockResult<RawMutexGuard<'_>> {
-        self.check()?;
-        // SAFETY: `check` proved the mutex initialised.
-        let got = unsafe { pthread::try_lock(self.raw()) }?;
-        self.guard(got)
+        match self.lock_until(Some(Deadline::now())) {
+            Err(LockError::Failed(Error::Timeout)) => Err(LockError::Failed(Error::WouldBlock)),
+            other => other,
+        }
     }
 
     /// Waits at most `timeout` ([`Error::Timeout`] after it, never before).
+    #[inline]
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<RawMutexGuard<'_>> {
         self.lock_until(Some(Deadline::after(timeout)))
     }
 
+    #[inline]
     pub(crate) fn lock_until(&self, deadline: Option<Deadline>) -> LockResult<RawMutexGuard<'_>> {
-        self.guard(self.acquire_until(deadline)?)
+        let recursive = self.check()? == MutexKind::Recursive;
+        let got = self.acquire_until(deadline, recursive)?;
+        let guard = RawMutexGuard {
+            mutex: self,
+            tracked: recursive,
+            _not_send: PhantomData,
+        };
+        match got {
+            pthread::Acquired::Clean => Ok(guard),
+            pthread::Acquired::OwnerDied => Err(LockError::OwnerDied(OwnerDied::new(guard))),
+        }
     }
 
     /// Python's `acquire()`: takes the lock with no guard. Release it with
@@ -222,34 +271,76 @@ impl RawMutex {
     }
 
     fn acquire_raw(&self, deadline: Option<Deadline>) -> Result<Acquire> {
-        match self.acquire_until(deadline)? {
-            pthread::Acquired::Clean => Ok(Acquire::Clean),
-            pthread::Acquired::OwnerDied => {
-                // We hold the lock: the flag is ours to set.
-                self.state.fetch_or(INCONSISTENT, Relaxed);
-                Ok(Acquire::OwnerDied)
-            }
-        }
+        self.check()?;
+        Ok(match self.acquire_until(deadline, true)? {
+            pthread::Acquired::Clean => Acquire::Clean,
+            pthread::Acquired::OwnerDied => Acquire::OwnerDied,
+        })
     }
 
-    fn acquire_until(&self, deadline: Option<Deadline>) -> Result<pthread::Acquired> {
-        self.check()?;
-        // SAFETY: `check` proved the mutex initialised.
-        match unsafe { pthread::try_lock(self.raw()) } {
+    /// Takes the lock (or, for a recursive lock this thread holds, one more
+    /// level of it). With `track`, records it in this thread's held set.
+    #[inline]
+    fn acquire_until(&self, deadline: Option<Deadline>, track: bool) -> Result<pthread::Acquired> {
+        if track && held::deepen(self.addr()) {
+            if self.kind.load(Relaxed) == MutexKind::Normal.code() {
+                held::pop(self.addr());
+                return Err(Error::Deadlock);
+            }
+            return Ok(pthread::Acquired::Clean);
+        }
+        // SAFETY: the caller's `check` proved the mutex initialised.
+        let got = match unsafe { pthread::try_lock(self.raw()) } {
             Err(Error::WouldBlock) if deadline.is_some_and(Deadline::has_passed) => {
                 Err(Error::Timeout)
             }
-            Err(Error::WouldBlock) => self.acquire_slow(deadline),
+            Err(Error::WouldBlock) => self.acquire_contended(deadline),
             other => other,
+        }?;
+        match got {
+            pthread::Acquired::OwnerDied => {
+                // We hold the lock: the flag is ours to set.
+                self.state.fetch_or(INCONSISTENT, Relaxed);
+            }
+            pthread::Acquired::Clean => {
+                if self.state.load(Relaxed) & INCONSISTENT != 0 {
+                    // Left by a corrupted mutex: a clean hand-over says the
+                    // data is consistent.
+                    self.state.fetch_and(!INCONSISTENT, Relaxed);
+                }
+            }
         }
+        if track {
+            held::push(self.addr());
+        }
+        Ok(got)
     }
 
+    /// Spins briefly, then sleeps.
     #[cold]
-    fn acquire_slow(&self, deadline: Option<Deadline>) -> Result<pthread::Acquired> {
+    fn acquire_contended(&self, deadline: Option<Deadline>) -> Result<pthread::Acquired> {
+        let mut backoff = Backoff::new();
+        while !backoff.is_completed() {
+            backoff.spin();
+            // Test before test-and-set: read the word, CAS only if free.
+            // SAFETY: the caller's `check` proved the mutex initialised.
+            if pthread::LAYOUT_KNOWN && unsafe { pthread::owner(self.raw()) }.is_some() {
+                continue;
+            }
+            // SAFETY: as above.
+            match unsafe { pthread::try_lock(self.raw()) } {
+                Err(Error::WouldBlock) => {}
+                other => return other,
+            }
+        }
+        self.acquire_sleeping(deadline)
+    }
+
+    fn acquire_sleeping(&self, deadline: Option<Deadline>) -> Result<pthread::Acquired> {
         loop {
             let slice = Deadline::after(pthread::LIVENESS_PERIOD);
             let until = deadline.map_or(slice, |d| d.min(slice));
-            // SAFETY: `check` proved the mutex initialised.
+            // SAFETY: the caller's `check` proved the mutex initialised.
             match unsafe { pthread::lock_until(self.raw(), until) } {
                 Err(Error::Timeout) => {
                     if deadline.is_some_and(Deadline::has_passed) {
@@ -285,37 +376,30 @@ impl RawMutex {
         }
     }
 
-    fn guard(&self, got: pthread::Acquired) -> LockResult<RawMutexGuard<'_>> {
-        let guard = RawMutexGuard {
-            mutex: self,
-            inconsistent: got == pthread::Acquired::OwnerDied,
-            _not_send: PhantomData,
-        };
-        if guard.inconsistent {
-            Err(LockError::OwnerDied(OwnerDied::new(guard)))
-        } else {
-            Ok(guard)
+    /// Python's `release()`: releases one level of a lock taken with
+    /// [`RawMutex::acquire`]. A thread that does not hold it that way gets
+    /// [`Error::NotOwner`] and changes nothing. Releasing the last level of
+    /// a lock acquired as [`Acquire::OwnerDied`] without
+    /// [`RawMutex::make_consistent`] makes it not recoverable.
+    pub fn release(&self) -> Result<()> {
+        self.check_layout()?;
+        match held::pop(self.addr()) {
+            None => Err(Error::NotOwner),
+            Some(0) => self.unlock_outermost(),
+            Some(_) => Ok(()),
         }
     }
 
-    /// Python's `release()`: releases a lock taken with
-    /// [`RawMutex::acquire`]. A thread that does not hold it gets
-    /// [`Error::NotOwner`] and changes nothing. Releasing a lock acquired
-    /// as [`Acquire::OwnerDied`] without [`RawMutex::make_consistent`] makes
-    /// it not recoverable.
-    pub fn release(&self) -> Result<()> {
-        self.check_state_only()?;
-        let final_level = self.final_level_if_held();
-        if final_level == Some(true) && self.state.load(Relaxed) & INCONSISTENT != 0 {
-            // We hold the lock at its outermost level: the flags are ours.
+    /// Releases the lock this thread holds at its outermost level.
+    fn unlock_outermost(&self) -> Result<()> {
+        if self.state.load(Relaxed) & INCONSISTENT != 0 {
+            // Still held by us: mark it before the C library does the same
+            // in unlock, so every later caller sees NotRecoverable.
             self.state.fetch_or(UNRECOVERABLE, Relaxed);
             self.state.fetch_and(!INCONSISTENT, Relaxed);
         }
-        if final_level.is_none() {
-            return Err(Error::NotOwner);
-        }
-        // SAFETY: the magic says `init` ran. The C library checks the owner
-        // again (robust mutexes always do) and refuses with EPERM.
+        // SAFETY: initialised (checked at acquisition), and this thread
+        // took it (a guard exists, or the held record says so).
         unsafe { pthread::unlock(self.raw()) }
     }
 
@@ -323,46 +407,28 @@ impl RawMutex {
     /// must hold the lock from that acquisition: anyone else gets
     /// [`Error::NotOwner`].
     pub fn make_consistent(&self) -> Result<()> {
-        self.check_state_only()?;
-        if self.final_level_if_held().is_none() || self.state.load(Relaxed) & INCONSISTENT == 0 {
+        self.check_layout()?;
+        if !self.held_by_this_thread() {
             return Err(Error::NotOwner);
         }
-        // SAFETY: initialised (magic checked); we hold it inconsistent.
+        self.mark_consistent()
+    }
+
+    fn mark_consistent(&self) -> Result<()> {
+        if self.state.load(Relaxed) & INCONSISTENT == 0 {
+            return Ok(());
+        }
+        // SAFETY: initialised; the caller holds it, inconsistent.
         unsafe { pthread::make_consistent(self.raw()) }?;
         self.state.fetch_and(!INCONSISTENT, Relaxed);
         Ok(())
     }
 
-    fn check_state_only(&self) -> Result<()> {
-        if self.state.load(Acquire) & MAGIC_MASK != STATE_MAGIC {
-            return Err(Error::Corrupt("mutex not initialised"));
-        }
-        Ok(())
-    }
-
-    /// `Some(outermost)` when the calling thread holds the lock, `None` when
-    /// it does not. Where the C library's layout is unknown, assumes the
-    /// caller holds it at its outermost level and lets the C library's
-    /// owner check (in `unlock`) have the last word.
-    fn final_level_if_held(&self) -> Option<bool> {
-        // SAFETY: initialised (the callers checked the magic).
-        match unsafe { pthread::owner_and_count(self.raw()) } {
-            Some((tid, count)) => (tid == proc::thread_id()).then_some(count <= 1),
-            None => Some(true),
-        }
-    }
-
-    /// How many times the calling thread holds this recursive lock (the C
-    /// library's count), or `None` where its layout is unknown.
-    pub(crate) fn recursion_count(&self) -> Option<u32> {
-        // SAFETY: callers hold the lock, so it is initialised.
-        unsafe { pthread::owner_and_count(self.raw()) }.map(|(_, count)| count)
-    }
-
-    /// Whether some thread holds the lock right now (a snapshot, for
-    /// diagnosis). Needs the C library's lock word layout (glibc on 64-bit
-    /// Linux); elsewhere [`Error::Unsupported`]: probing with a lock
-    /// attempt could consume an owner-died notice.
+    /// Whether some thread (here or in another process) holds the lock
+    /// right now; a snapshot, for diagnosis. Needs the C library's lock
+    /// word layout (glibc on 64-bit Linux); elsewhere
+    /// [`Error::Unsupported`]: probing with a lock attempt could consume an
+    /// owner-died notice.
     pub fn is_locked(&self) -> Result<bool> {
         self.check()?;
         if pthread::LAYOUT_KNOWN {
@@ -378,20 +444,12 @@ impl RawMutex {
 #[must_use = "the lock is released as soon as the guard drops"]
 pub struct RawMutexGuard<'a> {
     mutex: &'a RawMutex,
-    inconsistent: bool,
+    /// A level of a recursive lock, counted in the held record.
+    tracked: bool,
     _not_send: PhantomData<*const ()>,
 }
 
 impl RawMutexGuard<'_> {
-    pub(crate) fn make_consistent(&mut self) -> Result<()> {
-        if self.inconsistent {
-            // SAFETY: initialised (a guard exists); we hold it, inconsistent.
-            unsafe { pthread::make_consistent(self.mutex.raw()) }?;
-            self.inconsistent = false;
-        }
-        Ok(())
-    }
-
     /// The mutex this guard holds.
     pub fn mutex(&self) -> &RawMutex {
         self.mutex
@@ -402,7 +460,6 @@ impl std::fmt::Debug for RawMutexGuard<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RawMutexGuard")
             .field("mutex", self.mutex)
-            .field("inconsistent", &self.inconsistent)
             .finish()
     }
 }
@@ -411,21 +468,20 @@ impl sealed::Sealed for RawMutexGuard<'_> {}
 
 impl RecoverableGuard for RawMutexGuard<'_> {
     fn mark_consistent(&mut self) -> Result<()> {
-        self.make_consistent()
+        self.mutex.mark_consistent()
     }
 }
 
 impl Drop for RawMutexGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
-        if self.inconsistent {
-            // Still held by us: mark it before the C library does the same
-            // in unlock, so every later caller sees NotRecoverable.
-            self.mutex.state.fetch_or(UNRECOVERABLE, Relaxed);
+        if self.tracked && held::pop(self.mutex.addr()) != Some(0) {
+            // An inner level of a recursive lock: still held.
+            return;
         }
-        // SAFETY: the guard proves this thread holds the initialised mutex.
         // An error here would mean the bytes were overwritten under us;
         // there is nothing left to undo, and a destructor must not panic.
-        let _ = unsafe { pthread::unlock(self.mutex.raw()) };
+        let _ = self.mutex.unlock_outermost();
     }
 }
 
@@ -523,6 +579,76 @@ mod tests {
             m.try_lock(),
             Err(LockError::Failed(Error::Corrupt(_)))
         ));
+    }
+
+    /// The attack that the held record exists for: a lock word, owner and
+    /// count forged to name this thread, with garbage robust-list pointers.
+    /// Trusting the word would make glibc "unlock" and unlink the mutex
+    /// through those pointers (SIGSEGV at best).
+    #[cfg(all(target_env = "gnu", target_pointer_width = "64"))]
+    #[test]
+    fn a_lock_word_forged_to_name_this_thread_is_refused_not_trusted() {
+        for kind in [MutexKind::Normal, MutexKind::Recursive] {
+            let b = boxed(kind);
+            let m = get(&b);
+            // SAFETY: gettid has no preconditions.
+            let me = unsafe { libc::gettid() } as u32;
+            word(m, 16).store(me, Relaxed); // __lock
+            word(m, 20).store(0, Relaxed); // __count
+            word(m, 24).store(me, Relaxed); // __owner
+            for off in [40, 44, 48, 52] {
+                word(m, off).store(0xdead_beef, Relaxed); // __list
+            }
+            let r = m.try_lock();
+            assert!(
+                matches!(r, Err(LockError::Failed(Error::Deadlock))),
+                "{kind:?}: {r:?}"
+            );
+            let r = m.lock_timeout(Duration::from_millis(10));
+            assert!(
+                matches!(r, Err(LockError::Failed(Error::Deadlock))),
+                "{kind:?}: {r:?}"
+            );
+            assert!(matches!(m.acquire(), Err(Error::Deadlock)), "{kind:?}");
+            assert!(matches!(m.release(), Err(Error::NotOwner)), "{kind:?}");
+            assert!(
+                matches!(m.make_consistent(), Err(Error::NotOwner)),
+                "{kind:?}"
+            );
+            assert!(!m.held_by_this_thread());
+        }
+    }
+
+    /// A forked child holds none of its parent's locks, even recursive ones
+    /// the forking thread held: the held record is cleared in the child.
+    #[test]
+    fn a_forked_child_does_not_inherit_held_locks() {
+        let lock = crate::RLock::anonymous().unwrap();
+        let _g = lock.lock().unwrap();
+        // SAFETY: the child runs only a trylock (no allocation on the
+        // WouldBlock path) and `_exit`, both fine after fork in a threaded
+        // process; the parent waits for it.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = match lock.try_lock() {
+                Err(LockError::Failed(Error::WouldBlock)) => 0,
+                Ok(_) => 1,
+                Err(_) => 2,
+            };
+            // SAFETY: ends the child without running the parent's
+            // destructors or atexit handlers.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: `pid` is our child; `status` is writable.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status), "child died: {status:#x}");
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "1: the child took its parent's lock"
+        );
     }
 
     #[cfg(all(target_env = "gnu", target_pointer_width = "64"))]

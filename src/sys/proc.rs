@@ -35,20 +35,6 @@ pub(crate) fn parse_start_time(stat: &str) -> Option<u64> {
     rest.split_ascii_whitespace().nth(19)?.parse().ok()
 }
 
-/// The calling thread's kernel id (Linux `gettid`), as robust lock words
-/// record it. Elsewhere the pid, which is enough where locks are refused.
-pub(crate) fn thread_id() -> u32 {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        // SAFETY: gettid has no preconditions and cannot fail.
-        unsafe { libc::gettid() as u32 }
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        pid()
-    }
-}
-
 /// Whether a process or thread with this id exists (in our pid namespace).
 /// `kill(id, 0)` sends nothing; `EPERM` still proves existence.
 pub(crate) fn id_exists(id: u32) -> bool {

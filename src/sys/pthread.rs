@@ -33,24 +33,22 @@ pub(crate) enum Acquired {
 /// Whether this platform has robust process-shared mutexes.
 pub(crate) const ROBUST_SUPPORTED: bool = cfg!(any(target_os = "linux", target_os = "freebsd"));
 
-/// Initialises a robust, process-shared mutex in place: error-checking
-/// (relock gives `EDEADLK` rather than a silent deadlock) or recursive.
+/// Initialises a robust, process-shared, error-checking mutex in place:
+/// relock gives `EDEADLK` rather than a silent deadlock, and unlock by a
+/// thread that does not own it `EPERM`. Recursion is counted by the caller,
+/// in process-local memory (`raw::held`).
 ///
 /// # Safety
 /// `m` points to writable memory large and aligned enough for a
 /// `pthread_mutex_t` that no other thread or process uses during the call.
-pub(crate) unsafe fn init(m: *mut Mutex, recursive: bool) -> Result<()> {
+pub(crate) unsafe fn init(m: *mut Mutex) -> Result<()> {
     if !ROBUST_SUPPORTED {
         return Err(Error::Unsupported("robust process-shared mutex"));
     }
     #[cfg(any(target_os = "linux", target_os = "freebsd"))]
     {
         let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
-        let kind = if recursive {
-            libc::PTHREAD_MUTEX_RECURSIVE
-        } else {
-            libc::PTHREAD_MUTEX_ERRORCHECK
-        };
+        let kind = libc::PTHREAD_MUTEX_ERRORCHECK;
         // SAFETY: `attr` is initialised by pthread_mutexattr_init before any
         // other use and destroyed once, below; `m` satisfies the caller's
         // contract. Each call's result is checked.
@@ -81,7 +79,7 @@ pub(crate) unsafe fn init(m: *mut Mutex, recursive: bool) -> Result<()> {
     }
     #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
     {
-        let _ = (m, recursive);
+        let _ = m;
         unreachable!("guarded by ROBUST_SUPPORTED")
     }
 }
@@ -259,16 +257,16 @@ pub(crate) unsafe fn kind_word(m: *mut Mutex) -> Option<u32> {
 /// library out of code paths (priority inheritance, priority protection)
 /// that would trust other garbage in the mutex. `None` where the layout is
 /// not known.
-pub(crate) fn expected_kind_word(recursive: bool) -> Option<u32> {
+pub(crate) fn expected_kind_word() -> Option<u32> {
     use std::sync::OnceLock;
-    static PROBES: [OnceLock<Option<u32>>; 2] = [OnceLock::new(), OnceLock::new()];
-    *PROBES[recursive as usize].get_or_init(|| {
+    static PROBE: OnceLock<Option<u32>> = OnceLock::new();
+    *PROBE.get_or_init(|| {
         let mut probe = std::mem::MaybeUninit::<Mutex>::zeroed();
         // SAFETY: `probe` is private, writable and aligned storage for a
         // mutex that nobody else sees; it is never locked, and destroyed
         // right after the read.
         unsafe {
-            init(probe.as_mut_ptr(), recursive).ok()?;
+            init(probe.as_mut_ptr()).ok()?;
             let word = kind_word(probe.as_mut_ptr());
             libc::pthread_mutex_destroy(probe.as_mut_ptr());
             word
@@ -297,31 +295,19 @@ pub(crate) unsafe fn owner(m: *mut Mutex) -> Option<(u32, bool)> {
     }
 }
 
-/// Whether [`owner`] and [`owner_and_count`] can read the C library's words.
+/// Whether [`owner`] can read the C library's lock word.
 pub(crate) const LAYOUT_KNOWN: bool = cfg!(all(
     target_os = "linux",
     target_env = "gnu",
     target_pointer_width = "64"
 ));
 
-/// The owner's thread id and the recursion count (`__count`, offset 4;
-/// zero for non-recursive kinds), or `None` where the layout is unknown.
-/// A free lock reads as owner 0.
-///
-/// # Safety
-/// `m` points to a live `pthread_mutex_t`.
-pub(crate) unsafe fn owner_and_count(m: *mut Mutex) -> Option<(u32, u32)> {
-    #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
-    {
-        // SAFETY: per the caller's contract.
-        let (w, c) = unsafe { (glibc::word(m, glibc::LOCK), glibc::word(m, 4)) };
-        Some((w & 0x3fff_ffff, c))
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64")))]
-    {
-        let _ = m;
-        None
-    }
+/// Runs `f` in the child after every `fork` of this process.
+pub(crate) fn at_fork_child(f: extern "C" fn()) {
+    // SAFETY: `f` is a plain function that lives for the whole program;
+    // pthread_atfork only records it.
+    let rc = unsafe { libc::pthread_atfork(None, None, Some(f)) };
+    debug_assert_eq!(rc, 0, "pthread_atfork failed");
 }
 
 /// How often a blocked locker wakes to check that the lock's owner exists.
