@@ -232,7 +232,7 @@ impl RawMutex {
     /// Takes the lock if it is free now; [`Error::WouldBlock`] otherwise.
     #[inline]
     pub fn try_lock(&self) -> LockResult<RawMutexGuard<'_>> {
-        match self.lock_until(Some(Deadline::now())) {
+        match self.lock_until(Some(Deadline::PASSED)) {
             Err(LockError::Failed(Error::Timeout)) => Err(LockError::Failed(Error::WouldBlock)),
             other => other,
         }
