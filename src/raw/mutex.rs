@@ -195,8 +195,8 @@ impl RawMutex {
         if state & MAGIC_MASK != STATE_MAGIC {
             return Err(Error::Corrupt("mutex not initialised"));
         }
-        let kind =
-            MutexKind::from_code(self.kind.load(Relaxed)).ok_or(Error::Corrupt("mutex kind"))?;
+        let kind = MutexKind::from_code(self.kind.load(Relaxed))
+            .ok_or_else(|| Error::Corrupt("mutex kind"))?;
         if let Some(expected) = pthread::expected_kind_word() {
             // SAFETY: the storage is inside the object; reading the word is
             // a plain atomic load whatever it holds.
@@ -290,13 +290,10 @@ impl RawMutex {
             return Ok(pthread::Acquired::Clean);
         }
         // SAFETY: the caller's `check` proved the mutex initialised.
-        let got = match unsafe { pthread::try_lock(self.raw()) } {
-            Err(Error::WouldBlock) if deadline.is_some_and(Deadline::has_passed) => {
-                Err(Error::Timeout)
-            }
-            Err(Error::WouldBlock) => self.acquire_contended(deadline),
-            other => other,
-        }?;
+        let got = match unsafe { pthread::try_lock_rc(self.raw()) } {
+            0 => pthread::Acquired::Clean,
+            rc => self.acquire_after(rc, deadline)?,
+        };
         match got {
             pthread::Acquired::OwnerDied => {
                 // We hold the lock: the flag is ours to set.
@@ -316,8 +313,25 @@ impl RawMutex {
         Ok(got)
     }
 
-    /// Spins briefly, then sleeps.
+    /// The first attempt did not simply succeed: an owner died, the lock is
+    /// busy (spin, then sleep, unless only one attempt was asked for), or
+    /// an error.
     #[cold]
+    fn acquire_after(
+        &self,
+        rc: libc::c_int,
+        deadline: Option<Deadline>,
+    ) -> Result<pthread::Acquired> {
+        match pthread::acquired("pthread_mutex_trylock", rc) {
+            Err(Error::WouldBlock) if deadline.is_some_and(Deadline::has_passed) => {
+                Err(Error::Timeout)
+            }
+            Err(Error::WouldBlock) => self.acquire_contended(deadline),
+            other => other,
+        }
+    }
+
+    /// Spins briefly, then sleeps.
     fn acquire_contended(&self, deadline: Option<Deadline>) -> Result<pthread::Acquired> {
         let mut backoff = Backoff::new();
         while !backoff.is_completed() {

@@ -94,7 +94,8 @@ fn check(call: &'static str, rc: libc::c_int) -> Result<()> {
 }
 
 /// Maps a lock call's return code.
-fn acquired(call: &'static str, rc: libc::c_int) -> Result<Acquired> {
+#[cold]
+pub(crate) fn acquired(call: &'static str, rc: libc::c_int) -> Result<Acquired> {
     match rc {
         0 => Ok(Acquired::Clean),
         libc::EOWNERDEAD => Ok(Acquired::OwnerDied),
@@ -113,9 +114,21 @@ fn acquired(call: &'static str, rc: libc::c_int) -> Result<Acquired> {
 /// `m` points to a mutex initialised by [`init`] that stays mapped.
 pub(crate) unsafe fn try_lock(m: *mut Mutex) -> Result<Acquired> {
     // SAFETY: per the caller's contract.
-    acquired("pthread_mutex_trylock", unsafe {
-        libc::pthread_mutex_trylock(m)
-    })
+    match unsafe { try_lock_rc(m) } {
+        0 => Ok(Acquired::Clean),
+        rc => acquired("pthread_mutex_trylock", rc),
+    }
+}
+
+/// `pthread_mutex_trylock`, returning the C library's code: the fast path
+/// compares it with 0 and builds an [`Error`] only when it must.
+///
+/// # Safety
+/// As for [`try_lock`].
+#[inline]
+pub(crate) unsafe fn try_lock_rc(m: *mut Mutex) -> libc::c_int {
+    // SAFETY: per the caller's contract.
+    unsafe { libc::pthread_mutex_trylock(m) }
 }
 
 /// Locks, waiting no later than `deadline` (on `CLOCK_MONOTONIC`).
@@ -175,13 +188,21 @@ pub(crate) unsafe fn lock_until(m: *mut Mutex, deadline: Deadline) -> Result<Acq
 ///
 /// # Safety
 /// As for [`try_lock`].
+#[inline]
 pub(crate) unsafe fn unlock(m: *mut Mutex) -> Result<()> {
     // SAFETY: per the caller's contract.
     match unsafe { libc::pthread_mutex_unlock(m) } {
         0 => Ok(()),
-        libc::EPERM => Err(Error::NotOwner),
-        libc::EINVAL => Err(Error::Corrupt("mutex refused by the C library (EINVAL)")),
-        rc => Err(Error::from_errno("pthread_mutex_unlock", rc)),
+        rc => Err(unlock_error(rc)),
+    }
+}
+
+#[cold]
+fn unlock_error(rc: libc::c_int) -> Error {
+    match rc {
+        libc::EPERM => Error::NotOwner,
+        libc::EINVAL => Error::Corrupt("mutex refused by the C library (EINVAL)"),
+        rc => Error::from_errno("pthread_mutex_unlock", rc),
     }
 }
 
