@@ -195,8 +195,10 @@ impl RawMutex {
         if state & MAGIC_MASK != STATE_MAGIC {
             return Err(Error::Corrupt("mutex not initialised"));
         }
-        let kind = MutexKind::from_code(self.kind.load(Relaxed))
-            .ok_or_else(|| Error::Corrupt("mutex kind"))?;
+        // Not `ok_or(..)`: that builds (and drops) an Error on every lock.
+        let Some(kind) = MutexKind::from_code(self.kind.load(Relaxed)) else {
+            return Err(Error::Corrupt("mutex kind"));
+        };
         if let Some(expected) = pthread::expected_kind_word() {
             // SAFETY: the storage is inside the object; reading the word is
             // a plain atomic load whatever it holds.
