@@ -59,8 +59,8 @@ pub use raw::{Acquire, LockError, LockResult, MutexKind, OwnerDied, RawMutex, Ra
 pub use segment::{Options, Segment};
 
 /// Entry points for the fuzz targets: open arbitrary bytes as each kind of
-/// object. Not part of the stable API.
-#[doc(hidden)]
+/// object. Built only under `--cfg fuzzing` (which `cargo fuzz` sets).
+#[cfg(fuzzing)]
 pub mod __fuzz {
     use crate::segment::header::Spec;
     use crate::segment::{Fingerprint, Kind};
@@ -113,15 +113,16 @@ pub mod __fuzz {
                 ok += 1;
             }
         }
-        for kind in [Kind::Lock, Kind::RLock] {
-            if let Ok(seg) = attach(bytes, kind, Fingerprint::NONE) {
-                // SAFETY: validated lock segments hold one RawMutex; any
-                // bits are a valid RawMutex value.
-                let m = unsafe { &*seg.data_ptr().cast::<RawMutex>() };
-                if seg.data_len() >= RawMutex::SIZE && m.check().is_ok() {
-                    let _ = m.try_lock();
-                    ok += 1;
-                }
+        if let Ok(seg) = attach(bytes, Kind::Lock, Fingerprint::NONE) {
+            if let Ok(l) = Lock::__attach(seg) {
+                let _ = l.try_lock().map(|_| ());
+                ok += 1;
+            }
+        }
+        if let Ok(seg) = attach(bytes, Kind::RLock, Fingerprint::NONE) {
+            if let Ok(l) = RLock::__attach(seg) {
+                let _ = l.try_lock().map(|_| ());
+                ok += 1;
             }
         }
         if attach(bytes, Kind::Bytes, Fingerprint::NONE).is_ok() {

@@ -779,6 +779,83 @@ fn tampered_header_fields_are_refused() {
     assert!(!shm_path(&name).exists());
 }
 
+/// A lock header whose object lies at the very end of the segment (size
+/// 0) passes every header check but leaves no room for the mutex: the lock
+/// handles must refuse it, not read past the mapping.
+#[test]
+fn lock_object_outside_its_mapping_is_corrupt() {
+    let _s = space();
+    for rlock in [false, true] {
+        let name = unique("lockoob");
+        let creator: Box<dyn std::any::Any> = if rlock {
+            Box::new(RLock::create(&name).unwrap())
+        } else {
+            Box::new(Lock::create(&name).unwrap())
+        };
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(shm_path(&name))
+            .unwrap();
+        let total = f.metadata().unwrap().len();
+        reseal(&f, |h| {
+            put(h, 32, &total.to_le_bytes()); // object_offset = total_size
+            put(h, 40, &0u64.to_le_bytes()); // object_size = 0
+        });
+        let e = if rlock {
+            fail("RLock::open", RLock::open_with(&name, &short()))
+        } else {
+            fail("Lock::open", Lock::open_with(&name, &short()))
+        };
+        assert!(matches!(e, Error::Corrupt(_)), "{e:?}");
+        drop(creator);
+    }
+}
+
+/// The mutex kind word (object offset 4) flipped from "normal" to
+/// "recursive" would let one thread hold two guards, two `&mut T`: refused
+/// at open, and at lock time for a handle opened before the flip.
+#[test]
+fn flipped_mutex_kind_is_corrupt() {
+    let _s = space();
+    let name = unique("kindflip");
+    let creator = Value::<u64>::create(&name, 1).unwrap();
+    let before = Value::<u64>::open(&name).unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(shm_path(&name))
+        .unwrap();
+    let object = creator.segment().info().object_offset;
+    f.write_all_at(&2u32.to_le_bytes(), object + 4).unwrap();
+    let e = fail("Value::open", Value::<u64>::open_with(&name, &short()));
+    assert!(matches!(e, Error::Corrupt(_)), "{e:?}");
+    let r = before.lock();
+    assert!(
+        matches!(r, Err(LockError::Failed(Error::Corrupt(_)))),
+        "{:?}",
+        r.map(|_| ())
+    );
+    // A Lock flipped to recursive is refused as well.
+    let lname = unique("lockflip");
+    let lock = Lock::create(&lname).unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(shm_path(&lname))
+        .unwrap();
+    f.write_all_at(&2u32.to_le_bytes(), lock.segment().info().object_offset + 4)
+        .unwrap();
+    let e = fail("Lock::open", Lock::open_with(&lname, &short()));
+    assert!(matches!(e, Error::Corrupt(_)), "{e:?}");
+    let r = lock.try_lock();
+    assert!(
+        matches!(r, Err(LockError::Failed(Error::Corrupt(_)))),
+        "{:?}",
+        r.map(|_| ())
+    );
+}
+
 #[test]
 fn array_length_behind_the_checksum_is_checked() {
     let _s = space();

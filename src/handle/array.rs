@@ -6,7 +6,7 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use super::guarded::Guarded;
-use super::lock::SharedLock;
+use super::lock::{would_block, SharedLock};
 use crate::raw::{sealed, LockResult, RawMutex, RawMutexGuard, RecoverableGuard};
 use crate::segment::{Kind, Options, Place, Segment};
 use crate::sys::clock::Deadline;
@@ -174,7 +174,7 @@ impl<T: Plain> Array<T> {
     }
 
     /// Opens an array in an already opened segment (fuzz targets, embedders).
-    #[doc(hidden)]
+    #[cfg(fuzzing)]
     pub fn __attach(seg: Segment, opts: &Options) -> Result<Self> {
         Ok(Array {
             inner: Guarded::attach(seg, None, opts)?,
@@ -198,13 +198,7 @@ impl<T: Plain> Array<T> {
 
     /// Takes the lock if free ([`Error::WouldBlock`] otherwise).
     pub fn try_lock(&self) -> LockResult<ArrayGuard<'_, T>> {
-        self.lock_until(Some(Deadline::PASSED)).map_err(|e| {
-            if e.is_timeout() {
-                Error::WouldBlock.into()
-            } else {
-                e
-            }
-        })
+        self.lock_until(Some(Deadline::PASSED)).map_err(would_block)
     }
 
     /// Waits at most `timeout` for the lock.
@@ -228,7 +222,8 @@ impl<T: Plain> Array<T> {
     }
 
     /// Element `i`, read under the lock; [`Error::OutOfRange`] past the end.
-    /// Owner death as for [`Value::get`](crate::Value::get).
+    /// Owner death and waiting as for [`Value::get`](crate::Value::get):
+    /// use [`Array::lock_timeout`] or [`Array::try_lock`] for a bounded wait.
     pub fn get(&self, i: usize) -> Result<T> {
         let len = self.len();
         self.lock()?

@@ -160,7 +160,7 @@ impl<T: AtomicInt> AtomicValue<T> {
     }
 
     /// Opens one in an already opened segment (fuzz targets, embedders).
-    #[doc(hidden)]
+    #[cfg(fuzzing)]
     pub fn __attach(seg: Segment) -> Result<Self> {
         Self::checked(seg)
     }

@@ -122,7 +122,10 @@ impl<T: Plain> Guarded<T> {
         Ok(())
     }
 
-    fn new(seg: Segment, shared: Option<SharedLock>, len: usize) -> Self {
+    fn new(mut seg: Segment, shared: Option<SharedLock>, len: usize) -> Self {
+        // The object starts with its own mutex (used or not): keep the
+        // mapping while a thread of this process may hold it.
+        seg.keep_mapped_while(|seg| own_mutex_of(seg).may_be_held_in_this_process());
         Guarded {
             seg: Arc::new(seg),
             shared,
@@ -153,16 +156,22 @@ impl<T: Plain> Guarded<T> {
             Some(name) => Some(SharedLock::open(name, opts)?),
             None => None,
         };
-        let g = Self::new(seg, shared, len);
-        g.own_mutex().check_layout()?;
-        Ok(g)
+        if own_mutex_of(&seg).check_layout()? != MutexKind::Normal {
+            return Err(Error::Corrupt("mutex of the wrong kind"));
+        }
+        Ok(Self::new(seg, shared, len))
     }
 
     fn own_mutex(&self) -> &RawMutex {
-        // SAFETY: the object starts with a RawMutex (layout validated at
-        // open or written at create); any bits are valid for it; the borrow
-        // keeps the mapping alive.
-        unsafe { &*self.seg.data_ptr().cast::<RawMutex>() }
+        own_mutex_of(&self.seg)
+    }
+
+    /// The kind the guarding mutex must have.
+    fn expected_kind(&self) -> MutexKind {
+        match &self.shared {
+            Some(SharedLock::RLock(_)) => MutexKind::Recursive,
+            _ => MutexKind::Normal,
+        }
     }
 
     /// The mutex that guards the elements.
@@ -193,15 +202,27 @@ impl<T: Plain> Guarded<T> {
         unsafe { self.seg.data_ptr().add(data_offset::<T>()).cast() }
     }
 
-    /// Locks for exclusive access to the elements. A recursive shared lock
-    /// already held by this thread is refused with [`Error::Deadlock`]: a
-    /// second guard would alias the first one's `&mut`.
+    /// Locks for exclusive access to the elements. A lock this thread
+    /// already holds (a shared `RLock`, or anything taken with `acquire`) is
+    /// refused with [`Error::Deadlock`]: a second guard would alias the
+    /// first one's `&mut`. So is a mutex whose kind changed in shared
+    /// memory ([`Error::Corrupt`]).
     #[inline]
     pub(crate) fn lock_until(&self, deadline: Option<Deadline>) -> LockResult<RawMutexGuard<'_>> {
         let mutex = self.mutex();
-        if matches!(self.shared, Some(SharedLock::RLock(_))) && mutex.held_by_this_thread() {
+        if mutex.held_by_this_thread() {
             return Err(LockError::Failed(Error::Deadlock));
         }
-        mutex.lock_until(deadline)
+        mutex.lock_as(deadline, Some(self.expected_kind()))
     }
+}
+
+/// The mutex at the start of a `Value`/`Array` object.
+fn own_mutex_of(seg: &Segment) -> &RawMutex {
+    // SAFETY: the object starts with a RawMutex: written at create, or
+    // checked at open to span at least data_offset >= RawMutex::SIZE bytes
+    // inside the mapping (`attach`: object_size == data_offset + len * size),
+    // 64-aligned by the header checks; any bits are valid for it; the borrow
+    // keeps the mapping alive.
+    unsafe { &*seg.data_ptr().cast::<RawMutex>() }
 }

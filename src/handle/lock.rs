@@ -6,7 +6,18 @@ use std::time::Duration;
 use crate::raw::{Acquire, LockResult, MutexKind, RawMutex, RawMutexGuard};
 use crate::segment::header::Spec;
 use crate::segment::{Fingerprint, Kind, Options, Place, Segment};
+use crate::sys::clock::Deadline;
 use crate::{Error, Result};
+
+/// A "try once" that found the lock busy: [`Error::WouldBlock`], not a
+/// timeout.
+pub(crate) fn would_block<G>(e: crate::raw::LockError<G>) -> crate::raw::LockError<G> {
+    if e.is_timeout() {
+        Error::WouldBlock.into()
+    } else {
+        e
+    }
+}
 
 /// The guard of a [`Lock`] or [`RLock`]: the lock is held until it drops.
 pub type LockGuard<'a> = RawMutexGuard<'a>;
@@ -35,7 +46,7 @@ pub(crate) fn mutex_segment(
         // RawMutex::SIZE bytes at RawMutex::ALIGN, exclusively ours.
         unsafe { RawMutex::init(p.cast(), mk) }
     };
-    let seg = match (place, open) {
+    let mut seg = match (place, open) {
         (Some(place), None) => Segment::create_object(place, &spec(kind), opts, None, init)?,
         (None, Some(name)) => Segment::open_object(name, &spec(kind), opts)?,
         (Some(Place::Named(name)), Some(_)) => {
@@ -43,16 +54,29 @@ pub(crate) fn mutex_segment(
         }
         _ => return Err(Error::InvalidArgument("mutex_segment: nothing to do")),
     };
-    mutex_of(&seg).check_layout()?;
+    check_mutex_segment(&seg, mk)?;
+    seg.keep_mapped_while(|seg| mutex_of(seg).may_be_held_in_this_process());
     Ok(Arc::new(seg))
+}
+
+/// An opened lock segment holds exactly one mutex of the expected kind.
+pub(crate) fn check_mutex_segment(seg: &Segment, mk: MutexKind) -> Result<()> {
+    if seg.data_len() != RawMutex::SIZE {
+        return Err(Error::Corrupt("lock object has the wrong size"));
+    }
+    if mutex_of(seg).check_layout()? != mk {
+        return Err(Error::Corrupt("mutex of the wrong kind"));
+    }
+    Ok(())
 }
 
 /// The mutex at the start of a lock segment's object.
 pub(crate) fn mutex_of(seg: &Segment) -> &RawMutex {
-    // SAFETY: the header was validated for a lock kind, whose object is one
-    // RawMutex (size and alignment checked against the spec); RawMutex is
-    // atomics and an UnsafeCell, valid for any bits; the borrow keeps the
-    // mapping alive.
+    // SAFETY: callers pass segments of lock kinds, whose object was written
+    // as one RawMutex at create, or checked at open to span exactly
+    // RawMutex::SIZE bytes (`check_mutex_segment`; the header checks put it
+    // inside the mapping, 64-aligned); RawMutex is atomics and an
+    // UnsafeCell, valid for any bits; the borrow keeps the mapping alive.
     unsafe { &*seg.data_ptr().cast::<RawMutex>() }
 }
 
@@ -101,18 +125,18 @@ macro_rules! mutex_handle {
             /// Waits for the lock. If its previous owner died, the guard
             /// comes inside [`LockError::OwnerDied`](crate::LockError::OwnerDied).
             pub fn lock(&self) -> LockResult<LockGuard<'_>> {
-                self.raw().lock()
+                self.raw().lock_as(None, Some($mk))
             }
 
             /// Takes the lock if free: [`Error::WouldBlock`] otherwise.
             pub fn try_lock(&self) -> LockResult<LockGuard<'_>> {
-                self.raw().try_lock()
+                self.raw().lock_as(Some(Deadline::PASSED), Some($mk)).map_err(would_block)
             }
 
             /// Waits at most `timeout`: [`Error::Timeout`] after it, never
             /// before. `Duration::ZERO` tries once.
             pub fn lock_timeout(&self, timeout: Duration) -> LockResult<LockGuard<'_>> {
-                self.raw().lock_timeout(timeout)
+                self.raw().lock_as(Some(Deadline::after(timeout)), Some($mk))
             }
 
             /// Python's `acquire()`, without a guard: release with
@@ -160,6 +184,14 @@ macro_rules! mutex_handle {
 
             pub(crate) fn segment_arc(&self) -> &Arc<Segment> {
                 &self.seg
+            }
+
+            /// Opens one in an already opened segment (fuzz targets only).
+            #[cfg(fuzzing)]
+            pub fn __attach(mut seg: Segment) -> Result<Self> {
+                check_mutex_segment(&seg, $mk)?;
+                seg.keep_mapped_while(|seg| mutex_of(seg).may_be_held_in_this_process());
+                Ok(Self { seg: Arc::new(seg) })
             }
         }
     };

@@ -6,7 +6,7 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use super::guarded::Guarded;
-use super::lock::SharedLock;
+use super::lock::{would_block, SharedLock};
 use crate::raw::{sealed, LockResult, RawMutex, RawMutexGuard, RecoverableGuard};
 use crate::segment::{Kind, Options, Place, Segment};
 use crate::sys::clock::Deadline;
@@ -152,7 +152,7 @@ impl<T: Plain> Value<T> {
 
     /// Opens a value in an already opened segment (used by the fuzz
     /// targets; embedders may pass segments around this way).
-    #[doc(hidden)]
+    #[cfg(fuzzing)]
     pub fn __attach(seg: Segment, opts: &Options) -> Result<Self> {
         Ok(Value {
             inner: Guarded::attach(seg, Some(1), opts)?,
@@ -166,13 +166,7 @@ impl<T: Plain> Value<T> {
 
     /// Takes the lock if free ([`Error::WouldBlock`](crate::Error::WouldBlock) otherwise).
     pub fn try_lock(&self) -> LockResult<ValueGuard<'_, T>> {
-        self.lock_until(Some(Deadline::PASSED)).map_err(|e| {
-            if e.is_timeout() {
-                crate::Error::WouldBlock.into()
-            } else {
-                e
-            }
-        })
+        self.lock_until(Some(Deadline::PASSED)).map_err(would_block)
     }
 
     /// Waits at most `timeout` for the lock.
@@ -197,6 +191,10 @@ impl<T: Plain> Value<T> {
     /// A copy of the value, read under the lock. If the lock's previous
     /// owner died, this gives [`Error::OwnerDied`](crate::Error::OwnerDied) and the lock becomes
     /// not recoverable: use [`Value::lock`] to repair instead.
+    ///
+    /// Like [`Value::lock`], this waits for the lock as long as it takes;
+    /// for a bounded wait use the guard forms, `*v.lock_timeout(t)?` or
+    /// `*v.try_lock()?`.
     pub fn get(&self) -> Result<T> {
         Ok(*self.lock()?)
     }

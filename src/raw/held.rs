@@ -6,77 +6,134 @@
 //! following the robust-list pointers stored in the shared mutex: a write
 //! through garbage addresses. So the thread's own record decides whether it
 //! holds a lock (and how deeply, for a recursive one); the C library is only
-//! asked to unlock what this record says it locked.
+//! asked to unlock what this record (or a live guard) says it locked.
 //!
-//! Entries are keyed by the mutex's address in this process. A child made
-//! by `fork` holds none of its parent's locks, so the record is cleared in
-//! the child.
+//! Levels taken by guards and levels taken by `acquire()` are counted
+//! apart, so that `release()` can never free a level a guard still owns.
+//! Entries are keyed by the mutex's address in this process; a mapping
+//! that holds a lock of this process is never unmapped (see
+//! `Segment::keep_mapped_while`), so an address cannot be reused under an
+//! entry.
+//!
+//! A child made by `fork` holds none of its parent's locks: the record is
+//! cleared in the child, and the fork generation moves on so that guards
+//! copied into the child do nothing when dropped there.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Once;
 
-thread_local! {
-    /// (address, depth) of every lock held through a tracked path.
-    static HELD: RefCell<Vec<(usize, u32)>> = const { RefCell::new(Vec::new()) };
+/// How a level was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Via {
+    /// By a guard (recursive locks only: other guards are their own proof).
+    Guard,
+    /// By `acquire()`, to be given back by `release()`.
+    Raw,
 }
 
-extern "C" fn forget_all_after_fork() {
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    addr: usize,
+    guards: u32,
+    raw: u32,
+}
+
+impl Entry {
+    fn count(&mut self, via: Via) -> &mut u32 {
+        match via {
+            Via::Guard => &mut self.guards,
+            Via::Raw => &mut self.raw,
+        }
+    }
+}
+
+thread_local! {
+    static HELD: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Bumped in every child right after `fork`.
+static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn after_fork_in_child() {
+    FORK_GENERATION.fetch_add(1, Relaxed);
     // The child's only thread is a copy of the one that forked: it holds
     // none of the locks recorded here.
     let _ = HELD.try_with(|h| h.try_borrow_mut().map(|mut h| h.clear()));
 }
 
-fn ensure_fork_handler() {
+/// The current fork generation; registers the fork handler on first use,
+/// so any process that locks has it.
+#[inline]
+pub(super) fn generation() -> u32 {
     static REGISTER: Once = Once::new();
-    REGISTER.call_once(|| crate::sys::pthread::at_fork_child(forget_all_after_fork));
+    REGISTER.call_once(|| crate::sys::pthread::at_fork_child(after_fork_in_child));
+    FORK_GENERATION.load(Relaxed)
 }
 
-/// How deeply this thread holds the lock at `addr` (0: not at all).
-pub(super) fn depth(addr: usize) -> u32 {
-    HELD.with(|h| h.borrow().iter().find(|e| e.0 == addr).map_or(0, |e| e.1))
+/// The fork generation, without registering anything (for guards, which
+/// were made after `generation` registered the handler).
+#[inline]
+pub(super) fn generation_now() -> u32 {
+    FORK_GENERATION.load(Relaxed)
 }
 
-/// Records one more level of the lock at `addr`; returns the new depth.
-pub(super) fn push(addr: usize) -> u32 {
-    ensure_fork_handler();
-    HELD.with(|h| {
-        let mut h = h.borrow_mut();
-        match h.iter_mut().find(|e| e.0 == addr) {
-            Some(e) => {
-                e.1 += 1;
-                e.1
-            }
-            None => {
-                h.push((addr, 1));
-                1
+fn with<R>(f: impl FnOnce(&mut Vec<Entry>) -> R) -> Option<R> {
+    HELD.try_with(|h| h.try_borrow_mut().ok().map(|mut h| f(&mut h)))
+        .ok()
+        .flatten()
+}
+
+/// All levels this thread holds of the lock at `addr` (0: none).
+pub(super) fn total(addr: usize) -> u32 {
+    with(|h| {
+        h.iter()
+            .find(|e| e.addr == addr)
+            .map_or(0, |e| e.guards + e.raw)
+    })
+    .unwrap_or(0)
+}
+
+/// Records one more level of the lock at `addr`, taken `via`. `false` if
+/// the count would overflow (nothing recorded).
+pub(super) fn push(addr: usize, via: Via) -> bool {
+    with(|h| match h.iter_mut().find(|e| e.addr == addr) {
+        Some(e) => {
+            let c = e.count(via);
+            match c.checked_add(1) {
+                Some(n) => {
+                    *c = n;
+                    true
+                }
+                None => false,
             }
         }
-    })
-}
-
-/// Adds a level to a lock this thread already holds; `false` (and no
-/// change) if it holds none.
-pub(super) fn deepen(addr: usize) -> bool {
-    HELD.with(|h| match h.borrow_mut().iter_mut().find(|e| e.0 == addr) {
-        Some(e) => {
-            e.1 += 1;
+        None => {
+            let mut e = Entry {
+                addr,
+                guards: 0,
+                raw: 0,
+            };
+            *e.count(via) = 1;
+            h.push(e);
             true
         }
-        None => false,
     })
+    .unwrap_or(false)
 }
 
-/// Removes one level; returns the depth left, or `None` if this thread
-/// does not hold the lock.
-pub(super) fn pop(addr: usize) -> Option<u32> {
-    HELD.with(|h| {
-        let mut h = h.borrow_mut();
-        let i = h.iter().position(|e| e.0 == addr)?;
-        h[i].1 -= 1;
-        let left = h[i].1;
+/// Removes one level taken `via`; returns the levels left in all, or
+/// `None` if this thread holds no level of that kind.
+pub(super) fn pop(addr: usize, via: Via) -> Option<u32> {
+    with(|h| {
+        let i = h.iter().position(|e| e.addr == addr)?;
+        let c = h[i].count(via);
+        *c = c.checked_sub(1)?;
+        let left = h[i].guards + h[i].raw;
         if left == 0 {
             h.swap_remove(i);
         }
         Some(left)
     })
+    .flatten()
 }

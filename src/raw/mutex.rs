@@ -40,7 +40,7 @@ use std::time::Duration;
 use static_assertions::const_assert_eq;
 
 use super::backoff::Backoff;
-use super::held;
+use super::held::{self, Via};
 use super::lock_error::{sealed, LockError, LockResult, OwnerDied, RecoverableGuard};
 use crate::sys::clock::Deadline;
 use crate::sys::{proc, pthread};
@@ -96,8 +96,11 @@ pub enum Acquire {
 /// thread exited), the next locker receives the lock together with the news
 /// ([`LockError::OwnerDied`]). A waiter also wakes every
 /// 200 ms to check that the lock word names a thread that exists, so a lock
-/// word overwritten with garbage ends in [`Error::Corrupt`] rather than an
-/// endless wait. Processes sharing it must share a pid namespace.
+/// word overwritten with the id of no thread ends in [`Error::Corrupt`]
+/// rather than an endless wait. A word forged to name a thread that does
+/// exist cannot be told from a real holder: `lock()` waits for it as for any
+/// holder, which is what [`RawMutex::lock_timeout`] is for. Processes
+/// sharing it must share a pid namespace.
 ///
 /// Ownership is per thread: guards are neither `Send` nor `Sync`.
 ///
@@ -221,7 +224,23 @@ impl RawMutex {
     /// or [`RawMutex::acquire`] (guards of a non-recursive lock are not
     /// recorded: the guard itself is the proof).
     pub(crate) fn held_by_this_thread(&self) -> bool {
-        held::depth(self.addr()) > 0
+        held::total(self.addr()) > 0
+    }
+
+    /// Whether a thread of this process may hold the lock, so that the C
+    /// library's robust list of that thread points into this mapping: the
+    /// mapping must then stay (unmapping it would leave the list pointing
+    /// at freed memory). Reads the lock word where its layout is known;
+    /// elsewhere answers yes.
+    pub(crate) fn may_be_held_in_this_process(&self) -> bool {
+        if self.held_by_this_thread() || !pthread::LAYOUT_KNOWN {
+            return true;
+        }
+        // SAFETY: a plain atomic read of the word, whatever it holds.
+        match unsafe { pthread::owner(self.raw()) } {
+            Some((tid, _)) => proc::is_own_thread(tid),
+            None => false,
+        }
     }
 
     /// Waits for the lock without limit (but see the type's note on
@@ -248,11 +267,29 @@ impl RawMutex {
 
     #[inline]
     pub(crate) fn lock_until(&self, deadline: Option<Deadline>) -> LockResult<RawMutexGuard<'_>> {
-        let recursive = self.check()? == MutexKind::Recursive;
-        let got = self.acquire_until(deadline, recursive)?;
+        self.lock_as(deadline, None)
+    }
+
+    /// Locks, insisting (with `expect`) on the kind the caller's handle was
+    /// made for: a kind word flipped in shared memory must not turn a lock
+    /// whose guards hand out `&mut T` into a recursive one.
+    #[inline]
+    pub(crate) fn lock_as(
+        &self,
+        deadline: Option<Deadline>,
+        expect: Option<MutexKind>,
+    ) -> LockResult<RawMutexGuard<'_>> {
+        let kind = self.check()?;
+        if expect.is_some_and(|k| k != kind) {
+            return Err(LockError::Failed(Error::Corrupt("mutex kind changed")));
+        }
+        let recursive = kind == MutexKind::Recursive;
+        let generation = held::generation();
+        let got = self.acquire_until(deadline, recursive.then_some(Via::Guard))?;
         let guard = RawMutexGuard {
             mutex: self,
             tracked: recursive,
+            generation,
             _not_send: PhantomData,
         };
         match got {
@@ -274,22 +311,32 @@ impl RawMutex {
 
     fn acquire_raw(&self, deadline: Option<Deadline>) -> Result<Acquire> {
         self.check()?;
-        Ok(match self.acquire_until(deadline, true)? {
+        held::generation();
+        Ok(match self.acquire_until(deadline, Some(Via::Raw))? {
             pthread::Acquired::Clean => Acquire::Clean,
             pthread::Acquired::OwnerDied => Acquire::OwnerDied,
         })
     }
 
     /// Takes the lock (or, for a recursive lock this thread holds, one more
-    /// level of it). With `track`, records it in this thread's held set.
+    /// level of it). With `via`, records the level in this thread's held set.
     #[inline]
-    fn acquire_until(&self, deadline: Option<Deadline>, track: bool) -> Result<pthread::Acquired> {
-        if track && held::deepen(self.addr()) {
-            if self.kind.load(Relaxed) == MutexKind::Normal.code() {
-                held::pop(self.addr());
-                return Err(Error::Deadlock);
+    fn acquire_until(
+        &self,
+        deadline: Option<Deadline>,
+        via: Option<Via>,
+    ) -> Result<pthread::Acquired> {
+        if let Some(via) = via {
+            if self.held_by_this_thread() {
+                // Held here already: a recursive lock gains a level without
+                // asking the C library (which holds it once, error-checking).
+                if self.kind.load(Relaxed) != MutexKind::Recursive.code()
+                    || !held::push(self.addr(), via)
+                {
+                    return Err(Error::Deadlock);
+                }
+                return Ok(pthread::Acquired::Clean);
             }
-            return Ok(pthread::Acquired::Clean);
         }
         // SAFETY: the caller's `check` proved the mutex initialised.
         let got = match unsafe { pthread::try_lock_rc(self.raw()) } {
@@ -309,8 +356,13 @@ impl RawMutex {
                 }
             }
         }
-        if track {
-            held::push(self.addr());
+        if let Some(via) = via {
+            if !held::push(self.addr(), via) {
+                // Cannot record it (thread exiting): do not keep it either.
+                // SAFETY: we just took it.
+                let _ = unsafe { pthread::unlock(self.raw()) };
+                return Err(Error::Deadlock);
+            }
         }
         Ok(got)
     }
@@ -399,7 +451,7 @@ impl RawMutex {
     /// [`RawMutex::make_consistent`] makes it not recoverable.
     pub fn release(&self) -> Result<()> {
         self.check_layout()?;
-        match held::pop(self.addr()) {
+        match held::pop(self.addr(), Via::Raw) {
             None => Err(Error::NotOwner),
             Some(0) => self.unlock_outermost(),
             Some(_) => Ok(()),
@@ -415,7 +467,10 @@ impl RawMutex {
             self.state.fetch_and(!INCONSISTENT, Relaxed);
         }
         // SAFETY: initialised (checked at acquisition), and this thread
-        // took it (a guard exists, or the held record says so).
+        // took it: the callers are `release`, after the held record showed
+        // a level taken by `acquire` in this thread, and a guard's drop,
+        // after checking that the guard was made in this process (fork
+        // generation) and, for a recorded level, that it was the last.
         unsafe { pthread::unlock(self.raw()) }
     }
 
@@ -425,6 +480,8 @@ impl RawMutex {
     pub fn make_consistent(&self) -> Result<()> {
         self.check_layout()?;
         if !self.held_by_this_thread() {
+            // A thread that holds it only through an untracked guard (a
+            // non-recursive lock) repairs through `OwnerDied` instead.
             return Err(Error::NotOwner);
         }
         self.mark_consistent()
@@ -462,6 +519,9 @@ pub struct RawMutexGuard<'a> {
     mutex: &'a RawMutex,
     /// A level of a recursive lock, counted in the held record.
     tracked: bool,
+    /// The fork generation it was made in: a copy that `fork` left in a
+    /// child must not release (or mark) its parent's lock.
+    generation: u32,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -491,7 +551,11 @@ impl RecoverableGuard for RawMutexGuard<'_> {
 impl Drop for RawMutexGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        if self.tracked && held::pop(self.mutex.addr()) != Some(0) {
+        if self.generation != held::generation_now() {
+            // A copy in a forked child: the lock is the parent's.
+            return;
+        }
+        if self.tracked && held::pop(self.mutex.addr(), Via::Guard) != Some(0) {
             // An inner level of a recursive lock: still held.
             return;
         }
@@ -665,6 +729,53 @@ mod tests {
             0,
             "1: the child took its parent's lock"
         );
+    }
+
+    /// A guard copied into a forked child (the child returns through the
+    /// guard's scope) must not release or mark its parent's lock: here an
+    /// owner-died guard, whose drop would make the lock not recoverable.
+    #[test]
+    fn a_guard_copy_dropped_in_a_forked_child_changes_nothing() {
+        let lock = crate::Lock::anonymous().unwrap();
+        // A thread that exits holding the lock: the kernel marks it dead.
+        std::thread::scope(|s| {
+            s.spawn(|| std::mem::forget(lock.lock().unwrap()));
+        });
+        let died = match lock.lock() {
+            Err(LockError::OwnerDied(d)) => d,
+            other => panic!("expected OwnerDied, got {:?}", other.map(|_| ())),
+        };
+        let guard = died.into_inner();
+        // SAFETY: the child only drops the guard copy (no allocation) and
+        // calls `_exit`; the parent waits for it.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            drop(guard);
+            // SAFETY: ends the child without running the parent's
+            // destructors or atexit handlers.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: `pid` is our child; `status` is writable.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        assert!(
+            !lock.raw().is_not_recoverable(),
+            "the child's copy marked the lock"
+        );
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(
+                    lock.try_lock().unwrap_err().is_would_block(),
+                    "the child's copy unlocked it"
+                )
+            });
+        });
+        // The parent can still repair and go on.
+        let g = OwnerDied::new(guard).make_consistent().unwrap();
+        drop(g);
+        drop(lock.try_lock().unwrap());
     }
 
     #[cfg(all(target_env = "gnu", target_pointer_width = "64"))]

@@ -45,6 +45,9 @@ pub const FORMAT_VERSION: u32 = 1;
 pub(crate) const READY: u32 = 0x5244_5952; // "RYDR"
 /// Bytes reserved for the header at the start of every segment.
 pub const HEADER_SIZE: usize = 512;
+/// The largest alignment an object may need: the smallest page size of the
+/// supported platforms, which is all `mmap` promises.
+pub(crate) const MAX_ALIGN: u64 = 4096;
 /// Bytes for a linked lock's name, NUL-padded.
 pub(crate) const LINK_LEN: usize = 256;
 const FLAG_LINK: u32 = 1;
@@ -137,6 +140,13 @@ impl Spec {
         let align = self.object_align.max(64);
         if !align.is_power_of_two() {
             return Err(Error::InvalidArgument("alignment is not a power of two"));
+        }
+        // Mappings are only page-aligned: an offset that is a multiple of a
+        // larger alignment would not give an aligned address.
+        if align > MAX_ALIGN {
+            return Err(Error::InvalidArgument(
+                "alignment above 4096 bytes is not supported",
+            ));
         }
         Ok((HEADER_SIZE as u64).next_multiple_of(align))
     }

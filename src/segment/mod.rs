@@ -16,6 +16,7 @@ pub mod header;
 pub(crate) mod name;
 
 use std::ffi::CString;
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -81,17 +82,28 @@ impl Options {
 
 /// One shared-memory mapping with its header.
 ///
+/// Only the size found at open is checked against the header: a peer that
+/// later truncates the object (`ftruncate` on `/dev/shm/NAME`) can still
+/// make an access fault with `SIGBUS`. That needs write access to the
+/// object, which mode 0600 keeps to your own user.
+///
 /// The creator's handle removes the name when dropped, unless persisted;
 /// handles that only opened never unlink (PITFALLS.md, "Segments"). A child
 /// that inherited the creator's handle through `fork` does not unlink
 /// either: only the creating process does.
 pub struct Segment {
-    map: MmapRaw,
+    map: ManuallyDrop<MmapRaw>,
     name: Option<(String, CString)>,
     creator: bool,
     creator_pid: u32,
+    /// The object's identity (`st_dev`, `st_ino`) when this handle created
+    /// it: the name is removed on drop only if it still names this object.
+    identity: Option<(u64, u64)>,
     unlink_on_drop: AtomicBool,
     info: HeaderInfo,
+    /// Asked on drop: must the mapping stay (a robust mutex in it is held
+    /// by a thread of this process)?
+    keep_mapped: Option<fn(&Segment) -> bool>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -104,6 +116,10 @@ impl std::fmt::Debug for Segment {
             .finish()
     }
 }
+
+// Handles share segments across threads; the mapping is plain shared
+// memory, and everything in it is reached through atomics or a lock.
+static_assertions::assert_impl_all!(Segment: Send, Sync);
 
 /// Where a new segment goes.
 #[derive(Clone, Copy)]
@@ -238,6 +254,17 @@ impl Segment {
         self.info.object_size as usize
     }
 
+    /// Registers the question asked on drop: if `keep` says so, the mapping
+    /// is left in place (leaked) instead of unmapped. The handle layer uses
+    /// it for segments holding a robust mutex that a thread of this process
+    /// holds: the C library's per-thread robust list points into the
+    /// mapping, and unmapping it would leave that list pointing at freed
+    /// memory (a guard forgotten with `mem::forget`, an `acquire()` never
+    /// released).
+    pub(crate) fn keep_mapped_while(&mut self, keep: fn(&Segment) -> bool) {
+        self.keep_mapped = Some(keep);
+    }
+
     /// Whether the process that created the segment still runs (same pid
     /// and start time). A recycled pid counts as dead.
     pub fn creator_alive(&self) -> bool {
@@ -264,8 +291,11 @@ impl Segment {
             Place::Anonymous => (shm::anonymous_fd()?, None),
         };
         let mut undo = UnlinkOnFailure(name.as_ref().map(|(_, c)| c.clone()));
+        let mut identity = None;
         if name.is_some() {
             shm::fchmod(&fd, opts.mode)?;
+            let st = shm::fstat(&fd)?;
+            identity = Some((st.dev, st.ino));
         }
         shm::reserve(&fd, total)?;
         let map = map_fd(&fd, total)?;
@@ -281,12 +311,14 @@ impl Segment {
         header.publish();
         undo.0 = None;
         Ok(Segment {
-            map,
+            map: ManuallyDrop::new(map),
             name,
             creator: true,
             creator_pid: me,
+            identity,
             unlink_on_drop: AtomicBool::new(!opts.persist),
             info,
+            keep_mapped: None,
         })
     }
 
@@ -362,18 +394,20 @@ impl Segment {
         }
         let info = header.validate(size, spec)?;
         Ok(Segment {
-            map,
+            map: ManuallyDrop::new(map),
             name: None,
             creator: false,
             creator_pid: 0,
+            identity: None,
             unlink_on_drop: AtomicBool::new(false),
             info,
+            keep_mapped: None,
         })
     }
 
     /// An anonymous segment holding a copy of `bytes`, unvalidated: the
     /// input for [`Segment::attach_fd`] in the fuzz targets.
-    #[doc(hidden)]
+    #[cfg(fuzzing)]
     pub fn __fuzz_fd(bytes: &[u8]) -> Result<OwnedFd> {
         use std::io::Write;
         let fd = shm::anonymous_fd()?;
@@ -420,15 +454,22 @@ impl Drop for Segment {
     fn drop(&mut self) {
         if let Some((_, c)) = &self.name {
             if self.unlink_on_drop.load(Ordering::Relaxed) && proc::pid() == self.creator_pid {
-                let _ = shm::shm_unlink(c);
+                // Only if the name still names what we created: someone may
+                // have unlinked it and made a new object under it.
+                if let (Ok(fd), Some(id)) =
+                    (shm::shm_open(c, shm::OpenMode::Existing, 0), self.identity)
+                {
+                    if shm::fstat(&fd).is_ok_and(|st| (st.dev, st.ino) == id) {
+                        let _ = shm::shm_unlink(c);
+                    }
+                }
             }
         }
+        if self.keep_mapped.is_some_and(|keep| keep(self)) {
+            return; // leaked on purpose: see `keep_mapped_while`
+        }
+        // SAFETY: dropped exactly once, here, and nothing uses the mapping
+        // after: handles borrow it through `&self` only.
+        unsafe { ManuallyDrop::drop(&mut self.map) };
     }
 }
-
-// SAFETY: a Segment is a mapping plus plain data. The mapping is shared
-// memory that any thread may access; all access to its contents goes
-// through atomics or through handles that enforce their own protocol.
-unsafe impl Send for Segment {}
-// SAFETY: as above; `&Segment` exposes only atomics and raw pointers.
-unsafe impl Sync for Segment {}

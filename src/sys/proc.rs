@@ -35,6 +35,12 @@ pub(crate) fn parse_start_time(stat: &str) -> Option<u64> {
     rest.split_ascii_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether `tid` is a thread of the calling process (Linux: it appears
+/// under `/proc/self/task`). `false` where that cannot be known.
+pub(crate) fn is_own_thread(tid: u32) -> bool {
+    tid != 0 && std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
+}
+
 /// Whether a process or thread with this id exists (in our pid namespace).
 /// `kill(id, 0)` sends nothing; `EPERM` still proves existence.
 pub(crate) fn id_exists(id: u32) -> bool {

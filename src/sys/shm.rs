@@ -110,6 +110,8 @@ pub(crate) fn reserve(fd: &OwnedFd, len: u64) -> Result<()> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Stat {
     pub(crate) size: u64,
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
     #[allow(dead_code)]
     pub(crate) uid: u32,
     #[allow(dead_code)]
@@ -127,6 +129,10 @@ pub(crate) fn fstat(fd: &OwnedFd) -> Result<Stat> {
     let st = unsafe { st.assume_init() };
     Ok(Stat {
         size: u64::try_from(st.st_size).unwrap_or(0),
+        #[allow(clippy::useless_conversion, clippy::unnecessary_cast)] // widths differ by OS
+        dev: st.st_dev as u64,
+        #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+        ino: st.st_ino as u64,
         uid: st.st_uid,
         #[allow(clippy::useless_conversion)] // mode_t is u16 on some Unixes
         mode: u32::from(st.st_mode) & 0o7777,
