@@ -16,6 +16,23 @@ type Res = std::result::Result<(), Box<dyn std::error::Error>>;
 // library's robust list of this thread still points at the held mutex, so
 // its mapping must not be unmapped.
 child!(fn drop_handle_of_held_lock(ctx) {
+    if ctx.arg("no_proc") == "mask" {
+        // Hide /proc (a private mount namespace with an empty tmpfs over
+        // it): the library must then keep mappings conservatively.
+        // SAFETY: plain system calls on this process's own namespace; the
+        // strings are NUL-terminated literals.
+        let masked = unsafe {
+            libc::unshare(libc::CLONE_NEWNS) == 0
+                && libc::mount(c"none".as_ptr(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) == 0
+                && libc::mount(c"tmpfs".as_ptr(), c"/proc".as_ptr(), c"tmpfs".as_ptr(), 0, std::ptr::null()) == 0
+        };
+        if !masked {
+            ctx.send("cannot mask /proc");
+            return Ok(());
+        }
+        assert!(!std::path::Path::new("/proc/self").exists());
+        ctx.send("masked");
+    }
     let other = Lock::anonymous()?;
     let r = RLock::anonymous()?;
     for how in ["acquire", "forget", "rlock-acquire", "value-forget"] {
@@ -42,13 +59,15 @@ child!(fn drop_handle_of_held_lock(ctx) {
                 drop(v);
             }
         }
-        // Fresh mappings may land where the dropped one was; locking and
-        // unlocking them makes glibc walk this thread's robust list.
+        // Locking a lock mapped earlier makes glibc write into the head of
+        // this thread's robust list, the held mutex: a fault if its mapping
+        // was unmapped. (A fresh mapping first could land at the freed
+        // address and hide it.) Then fresh mappings, which may land there.
         for _ in 0..4 {
-            let fresh = Lock::anonymous()?;
-            drop(fresh.lock().map_err(LockError::into_error)?);
             drop(other.lock().map_err(LockError::into_error)?);
             drop(r.lock().map_err(LockError::into_error)?);
+            let fresh = Lock::anonymous()?;
+            drop(fresh.lock().map_err(LockError::into_error)?);
         }
         ctx.send(how);
     }
@@ -56,13 +75,73 @@ child!(fn drop_handle_of_held_lock(ctx) {
 
 #[test]
 fn dropping_the_handle_of_a_held_lock_is_not_a_use_after_unmap() {
-    let child = spawn("drop_handle_of_held_lock")
-        .timeout(Duration::from_secs(20))
-        .start();
-    for how in ["acquire", "forget", "rlock-acquire", "value-forget"] {
-        child.expect(how);
+    for no_proc in ["keep", "mask"] {
+        let child = spawn("drop_handle_of_held_lock")
+            .arg("no_proc", no_proc)
+            .timeout(Duration::from_secs(20))
+            .start();
+        if no_proc == "mask" {
+            match child.recv(Duration::from_secs(20)).as_deref() {
+                Some("masked") => {}
+                Some("cannot mask /proc") => {
+                    eprintln!("skipped: cannot mask /proc here (needs root and mount namespaces)");
+                    child.join();
+                    continue;
+                }
+                other => panic!("unexpected {other:?}\n{}", child.output()),
+            }
+        }
+        for how in ["acquire", "forget", "rlock-acquire", "value-forget"] {
+            child.expect(how);
+        }
+        child.join();
     }
+}
+
+/// The number of mappings of this process.
+fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+// Opens and drops a lock 100 times while holding it through another handle,
+// then releases it; reports the process's mapping count before and after
+// (in a child: nothing else runs there to change it).
+child!(fn reopen_while_held(ctx) {
+    let name = ctx.arg("name");
+    let lock = Lock::open(&name)?;
+    let held = lock.lock().map_err(LockError::into_error)?;
+    let before = mappings();
+    for _ in 0..100 {
+        let again = Lock::open(&name)?;
+        assert!(again.try_lock().is_err());
+        drop(again);
+    }
+    let during = mappings();
+    drop(held);
+    // Any segment drop sweeps what is no longer needed.
+    drop(Lock::anonymous()?);
+    ctx.send(&format!("{before} {during} {}", mappings()));
+});
+
+/// A mapping kept because its lock was held (through another handle) is
+/// unmapped once the lock is free: opening and dropping handles while a
+/// long-lived holder exists must not pile up mappings.
+#[test]
+fn mappings_kept_for_a_held_lock_are_freed_once_it_is_free() {
+    let name = unique("keepfree");
+    let _lock = Lock::create(&name).unwrap();
+    let child = spawn("reopen_while_held").arg("name", &name).start();
+    let report = child.recv(Duration::from_secs(20)).expect("no report");
     child.join();
+    let n: Vec<usize> = report.split(' ').map(|x| x.parse().unwrap()).collect();
+    let (before, after) = (n[0], n[2]);
+    assert!(
+        after <= before + 1,
+        "mappings grew from {before} to {after} ({report})"
+    );
 }
 
 /// `release()` gives back only levels taken with `acquire()`: it cannot

@@ -55,8 +55,15 @@ pub(crate) fn mutex_segment(
         _ => return Err(Error::InvalidArgument("mutex_segment: nothing to do")),
     };
     check_mutex_segment(&seg, mk)?;
-    seg.keep_mapped_while(|seg| mutex_of(seg).may_be_held_in_this_process());
+    seg.keep_mapped_while(|seg| mutex_of(seg).must_stay_mapped(seg.pins()));
     Ok(Arc::new(seg))
+}
+
+/// The pin a handle passes with each lock of a mutex that lives in `seg`
+/// (only where the lock word cannot say who holds it).
+#[inline]
+pub(crate) fn pin_of(seg: &Segment) -> Option<&std::sync::atomic::AtomicUsize> {
+    RawMutex::NEEDS_PIN.then(|| seg.pins())
 }
 
 /// An opened lock segment holds exactly one mutex of the expected kind.
@@ -125,30 +132,32 @@ macro_rules! mutex_handle {
             /// Waits for the lock. If its previous owner died, the guard
             /// comes inside [`LockError::OwnerDied`](crate::LockError::OwnerDied).
             pub fn lock(&self) -> LockResult<LockGuard<'_>> {
-                self.raw().lock_as(None, Some($mk))
+                self.raw().lock_as(None, Some($mk), pin_of(&self.seg))
             }
 
             /// Takes the lock if free: [`Error::WouldBlock`] otherwise.
             pub fn try_lock(&self) -> LockResult<LockGuard<'_>> {
-                self.raw().lock_as(Some(Deadline::PASSED), Some($mk)).map_err(would_block)
+                self.raw()
+                    .lock_as(Some(Deadline::PASSED), Some($mk), pin_of(&self.seg))
+                    .map_err(would_block)
             }
 
             /// Waits at most `timeout`: [`Error::Timeout`] after it, never
             /// before. `Duration::ZERO` tries once.
             pub fn lock_timeout(&self, timeout: Duration) -> LockResult<LockGuard<'_>> {
-                self.raw().lock_as(Some(Deadline::after(timeout)), Some($mk))
+                self.raw().lock_as(Some(Deadline::after(timeout)), Some($mk), pin_of(&self.seg))
             }
 
             /// Python's `acquire()`, without a guard: release with
             /// [`Self::release`] from the same thread.
             pub fn acquire(&self) -> Result<Acquire> {
-                self.raw().acquire()
+                self.raw().acquire_as(None, Some($mk))
             }
 
             /// Python's `acquire(timeout=t)`: `Ok(None)` if it timed out (Python's
             /// `False`), never before `timeout` has elapsed.
             pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<Acquire>> {
-                match self.raw().acquire_timeout(timeout) {
+                match self.raw().acquire_as(Some(Deadline::after(timeout)), Some($mk)) {
                     Ok(a) => Ok(Some(a)),
                     Err(Error::Timeout) => Ok(None),
                     Err(e) => Err(e),
@@ -190,7 +199,7 @@ macro_rules! mutex_handle {
             #[cfg(fuzzing)]
             pub fn __attach(mut seg: Segment) -> Result<Self> {
                 check_mutex_segment(&seg, $mk)?;
-                seg.keep_mapped_while(|seg| mutex_of(seg).may_be_held_in_this_process());
+                seg.keep_mapped_while(|seg| mutex_of(seg).must_stay_mapped(seg.pins()));
                 Ok(Self { seg: Arc::new(seg) })
             }
         }

@@ -20,7 +20,7 @@
 //! copied into the child do nothing when dropped there.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::sync::Once;
 
 /// How a level was taken.
@@ -55,8 +55,19 @@ thread_local! {
 /// Bumped in every child right after `fork`.
 static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
 
+/// Levels taken with `acquire()` and not yet released, by all threads of
+/// this process (where the lock word cannot tell, a mapping stays while
+/// this is not zero).
+static RAW_LEVELS: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether any thread of this process holds a level taken with `acquire()`.
+pub(super) fn raw_levels_outstanding() -> bool {
+    RAW_LEVELS.load(Relaxed) != 0
+}
+
 extern "C" fn after_fork_in_child() {
     FORK_GENERATION.fetch_add(1, Relaxed);
+    RAW_LEVELS.store(0, Relaxed);
     // The child's only thread is a copy of the one that forked: it holds
     // none of the locks recorded here.
     let _ = HELD.try_with(|h| h.try_borrow_mut().map(|mut h| h.clear()));
@@ -97,7 +108,7 @@ pub(super) fn total(addr: usize) -> u32 {
 /// Records one more level of the lock at `addr`, taken `via`. `false` if
 /// the count would overflow (nothing recorded).
 pub(super) fn push(addr: usize, via: Via) -> bool {
-    with(|h| match h.iter_mut().find(|e| e.addr == addr) {
+    let pushed = with(|h| match h.iter_mut().find(|e| e.addr == addr) {
         Some(e) => {
             let c = e.count(via);
             match c.checked_add(1) {
@@ -119,21 +130,29 @@ pub(super) fn push(addr: usize, via: Via) -> bool {
             true
         }
     })
-    .unwrap_or(false)
+    .unwrap_or(false);
+    if pushed && via == Via::Raw {
+        RAW_LEVELS.fetch_add(1, Relaxed);
+    }
+    pushed
 }
 
 /// Removes one level taken `via`; returns the levels left in all, or
 /// `None` if this thread holds no level of that kind.
-pub(super) fn pop(addr: usize, via: Via) -> Option<u32> {
-    with(|h| {
+pub(super) fn pop(addr: usize, via: Via) -> Option<u64> {
+    let left = with(|h| {
         let i = h.iter().position(|e| e.addr == addr)?;
         let c = h[i].count(via);
         *c = c.checked_sub(1)?;
-        let left = h[i].guards + h[i].raw;
+        let left = u64::from(h[i].guards) + u64::from(h[i].raw);
         if left == 0 {
             h.swap_remove(i);
         }
         Some(left)
     })
-    .flatten()
+    .flatten();
+    if left.is_some() && via == Via::Raw {
+        RAW_LEVELS.fetch_sub(1, Relaxed);
+    }
+    left
 }

@@ -34,7 +34,7 @@
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicU32, Ordering::*};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::*};
 use std::time::Duration;
 
 use static_assertions::const_assert_eq;
@@ -147,7 +147,10 @@ impl RawMutex {
     /// [`RawMutex::ALIGN`], in memory that stays mapped while any process
     /// uses it (normally a `MAP_SHARED` mapping; never `MAP_PRIVATE` across
     /// `fork`). No other thread or process may touch those bytes until this
-    /// returns; publish the object afterwards with a Release store.
+    /// returns; publish the object afterwards with a Release store. The
+    /// memory must stay mapped while any thread holds the lock, including
+    /// through [`RawMutex::acquire`] or a guard passed to `mem::forget`: the
+    /// C library's robust list of that thread points into it.
     pub unsafe fn init(this: *mut RawMutex, kind: MutexKind) -> Result<()> {
         debug_assert!(
             this as usize % Self::ALIGN == 0,
@@ -230,18 +233,37 @@ impl RawMutex {
     /// Whether a thread of this process may hold the lock, so that the C
     /// library's robust list of that thread points into this mapping: the
     /// mapping must then stay (unmapping it would leave the list pointing
-    /// at freed memory). Reads the lock word where its layout is known;
-    /// elsewhere answers yes.
+    /// at freed memory). Read from the lock word where its layout is known
+    /// (a false "yes", a lock held through another mapping, only delays the
+    /// unmapping until it is free); where it is not, the handles count
+    /// their levels in a pin instead, and this answers yes.
     pub(crate) fn may_be_held_in_this_process(&self) -> bool {
         if self.held_by_this_thread() || !pthread::LAYOUT_KNOWN {
             return true;
         }
         // SAFETY: a plain atomic read of the word, whatever it holds.
         match unsafe { pthread::owner(self.raw()) } {
-            Some((tid, _)) => proc::is_own_thread(tid),
+            Some((tid, _)) => proc::may_be_own_thread(tid),
             None => false,
         }
     }
+
+    /// Whether the mapping holding this mutex must stay: see
+    /// [`RawMutex::may_be_held_in_this_process`]. Where the lock word cannot
+    /// tell, `guard_pins` counts the guards alive on this mapping (the
+    /// handles pass it to every lock), and levels taken with `acquire()`
+    /// are counted process-wide.
+    pub(crate) fn must_stay_mapped(&self, guard_pins: &AtomicUsize) -> bool {
+        if Self::NEEDS_PIN {
+            guard_pins.load(Relaxed) != 0 || held::raw_levels_outstanding()
+        } else {
+            self.may_be_held_in_this_process()
+        }
+    }
+
+    /// Whether the handles must count guard levels in a pin: where the
+    /// lock word cannot say who holds the lock.
+    pub(crate) const NEEDS_PIN: bool = !pthread::LAYOUT_KNOWN;
 
     /// Waits for the lock without limit (but see the type's note on
     /// corrupted lock words).
@@ -267,50 +289,105 @@ impl RawMutex {
 
     #[inline]
     pub(crate) fn lock_until(&self, deadline: Option<Deadline>) -> LockResult<RawMutexGuard<'_>> {
-        self.lock_as(deadline, None)
+        self.lock_as(deadline, None, None)
     }
 
     /// Locks, insisting (with `expect`) on the kind the caller's handle was
     /// made for: a kind word flipped in shared memory must not turn a lock
-    /// whose guards hand out `&mut T` into a recursive one.
+    /// whose guards hand out `&mut T` into a recursive one. With `pin`, the
+    /// guard counts itself there while it lives (see
+    /// [`RawMutex::may_be_held_in_this_process`]).
+    ///
+    /// The common case (a free non-recursive lock, nothing to repair) is
+    /// kept small enough to inline; everything else is in `lock_slow`.
     #[inline]
-    pub(crate) fn lock_as(
-        &self,
+    pub(crate) fn lock_as<'a>(
+        &'a self,
         deadline: Option<Deadline>,
         expect: Option<MutexKind>,
-    ) -> LockResult<RawMutexGuard<'_>> {
-        let kind = self.check()?;
-        if expect.is_some_and(|k| k != kind) {
-            return Err(LockError::Failed(Error::Corrupt("mutex kind changed")));
+        pin: Option<&'a AtomicUsize>,
+    ) -> LockResult<RawMutexGuard<'a>> {
+        if self.check()? == MutexKind::Normal && expect != Some(MutexKind::Recursive) {
+            let generation = held::generation();
+            // SAFETY: `check` proved the mutex initialised.
+            let rc = unsafe { pthread::try_lock_rc(self.raw()) };
+            if rc == 0 && self.state.load(Relaxed) & INCONSISTENT == 0 {
+                return Ok(RawMutexGuard::new(self, false, generation, pin));
+            }
+            // Busy, an owner's death (the lock is ours now), or an error:
+            // go on from what this attempt returned, never try again blind.
+            return self.lock_normal_after(rc, deadline, generation, pin);
         }
-        let recursive = kind == MutexKind::Recursive;
-        let generation = held::generation();
-        let got = self.acquire_until(deadline, recursive.then_some(Via::Guard))?;
-        let guard = RawMutexGuard {
-            mutex: self,
-            tracked: recursive,
-            generation,
-            _not_send: PhantomData,
+        self.lock_slow(deadline, expect, pin)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lock_normal_after<'a>(
+        &'a self,
+        rc: libc::c_int,
+        deadline: Option<Deadline>,
+        generation: u32,
+        pin: Option<&'a AtomicUsize>,
+    ) -> LockResult<RawMutexGuard<'a>> {
+        let got = match rc {
+            0 => pthread::Acquired::Clean,
+            rc => self.acquire_after(rc, deadline)?,
         };
+        let got = self.after_acquired(got, None)?;
+        let guard = RawMutexGuard::new(self, false, generation, pin);
         match got {
             pthread::Acquired::Clean => Ok(guard),
             pthread::Acquired::OwnerDied => Err(LockError::OwnerDied(OwnerDied::new(guard))),
         }
     }
 
+    #[cold]
+    #[inline(never)]
+    fn lock_slow<'a>(
+        &'a self,
+        deadline: Option<Deadline>,
+        expect: Option<MutexKind>,
+        pin: Option<&'a AtomicUsize>,
+    ) -> LockResult<RawMutexGuard<'a>> {
+        let kind = self.check_expecting(expect)?;
+        let recursive = kind == MutexKind::Recursive;
+        let generation = held::generation();
+        let got = self.acquire_until(deadline, recursive.then_some(Via::Guard))?;
+        let guard = RawMutexGuard::new(self, recursive, generation, pin);
+        match got {
+            pthread::Acquired::Clean => Ok(guard),
+            pthread::Acquired::OwnerDied => Err(LockError::OwnerDied(OwnerDied::new(guard))),
+        }
+    }
+
+    /// [`RawMutex::check`], and the kind must be `expect` (if given).
+    fn check_expecting(&self, expect: Option<MutexKind>) -> Result<MutexKind> {
+        let kind = self.check()?;
+        if expect.is_some_and(|k| k != kind) {
+            return Err(Error::Corrupt("mutex kind changed"));
+        }
+        Ok(kind)
+    }
+
     /// Python's `acquire()`: takes the lock with no guard. Release it with
     /// [`RawMutex::release`] from the same thread.
     pub fn acquire(&self) -> Result<Acquire> {
-        self.acquire_raw(None)
+        self.acquire_as(None, None)
     }
 
     /// [`RawMutex::acquire`] waiting at most `timeout`.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<Acquire> {
-        self.acquire_raw(Some(Deadline::after(timeout)))
+        self.acquire_as(Some(Deadline::after(timeout)), None)
     }
 
-    fn acquire_raw(&self, deadline: Option<Deadline>) -> Result<Acquire> {
-        self.check()?;
+    /// [`RawMutex::acquire`] insisting on a kind.
+    pub(crate) fn acquire_as(
+        &self,
+        deadline: Option<Deadline>,
+        expect: Option<MutexKind>,
+    ) -> Result<Acquire> {
+        self.check_expecting(expect)?;
         held::generation();
         Ok(match self.acquire_until(deadline, Some(Via::Raw))? {
             pthread::Acquired::Clean => Acquire::Clean,
@@ -343,6 +420,16 @@ impl RawMutex {
             0 => pthread::Acquired::Clean,
             rc => self.acquire_after(rc, deadline)?,
         };
+        self.after_acquired(got, via)
+    }
+
+    /// Bookkeeping once this thread holds the lock: the inconsistency flag,
+    /// and the level in the held record (with `via`).
+    fn after_acquired(
+        &self,
+        got: pthread::Acquired,
+        via: Option<Via>,
+    ) -> Result<pthread::Acquired> {
         match got {
             pthread::Acquired::OwnerDied => {
                 // We hold the lock: the flag is ours to set.
@@ -451,10 +538,11 @@ impl RawMutex {
     /// [`RawMutex::make_consistent`] makes it not recoverable.
     pub fn release(&self) -> Result<()> {
         self.check_layout()?;
-        match held::pop(self.addr(), Via::Raw) {
-            None => Err(Error::NotOwner),
-            Some(0) => self.unlock_outermost(),
-            Some(_) => Ok(()),
+        let left = held::pop(self.addr(), Via::Raw).ok_or(Error::NotOwner)?;
+        if left == 0 {
+            self.unlock_outermost()
+        } else {
+            Ok(())
         }
     }
 
@@ -522,10 +610,31 @@ pub struct RawMutexGuard<'a> {
     /// The fork generation it was made in: a copy that `fork` left in a
     /// child must not release (or mark) its parent's lock.
     generation: u32,
+    /// Where this level is counted while the guard lives, if anywhere.
+    pin: Option<&'a AtomicUsize>,
     _not_send: PhantomData<*const ()>,
 }
 
-impl RawMutexGuard<'_> {
+impl<'a> RawMutexGuard<'a> {
+    #[inline]
+    fn new(
+        mutex: &'a RawMutex,
+        tracked: bool,
+        generation: u32,
+        pin: Option<&'a AtomicUsize>,
+    ) -> Self {
+        if let Some(pin) = pin {
+            pin.fetch_add(1, Relaxed);
+        }
+        RawMutexGuard {
+            mutex,
+            tracked,
+            generation,
+            pin,
+            _not_send: PhantomData,
+        }
+    }
+
     /// The mutex this guard holds.
     pub fn mutex(&self) -> &RawMutex {
         self.mutex
@@ -544,6 +653,10 @@ impl sealed::Sealed for RawMutexGuard<'_> {}
 
 impl RecoverableGuard for RawMutexGuard<'_> {
     fn mark_consistent(&mut self) -> Result<()> {
+        if self.generation != held::generation_now() {
+            // A copy in a forked child: the parent decides.
+            return Err(Error::NotOwner);
+        }
         self.mutex.mark_consistent()
     }
 }
@@ -554,6 +667,9 @@ impl Drop for RawMutexGuard<'_> {
         if self.generation != held::generation_now() {
             // A copy in a forked child: the lock is the parent's.
             return;
+        }
+        if let Some(pin) = self.pin {
+            pin.fetch_sub(1, Relaxed);
         }
         if self.tracked && held::pop(self.mutex.addr(), Via::Guard) != Some(0) {
             // An inner level of a recursive lock: still held.
@@ -751,10 +867,14 @@ mod tests {
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork failed");
         if pid == 0 {
-            drop(guard);
+            // Neither repairing nor dropping a copy may touch the lock.
+            let code = match OwnerDied::new(guard).make_consistent() {
+                Err(Error::NotOwner) => 0,
+                _ => 3,
+            };
             // SAFETY: ends the child without running the parent's
             // destructors or atexit handlers.
-            unsafe { libc::_exit(0) };
+            unsafe { libc::_exit(code) };
         }
         let mut status = 0;
         // SAFETY: `pid` is our child; `status` is writable.

@@ -351,9 +351,10 @@ impl Header {
                 expected: expect.fingerprint.triple(),
             });
         }
-        let align = expect.object_align.max(64);
-        if info.object_offset % align != 0 {
-            return Err(Error::Corrupt("object offset misaligned"));
+        // The object sits exactly where this build would put it: aligned
+        // for the type (which `object_offset` refuses above a page).
+        if info.object_offset != expect.object_offset()? {
+            return Err(Error::Corrupt("object offset misplaced"));
         }
         Ok(info)
     }

@@ -18,7 +18,8 @@ pub(crate) mod name;
 use std::ffi::CString;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -104,6 +105,36 @@ pub struct Segment {
     /// Asked on drop: must the mapping stay (a robust mutex in it is held
     /// by a thread of this process)?
     keep_mapped: Option<fn(&Segment) -> bool>,
+    /// Levels of locks in this mapping held by this process, where the
+    /// handle layer counts them (see `pins`).
+    pins: AtomicUsize,
+}
+
+/// Mappings that were still needed when their last handle dropped (a lock
+/// in them held by this process), with the question to ask again. Swept at
+/// every segment drop and creation: once the answer is no, they are
+/// unmapped.
+static GRAVEYARD: Mutex<Vec<Segment>> = Mutex::new(Vec::new());
+static BURIED: AtomicUsize = AtomicUsize::new(0);
+
+/// Unmaps the buried mappings that are no longer needed.
+fn sweep_graveyard() {
+    if BURIED.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let freed: Vec<Segment> = {
+        let mut g = GRAVEYARD
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (keep, free): (Vec<_>, Vec<_>) = g
+            .drain(..)
+            .partition(|s| s.keep_mapped.is_some_and(|keep| keep(s)));
+        *g = keep;
+        BURIED.store(g.len(), Ordering::Relaxed);
+        free
+    };
+    // Dropped outside the lock: a drop may bury its segment again.
+    drop(freed);
 }
 
 impl std::fmt::Debug for Segment {
@@ -265,6 +296,13 @@ impl Segment {
         self.keep_mapped = Some(keep);
     }
 
+    /// The process-local count of lock levels held through this mapping,
+    /// for platforms where the lock word cannot tell (see
+    /// `RawMutex::may_be_held_in_this_process`).
+    pub(crate) fn pins(&self) -> &AtomicUsize {
+        &self.pins
+    }
+
     /// Whether the process that created the segment still runs (same pid
     /// and start time). A recycled pid counts as dead.
     pub fn creator_alive(&self) -> bool {
@@ -281,6 +319,7 @@ impl Segment {
         link: Option<&str>,
         init: impl FnOnce(*mut u8) -> Result<()>,
     ) -> Result<Segment> {
+        sweep_graveyard();
         let total = spec.total_size()?;
         let (fd, name) = match place {
             Place::Named(n) => {
@@ -319,6 +358,7 @@ impl Segment {
             unlink_on_drop: AtomicBool::new(!opts.persist),
             info,
             keep_mapped: None,
+            pins: AtomicUsize::new(0),
         })
     }
 
@@ -402,6 +442,7 @@ impl Segment {
             unlink_on_drop: AtomicBool::new(false),
             info,
             keep_mapped: None,
+            pins: AtomicUsize::new(0),
         })
     }
 
@@ -455,21 +496,49 @@ impl Drop for Segment {
         if let Some((_, c)) = &self.name {
             if self.unlink_on_drop.load(Ordering::Relaxed) && proc::pid() == self.creator_pid {
                 // Only if the name still names what we created: someone may
-                // have unlinked it and made a new object under it.
-                if let (Ok(fd), Some(id)) =
-                    (shm::shm_open(c, shm::OpenMode::Existing, 0), self.identity)
-                {
-                    if shm::fstat(&fd).is_ok_and(|st| (st.dev, st.ino) == id) {
+                // have unlinked it and made a new object under it. A mode
+                // that does not even let its creator read it cannot be
+                // checked: remove the name as before.
+                match shm::shm_open(c, shm::OpenMode::ReadOnly, 0) {
+                    Ok(fd) => {
+                        if shm::fstat(&fd).is_ok_and(|st| Some((st.dev, st.ino)) == self.identity) {
+                            let _ = shm::shm_unlink(c);
+                        }
+                    }
+                    Err(Error::PermissionDenied) => {
                         let _ = shm::shm_unlink(c);
                     }
+                    Err(_) => {}
                 }
             }
         }
         if self.keep_mapped.is_some_and(|keep| keep(self)) {
-            return; // leaked on purpose: see `keep_mapped_while`
+            // Still needed (see `keep_mapped_while`): bury the mapping alone,
+            // to be unmapped by a later sweep once it is free.
+            // SAFETY: `map` is taken exactly once, here; `self` is not used
+            // after this drop.
+            let map = unsafe { ManuallyDrop::take(&mut self.map) };
+            let buried = Segment {
+                map: ManuallyDrop::new(map),
+                name: None,
+                creator: false,
+                creator_pid: 0,
+                identity: None,
+                unlink_on_drop: AtomicBool::new(false),
+                info: self.info.clone(),
+                keep_mapped: self.keep_mapped,
+                pins: AtomicUsize::new(self.pins.load(Ordering::Relaxed)),
+            };
+            let mut g = GRAVEYARD
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            g.push(buried);
+            BURIED.store(g.len(), Ordering::Relaxed);
+            return;
         }
         // SAFETY: dropped exactly once, here, and nothing uses the mapping
         // after: handles borrow it through `&self` only.
         unsafe { ManuallyDrop::drop(&mut self.map) };
+        sweep_graveyard();
     }
 }

@@ -35,10 +35,24 @@ pub(crate) fn parse_start_time(stat: &str) -> Option<u64> {
     rest.split_ascii_whitespace().nth(19)?.parse().ok()
 }
 
-/// Whether `tid` is a thread of the calling process (Linux: it appears
-/// under `/proc/self/task`). `false` where that cannot be known.
-pub(crate) fn is_own_thread(tid: u32) -> bool {
-    tid != 0 && std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
+/// Whether `tid` may be a thread of the calling process: yes for the
+/// calling thread, for an id listed under `/proc/self/task`, and whenever
+/// that cannot be read (no procfs, another pid namespace's view).
+pub(crate) fn may_be_own_thread(tid: u32) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: gettid has no preconditions and cannot fail.
+        if tid == unsafe { libc::gettid() } as u32 {
+            return true;
+        }
+        let task = std::path::Path::new("/proc/self/task");
+        !task.is_dir() || task.join(tid.to_string()).exists()
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = tid;
+        true
+    }
 }
 
 /// Whether a process or thread with this id exists (in our pid namespace).

@@ -13,16 +13,18 @@ pub(crate) enum OpenMode {
     CreateExclusive,
     /// Open an existing object; fail with `NotFound` if it is not there.
     Existing,
+    /// Open an existing object read-only (to identify it).
+    ReadOnly,
 }
 
 /// Opens or creates the POSIX shared-memory object `name`, read-write and
 /// close-on-exec.
 pub(crate) fn shm_open(name: &CStr, mode: OpenMode, perm: u32) -> Result<OwnedFd> {
-    let flags = libc::O_RDWR
-        | libc::O_CLOEXEC
+    let flags = libc::O_CLOEXEC
         | match mode {
-            OpenMode::CreateExclusive => libc::O_CREAT | libc::O_EXCL,
-            OpenMode::Existing => 0,
+            OpenMode::CreateExclusive => libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            OpenMode::Existing => libc::O_RDWR,
+            OpenMode::ReadOnly => libc::O_RDONLY,
         };
     // macOS declares shm_open variadic, where the mode is promoted to
     // `unsigned`; elsewhere it is a `mode_t` parameter.
