@@ -19,7 +19,7 @@
 //! cleared in the child, and the fork generation moves on so that guards
 //! copied into the child do nothing when dropped there.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::sync::Once;
 
@@ -50,6 +50,10 @@ impl Entry {
 
 thread_local! {
     static HELD: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+    /// How many entries `HELD` has: a `Cell` with no destructor, the
+    /// cheapest thread-local to read, so that the common "this thread holds
+    /// nothing recorded" costs one load.
+    static ENTRIES: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Bumped in every child right after `fork`.
@@ -71,6 +75,7 @@ extern "C" fn after_fork_in_child() {
     // The child's only thread is a copy of the one that forked: it holds
     // none of the locks recorded here.
     let _ = HELD.try_with(|h| h.try_borrow_mut().map(|mut h| h.clear()));
+    let _ = ENTRIES.try_with(|n| n.set(0));
 }
 
 /// The current fork generation; registers the fork handler on first use,
@@ -90,17 +95,27 @@ pub(super) fn generation_now() -> u32 {
 }
 
 fn with<R>(f: impl FnOnce(&mut Vec<Entry>) -> R) -> Option<R> {
-    HELD.try_with(|h| h.try_borrow_mut().ok().map(|mut h| f(&mut h)))
-        .ok()
-        .flatten()
+    HELD.try_with(|h| {
+        h.try_borrow_mut().ok().map(|mut h| {
+            let r = f(&mut h);
+            let _ = ENTRIES.try_with(|n| n.set(h.len()));
+            r
+        })
+    })
+    .ok()
+    .flatten()
 }
 
 /// All levels this thread holds of the lock at `addr` (0: none).
-pub(super) fn total(addr: usize) -> u32 {
+#[inline]
+pub(super) fn total(addr: usize) -> u64 {
+    if ENTRIES.try_with(Cell::get).unwrap_or(1) == 0 {
+        return 0;
+    }
     with(|h| {
         h.iter()
             .find(|e| e.addr == addr)
-            .map_or(0, |e| e.guards + e.raw)
+            .map_or(0, |e| u64::from(e.guards) + u64::from(e.raw))
     })
     .unwrap_or(0)
 }
