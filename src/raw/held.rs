@@ -154,7 +154,15 @@ pub(super) fn push(addr: usize, via: Via) -> bool {
 
 /// Removes one level taken `via`; returns the levels left in all, or
 /// `None` if this thread holds no level of that kind.
+#[inline]
 pub(super) fn pop(addr: usize, via: Via) -> Option<u64> {
+    if ENTRIES.try_with(Cell::get).unwrap_or(1) == 0 {
+        return None;
+    }
+    pop_recorded(addr, via)
+}
+
+fn pop_recorded(addr: usize, via: Via) -> Option<u64> {
     let left = with(|h| {
         let i = h.iter().position(|e| e.addr == addr)?;
         let c = h[i].count(via);
