@@ -1,6 +1,7 @@
 //! Misuse of the safe API must never become undefined behaviour. Each
 //! scenario that would crash if it did runs in a child process, so a crash
 //! fails its own test (with the signal) rather than the whole binary.
+#![cfg(target_os = "linux")] // /dev/shm, procfs and mount namespaces
 
 mod harness;
 
@@ -205,4 +206,56 @@ fn alignment_above_a_page_is_refused() {
     assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
     let r = Array::<Huge>::anonymous(2);
     assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
+}
+
+/// Guards dropped after this thread's held record is gone (thread-local
+/// teardown): an inner level of a recursive lock cannot be told from the
+/// outer one then, so it must not unlock while the outer `&mut T` lives.
+/// The thread's exit hands the lock on as owner-died instead.
+#[test]
+fn guards_dropped_during_thread_exit_do_not_free_an_outer_guard() -> Res {
+    use std::cell::RefCell;
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    type Held = (ValueGuard<'static, u64>, LockGuard<'static>, &'static RLock);
+    struct Slot(Option<Held>);
+    // 1: still locked after the inner guard dropped; 2: it was free.
+    static SEEN: AtomicU8 = AtomicU8::new(0);
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            if let Some((outer, inner, lock)) = self.0.take() {
+                drop(inner);
+                let held = lock.is_locked().unwrap_or(false);
+                SEEN.store(if held { 1 } else { 2 }, Ordering::SeqCst);
+                drop(outer);
+            }
+        }
+    }
+    thread_local! {
+        static SLOT: RefCell<Slot> = const { RefCell::new(Slot(None)) };
+    }
+
+    let rlock: &'static RLock = Box::leak(Box::new(RLock::anonymous()?));
+    let value: &'static Value<u64> = Box::leak(Box::new(Value::anonymous_with_lock(0, rlock)?));
+    std::thread::spawn(move || {
+        // Touched first, so destroyed after the library's thread-locals.
+        SLOT.with(|_| {});
+        let outer = value.lock().map_err(LockError::into_error).unwrap();
+        let inner = rlock.lock().map_err(LockError::into_error).unwrap();
+        SLOT.with(|s| s.borrow_mut().0 = Some((outer, inner, rlock)));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        SEEN.load(Ordering::SeqCst),
+        1,
+        "the inner guard freed the lock under the outer one"
+    );
+    // The exited thread still held it: handed on as owner-died.
+    match value.lock() {
+        Err(LockError::OwnerDied(d)) => drop(d.make_consistent()?),
+        Ok(_) => {}
+        Err(LockError::Failed(e)) => return Err(e.into()),
+    }
+    Ok(())
 }

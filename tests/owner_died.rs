@@ -1,6 +1,7 @@
 //! Robustness when a lock holder dies: a child takes a lock, is killed with
 //! `SIGKILL`, and the survivors learn it (`OwnerDied`), repair and go on, or
 //! leave the lock not recoverable — consistently, in every process.
+#![cfg(target_os = "linux")] // /dev/shm, procfs and mount namespaces
 
 mod harness;
 use harness::*;

@@ -2,6 +2,7 @@
 //! name validation, exclusive creation and modes, garbage and tampered
 //! headers, wrong types and kinds, racing `open_or_create`, unlink while
 //! attached, descriptor hygiene, persistence, and a full `/dev/shm`.
+#![cfg(target_os = "linux")] // /dev/shm, procfs and mount namespaces
 
 mod harness;
 use harness::*;

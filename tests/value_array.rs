@@ -1,6 +1,7 @@
 //! Cross-process tests of `Value`, `Array` and `AtomicValue`: children are
 //! real processes (the harness re-executes this binary), parents create
 //! every named segment, children only open.
+#![cfg(target_os = "linux")] // /dev/shm, procfs and mount namespaces
 
 mod harness;
 

@@ -10,7 +10,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::lock::{pin_of, SharedLock};
+use super::lock::SharedLock;
 use crate::raw::{LockError, LockResult, MutexKind, RawMutex, RawMutexGuard};
 use crate::segment::header::Spec;
 use crate::segment::{Fingerprint, Kind, Options, Place, Segment};
@@ -125,7 +125,7 @@ impl<T: Plain> Guarded<T> {
     fn new(mut seg: Segment, shared: Option<SharedLock>, len: usize) -> Self {
         // The object starts with its own mutex (used or not): keep the
         // mapping while a thread of this process may hold it.
-        seg.keep_mapped_while(|seg| own_mutex_of(seg).must_stay_mapped(seg.pins()));
+        seg.keep_mapped_while(|seg| own_mutex_of(seg).must_stay_mapped());
         Guarded {
             seg: Arc::new(seg),
             shared,
@@ -174,14 +174,6 @@ impl<T: Plain> Guarded<T> {
         }
     }
 
-    /// The segment that holds the guarding mutex.
-    fn mutex_segment(&self) -> &Segment {
-        match &self.shared {
-            Some(l) => l.segment(),
-            None => &self.seg,
-        }
-    }
-
     /// The mutex that guards the elements.
     pub(crate) fn mutex(&self) -> &RawMutex {
         match &self.shared {
@@ -221,11 +213,7 @@ impl<T: Plain> Guarded<T> {
         if mutex.held_by_this_thread() {
             return Err(LockError::Failed(Error::Deadlock));
         }
-        mutex.lock_as(
-            deadline,
-            Some(self.expected_kind()),
-            pin_of(self.mutex_segment()),
-        )
+        mutex.lock_as(deadline, Some(self.expected_kind()))
     }
 }
 

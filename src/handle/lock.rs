@@ -55,15 +55,8 @@ pub(crate) fn mutex_segment(
         _ => return Err(Error::InvalidArgument("mutex_segment: nothing to do")),
     };
     check_mutex_segment(&seg, mk)?;
-    seg.keep_mapped_while(|seg| mutex_of(seg).must_stay_mapped(seg.pins()));
+    seg.keep_mapped_while(|seg| mutex_of(seg).must_stay_mapped());
     Ok(Arc::new(seg))
-}
-
-/// The pin a handle passes with each lock of a mutex that lives in `seg`
-/// (only where the lock word cannot say who holds it).
-#[inline]
-pub(crate) fn pin_of(seg: &Segment) -> Option<&std::sync::atomic::AtomicUsize> {
-    RawMutex::NEEDS_PIN.then(|| seg.pins())
 }
 
 /// An opened lock segment holds exactly one mutex of the expected kind.
@@ -132,20 +125,20 @@ macro_rules! mutex_handle {
             /// Waits for the lock. If its previous owner died, the guard
             /// comes inside [`LockError::OwnerDied`](crate::LockError::OwnerDied).
             pub fn lock(&self) -> LockResult<LockGuard<'_>> {
-                self.raw().lock_as(None, Some($mk), pin_of(&self.seg))
+                self.raw().lock_as(None, Some($mk))
             }
 
             /// Takes the lock if free: [`Error::WouldBlock`] otherwise.
             pub fn try_lock(&self) -> LockResult<LockGuard<'_>> {
                 self.raw()
-                    .lock_as(Some(Deadline::PASSED), Some($mk), pin_of(&self.seg))
+                    .lock_as(Some(Deadline::PASSED), Some($mk))
                     .map_err(would_block)
             }
 
             /// Waits at most `timeout`: [`Error::Timeout`] after it, never
             /// before. `Duration::ZERO` tries once.
             pub fn lock_timeout(&self, timeout: Duration) -> LockResult<LockGuard<'_>> {
-                self.raw().lock_as(Some(Deadline::after(timeout)), Some($mk), pin_of(&self.seg))
+                self.raw().lock_as(Some(Deadline::after(timeout)), Some($mk))
             }
 
             /// Python's `acquire()`, without a guard: release with
@@ -199,7 +192,7 @@ macro_rules! mutex_handle {
             #[cfg(fuzzing)]
             pub fn __attach(mut seg: Segment) -> Result<Self> {
                 check_mutex_segment(&seg, $mk)?;
-                seg.keep_mapped_while(|seg| mutex_of(seg).must_stay_mapped(seg.pins()));
+                seg.keep_mapped_while(|seg| mutex_of(seg).must_stay_mapped());
                 Ok(Self { seg: Arc::new(seg) })
             }
         }

@@ -11,9 +11,9 @@
 //! Levels taken by guards and levels taken by `acquire()` are counted
 //! apart, so that `release()` can never free a level a guard still owns.
 //! Entries are keyed by the mutex's address in this process; a mapping
-//! that holds a lock of this process is never unmapped (see
-//! `Segment::keep_mapped_while`), so an address cannot be reused under an
-//! entry.
+//! that holds a lock of this process is not unmapped (see
+//! `Segment::keep_mapped_while` and `RawMutex::must_stay_mapped`), so an
+//! address is not reused under an entry.
 //!
 //! A child made by `fork` holds none of its parent's locks: the record is
 //! cleared in the child, and the fork generation moves on so that guards
@@ -59,19 +59,30 @@ thread_local! {
 /// Bumped in every child right after `fork`.
 static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
 
-/// Levels taken with `acquire()` and not yet released, by all threads of
-/// this process (where the lock word cannot tell, a mapping stays while
-/// this is not zero).
-static RAW_LEVELS: AtomicUsize = AtomicUsize::new(0);
+/// Lock levels (guards and `acquire()`s) held by all threads of this
+/// process, counted only where the lock word cannot say who holds a lock
+/// (`RawMutex::COUNTS_LEVELS`): a mapping with a mutex in it then stays
+/// while this is not zero.
+static LEVELS: AtomicUsize = AtomicUsize::new(0);
 
-/// Whether any thread of this process holds a level taken with `acquire()`.
-pub(super) fn raw_levels_outstanding() -> bool {
-    RAW_LEVELS.load(Relaxed) != 0
+/// Counts one more level held in this process.
+pub(super) fn levels_add() {
+    LEVELS.fetch_add(1, Relaxed);
+}
+
+/// Counts one level fewer.
+pub(super) fn levels_sub() {
+    LEVELS.fetch_sub(1, Relaxed);
+}
+
+/// Whether any thread of this process holds a counted level.
+pub(super) fn levels_outstanding() -> bool {
+    LEVELS.load(Relaxed) != 0
 }
 
 extern "C" fn after_fork_in_child() {
     FORK_GENERATION.fetch_add(1, Relaxed);
-    RAW_LEVELS.store(0, Relaxed);
+    LEVELS.store(0, Relaxed);
     // The child's only thread is a copy of the one that forked: it holds
     // none of the locks recorded here.
     let _ = HELD.try_with(|h| h.try_borrow_mut().map(|mut h| h.clear()));
@@ -123,7 +134,7 @@ pub(super) fn total(addr: usize) -> u64 {
 /// Records one more level of the lock at `addr`, taken `via`. `false` if
 /// the count would overflow (nothing recorded).
 pub(super) fn push(addr: usize, via: Via) -> bool {
-    let pushed = with(|h| match h.iter_mut().find(|e| e.addr == addr) {
+    with(|h| match h.iter_mut().find(|e| e.addr == addr) {
         Some(e) => {
             let c = e.count(via);
             match c.checked_add(1) {
@@ -145,11 +156,7 @@ pub(super) fn push(addr: usize, via: Via) -> bool {
             true
         }
     })
-    .unwrap_or(false);
-    if pushed && via == Via::Raw {
-        RAW_LEVELS.fetch_add(1, Relaxed);
-    }
-    pushed
+    .unwrap_or(false)
 }
 
 /// Removes one level taken `via`; returns the levels left in all, or
@@ -163,7 +170,7 @@ pub(super) fn pop(addr: usize, via: Via) -> Option<u64> {
 }
 
 fn pop_recorded(addr: usize, via: Via) -> Option<u64> {
-    let left = with(|h| {
+    with(|h| {
         let i = h.iter().position(|e| e.addr == addr)?;
         let c = h[i].count(via);
         *c = c.checked_sub(1)?;
@@ -173,9 +180,5 @@ fn pop_recorded(addr: usize, via: Via) -> Option<u64> {
         }
         Some(left)
     })
-    .flatten();
-    if left.is_some() && via == Via::Raw {
-        RAW_LEVELS.fetch_sub(1, Relaxed);
-    }
-    left
+    .flatten()
 }

@@ -34,7 +34,7 @@
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicU32, Ordering::*};
 use std::time::Duration;
 
 use static_assertions::const_assert_eq;
@@ -233,10 +233,9 @@ impl RawMutex {
     /// Whether a thread of this process may hold the lock, so that the C
     /// library's robust list of that thread points into this mapping: the
     /// mapping must then stay (unmapping it would leave the list pointing
-    /// at freed memory). Read from the lock word where its layout is known
-    /// (a false "yes", a lock held through another mapping, only delays the
-    /// unmapping until it is free); where it is not, the handles count
-    /// their levels in a pin instead, and this answers yes.
+    /// at freed memory). Read from the lock word (a false "yes", a lock held
+    /// through another mapping, only delays the unmapping until it is
+    /// free). Where the lock word cannot be read, answers yes.
     pub(crate) fn may_be_held_in_this_process(&self) -> bool {
         if self.held_by_this_thread() || !pthread::LAYOUT_KNOWN {
             return true;
@@ -248,22 +247,23 @@ impl RawMutex {
         }
     }
 
-    /// Whether the mapping holding this mutex must stay: see
-    /// [`RawMutex::may_be_held_in_this_process`]. Where the lock word cannot
-    /// tell, `guard_pins` counts the guards alive on this mapping (the
-    /// handles pass it to every lock), and levels taken with `acquire()`
-    /// are counted process-wide.
-    pub(crate) fn must_stay_mapped(&self, guard_pins: &AtomicUsize) -> bool {
-        if Self::NEEDS_PIN {
-            guard_pins.load(Relaxed) != 0 || held::raw_levels_outstanding()
+    /// Whether the mapping holding this mutex must stay (see
+    /// [`RawMutex::may_be_held_in_this_process`]). Where the lock word
+    /// cannot say who holds a lock, every level held in this process is
+    /// counted instead, and any mapping with a mutex stays (until a later
+    /// sweep) while one is.
+    pub(crate) fn must_stay_mapped(&self) -> bool {
+        if Self::COUNTS_LEVELS {
+            held::levels_outstanding() || self.held_by_this_thread()
         } else {
             self.may_be_held_in_this_process()
         }
     }
 
-    /// Whether the handles must count guard levels in a pin: where the
-    /// lock word cannot say who holds the lock.
-    pub(crate) const NEEDS_PIN: bool = !pthread::LAYOUT_KNOWN;
+    /// Whether every lock level is counted process-wide: where the lock
+    /// word cannot say who holds a lock. Never on 64-bit glibc, where the
+    /// counting is compiled out.
+    pub(crate) const COUNTS_LEVELS: bool = !pthread::LAYOUT_KNOWN;
 
     /// Waits for the lock without limit (but see the type's note on
     /// corrupted lock words).
@@ -289,14 +289,12 @@ impl RawMutex {
 
     #[inline]
     pub(crate) fn lock_until(&self, deadline: Option<Deadline>) -> LockResult<RawMutexGuard<'_>> {
-        self.lock_as(deadline, None, None)
+        self.lock_as(deadline, None)
     }
 
     /// Locks, insisting (with `expect`) on the kind the caller's handle was
     /// made for: a kind word flipped in shared memory must not turn a lock
-    /// whose guards hand out `&mut T` into a recursive one. With `pin`, the
-    /// guard counts itself there while it lives (see
-    /// [`RawMutex::may_be_held_in_this_process`]).
+    /// whose guards hand out `&mut T` into a recursive one.
     ///
     /// The common case (a free non-recursive lock, nothing to repair) is
     /// kept small enough to inline; everything else is in `lock_slow`.
@@ -305,20 +303,19 @@ impl RawMutex {
         &'a self,
         deadline: Option<Deadline>,
         expect: Option<MutexKind>,
-        pin: Option<&'a AtomicUsize>,
     ) -> LockResult<RawMutexGuard<'a>> {
         if self.check()? == MutexKind::Normal && expect != Some(MutexKind::Recursive) {
             let generation = held::generation();
             // SAFETY: `check` proved the mutex initialised.
             let rc = unsafe { pthread::try_lock_rc(self.raw()) };
             if rc == 0 && self.state.load(Relaxed) & INCONSISTENT == 0 {
-                return Ok(RawMutexGuard::new(self, generation, pin));
+                return Ok(RawMutexGuard::new(self, generation, false));
             }
             // Busy, an owner's death (the lock is ours now), or an error:
             // go on from what this attempt returned, never try again blind.
-            return self.lock_normal_after(rc, deadline, generation, pin);
+            return self.lock_normal_after(rc, deadline, generation);
         }
-        self.lock_slow(deadline, expect, pin)
+        self.lock_slow(deadline, expect)
     }
 
     #[cold]
@@ -328,14 +325,13 @@ impl RawMutex {
         rc: libc::c_int,
         deadline: Option<Deadline>,
         generation: u32,
-        pin: Option<&'a AtomicUsize>,
     ) -> LockResult<RawMutexGuard<'a>> {
         let got = match rc {
             0 => pthread::Acquired::Clean,
             rc => self.acquire_after(rc, deadline)?,
         };
         let got = self.after_acquired(got, None)?;
-        let guard = RawMutexGuard::new(self, generation, pin);
+        let guard = RawMutexGuard::new(self, generation, false);
         match got {
             pthread::Acquired::Clean => Ok(guard),
             pthread::Acquired::OwnerDied => Err(LockError::OwnerDied(OwnerDied::new(guard))),
@@ -348,13 +344,12 @@ impl RawMutex {
         &'a self,
         deadline: Option<Deadline>,
         expect: Option<MutexKind>,
-        pin: Option<&'a AtomicUsize>,
     ) -> LockResult<RawMutexGuard<'a>> {
         let kind = self.check_expecting(expect)?;
         let recursive = kind == MutexKind::Recursive;
         let generation = held::generation();
-        let got = self.acquire_until(deadline, recursive.then_some(Via::Guard))?;
-        let guard = RawMutexGuard::new(self, generation, pin);
+        let got = self.acquire_until(deadline, kind, recursive.then_some(Via::Guard))?;
+        let guard = RawMutexGuard::new(self, generation, recursive);
         match got {
             pthread::Acquired::Clean => Ok(guard),
             pthread::Acquired::OwnerDied => Err(LockError::OwnerDied(OwnerDied::new(guard))),
@@ -387,9 +382,13 @@ impl RawMutex {
         deadline: Option<Deadline>,
         expect: Option<MutexKind>,
     ) -> Result<Acquire> {
-        self.check_expecting(expect)?;
+        let kind = self.check_expecting(expect)?;
         held::generation();
-        Ok(match self.acquire_until(deadline, Some(Via::Raw))? {
+        let got = self.acquire_until(deadline, kind, Some(Via::Raw))?;
+        if Self::COUNTS_LEVELS {
+            held::levels_add();
+        }
+        Ok(match got {
             pthread::Acquired::Clean => Acquire::Clean,
             pthread::Acquired::OwnerDied => Acquire::OwnerDied,
         })
@@ -401,15 +400,15 @@ impl RawMutex {
     fn acquire_until(
         &self,
         deadline: Option<Deadline>,
+        kind: MutexKind,
         via: Option<Via>,
     ) -> Result<pthread::Acquired> {
         if let Some(via) = via {
             if self.held_by_this_thread() {
                 // Held here already: a recursive lock gains a level without
                 // asking the C library (which holds it once, error-checking).
-                if self.kind.load(Relaxed) != MutexKind::Recursive.code()
-                    || !held::push(self.addr(), via)
-                {
+                // `kind` is the one the caller checked, not a fresh read.
+                if kind != MutexKind::Recursive || !held::push(self.addr(), via) {
                     return Err(Error::Deadlock);
                 }
                 return Ok(pthread::Acquired::Clean);
@@ -445,10 +444,14 @@ impl RawMutex {
         }
         if let Some(via) = via {
             if !held::push(self.addr(), via) {
-                // Cannot record it (thread exiting): do not keep it either.
-                // SAFETY: we just took it.
-                let _ = unsafe { pthread::unlock(self.raw()) };
-                return Err(Error::Deadlock);
+                // This thread's record is gone (its thread-locals are being
+                // torn down): it cannot hold the lock by the rules here. A
+                // clean lock is given back; a dead owner's lock stays held,
+                // so that this thread's exit hands it on, still marked.
+                if got == pthread::Acquired::Clean {
+                    let _ = self.unlock_outermost();
+                }
+                return Err(Error::InvalidArgument("locking while the thread exits"));
             }
         }
         Ok(got)
@@ -539,6 +542,9 @@ impl RawMutex {
     pub fn release(&self) -> Result<()> {
         self.check_layout()?;
         let left = held::pop(self.addr(), Via::Raw).ok_or(Error::NotOwner)?;
+        if Self::COUNTS_LEVELS {
+            held::levels_sub();
+        }
         if left == 0 {
             self.unlock_outermost()
         } else {
@@ -556,9 +562,10 @@ impl RawMutex {
         }
         // SAFETY: initialised (checked at acquisition), and this thread
         // took it: the callers are `release`, after the held record showed
-        // a level taken by `acquire` in this thread, and a guard's drop,
+        // the last level taken by `acquire` in this thread; a guard's drop,
         // after checking that the guard was made in this process (fork
-        // generation) and, for a recorded level, that it was the last.
+        // generation) and, for a level of a recursive lock, that the record
+        // shows it was the last; and `after_acquired`, right after taking it.
         unsafe { pthread::unlock(self.raw()) }
     }
 
@@ -603,76 +610,34 @@ impl RawMutex {
 
 /// Proof that this thread holds a [`RawMutex`]; releases it when dropped.
 ///
-/// Kept to a pointer and a `u32` where the lock word says who holds a lock:
-/// callers move the guard out of the `LockResult` it comes back in, and a
-/// larger guard gets copied with wide loads over the narrower stores that
-/// built it, loads the CPU cannot forward from those stores (a stall of
-/// about 10 ns on every lock, measured). So whether the guard is a level of
-/// a recursive lock is not stored: the held record knows (non-recursive
-/// guards are never recorded), and the pin exists only where it is used.
+/// Kept to a pointer and a `u32`: callers move the guard out of the
+/// `LockResult` it comes back in, and a larger guard gets copied with wide
+/// loads over the narrower stores that built it, loads the CPU cannot
+/// forward from those stores (a stall of about 10 ns on every lock,
+/// measured).
 #[must_use = "the lock is released as soon as the guard drops"]
 pub struct RawMutexGuard<'a> {
     mutex: &'a RawMutex,
-    /// The fork generation it was made in: a copy that `fork` left in a
-    /// child must not release (or mark) its parent's lock.
-    generation: u32,
-    /// Where this level is counted while the guard lives, if anywhere.
-    pin: GuardPin<'a>,
+    /// Bits 0..31: the fork generation it was made in (a copy that `fork`
+    /// left in a child must not release or mark its parent's lock). Bit 31:
+    /// a level of a recursive lock, counted in the held record.
+    stamp: u32,
     _not_send: PhantomData<*const ()>,
 }
 
-/// A guard's pin: zero-sized where the lock word says who holds a lock
-/// ([`RawMutex::NEEDS_PIN`] is false there and the handles pass `None`).
-#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
-#[derive(Clone, Copy)]
-struct GuardPin<'a>(PhantomData<&'a AtomicUsize>);
-
-#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
-impl<'a> GuardPin<'a> {
-    #[inline]
-    fn new(pin: Option<&'a AtomicUsize>) -> Self {
-        const _: () = assert!(!RawMutex::NEEDS_PIN);
-        debug_assert!(pin.is_none(), "a pin where the lock word tells");
-        GuardPin(PhantomData)
-    }
-
-    #[inline]
-    fn get(self) -> Option<&'a AtomicUsize> {
-        None
-    }
-}
-
-/// A guard's pin: where the lock word cannot say who holds a lock, the
-/// handle's count of the guards alive on the mapping.
-#[cfg(not(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64")))]
-#[derive(Clone, Copy)]
-struct GuardPin<'a>(Option<&'a AtomicUsize>);
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64")))]
-impl<'a> GuardPin<'a> {
-    #[inline]
-    fn new(pin: Option<&'a AtomicUsize>) -> Self {
-        GuardPin(pin)
-    }
-
-    #[inline]
-    fn get(self) -> Option<&'a AtomicUsize> {
-        self.0
-    }
-}
+const STAMP_TRACKED: u32 = 1 << 31;
 
 impl<'a> RawMutexGuard<'a> {
     /// A guard for a lock this thread has just taken (and, for a level of a
-    /// recursive lock, recorded in the held set).
+    /// recursive lock, `tracked`, recorded in the held set).
     #[inline]
-    fn new(mutex: &'a RawMutex, generation: u32, pin: Option<&'a AtomicUsize>) -> Self {
-        if let Some(pin) = pin {
-            pin.fetch_add(1, Relaxed);
+    fn new(mutex: &'a RawMutex, generation: u32, tracked: bool) -> Self {
+        if RawMutex::COUNTS_LEVELS {
+            held::levels_add();
         }
         RawMutexGuard {
             mutex,
-            generation,
-            pin: GuardPin::new(pin),
+            stamp: (generation & !STAMP_TRACKED) | if tracked { STAMP_TRACKED } else { 0 },
             _not_send: PhantomData,
         }
     }
@@ -680,6 +645,12 @@ impl<'a> RawMutexGuard<'a> {
     /// The mutex this guard holds.
     pub fn mutex(&self) -> &RawMutex {
         self.mutex
+    }
+
+    /// Whether the guard was made in this process (not copied by `fork`).
+    #[inline]
+    fn made_here(&self) -> bool {
+        (self.stamp ^ held::generation_now()) & !STAMP_TRACKED == 0
     }
 }
 
@@ -695,7 +666,7 @@ impl sealed::Sealed for RawMutexGuard<'_> {}
 
 impl RecoverableGuard for RawMutexGuard<'_> {
     fn mark_consistent(&mut self) -> Result<()> {
-        if self.generation != held::generation_now() {
+        if !self.made_here() {
             // A copy in a forked child: the parent decides.
             return Err(Error::NotOwner);
         }
@@ -706,17 +677,22 @@ impl RecoverableGuard for RawMutexGuard<'_> {
 impl Drop for RawMutexGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        if self.generation != held::generation_now() {
+        if !self.made_here() {
             // A copy in a forked child: the lock is the parent's.
             return;
         }
-        if let Some(pin) = self.pin.get() {
-            pin.fetch_sub(1, Relaxed);
+        if RawMutex::COUNTS_LEVELS {
+            held::levels_sub();
         }
-        // A level of a recursive lock is in the held record (other guards
-        // never are): give it back, and unlock only at the outermost.
-        if matches!(held::pop(self.mutex.addr(), Via::Guard), Some(1..)) {
-            return; // an inner level: still held
+        if self.stamp & STAMP_TRACKED != 0 {
+            match held::pop(self.mutex.addr(), Via::Guard) {
+                Some(0) => {}
+                // An inner level: still held. Or no record left (the
+                // thread's locals are torn down): which level this is cannot
+                // be known, so it stays held and the thread's exit hands it
+                // on as owner-died, rather than free it under an outer guard.
+                Some(_) | None => return,
+            }
         }
         // An error here would mean the bytes were overwritten under us;
         // there is nothing left to undo, and a destructor must not panic.
@@ -736,7 +712,6 @@ impl std::fmt::Debug for RawMutex {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     /// A mutex on the heap: the in-place type works in any memory.
     fn boxed(kind: MutexKind) -> Box<MaybeUninit<RawMutex>> {
@@ -752,6 +727,7 @@ mod tests {
     }
 
     /// The 32-bit word at byte `offset` of the mutex object.
+    #[cfg(all(target_env = "gnu", target_pointer_width = "64"))]
     fn word(m: &RawMutex, offset: usize) -> &AtomicU32 {
         // SAFETY: in bounds and 4-aligned within the 64-byte object.
         unsafe {
@@ -948,7 +924,7 @@ mod tests {
         let m = get(&b);
         // A thread id above any pid_max: no such thread can exist.
         word(m, 16).store(0x3fff_fff0, Relaxed);
-        let t = Instant::now();
+        let t = std::time::Instant::now();
         assert!(matches!(
             m.lock(),
             Err(LockError::Failed(Error::Corrupt(_)))

@@ -105,36 +105,57 @@ pub struct Segment {
     /// Asked on drop: must the mapping stay (a robust mutex in it is held
     /// by a thread of this process)?
     keep_mapped: Option<fn(&Segment) -> bool>,
-    /// Levels of locks in this mapping held by this process, where the
-    /// handle layer counts them (see `pins`).
-    pins: AtomicUsize,
 }
 
 /// Mappings that were still needed when their last handle dropped (a lock
 /// in them held by this process), with the question to ask again. Swept at
 /// every segment drop and creation: once the answer is no, they are
 /// unmapped.
+///
+/// The lock is only ever tried, never waited for: a child forked while
+/// another thread held it inherits it held for ever. A sweep that finds it
+/// busy skips; a burial that finds it busy leaks the mapping instead (safe,
+/// and rare). Nothing is evaluated or dropped while it is held.
 static GRAVEYARD: Mutex<Vec<Segment>> = Mutex::new(Vec::new());
 static BURIED: AtomicUsize = AtomicUsize::new(0);
+
+fn try_graveyard() -> Option<std::sync::MutexGuard<'static, Vec<Segment>>> {
+    match GRAVEYARD.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
 
 /// Unmaps the buried mappings that are no longer needed.
 fn sweep_graveyard() {
     if BURIED.load(Ordering::Relaxed) == 0 {
         return;
     }
-    let freed: Vec<Segment> = {
-        let mut g = GRAVEYARD
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (keep, free): (Vec<_>, Vec<_>) = g
-            .drain(..)
-            .partition(|s| s.keep_mapped.is_some_and(|keep| keep(s)));
-        *g = keep;
-        BURIED.store(g.len(), Ordering::Relaxed);
-        free
-    };
-    // Dropped outside the lock: a drop may bury its segment again.
-    drop(freed);
+    let Some(mut g) = try_graveyard() else { return };
+    let buried = std::mem::take(&mut *g);
+    BURIED.store(0, Ordering::Relaxed);
+    drop(g);
+    let (keep, free): (Vec<_>, Vec<_>) = buried
+        .into_iter()
+        .partition(|s| s.keep_mapped.is_some_and(|keep| keep(s)));
+    for s in keep {
+        bury(s);
+    }
+    // A drop asks again and may bury its segment anew.
+    drop(free);
+}
+
+/// Puts a still-needed mapping in the graveyard (or, if that is busy,
+/// leaks it).
+fn bury(s: Segment) {
+    match try_graveyard() {
+        Some(mut g) => {
+            g.push(s);
+            BURIED.store(g.len(), Ordering::Relaxed);
+        }
+        None => std::mem::forget(s),
+    }
 }
 
 impl std::fmt::Debug for Segment {
@@ -296,13 +317,6 @@ impl Segment {
         self.keep_mapped = Some(keep);
     }
 
-    /// The process-local count of lock levels held through this mapping,
-    /// for platforms where the lock word cannot tell (see
-    /// `RawMutex::may_be_held_in_this_process`).
-    pub(crate) fn pins(&self) -> &AtomicUsize {
-        &self.pins
-    }
-
     /// Whether the process that created the segment still runs (same pid
     /// and start time). A recycled pid counts as dead.
     pub fn creator_alive(&self) -> bool {
@@ -358,7 +372,6 @@ impl Segment {
             unlink_on_drop: AtomicBool::new(!opts.persist),
             info,
             keep_mapped: None,
-            pins: AtomicUsize::new(0),
         })
     }
 
@@ -442,7 +455,6 @@ impl Segment {
             unlink_on_drop: AtomicBool::new(false),
             info,
             keep_mapped: None,
-            pins: AtomicUsize::new(0),
         })
     }
 
@@ -515,8 +527,8 @@ impl Drop for Segment {
         if self.keep_mapped.is_some_and(|keep| keep(self)) {
             // Still needed (see `keep_mapped_while`): bury the mapping alone,
             // to be unmapped by a later sweep once it is free.
-            // SAFETY: `map` is taken exactly once, here; `self` is not used
-            // after this drop.
+            // SAFETY: `self.map` is taken exactly once, here, and not used
+            // again: this drop returns right after burying it.
             let map = unsafe { ManuallyDrop::take(&mut self.map) };
             let buried = Segment {
                 map: ManuallyDrop::new(map),
@@ -527,13 +539,8 @@ impl Drop for Segment {
                 unlink_on_drop: AtomicBool::new(false),
                 info: self.info.clone(),
                 keep_mapped: self.keep_mapped,
-                pins: AtomicUsize::new(self.pins.load(Ordering::Relaxed)),
             };
-            let mut g = GRAVEYARD
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            g.push(buried);
-            BURIED.store(g.len(), Ordering::Relaxed);
+            bury(buried);
             return;
         }
         // SAFETY: dropped exactly once, here, and nothing uses the mapping

@@ -152,7 +152,7 @@ mod tests {
         let w2 = w.clone();
         let waiter = std::thread::spawn(move || {
             // SAFETY: pthread_self has no preconditions.
-            tx.send(unsafe { libc::pthread_self() }).unwrap();
+            tx.send(unsafe { libc::pthread_self() } as usize).unwrap();
             let t = Instant::now();
             let deadline = Deadline::after(Duration::from_millis(300));
             let mut rounds = 0u32;
@@ -170,7 +170,7 @@ mod tests {
         while start.elapsed() < Duration::from_millis(250) {
             // SAFETY: the waiter thread is alive until it returns, which it
             // cannot do before its 300 ms wait (and the join below).
-            unsafe { libc::pthread_kill(target, libc::SIGUSR2) };
+            unsafe { libc::pthread_kill(target as libc::pthread_t, libc::SIGUSR2) };
             std::thread::sleep(Duration::from_micros(500));
         }
         let (r, elapsed, rounds) = waiter.join().unwrap();

@@ -37,16 +37,18 @@ pub(crate) fn parse_start_time(stat: &str) -> Option<u64> {
 
 /// Whether `tid` may be a thread of the calling process: yes for the
 /// calling thread, for an id listed under `/proc/self/task`, and whenever
-/// that cannot be read (no procfs, another pid namespace's view).
+/// that listing cannot be trusted: no procfs, or a procfs of another pid
+/// namespace (it does not list the calling thread under its own id).
 pub(crate) fn may_be_own_thread(tid: u32) -> bool {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         // SAFETY: gettid has no preconditions and cannot fail.
-        if tid == unsafe { libc::gettid() } as u32 {
+        let me = unsafe { libc::gettid() } as u32;
+        if tid == me {
             return true;
         }
         let task = std::path::Path::new("/proc/self/task");
-        !task.is_dir() || task.join(tid.to_string()).exists()
+        !task.join(me.to_string()).exists() || task.join(tid.to_string()).exists()
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
