@@ -446,16 +446,7 @@ impl Segment {
             }
         }
         let info = header.validate(size, spec)?;
-        Ok(Segment {
-            map: ManuallyDrop::new(map),
-            name: None,
-            creator: false,
-            creator_pid: 0,
-            identity: None,
-            unlink_on_drop: AtomicBool::new(false),
-            info,
-            keep_mapped: None,
-        })
+        Ok(Segment::unnamed(map, info, None))
     }
 
     /// An anonymous segment holding a copy of `bytes`, unvalidated: the
@@ -470,6 +461,27 @@ impl Segment {
             source: e,
         })?;
         Ok(f.into())
+    }
+}
+
+impl Segment {
+    /// A handle on `map` that owns no name: an opener's (the caller sets the
+    /// name afterwards) or a buried mapping's.
+    fn unnamed(
+        map: MmapRaw,
+        info: HeaderInfo,
+        keep_mapped: Option<fn(&Segment) -> bool>,
+    ) -> Segment {
+        Segment {
+            map: ManuallyDrop::new(map),
+            name: None,
+            creator: false,
+            creator_pid: 0,
+            identity: None,
+            unlink_on_drop: AtomicBool::new(false),
+            info,
+            keep_mapped,
+        }
     }
 }
 
@@ -530,17 +542,7 @@ impl Drop for Segment {
             // SAFETY: `self.map` is taken exactly once, here, and not used
             // again: this drop returns right after burying it.
             let map = unsafe { ManuallyDrop::take(&mut self.map) };
-            let buried = Segment {
-                map: ManuallyDrop::new(map),
-                name: None,
-                creator: false,
-                creator_pid: 0,
-                identity: None,
-                unlink_on_drop: AtomicBool::new(false),
-                info: self.info.clone(),
-                keep_mapped: self.keep_mapped,
-            };
-            bury(buried);
+            bury(Segment::unnamed(map, self.info.clone(), self.keep_mapped));
             return;
         }
         // SAFETY: dropped exactly once, here, and nothing uses the mapping
