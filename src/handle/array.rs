@@ -66,6 +66,17 @@ fn copy_of<T: Plain>(src: &[T]) -> impl Fn(*mut T) + '_ {
 }
 
 impl<T: Plain> Array<T> {
+    fn make(
+        place: Place<'_>,
+        len: usize,
+        opts: &Options,
+        shared: Option<SharedLock>,
+        fill: impl Fn(*mut T),
+    ) -> Result<Self> {
+        let inner = Guarded::create(place, Kind::Array, len, opts, shared, fill)?;
+        Ok(Array { inner })
+    }
+
     /// Creates `len` zeroed elements under `name`.
     pub fn create(name: &str, len: usize) -> Result<Self> {
         Self::create_with(name, len, &Options::default())
@@ -73,22 +84,13 @@ impl<T: Plain> Array<T> {
 
     /// [`Array::create`] with options.
     pub fn create_with(name: &str, len: usize, opts: &Options) -> Result<Self> {
-        let inner = Guarded::create(Place::Named(name), Kind::Array, len, opts, None, zeroed)?;
-        Ok(Array { inner })
+        Self::make(Place::Named(name), len, opts, None, zeroed)
     }
 
     /// Creates a copy of `src` under `name`.
     pub fn create_from_slice(name: &str, src: &[T]) -> Result<Self> {
         let opts = Options::default();
-        let inner = Guarded::create(
-            Place::Named(name),
-            Kind::Array,
-            src.len(),
-            &opts,
-            None,
-            copy_of(src),
-        )?;
-        Ok(Array { inner })
+        Self::make(Place::Named(name), src.len(), &opts, None, copy_of(src))
     }
 
     /// Creates `len` zeroed elements under `name`, guarded by `lock` instead
@@ -100,8 +102,7 @@ impl<T: Plain> Array<T> {
         opts: &Options,
     ) -> Result<Self> {
         let shared = Some(lock.into());
-        let inner = Guarded::create(Place::Named(name), Kind::Array, len, opts, shared, zeroed)?;
-        Ok(Array { inner })
+        Self::make(Place::Named(name), len, opts, shared, zeroed)
     }
 
     /// Opens the array created under `name`, whatever its length.
@@ -134,43 +135,19 @@ impl<T: Plain> Array<T> {
     /// `len` zeroed elements with no name, shared with children forked
     /// afterwards.
     pub fn anonymous(len: usize) -> Result<Self> {
-        let inner = Guarded::create(
-            Place::Anonymous,
-            Kind::Array,
-            len,
-            &Options::default(),
-            None,
-            zeroed,
-        )?;
-        Ok(Array { inner })
+        Self::make(Place::Anonymous, len, &Options::default(), None, zeroed)
     }
 
     /// An unnamed copy of `src`.
     pub fn from_slice(src: &[T]) -> Result<Self> {
         let opts = Options::default();
-        let inner = Guarded::create(
-            Place::Anonymous,
-            Kind::Array,
-            src.len(),
-            &opts,
-            None,
-            copy_of(src),
-        )?;
-        Ok(Array { inner })
+        Self::make(Place::Anonymous, src.len(), &opts, None, copy_of(src))
     }
 
     /// `len` unnamed zeroed elements guarded by `lock`.
     pub fn anonymous_with_lock(len: usize, lock: impl Into<SharedLock>) -> Result<Self> {
         let shared = Some(lock.into());
-        let inner = Guarded::create(
-            Place::Anonymous,
-            Kind::Array,
-            len,
-            &Options::default(),
-            shared,
-            zeroed,
-        )?;
-        Ok(Array { inner })
+        Self::make(Place::Anonymous, len, &Options::default(), shared, zeroed)
     }
 
     /// Opens an array in an already opened segment (fuzz targets, embedders).

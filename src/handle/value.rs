@@ -62,6 +62,11 @@ fn fill_with<T: Plain>(init: T) -> impl Fn(*mut T) {
 }
 
 impl<T: Plain> Value<T> {
+    fn make(place: Place<'_>, init: T, opts: &Options, shared: Option<SharedLock>) -> Result<Self> {
+        let inner = Guarded::create(place, Kind::Value, 1, opts, shared, fill_with(init))?;
+        Ok(Value { inner })
+    }
+
     /// Creates it under `name`, holding `init`.
     pub fn create(name: &str, init: T) -> Result<Self> {
         Self::create_with(name, init, &Options::default())
@@ -69,15 +74,7 @@ impl<T: Plain> Value<T> {
 
     /// [`Value::create`] with options.
     pub fn create_with(name: &str, init: T, opts: &Options) -> Result<Self> {
-        let inner = Guarded::create(
-            Place::Named(name),
-            Kind::Value,
-            1,
-            opts,
-            None,
-            fill_with(init),
-        )?;
-        Ok(Value { inner })
+        Self::make(Place::Named(name), init, opts, None)
     }
 
     /// Creates it under `name`, guarded by `lock` (a named [`Lock`](crate::Lock)
@@ -92,15 +89,7 @@ impl<T: Plain> Value<T> {
         opts: &Options,
     ) -> Result<Self> {
         let shared = Some(lock.into());
-        let inner = Guarded::create(
-            Place::Named(name),
-            Kind::Value,
-            1,
-            opts,
-            shared,
-            fill_with(init),
-        )?;
-        Ok(Value { inner })
+        Self::make(Place::Named(name), init, opts, shared)
     }
 
     /// Opens the one created under `name`; the stored type must be `T`.
@@ -125,29 +114,13 @@ impl<T: Plain> Value<T> {
 
     /// An unnamed one, shared with children forked afterwards.
     pub fn anonymous(init: T) -> Result<Self> {
-        let inner = Guarded::create(
-            Place::Anonymous,
-            Kind::Value,
-            1,
-            &Options::default(),
-            None,
-            fill_with(init),
-        )?;
-        Ok(Value { inner })
+        Self::make(Place::Anonymous, init, &Options::default(), None)
     }
 
     /// An unnamed one guarded by `lock`.
     pub fn anonymous_with_lock(init: T, lock: impl Into<SharedLock>) -> Result<Self> {
         let shared = Some(lock.into());
-        let inner = Guarded::create(
-            Place::Anonymous,
-            Kind::Value,
-            1,
-            &Options::default(),
-            shared,
-            fill_with(init),
-        )?;
-        Ok(Value { inner })
+        Self::make(Place::Anonymous, init, &Options::default(), shared)
     }
 
     /// Opens a value in an already opened segment (used by the fuzz
