@@ -127,6 +127,39 @@ pub enum Error {
     /// This platform lacks what the operation needs (a futex, a robust
     /// mutex). Never a silent no-op.
     Unsupported(&'static str),
+    /// A non-blocking receive found no message.
+    Empty,
+    /// A non-blocking send found no room.
+    Full,
+    /// The object was closed by this handle (or, for a queue, by anyone):
+    /// no more sends are accepted.
+    Closed,
+    /// The other end is gone: it closed, or its process died. Everything it
+    /// sent before that has already been received.
+    Disconnected,
+    /// A message does not fit what the object can ever carry in one piece
+    /// (a queue slot, a ring's largest reservation).
+    MessageTooLarge {
+        /// The size asked for, in bytes.
+        size: usize,
+        /// The largest size the object accepts, in bytes.
+        max: usize,
+    },
+    /// The caller's buffer cannot hold the next message. The message is
+    /// still there: receive it again with a buffer of `needed` bytes.
+    BufferTooShort {
+        /// The length of the message, in bytes.
+        needed: usize,
+    },
+    /// A barrier was broken (by a timeout, an abort or a reset) while this
+    /// process waited on it, or before it arrived.
+    BrokenBarrier,
+    /// An end of a pipe (or another single-owner role) is already claimed
+    /// by a live process.
+    AlreadyClaimed,
+    /// A message could not be encoded or decoded by the `serde` codec.
+    #[cfg(feature = "serde")]
+    Codec(postcard::Error),
     /// An unexpected operating-system error, with the call that failed.
     Os {
         /// The call that failed.
@@ -203,6 +236,20 @@ impl fmt::Display for Error {
             }
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
             Error::Unsupported(what) => write!(f, "unsupported on this platform: {what}"),
+            Error::Empty => f.write_str("no message available"),
+            Error::Full => f.write_str("no room for the message"),
+            Error::Closed => f.write_str("closed"),
+            Error::Disconnected => f.write_str("the other end is closed or its process died"),
+            Error::MessageTooLarge { size, max } => {
+                write!(f, "message of {size} bytes exceeds the limit of {max} bytes")
+            }
+            Error::BufferTooShort { needed } => {
+                write!(f, "buffer too short: the message needs {needed} bytes")
+            }
+            Error::BrokenBarrier => f.write_str("the barrier is broken"),
+            Error::AlreadyClaimed => f.write_str("already claimed by a live process"),
+            #[cfg(feature = "serde")]
+            Error::Codec(e) => write!(f, "message codec: {e}"),
             Error::Os { call, source } => write!(f, "{call} failed: {source}"),
         }
     }
@@ -212,6 +259,8 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Os { source, .. } => Some(source),
+            #[cfg(feature = "serde")]
+            Error::Codec(e) => Some(e),
             _ => None,
         }
     }
@@ -224,7 +273,9 @@ impl From<Error> for io::Error {
             Error::NotFound => io::ErrorKind::NotFound,
             Error::PermissionDenied => io::ErrorKind::PermissionDenied,
             Error::Timeout => io::ErrorKind::TimedOut,
-            Error::WouldBlock => io::ErrorKind::WouldBlock,
+            Error::WouldBlock | Error::Empty | Error::Full => io::ErrorKind::WouldBlock,
+            Error::Disconnected => io::ErrorKind::BrokenPipe,
+            Error::Closed => io::ErrorKind::NotConnected,
             Error::InvalidName { .. } | Error::InvalidArgument(_) => io::ErrorKind::InvalidInput,
             Error::Unsupported(_) => io::ErrorKind::Unsupported,
             Error::Corrupt(_) => io::ErrorKind::InvalidData,

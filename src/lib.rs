@@ -42,6 +42,9 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![cfg(unix)]
 
+#[cfg(feature = "serde")]
+#[allow(dead_code)] // used by the pipe and queue handles
+mod codec;
 mod error;
 mod handle;
 mod plain;

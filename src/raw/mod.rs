@@ -8,10 +8,16 @@
 //! another process reads the same bytes.
 
 pub(crate) mod backoff;
+#[allow(dead_code)] // used by the rings and the futex primitives
+mod eventcount;
 mod held;
 mod lock_error;
 mod mutex;
+#[allow(dead_code, unused_imports)] // used by the rings and the futex primitives
+pub(crate) mod sync;
 
+#[allow(unused_imports)]
+pub(crate) use eventcount::{EventCount, Key};
 pub(crate) use lock_error::sealed;
 pub use lock_error::{LockError, LockResult, OwnerDied, RecoverableGuard};
 pub use mutex::{Acquire, MutexKind, RawMutex, RawMutexGuard};

@@ -68,6 +68,22 @@ pub enum Kind {
     Array,
     /// An [`AtomicValue`](crate::AtomicValue).
     AtomicValue,
+    /// A `Pipe` (one or two SPSC byte rings).
+    Pipe,
+    /// A `Queue` (an MPMC slot ring).
+    Queue,
+    /// A `JoinableQueue` (an MPMC slot ring with a task count).
+    JoinableQueue,
+    /// A `Semaphore`.
+    Semaphore,
+    /// A `BoundedSemaphore`.
+    BoundedSemaphore,
+    /// An `Event`.
+    Event,
+    /// A `Condition` (its own lock, or a link to a `Lock` / `RLock`).
+    Condition,
+    /// A `Barrier`.
+    Barrier,
 }
 
 impl Kind {
@@ -80,6 +96,14 @@ impl Kind {
             Kind::Value => 4,
             Kind::Array => 5,
             Kind::AtomicValue => 6,
+            Kind::Pipe => 7,
+            Kind::Queue => 8,
+            Kind::JoinableQueue => 9,
+            Kind::Semaphore => 10,
+            Kind::BoundedSemaphore => 11,
+            Kind::Event => 12,
+            Kind::Condition => 13,
+            Kind::Barrier => 14,
         }
     }
 
@@ -92,6 +116,14 @@ impl Kind {
             4 => Kind::Value,
             5 => Kind::Array,
             6 => Kind::AtomicValue,
+            7 => Kind::Pipe,
+            8 => Kind::Queue,
+            9 => Kind::JoinableQueue,
+            10 => Kind::Semaphore,
+            11 => Kind::BoundedSemaphore,
+            12 => Kind::Event,
+            13 => Kind::Condition,
+            14 => Kind::Barrier,
             _ => return None,
         })
     }
