@@ -12,6 +12,11 @@
 //! | `Value('q', 0)`            | [`Value<i64>`](Value)            |
 //! | `Array('d', 8)`            | [`Array<f64>`](Array)            |
 //! | `Value('q', 0, lock=False)`| [`AtomicValue<i64>`](AtomicValue) (lock-free) |
+//! | `Semaphore(3)`             | [`Semaphore`]                    |
+//! | `BoundedSemaphore(3)`      | [`BoundedSemaphore`]             |
+//! | `Event()`                  | [`Event`]                        |
+//! | `Condition(lock)`          | [`Condition`]                    |
+//! | `Barrier(n, action, timeout)` | [`Barrier`]                   |
 //!
 //! ## Layers
 //!
@@ -19,7 +24,9 @@
 //!   `posix_fallocate`, the robust pthread mutex, and segment headers.
 //! * [`raw`]: in-place `#[repr(C)]` objects ([`RawMutex`]) that embedders
 //!   may place in their own mappings.
-//! * Handles ([`Lock`], [`RLock`], [`Value`], [`Array`], [`AtomicValue`]):
+//! * Handles ([`Lock`], [`RLock`], [`Value`], [`Array`], [`AtomicValue`],
+//!   [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`],
+//!   [`Barrier`]):
 //!   each owns a segment; each can be created under a name, opened by name,
 //!   opened-or-created, or made anonymous and inherited across `fork`.
 //!
@@ -54,11 +61,14 @@ pub mod sys;
 
 pub use error::{Error, NameError, Result};
 pub use handle::{
-    Array, ArrayGuard, AtomicInt, AtomicValue, Lock, LockGuard, RLock, SharedLock, Value,
-    ValueGuard,
+    Array, ArrayGuard, AtomicInt, AtomicValue, Barrier, BoundedSemaphore, Condition, Event, Lock,
+    LockGuard, RLock, Semaphore, SharedLock, Value, ValueGuard,
 };
 pub use plain::{type_tag, Plain};
-pub use raw::{Acquire, LockError, LockResult, MutexKind, OwnerDied, RawMutex, RawMutexGuard};
+pub use raw::{
+    Acquire, LockError, LockResult, MutexKind, OwnerDied, RawBarrier, RawCondvar, RawEvent,
+    RawMutex, RawMutexGuard, RawSemaphore,
+};
 pub use segment::{Options, Segment};
 
 /// Entry points for the fuzz targets: open arbitrary bytes as each kind of
