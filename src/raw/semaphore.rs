@@ -288,7 +288,7 @@ mod tests {
     #[test]
     fn counts_and_bounds() {
         let s = RawSemaphore::new(2, true);
-        assert_eq!(s.check().unwrap(), true);
+        assert!(s.check().unwrap());
         s.try_acquire().unwrap();
         s.try_acquire().unwrap();
         assert!(matches!(s.try_acquire(), Err(Error::WouldBlock)));
