@@ -47,8 +47,14 @@ fn storm<R: Send + 'static>(wait: impl FnOnce() -> R + Send + 'static) -> (R, Du
 }
 
 fn not_early(what: &str, took: Duration) {
-    assert!(took >= T, "{what}: ended early under a signal storm: {took:?}");
-    assert!(took < T + Duration::from_secs(5), "{what}: stretched: {took:?}");
+    assert!(
+        took >= T,
+        "{what}: ended early under a signal storm: {took:?}"
+    );
+    assert!(
+        took < T + Duration::from_secs(5),
+        "{what}: stretched: {took:?}"
+    );
 }
 
 #[test]

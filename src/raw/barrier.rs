@@ -7,7 +7,7 @@
 //! |      0 | `magic`      | `BARRIER_MAGIC`                                       |
 //! |      4 | `parties`    | 1..=[`BARRIER_PARTIES_MAX`]                           |
 //! |      8 | `word`       | the futex word: see below                             |
-//! |     12 | reserved     | zero                                                  |
+//! |     12 | `sleepers`   | waiters announced as (about to be) asleep on `word`   |
 //! |     16 | `reset_gens` | bit `g % 64` set: generation `g` ended by a `reset`   |
 //! |     24 | `timeout_ns` | default timeout of `wait` (`u64::MAX`: none)          |
 //!
@@ -27,7 +27,9 @@
 //!   wait for `gen` to move.
 //! * Trip: the arrival that made `c + 1 == parties` runs the action (if
 //!   any), clears bit `gen + 1` of `reset_gens`, then CASes `(gen, parties,
-//!   !BROKEN)` to `(gen + 1, 0, !BROKEN)` (Release) and wakes everybody.
+//!   !BROKEN)` to `(gen + 1, 0, !BROKEN)` (Release) and, after a SeqCst
+//!   fence, wakes everybody if `sleepers != 0` (waiters increment it, fence,
+//!   and re-read `word` before sleeping: the Dekker pair, SYNC POINT).
 //!   If the CAS fails, the generation was broken meanwhile: it returns
 //!   [`Error::BrokenBarrier`].
 //! * Break (timeout, abort, a panicking action): set `BROKEN` in the
@@ -49,7 +51,7 @@
 
 use std::time::Duration;
 
-use super::sync::{futex_wait, futex_wake, AtomicU32, AtomicU64, Ordering::*};
+use super::sync::{fence, futex_wait, futex_wake, AtomicU32, AtomicU64, Ordering::*};
 use crate::sys::clock::Deadline;
 use crate::{Error, Result};
 
@@ -96,7 +98,7 @@ pub struct RawBarrier {
     magic: AtomicU32,
     parties: AtomicU32,
     word: AtomicU32,
-    _reserved: AtomicU32,
+    sleepers: AtomicU32,
     reset_gens: AtomicU64,
     timeout_ns: AtomicU64,
 }
@@ -143,7 +145,7 @@ impl RawBarrier {
             magic: AtomicU32::new(BARRIER_MAGIC),
             parties: AtomicU32::new(parties),
             word: AtomicU32::new(0),
-            _reserved: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
             reset_gens: AtomicU64::new(0),
             timeout_ns: AtomicU64::new(ns),
         })
@@ -251,7 +253,7 @@ impl RawBarrier {
             if c == parties {
                 // The last arriver is running the action: ours is the next
                 // generation.
-                match futex_wait(&self.word, w, deadline) {
+                match self.sleep(w, deadline) {
                     Err(_) => {
                         self.break_gen(gen(w));
                         return Err(Error::BrokenBarrier);
@@ -263,7 +265,7 @@ impl RawBarrier {
                 }
             }
             let next = pack(gen(w), c + 1, false);
-            match self.word.compare_exchange_weak(w, next, AcqRel, Acquire) {
+            match self.word.compare_exchange(w, next, AcqRel, Acquire) {
                 Ok(_) => break (gen(w), c),
                 Err(now) => w = now,
             }
@@ -283,7 +285,7 @@ impl RawBarrier {
             if count(now) > parties {
                 return Err(Error::Corrupt("barrier count above parties"));
             }
-            if futex_wait(&self.word, now, deadline).is_err() {
+            if self.sleep(now, deadline).is_err() {
                 // Timed out: break our generation, unless it tripped.
                 if !self.break_gen(g) && gen(self.word.load(Acquire)) != g {
                     return self.outcome(g, index);
@@ -309,11 +311,27 @@ impl RawBarrier {
         let r = self
             .word
             .compare_exchange(full, pack(ng, 0, false), AcqRel, Acquire);
-        futex_wake(&self.word, i32::MAX as u32);
+        fence(SeqCst); // SYNC POINT: pairs with the fence in `sleep`.
+        if self.sleepers.load(Relaxed) != 0 {
+            futex_wake(&self.word, i32::MAX as u32);
+        }
         match r {
             Ok(_) => Ok(index),
             Err(_) => Err(Error::BrokenBarrier),
         }
+    }
+
+    /// Sleeps while `word == seen` (announced in `sleepers`).
+    fn sleep(&self, seen: u32, deadline: Option<Deadline>) -> Result<()> {
+        self.sleepers.fetch_add(1, Relaxed);
+        fence(SeqCst); // SYNC POINT: pairs with the fence in `trip`.
+        let r = if self.word.load(Relaxed) == seen {
+            futex_wait(&self.word, seen, deadline)
+        } else {
+            Ok(())
+        };
+        self.sleepers.fetch_sub(1, Relaxed);
+        r
     }
 
     /// The outcome of generation `g`, which has ended.
@@ -333,10 +351,7 @@ impl RawBarrier {
             if gen(w) != g || w & BROKEN != 0 {
                 return false;
             }
-            match self
-                .word
-                .compare_exchange_weak(w, w | BROKEN, AcqRel, Acquire)
-            {
+            match self.word.compare_exchange(w, w | BROKEN, AcqRel, Acquire) {
                 Ok(_) => {
                     futex_wake(&self.word, i32::MAX as u32);
                     return true;
@@ -448,7 +463,11 @@ mod loom_tests {
     /// is released, and nobody sleeps through a trip (loom deadlock).
     #[test]
     fn barrier_loom_generations() {
-        loom::model(|| {
+        let mut model = loom::model::Builder::new();
+        // Two threads, two trips: bounding preemptions keeps the model
+        // under a minute; the lost-wake-up mutations are still caught.
+        model.preemption_bound = Some(3);
+        model.check(|| {
             let b = Arc::new(RawBarrier::new(2, None).unwrap());
             let trips = Arc::new(AtomicUsize::new(0));
             let (b2, t2) = (b.clone(), trips.clone());

@@ -12,7 +12,7 @@
 //! |      0 | `magic`       | `CONDVAR_MAGIC`                                  |
 //! |      4 | `nslots`      | [`CONDVAR_SLOTS`]                                |
 //! |      8 | `next_ticket` | ticket of the next waiter (wrapping): FIFO order |
-//! |     12 | reserved      | zero                                             |
+//! |     12 | `occupied`    | slots not `FREE` (a hint: 0 lets notify skip the scan) |
 //! |     16 | `slots`       | per waiter: `state` (futex word), `ticket`, `pid`, reserved, `start` (the waiter's process start time) |
 //!
 //! Slot `state`: `FREE` 0, `WAITING` 1, `SIGNALLED` 2.
@@ -95,7 +95,7 @@ pub struct RawCondvar {
     magic: AtomicU32,
     nslots: AtomicU32,
     next_ticket: AtomicU32,
-    _reserved: AtomicU32,
+    occupied: AtomicU32,
     slots: [Slot; CONDVAR_SLOTS],
 }
 
@@ -124,7 +124,7 @@ impl RawCondvar {
             magic: AtomicU32::new(CONDVAR_MAGIC),
             nslots: AtomicU32::new(CONDVAR_SLOTS as u32),
             next_ticket: AtomicU32::new(0),
-            _reserved: AtomicU32::new(0),
+            occupied: AtomicU32::new(0),
             slots: std::array::from_fn(|_| Slot::new()),
         }
     }
@@ -146,14 +146,20 @@ impl RawCondvar {
 
     /// Validates the object's header and slot states.
     pub fn check(&self) -> Result<()> {
+        self.check_header()?;
+        if self.slots.iter().any(|s| s.state.load(Relaxed) > SIGNALLED) {
+            return Err(Error::Corrupt("condition slot state"));
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn check_header(&self) -> Result<()> {
         if self.magic.load(Acquire) != CONDVAR_MAGIC {
             return Err(Error::Corrupt("condition not initialised"));
         }
         if self.nslots.load(Relaxed) != CONDVAR_SLOTS as u32 {
             return Err(Error::Corrupt("condition slot count"));
-        }
-        if self.slots.iter().any(|s| s.state.load(Relaxed) > SIGNALLED) {
-            return Err(Error::Corrupt("condition slot state"));
         }
         Ok(())
     }
@@ -195,7 +201,7 @@ impl RawCondvar {
         let levels = match mutex.unlock_for_wait(guard) {
             Ok(l) => l,
             Err(e) => {
-                self.slots[i].state.store(FREE, Release);
+                let _ = self.dequeue(i);
                 return Err(e);
             }
         };
@@ -217,6 +223,7 @@ impl RawCondvar {
                     s.pid.store(pid, Relaxed);
                     s.start.store(start, Relaxed);
                     s.state.store(WAITING, Release);
+                    self.occupied.fetch_add(1, Relaxed);
                     return Ok(i);
                 }
             }
@@ -225,6 +232,7 @@ impl RawCondvar {
                 for s in &self.slots {
                     if s.state.load(Acquire) != FREE && !alive(s) {
                         s.state.store(FREE, Release);
+                        self.occupied.fetch_sub(1, Relaxed);
                     }
                 }
             }
@@ -254,6 +262,9 @@ impl RawCondvar {
     pub(crate) fn dequeue(&self, i: usize) -> Result<bool> {
         let s = &self.slots[i];
         let state = s.state.swap(FREE, AcqRel);
+        if state != FREE {
+            self.occupied.fetch_sub(1, Relaxed);
+        }
         match state {
             SIGNALLED => Ok(true),
             WAITING => Ok(false),
@@ -266,8 +277,12 @@ impl RawCondvar {
 
     /// Wakes up to `n` waiters, oldest first, skipping (and freeing) dead
     /// ones; returns how many were woken. `guard` proves the lock is held.
+    #[inline]
     pub fn notify(&self, _guard: &RawMutexGuard<'_>, n: u32) -> Result<u32> {
-        self.check()?;
+        self.check_header()?;
+        if self.occupied.load(Relaxed) == 0 {
+            return Ok(0);
+        }
         Ok(self.signal(n))
     }
 
@@ -295,6 +310,7 @@ impl RawCondvar {
             if !wake_one(&s.state) && !alive(s) {
                 // Nobody asleep there, and its owner is dead: not a waiter.
                 s.state.store(FREE, Release);
+                self.occupied.fetch_sub(1, Relaxed);
                 continue;
             }
             woken += 1;
