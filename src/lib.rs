@@ -143,4 +143,69 @@ pub mod __fuzz {
         }
         ok
     }
+
+    /// Arbitrary bytes as each in-place sync object (semaphore, event,
+    /// barrier, condition variable), driven by non-blocking and zero-timeout
+    /// calls: every answer must be a value or an error, never a panic, a
+    /// hang or undefined behaviour. Returns how many objects passed `check`.
+    pub fn sync_objects(bytes: &[u8]) -> usize {
+        use crate::raw::{RawBarrier, RawCondvar, RawEvent, RawMutex, RawSemaphore};
+        /// 8-aligned storage for the largest object.
+        #[repr(C, align(64))]
+        struct Buf([u8; RawCondvar::SIZE]);
+        let mut buf = Box::new(Buf([0; RawCondvar::SIZE]));
+        let n = bytes.len().min(RawCondvar::SIZE);
+        buf.0[..n].copy_from_slice(&bytes[..n]);
+        let p = buf.0.as_ptr();
+        let mut ok = 0;
+        // SAFETY: `buf` is 64-aligned and RawCondvar::SIZE bytes, at least
+        // the size of each object; each object is made of atomics only, so
+        // any bits are a valid value; only shared references are formed,
+        // one at a time, and `buf` outlives them.
+        let sem = unsafe { &*p.cast::<RawSemaphore>() };
+        if sem.check().is_ok() {
+            ok += 1;
+        }
+        let _ = sem.try_acquire();
+        let _ = sem.acquire_timeout(Duration::ZERO);
+        let _ = sem.release();
+        let _ = sem.value();
+        // SAFETY: as above.
+        let ev = unsafe { &*p.cast::<RawEvent>() };
+        if ev.check().is_ok() {
+            ok += 1;
+        }
+        let _ = ev.wait_timeout(Duration::ZERO);
+        ev.set();
+        ev.clear();
+        // SAFETY: as above.
+        let bar = unsafe { &*p.cast::<RawBarrier>() };
+        if bar.check().is_ok() {
+            ok += 1;
+        }
+        let _ = bar.n_waiting();
+        let _ = bar.default_timeout();
+        let _ = bar.wait_timeout(Duration::ZERO);
+        bar.abort();
+        bar.reset();
+        let _ = bar.wait_timeout(Duration::ZERO);
+        // SAFETY: as above.
+        let cv = unsafe { &*p.cast::<RawCondvar>() };
+        if cv.check().is_ok() {
+            ok += 1;
+        }
+        let _ = cv.n_waiting();
+        let mut m = Box::new(std::mem::MaybeUninit::<RawMutex>::uninit());
+        // SAFETY: a fresh, 64-aligned, exclusively owned allocation.
+        if unsafe { RawMutex::init(m.as_mut_ptr(), MutexKind::Normal) }.is_ok() {
+            // SAFETY: initialised just above.
+            let m = unsafe { m.assume_init_ref() };
+            if let Ok(mut g) = m.lock() {
+                let _ = cv.notify(&g, 3);
+                let _ = cv.wait_timeout(&mut g, Duration::ZERO);
+                let _ = cv.notify_all(&g);
+            }
+        }
+        ok
+    }
 }

@@ -26,6 +26,10 @@ const SIZE: usize = RawMutex::SIZE + RawCondvar::SIZE;
 /// crate's rule for "wrong owner" is `NotOwner` everywhere, as for
 /// [`Lock::release`](crate::Lock::release)).
 ///
+/// * Take the lock through [`lock`](Condition::lock) (or through the very
+///   handle the condition was created with): a guard of the same lock
+///   mapped again through another handle of this process counts as another
+///   lock ([`Error::NotOwner`]).
 /// * [`wait`](Condition::wait) releases the lock — every level of it, for
 ///   a shared [`RLock`](crate::RLock) taken several times — sleeps until
 ///   notified, and takes it back with the same depth.

@@ -255,7 +255,8 @@ impl RawBarrier {
                 // generation.
                 match self.sleep(w, deadline) {
                     Err(_) => {
-                        self.break_gen(gen(w));
+                        // Our timeout breaks whichever generation is current.
+                        self.break_gen(gen(self.word.load(Acquire)));
                         return Err(Error::BrokenBarrier);
                     }
                     Ok(()) => {

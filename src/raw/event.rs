@@ -238,7 +238,10 @@ mod loom_tests_two {
     /// Two waiters, one `set`: `set` wakes every waiter, not just one.
     #[test]
     fn event_loom_set_wakes_two() {
-        loom::model(|| {
+        let mut model = loom::model::Builder::new();
+        // Three threads: bounded preemptions keep it under a minute.
+        model.preemption_bound = Some(2);
+        model.check(|| {
             let e = Arc::new(RawEvent::new());
             let ts: Vec<_> = (0..2)
                 .map(|_| {
