@@ -240,7 +240,7 @@ mod loom_tests_two {
     fn event_loom_set_wakes_two() {
         let mut model = loom::model::Builder::new();
         // Three threads: bounded preemptions keep it under a minute.
-        model.preemption_bound = Some(2);
+        model.preemption_bound = Some(3);
         model.check(|| {
             let e = Arc::new(RawEvent::new());
             let ts: Vec<_> = (0..2)

@@ -349,7 +349,10 @@ mod loom_tests {
     /// acquirer parked for ever: a loom deadlock.
     #[test]
     fn semaphore_loom_no_lost_wakeup() {
-        loom::model(|| {
+        let mut model = loom::model::Builder::new();
+        // Three threads: bounded preemptions keep it under a minute.
+        model.preemption_bound = Some(3);
+        model.check(|| {
             let s = Arc::new(RawSemaphore::new(0, false));
             let a: Vec<_> = (0..2)
                 .map(|_| {
