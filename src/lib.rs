@@ -30,6 +30,26 @@
 //!   each owns a segment; each can be created under a name, opened by name,
 //!   opened-or-created, or made anonymous and inherited across `fork`.
 //!
+//! ## Timeouts, and the rules where Python disagrees with itself
+//!
+//! Every blocking call `op` has `try_op` (one attempt:
+//! [`Error::WouldBlock`] for locks and semaphores) and `op_timeout(d)`.
+//! The deadline is taken once, on the monotonic clock, when the call
+//! starts: a timeout elapses at about `d`, never before, however many
+//! signals interrupt the sleep. `Duration::ZERO` makes exactly one attempt
+//! (a `Condition` wait releases and retakes its lock once; a `Barrier`
+//! arrival that does not complete the barrier breaks it).
+//!
+//! * Negative timeouts: Python's `threading` refuses some
+//!   (`ValueError`) while `multiprocessing` treats them as zero. Here a
+//!   timeout is a [`Duration`](std::time::Duration), which cannot be
+//!   negative; compute `d.saturating_sub(elapsed)` for "what is left".
+//! * Wrong owner: releasing a `Lock`/`RLock` this thread does not hold,
+//!   or waiting on / notifying a [`Condition`] with another lock's guard, is
+//!   [`Error::NotOwner`] (Python raises `RuntimeError` or `AssertionError`
+//!   depending on the module). Semaphores have no owner: any process may
+//!   release (a [`BoundedSemaphore`] refuses only going above its bound).
+//!
 //! ## A dead lock holder
 //!
 //! ```

@@ -38,8 +38,8 @@
 //! sleeper that loses the race sleeps again at the back of the kernel's
 //! queue; no sleeper waits longer than needed while permits stay available
 //! (each re-checks at least every [`SLICE`]). Under sustained contention a
-//! particular acquirer can lose many races in a row; measured fairness in
-//! the 10-process test is good, but it is not a bound.
+//! particular acquirer can lose many races in a row: there is no bound on
+//! that, as with `std` and `parking_lot` locks in their default mode.
 
 use std::time::Duration;
 
