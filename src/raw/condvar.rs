@@ -222,8 +222,10 @@ impl RawCondvar {
                         .store(self.next_ticket.fetch_add(1, Relaxed), Relaxed);
                     s.pid.store(pid, Relaxed);
                     s.start.store(start, Relaxed);
-                    s.state.store(WAITING, Release);
+                    // Counted first: a process dying in between leaves
+                    // `occupied` too high (a needless scan), never too low.
                     self.occupied.fetch_add(1, Relaxed);
+                    s.state.store(WAITING, Release);
                     return Ok(i);
                 }
             }
