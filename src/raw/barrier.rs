@@ -51,7 +51,8 @@
 
 use std::time::Duration;
 
-use super::sync::{fence, futex_wait, futex_wake, AtomicU32, AtomicU64, Ordering::*};
+use super::park::park;
+use super::sync::{fence, futex_wake, AtomicU32, AtomicU64, Ordering::*};
 use crate::sys::clock::Deadline;
 use crate::{Error, Result};
 
@@ -327,7 +328,7 @@ impl RawBarrier {
         self.sleepers.fetch_add(1, Relaxed);
         fence(SeqCst); // SYNC POINT: pairs with the fence in `trip`.
         let r = if self.word.load(Relaxed) == seen {
-            futex_wait(&self.word, seen, deadline)
+            park(&self.word, seen, deadline)
         } else {
             Ok(())
         };

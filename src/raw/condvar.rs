@@ -44,7 +44,8 @@
 use std::time::Duration;
 
 use super::mutex::{RawMutex, RawMutexGuard};
-use super::sync::{futex_wait, AtomicU32, AtomicU64, Ordering::*};
+use super::park::{park, slice};
+use super::sync::{AtomicU32, AtomicU64, Ordering::*};
 use crate::sys::clock::Deadline;
 use crate::{Error, Result};
 
@@ -252,7 +253,7 @@ impl RawCondvar {
         // Slices: a notifier that died between marking this slot and
         // waking it must not leave this waiter asleep for ever.
         while state.load(Acquire) == WAITING {
-            if futex_wait(state, WAITING, super::semaphore::slice(deadline)).is_err()
+            if park(state, WAITING, slice(deadline)).is_err()
                 && deadline.is_some_and(Deadline::has_passed)
             {
                 return;

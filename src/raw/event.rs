@@ -26,7 +26,8 @@
 
 use std::time::Duration;
 
-use super::sync::{fence, futex_wait, futex_wake, AtomicU32, Ordering::*};
+use super::park::park;
+use super::sync::{fence, futex_wake, AtomicU32, Ordering::*};
 use crate::sys::clock::Deadline;
 use crate::{Error, Result};
 
@@ -155,7 +156,7 @@ impl RawEvent {
             fence(SeqCst); // SYNC POINT: pairs with the fence in `set`.
             let now = self.word.load(Acquire);
             let r = if now == first {
-                futex_wait(&self.word, first, deadline)
+                park(&self.word, first, deadline)
             } else {
                 Ok(())
             };

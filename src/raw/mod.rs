@@ -16,8 +16,8 @@ mod eventcount;
 mod held;
 mod lock_error;
 mod mutex;
+mod park;
 mod semaphore;
-#[allow(dead_code, unused_imports)] // AtomicU64/fence: used by the rings
 pub(crate) mod sync;
 
 pub use barrier::{RawBarrier, BARRIER_PARTIES_MAX};

@@ -25,7 +25,7 @@
 //! wake on if a permit is left and someone else sleeps, so a wake is never
 //! swallowed by a waiter that leaves. A waiter killed between its wake-up
 //! and its retry could still swallow one: sleepers therefore wait in slices
-//! of at most [`SLICE`] and re-check, so such a permit is picked up within
+//! of at most 200 ms and re-check, so such a permit is picked up within
 //! one slice. A waiter killed while asleep only leaves `sleepers` too high
 //! (a needless wake system call per release, never a wrong result).
 //!
@@ -37,22 +37,20 @@
 //! What is guaranteed: every release with sleepers wakes one, and a woken
 //! sleeper that loses the race sleeps again at the back of the kernel's
 //! queue; no sleeper waits longer than needed while permits stay available
-//! (each re-checks at least every [`SLICE`]). Under sustained contention a
+//! (each re-checks at least every 200 ms). Under sustained contention a
 //! particular acquirer can lose many races in a row: there is no bound on
 //! that, as with `std` and `parking_lot` locks in their default mode.
 
 use std::time::Duration;
 
 use super::backoff::Backoff;
-use super::sync::{fence, futex_wait, futex_wake, AtomicU32, Ordering::*};
+use super::park::{park, slice};
+use super::sync::{fence, futex_wake, AtomicU32, Ordering::*};
 use crate::sys::clock::Deadline;
 use crate::{Error, Result};
 
 const SEM_MAGIC: u32 = 0x5345_4d00; // "SEM\0"
 const BOUNDED: u32 = 1;
-
-/// The longest a sleeper sleeps before re-checking the count.
-pub const SLICE: Duration = Duration::from_millis(200);
 
 /// The largest value a semaphore can hold.
 pub const SEMAPHORE_VALUE_MAX: u32 = i32::MAX as u32;
@@ -220,7 +218,7 @@ impl RawSemaphore {
             self.sleepers.fetch_add(1, Relaxed);
             fence(SeqCst); // SYNC POINT: pairs with the fence in `release`.
             let r = if self.count.load(Relaxed) == 0 {
-                futex_wait(&self.count, 0, slice(deadline))
+                park(&self.count, 0, slice(deadline))
             } else {
                 Ok(())
             };
@@ -268,16 +266,6 @@ impl RawSemaphore {
         }
         Ok(())
     }
-}
-
-/// The earlier of `deadline` and one [`SLICE`] from now.
-pub(crate) fn slice(deadline: Option<Deadline>) -> Option<Deadline> {
-    if cfg!(loom) {
-        // Models must not rely on slices: sleep as if untimed.
-        return deadline;
-    }
-    let s = Deadline::after(SLICE);
-    Some(deadline.map_or(s, |d| d.min(s)))
 }
 
 #[cfg(all(test, not(loom), target_os = "linux"))]
