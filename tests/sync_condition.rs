@@ -193,3 +193,45 @@ fn a_waiter_killed_while_waiting_absorbs_no_notify() {
     assert_eq!(woken.load(), 2);
     assert_eq!(c.n_waiting(), 0);
 }
+
+child!(fn cond_waiter_repairs(ctx) {
+    let c = Condition::open(&ctx.arg("cond"))?;
+    let mut g = c.lock().map_err(LockError::into_error)?;
+    ctx.send("waiting");
+    match c.wait(&mut g) {
+        Err(Error::OwnerDied) => {
+            // The lock is ours again, from a dead holder: repair, then say so.
+            c.make_consistent(&mut g)?;
+            ctx.send("repaired");
+        }
+        other => ctx.send(&format!("unexpected {other:?}")),
+    }
+});
+
+child!(fn cond_notify_and_hold(ctx) {
+    let c = Condition::open(&ctx.arg("cond"))?;
+    let g = c.lock().map_err(LockError::into_error)?;
+    c.notify_all(&g)?;
+    ctx.send("holding");
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+});
+
+#[test]
+fn a_notifier_dying_with_the_lock_hands_it_to_the_waiter_as_owner_died() {
+    let _w = watchdog("condition owner died", Duration::from_secs(60));
+    let n = unique("condod");
+    let c = Condition::create(&n).unwrap();
+    let waiter = spawn("cond_waiter_repairs").arg("cond", &n).start();
+    waiter.expect("waiting");
+    eventually("waiting", || c.n_waiting() == 1);
+    let mut notifier = spawn("cond_notify_and_hold").arg("cond", &n).start();
+    notifier.expect("holding");
+    notifier.kill();
+    waiter.expect("repaired");
+    waiter.join();
+    // Repaired: the lock works normally.
+    let g = c.lock().unwrap();
+    assert_eq!(c.notify_all(&g).unwrap(), 0);
+}

@@ -444,6 +444,18 @@ mod tests {
     }
 
     #[test]
+    fn a_panicking_action_breaks_it() {
+        let b = RawBarrier::new(1, None).unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            b.wait_with_action(|| panic!("action failed"))
+        }));
+        assert!(r.is_err());
+        assert!(b.is_broken());
+        b.reset();
+        assert_eq!(b.wait().unwrap(), 0);
+    }
+
+    #[test]
     fn garbage_is_corrupt() {
         let b = RawBarrier::new(2, None).unwrap();
         b.word.store(pack(0, 9, false), Relaxed);
