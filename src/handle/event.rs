@@ -13,7 +13,11 @@ use crate::Result;
 ///
 /// [`set`](Event::set) wakes every waiter; a `set` before anyone waits is
 /// seen by later waiters; a waiter present at a `set` returns `true` even
-/// if a [`clear`](Event::clear) follows at once. Timeouts: `Duration::ZERO`
+/// if a [`clear`](Event::clear) follows at once. (Here Python's modules
+/// differ: `threading.Event.wait` returns `True` in that case, while
+/// `multiprocessing.Event.wait` re-reads the flag after waking and returns
+/// `False`; this crate follows `threading`, so a waiter never misses a
+/// `set` it was woken for.) Timeouts: `Duration::ZERO`
 /// looks once; otherwise the wait returns at about the timeout, never
 /// before, with the flag as it is then. A waiter killed while waiting costs
 /// later `set`s one needless wake system call, nothing else.
