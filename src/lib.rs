@@ -12,6 +12,11 @@
 //! | `Value('q', 0)`            | [`Value<i64>`](Value)            |
 //! | `Array('d', 8)`            | [`Array<f64>`](Array)            |
 //! | `Value('q', 0, lock=False)`| [`AtomicValue<i64>`](AtomicValue) (lock-free) |
+//! | `Semaphore(3)`             | [`Semaphore`]                    |
+//! | `BoundedSemaphore(3)`      | [`BoundedSemaphore`]             |
+//! | `Event()`                  | [`Event`]                        |
+//! | `Condition(lock)`          | [`Condition`]                    |
+//! | `Barrier(n, action, timeout)` | [`Barrier`]                   |
 //!
 //! ## Layers
 //!
@@ -19,9 +24,31 @@
 //!   `posix_fallocate`, the robust pthread mutex, and segment headers.
 //! * [`raw`]: in-place `#[repr(C)]` objects ([`RawMutex`]) that embedders
 //!   may place in their own mappings.
-//! * Handles ([`Lock`], [`RLock`], [`Value`], [`Array`], [`AtomicValue`]):
+//! * Handles ([`Lock`], [`RLock`], [`Value`], [`Array`], [`AtomicValue`],
+//!   [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`],
+//!   [`Barrier`]):
 //!   each owns a segment; each can be created under a name, opened by name,
 //!   opened-or-created, or made anonymous and inherited across `fork`.
+//!
+//! ## Timeouts, and the rules where Python disagrees with itself
+//!
+//! Every blocking call `op` has `try_op` (one attempt:
+//! [`Error::WouldBlock`] for locks and semaphores) and `op_timeout(d)`.
+//! The deadline is taken once, on the monotonic clock, when the call
+//! starts: a timeout elapses at about `d`, never before, however many
+//! signals interrupt the sleep. `Duration::ZERO` makes exactly one attempt
+//! (a `Condition` wait releases and retakes its lock once; a `Barrier`
+//! arrival that does not complete the barrier breaks it).
+//!
+//! * Negative timeouts: Python's `threading` refuses some
+//!   (`ValueError`) while `multiprocessing` treats them as zero. Here a
+//!   timeout is a [`Duration`](std::time::Duration), which cannot be
+//!   negative; compute `d.saturating_sub(elapsed)` for "what is left".
+//! * Wrong owner: releasing a `Lock`/`RLock` this thread does not hold,
+//!   or waiting on / notifying a [`Condition`] with another lock's guard, is
+//!   [`Error::NotOwner`] (Python raises `RuntimeError` or `AssertionError`
+//!   depending on the module). Semaphores have no owner: any process may
+//!   release (a [`BoundedSemaphore`] refuses only going above its bound).
 //!
 //! ## A dead lock holder
 //!
@@ -54,11 +81,14 @@ pub mod sys;
 
 pub use error::{Error, NameError, Result};
 pub use handle::{
-    Array, ArrayGuard, AtomicInt, AtomicValue, Lock, LockGuard, RLock, SharedLock, Value,
-    ValueGuard,
+    Array, ArrayGuard, AtomicInt, AtomicValue, Barrier, BoundedSemaphore, Condition, Event, Lock,
+    LockGuard, RLock, Semaphore, SharedLock, Value, ValueGuard,
 };
 pub use plain::{type_tag, Plain};
-pub use raw::{Acquire, LockError, LockResult, MutexKind, OwnerDied, RawMutex, RawMutexGuard};
+pub use raw::{
+    Acquire, LockError, LockResult, MutexKind, OwnerDied, RawBarrier, RawCondvar, RawEvent,
+    RawMutex, RawMutexGuard, RawSemaphore,
+};
 pub use segment::{Options, Segment};
 
 /// Entry points for the fuzz targets: open arbitrary bytes as each kind of
@@ -130,6 +160,71 @@ pub mod __fuzz {
         }
         if attach(bytes, Kind::Bytes, Fingerprint::NONE).is_ok() {
             ok += 1;
+        }
+        ok
+    }
+
+    /// Arbitrary bytes as each in-place sync object (semaphore, event,
+    /// barrier, condition variable), driven by non-blocking and zero-timeout
+    /// calls: every answer must be a value or an error, never a panic, a
+    /// hang or undefined behaviour. Returns how many objects passed `check`.
+    pub fn sync_objects(bytes: &[u8]) -> usize {
+        use crate::raw::{RawBarrier, RawCondvar, RawEvent, RawMutex, RawSemaphore};
+        /// 8-aligned storage for the largest object.
+        #[repr(C, align(64))]
+        struct Buf([u8; RawCondvar::SIZE]);
+        let mut buf = Box::new(Buf([0; RawCondvar::SIZE]));
+        let n = bytes.len().min(RawCondvar::SIZE);
+        buf.0[..n].copy_from_slice(&bytes[..n]);
+        let p = buf.0.as_ptr();
+        let mut ok = 0;
+        // SAFETY: `buf` is 64-aligned and RawCondvar::SIZE bytes, at least
+        // the size of each object; each object is made of atomics only, so
+        // any bits are a valid value; only shared references are formed,
+        // one at a time, and `buf` outlives them.
+        let sem = unsafe { &*p.cast::<RawSemaphore>() };
+        if sem.check().is_ok() {
+            ok += 1;
+        }
+        let _ = sem.try_acquire();
+        let _ = sem.acquire_timeout(Duration::ZERO);
+        let _ = sem.release();
+        let _ = sem.value();
+        // SAFETY: as above.
+        let ev = unsafe { &*p.cast::<RawEvent>() };
+        if ev.check().is_ok() {
+            ok += 1;
+        }
+        let _ = ev.wait_timeout(Duration::ZERO);
+        ev.set();
+        ev.clear();
+        // SAFETY: as above.
+        let bar = unsafe { &*p.cast::<RawBarrier>() };
+        if bar.check().is_ok() {
+            ok += 1;
+        }
+        let _ = bar.n_waiting();
+        let _ = bar.default_timeout();
+        let _ = bar.wait_timeout(Duration::ZERO);
+        bar.abort();
+        bar.reset();
+        let _ = bar.wait_timeout(Duration::ZERO);
+        // SAFETY: as above.
+        let cv = unsafe { &*p.cast::<RawCondvar>() };
+        if cv.check().is_ok() {
+            ok += 1;
+        }
+        let _ = cv.n_waiting();
+        let mut m = Box::new(std::mem::MaybeUninit::<RawMutex>::uninit());
+        // SAFETY: a fresh, 64-aligned, exclusively owned allocation.
+        if unsafe { RawMutex::init(m.as_mut_ptr(), MutexKind::Normal) }.is_ok() {
+            // SAFETY: initialised just above.
+            let m = unsafe { m.assume_init_ref() };
+            if let Ok(mut g) = m.lock() {
+                let _ = cv.notify(&g, 3);
+                let _ = cv.wait_timeout(&mut g, Duration::ZERO);
+                let _ = cv.notify_all(&g);
+            }
         }
         ok
     }

@@ -3,11 +3,20 @@
 
 mod array;
 mod atomic;
+mod barrier;
+mod condition;
+mod event;
 mod guarded;
 mod lock;
+mod object;
+mod semaphore;
 mod value;
 
 pub use array::{Array, ArrayGuard};
 pub use atomic::{AtomicInt, AtomicValue};
+pub use barrier::Barrier;
+pub use condition::Condition;
+pub use event::Event;
 pub use lock::{Lock, LockGuard, RLock, SharedLock};
+pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use value::{Value, ValueGuard};

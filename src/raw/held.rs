@@ -182,3 +182,26 @@ fn pop_recorded(addr: usize, via: Via) -> Option<u64> {
     })
     .flatten()
 }
+
+/// Removes this thread's record of the lock at `addr` entirely (for a
+/// condition wait); returns its `(guards, raw)` levels, or `None` if none.
+pub(super) fn take(addr: usize) -> Option<(u32, u32)> {
+    with(|h| {
+        let i = h.iter().position(|e| e.addr == addr)?;
+        let e = h.swap_remove(i);
+        Some((e.guards, e.raw))
+    })
+    .flatten()
+}
+
+/// Puts back a record removed by [`take`]. `false` if the record is gone.
+pub(super) fn restore(addr: usize, guards: u32, raw: u32) -> bool {
+    with(|h| {
+        debug_assert!(
+            h.iter().all(|e| e.addr != addr),
+            "held::restore: still recorded"
+        );
+        h.push(Entry { addr, guards, raw });
+    })
+    .is_some()
+}

@@ -8,16 +8,24 @@
 //! another process reads the same bytes.
 
 pub(crate) mod backoff;
-#[allow(dead_code)] // used by the rings and the futex primitives
+mod barrier;
+mod condvar;
+mod event;
+#[allow(dead_code)] // used by the rings
 mod eventcount;
 mod held;
 mod lock_error;
 mod mutex;
-#[allow(dead_code, unused_imports)] // used by the rings and the futex primitives
+mod park;
+mod semaphore;
 pub(crate) mod sync;
 
+pub use barrier::{RawBarrier, BARRIER_PARTIES_MAX};
+pub use condvar::{RawCondvar, CONDVAR_SLOTS};
+pub use event::RawEvent;
 #[allow(unused_imports)]
 pub(crate) use eventcount::{EventCount, Key};
 pub(crate) use lock_error::sealed;
 pub use lock_error::{LockError, LockResult, OwnerDied, RecoverableGuard};
 pub use mutex::{Acquire, MutexKind, RawMutex, RawMutexGuard};
+pub use semaphore::{RawSemaphore, SEMAPHORE_VALUE_MAX};

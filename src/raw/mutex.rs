@@ -700,6 +700,78 @@ impl Drop for RawMutexGuard<'_> {
     }
 }
 
+/// The levels of a lock that a condition wait released, to be restored
+/// when it takes the lock back (see [`RawMutex::unlock_for_wait`]).
+#[derive(Debug)]
+pub(crate) struct WaitLevels {
+    guards: u32,
+    raw: u32,
+}
+
+impl RawMutex {
+    /// For a condition wait: releases the lock that `guard` holds, every
+    /// level of it this thread holds (a recursive lock taken several times,
+    /// by guards or by `acquire`), and returns what to restore with
+    /// [`RawMutex::relock_after_wait`]. A guard of another lock, or a copy
+    /// that `fork` left in this process, is [`Error::NotOwner`]; a lock
+    /// still to be repaired after an owner's death is [`Error::OwnerDied`]
+    /// (repair it first: waiting would make it not recoverable). Nothing is
+    /// released on error.
+    pub(crate) fn unlock_for_wait(&self, guard: &RawMutexGuard<'_>) -> Result<WaitLevels> {
+        if !std::ptr::eq(guard.mutex, self) || !guard.made_here() {
+            return Err(Error::NotOwner);
+        }
+        if self.state.load(Relaxed) & INCONSISTENT != 0 {
+            return Err(Error::OwnerDied);
+        }
+        let levels = if guard.stamp & STAMP_TRACKED != 0 {
+            let (guards, raw) = held::take(self.addr()).ok_or(Error::NotOwner)?;
+            WaitLevels { guards, raw }
+        } else {
+            WaitLevels { guards: 0, raw: 0 }
+        };
+        // SAFETY: initialised (the guard's acquisition checked it), and this
+        // thread holds it: the guard was made in this process by this thread
+        // (guards are not Send) and is alive, so its level is still held.
+        match unsafe { pthread::unlock(self.raw()) } {
+            Ok(()) => Ok(levels),
+            Err(e) => {
+                self.restore_levels(&levels);
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes the lock back after [`RawMutex::unlock_for_wait`] and restores
+    /// the levels it released. [`Error::OwnerDied`]: taken back, but a
+    /// holder died meanwhile (repair, then mark it consistent through the
+    /// guard). Any other error: the lock is not held (the guard's drop then
+    /// does nothing harmful: the C library refuses to unlock a lock this
+    /// thread does not hold, and a recursive guard finds no level to pop).
+    pub(crate) fn relock_after_wait(&self, levels: WaitLevels) -> Result<()> {
+        self.check_layout()?;
+        // SAFETY: initialised (checked just above).
+        let got = match unsafe { pthread::try_lock_rc(self.raw()) } {
+            0 => pthread::Acquired::Clean,
+            rc => self.acquire_after(rc, None)?,
+        };
+        let got = self.after_acquired(got, None)?;
+        self.restore_levels(&levels);
+        match got {
+            pthread::Acquired::Clean => Ok(()),
+            pthread::Acquired::OwnerDied => Err(Error::OwnerDied),
+        }
+    }
+
+    fn restore_levels(&self, levels: &WaitLevels) {
+        if levels.guards + levels.raw > 0 {
+            // If the record is gone (thread exiting), the levels are lost:
+            // the lock stays held until the thread's exit hands it on.
+            let _ = held::restore(self.addr(), levels.guards, levels.raw);
+        }
+    }
+}
+
 impl std::fmt::Debug for RawMutex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RawMutex")

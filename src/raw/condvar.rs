@@ -1,0 +1,414 @@
+//! [`RawCondvar`]: a condition variable in place, for a [`RawMutex`].
+//!
+//! Not a pthread condition variable: a process-shared one can hang a later
+//! broadcast if a waiter is killed inside it (PITFALLS.md, "Robust locks",
+//! glibc bug 21422). Instead every waiter takes a slot in a small table
+//! that lives beside the mutex, and sleeps on its own slot's futex word.
+//!
+//! ## Layout (16 + 64 × 24 bytes, align 8)
+//!
+//! | offset | field         | meaning                                          |
+//! |-------:|---------------|--------------------------------------------------|
+//! |      0 | `magic`       | `CONDVAR_MAGIC`                                  |
+//! |      4 | `nslots`      | [`CONDVAR_SLOTS`]                                |
+//! |      8 | `next_ticket` | ticket of the next waiter (wrapping): FIFO order |
+//! |     12 | `occupied`    | slots not `FREE` (a hint: 0 lets notify skip the scan) |
+//! |     16 | `slots`       | per waiter: `state` (futex word), `ticket`, `pid`, reserved, `start` (the waiter's process start time) |
+//!
+//! Slot `state`: `FREE` 0, `WAITING` 1, `SIGNALLED` 2.
+//!
+//! ## Protocol
+//!
+//! Everything but the sleeping happens under the mutex, which every caller
+//! holds (the handle's API takes the guard, so it cannot be otherwise):
+//!
+//! * wait: claim a `FREE` slot (ticket, pid, start time; `state = WAITING`,
+//!   Release), release the mutex (every level of a recursive one), sleep
+//!   with `FUTEX_WAIT(state, WAITING)` until `state != WAITING` or the
+//!   deadline, take the mutex back (restoring its levels), read `state`
+//!   (`SIGNALLED`: notified, even if the deadline passed meanwhile) and free
+//!   the slot.
+//! * notify(n): up to `n` times, pick the `WAITING` slot with the oldest
+//!   ticket, store `SIGNALLED` (Release; SYNC POINT with the waiter's
+//!   Acquire load) and `FUTEX_WAKE(state, 1)`. If that woke nobody, the
+//!   waiter is either about to look at `state` (it will see `SIGNALLED`) or
+//!   dead: its pid and start time tell which. A dead waiter's slot is freed
+//!   and does not count, so a dead waiter never absorbs a notify, and a
+//!   notify with nobody waiting changes nothing (no credit is left).
+//!
+//! Exactly `min(n, live waiters)` waiters return "notified" from one
+//! `notify(n)`. Slots of waiters that died are also reclaimed when a waiter
+//! finds the table full. At most [`CONDVAR_SLOTS`] waiters at a time: one
+//! more gets [`Error::InvalidArgument`].
+
+use std::time::Duration;
+
+use super::mutex::{RawMutex, RawMutexGuard};
+use super::park::{park, slice};
+use super::sync::{AtomicU32, AtomicU64, Ordering::*};
+use crate::sys::clock::Deadline;
+use crate::{Error, Result};
+
+const CONDVAR_MAGIC: u32 = 0x434f_4e44; // "COND"
+const FREE: u32 = 0;
+const WAITING: u32 = 1;
+const SIGNALLED: u32 = 2;
+
+/// How many waiters a [`RawCondvar`] can hold at a time.
+pub const CONDVAR_SLOTS: usize = 64;
+
+#[repr(C)]
+#[derive(Debug)]
+struct Slot {
+    state: AtomicU32,
+    ticket: AtomicU32,
+    pid: AtomicU32,
+    _reserved: AtomicU32,
+    start: AtomicU64,
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            state: AtomicU32::new(FREE),
+            ticket: AtomicU32::new(0),
+            pid: AtomicU32::new(0),
+            _reserved: AtomicU32::new(0),
+            start: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A condition variable in shared memory, used with a [`RawMutex`]:
+/// Python's `Condition`.
+///
+/// Every call on one `RawCondvar` must be made holding the same mutex (the
+/// guard passed in); the slot table is protected by it. The
+/// [`Condition`](crate::Condition) handle checks this; at this level,
+/// breaking the rule gives wrong wake counts, never undefined behaviour.
+///
+/// Timeouts: `Duration::ZERO` releases and retakes the lock once and
+/// returns whether a notify came in between; a timed wait returns at about
+/// its deadline, never before.
+#[repr(C)]
+#[derive(Debug)]
+pub struct RawCondvar {
+    magic: AtomicU32,
+    nslots: AtomicU32,
+    next_ticket: AtomicU32,
+    occupied: AtomicU32,
+    slots: [Slot; CONDVAR_SLOTS],
+}
+
+#[cfg(not(loom))]
+static_assertions::const_assert_eq!(std::mem::size_of::<RawCondvar>(), 16 + 24 * CONDVAR_SLOTS);
+#[cfg(not(loom))]
+static_assertions::const_assert_eq!(std::mem::align_of::<RawCondvar>(), 8);
+#[cfg(not(loom))]
+static_assertions::const_assert_eq!(std::mem::offset_of!(RawCondvar, slots), 16);
+
+impl Default for RawCondvar {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RawCondvar {
+    /// Bytes the object spans.
+    pub const SIZE: usize = 16 + 24 * CONDVAR_SLOTS;
+    /// Alignment the object needs.
+    pub const ALIGN: usize = 8;
+
+    /// A condition variable on the heap (tests, models).
+    pub fn new() -> RawCondvar {
+        RawCondvar {
+            magic: AtomicU32::new(CONDVAR_MAGIC),
+            nslots: AtomicU32::new(CONDVAR_SLOTS as u32),
+            next_ticket: AtomicU32::new(0),
+            occupied: AtomicU32::new(0),
+            slots: std::array::from_fn(|_| Slot::new()),
+        }
+    }
+
+    /// Initialises one in place.
+    ///
+    /// # Safety
+    /// `this` points to [`RawCondvar::SIZE`] writable bytes aligned to
+    /// [`RawCondvar::ALIGN`], which nobody else touches until this returns,
+    /// and which stay mapped while in use.
+    pub unsafe fn init(this: *mut RawCondvar) {
+        debug_assert!(
+            this as usize % Self::ALIGN == 0,
+            "RawCondvar::init: misaligned"
+        );
+        // SAFETY: the caller grants exclusive access to SIZE aligned bytes.
+        unsafe { this.write(RawCondvar::new()) }
+    }
+
+    /// Validates the object's header and slot states.
+    pub fn check(&self) -> Result<()> {
+        self.check_header()?;
+        if self.slots.iter().any(|s| s.state.load(Relaxed) > SIGNALLED) {
+            return Err(Error::Corrupt("condition slot state"));
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn check_header(&self) -> Result<()> {
+        if self.magic.load(Acquire) != CONDVAR_MAGIC {
+            return Err(Error::Corrupt("condition not initialised"));
+        }
+        if self.nslots.load(Relaxed) != CONDVAR_SLOTS as u32 {
+            return Err(Error::Corrupt("condition slot count"));
+        }
+        Ok(())
+    }
+
+    /// How many waiters are asleep (or about to be) and not yet notified:
+    /// a snapshot, for diagnosis and tests.
+    pub fn n_waiting(&self) -> u32 {
+        self.slots
+            .iter()
+            .filter(|s| s.state.load(Acquire) == WAITING)
+            .count() as u32
+    }
+
+    /// Releases the lock `guard` holds (all levels of it, for a recursive
+    /// lock), sleeps until notified, and takes it back.
+    pub fn wait(&self, guard: &mut RawMutexGuard<'_>) -> Result<()> {
+        self.wait_until(guard, None).map(|_| ())
+    }
+
+    /// [`RawCondvar::wait`] for at most `timeout`: `Ok(false)` if it timed
+    /// out (not before `timeout`), `Ok(true)` if notified.
+    pub fn wait_timeout(&self, guard: &mut RawMutexGuard<'_>, timeout: Duration) -> Result<bool> {
+        self.wait_until(guard, Some(Deadline::after(timeout)))
+    }
+
+    /// The wait. Errors: [`Error::NotOwner`] (the guard is a copy left by
+    /// `fork`), [`Error::OwnerDied`] (before: the lock must be repaired
+    /// first, nothing was released; after: the lock was taken back from a
+    /// dead holder, repair and mark it consistent through the guard),
+    /// [`Error::InvalidArgument`] (the table is full), [`Error::Corrupt`].
+    pub(crate) fn wait_until(
+        &self,
+        guard: &mut RawMutexGuard<'_>,
+        deadline: Option<Deadline>,
+    ) -> Result<bool> {
+        self.check()?;
+        let mutex: &RawMutex = guard.mutex();
+        let i = self.enqueue()?;
+        let levels = match mutex.unlock_for_wait(guard) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = self.dequeue(i);
+                return Err(e);
+            }
+        };
+        self.sleep(i, deadline);
+        let relocked = mutex.relock_after_wait(levels);
+        let notified = self.dequeue(i);
+        relocked?;
+        notified
+    }
+
+    /// Claims a slot for the calling waiter (lock held).
+    pub(crate) fn enqueue(&self) -> Result<usize> {
+        for round in 0..2 {
+            for (i, s) in self.slots.iter().enumerate() {
+                if s.state.load(Acquire) == FREE {
+                    let (pid, start) = me();
+                    s.ticket
+                        .store(self.next_ticket.fetch_add(1, Relaxed), Relaxed);
+                    s.pid.store(pid, Relaxed);
+                    s.start.store(start, Relaxed);
+                    // Counted first: a process dying in between leaves
+                    // `occupied` too high (a needless scan), never too low.
+                    self.occupied.fetch_add(1, Relaxed);
+                    s.state.store(WAITING, Release);
+                    return Ok(i);
+                }
+            }
+            if round == 0 {
+                // Full: reclaim the slots of dead waiters.
+                for s in &self.slots {
+                    if s.state.load(Acquire) != FREE && !alive(s) {
+                        s.state.store(FREE, Release);
+                        self.occupied.fetch_sub(1, Relaxed);
+                    }
+                }
+            }
+        }
+        Err(Error::InvalidArgument(
+            "too many waiters on one condition (at most 64)",
+        ))
+    }
+
+    /// Sleeps (lock released) until slot `i` is no longer `WAITING` or the
+    /// deadline passes.
+    pub(crate) fn sleep(&self, i: usize, deadline: Option<Deadline>) {
+        let state = &self.slots[i].state;
+        // SYNC POINT: Acquire pairs with the Release store in `signal`.
+        // Slices: a notifier that died between marking this slot and
+        // waking it must not leave this waiter asleep for ever.
+        while state.load(Acquire) == WAITING {
+            if park(state, WAITING, slice(deadline)).is_err()
+                && deadline.is_some_and(Deadline::has_passed)
+            {
+                return;
+            }
+        }
+    }
+
+    /// Frees slot `i` (lock held again); whether it was notified.
+    pub(crate) fn dequeue(&self, i: usize) -> Result<bool> {
+        let s = &self.slots[i];
+        let state = s.state.swap(FREE, AcqRel);
+        if state != FREE {
+            self.occupied.fetch_sub(1, Relaxed);
+        }
+        match state {
+            SIGNALLED => Ok(true),
+            WAITING => Ok(false),
+            // Freed by someone who thought us dead (a pid seen through
+            // another pid namespace): report a spurious wake-up.
+            FREE => Ok(true),
+            _ => Err(Error::Corrupt("condition slot state")),
+        }
+    }
+
+    /// Wakes up to `n` waiters, oldest first, skipping (and freeing) dead
+    /// ones; returns how many were woken. `guard` proves the lock is held.
+    #[inline]
+    pub fn notify(&self, _guard: &RawMutexGuard<'_>, n: u32) -> Result<u32> {
+        self.check_header()?;
+        if self.occupied.load(Relaxed) == 0 {
+            return Ok(0);
+        }
+        Ok(self.signal(n))
+    }
+
+    /// Wakes every waiter; returns how many.
+    pub fn notify_all(&self, guard: &RawMutexGuard<'_>) -> Result<u32> {
+        self.notify(guard, u32::MAX)
+    }
+
+    /// The notify (lock held).
+    pub(crate) fn signal(&self, n: u32) -> u32 {
+        let mut woken = 0;
+        while woken < n {
+            let next = self.next_ticket.load(Relaxed);
+            // The oldest waiter: the largest age `next - ticket` (wrapping).
+            let Some(s) = self
+                .slots
+                .iter()
+                .filter(|s| s.state.load(Acquire) == WAITING)
+                .max_by_key(|s| next.wrapping_sub(s.ticket.load(Relaxed)))
+            else {
+                break;
+            };
+            // SYNC POINT: Release pairs with the Acquire load in `sleep`.
+            s.state.store(SIGNALLED, Release);
+            if !wake_one(&s.state) && !alive(s) {
+                // Nobody asleep there, and its owner is dead: not a waiter.
+                s.state.store(FREE, Release);
+                self.occupied.fetch_sub(1, Relaxed);
+                continue;
+            }
+            woken += 1;
+        }
+        woken
+    }
+}
+
+/// Wakes one sleeper on `word`; whether one was asleep.
+#[cfg(not(loom))]
+fn wake_one(word: &AtomicU32) -> bool {
+    // An error (bad address) cannot happen on a live reference; count it as
+    // "woke somebody" so that nothing is reclaimed on its account.
+    crate::sys::futex::wake(word, 1).map_or(true, |n| n > 0)
+}
+
+#[cfg(loom)]
+fn wake_one(word: &AtomicU32) -> bool {
+    super::sync::futex_wake(word, 1);
+    true
+}
+
+/// Whether the process that claimed slot `s` is alive.
+#[cfg(not(loom))]
+fn alive(s: &Slot) -> bool {
+    crate::sys::proc::is_alive(s.pid.load(Relaxed), s.start.load(Relaxed))
+}
+
+#[cfg(loom)]
+fn alive(_: &Slot) -> bool {
+    true
+}
+
+/// This process's pid and start time, cached (and re-read after `fork`,
+/// when the pid no longer matches).
+#[cfg(not(loom))]
+fn me() -> (u32, u64) {
+    use std::sync::atomic::{AtomicU32 as StdU32, AtomicU64 as StdU64};
+    static PID: StdU32 = StdU32::new(0);
+    static START: StdU64 = StdU64::new(0);
+    let pid = crate::sys::proc::pid();
+    if PID.load(Acquire) == pid {
+        return (pid, START.load(Relaxed));
+    }
+    // Racing threads compute the same values; START is written before PID
+    // is published (Release), so a reader that sees its pid sees its start.
+    let start = crate::sys::proc::start_time(pid).unwrap_or(0);
+    START.store(start, Relaxed);
+    PID.store(pid, Release);
+    (pid, start)
+}
+
+#[cfg(loom)]
+fn me() -> (u32, u64) {
+    (1, 1)
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::{Arc, Mutex};
+
+    /// One waiter, one notifier, the table protected by a loom mutex as a
+    /// `RawMutex` protects it: the waiter is either notified (and returns
+    /// `true`) or never enqueued before the notify (and then the flag it
+    /// checks under the lock is already true). A signal that loses the
+    /// wake-up leaves the waiter parked for ever (loom deadlock); a notify
+    /// that leaves credit would show as a later waiter returning `true`.
+    #[test]
+    fn condvar_loom_notify_not_lost() {
+        loom::model(|| {
+            let cv = Arc::new(RawCondvar::new());
+            let m = Arc::new(Mutex::new(false));
+            let (cv2, m2) = (cv.clone(), m.clone());
+            let t = loom::thread::spawn(move || {
+                let g = m2.lock().unwrap();
+                if *g {
+                    return;
+                }
+                let i = cv2.enqueue().unwrap();
+                drop(g);
+                cv2.sleep(i, None);
+                let _g = m2.lock().unwrap();
+                assert!(cv2.dequeue(i).unwrap());
+            });
+            {
+                let mut g = m.lock().unwrap();
+                *g = true;
+                cv.signal(1);
+            }
+            t.join().unwrap();
+            // No credit left behind.
+            let _g = m.lock().unwrap();
+            assert_eq!(cv.signal(1), 0);
+            assert_eq!(cv.n_waiting(), 0);
+        });
+    }
+}
