@@ -43,7 +43,6 @@
 #![cfg(unix)]
 
 #[cfg(feature = "serde")]
-#[allow(dead_code)] // used by the pipe and queue handles
 mod codec;
 mod error;
 mod handle;
@@ -57,7 +56,10 @@ pub use handle::{
     Array, ArrayGuard, AtomicInt, AtomicValue, Lock, LockGuard, RLock, SharedLock, Value,
     ValueGuard,
 };
+#[cfg(not(loom))]
+pub use handle::{Borrowed, Connection, End, Pipe, Reservation, WaitPolicy};
 pub use plain::{type_tag, Plain};
+pub use raw::SpscRing;
 pub use raw::{Acquire, LockError, LockResult, MutexKind, OwnerDied, RawMutex, RawMutexGuard};
 pub use segment::{Options, Segment};
 

@@ -8,11 +8,12 @@
 //! another process reads the same bytes.
 
 pub(crate) mod backoff;
-#[allow(dead_code)] // used by the rings and the futex primitives
+#[allow(dead_code)] // has_sleepers: for the futex primitives
 mod eventcount;
 mod held;
 mod lock_error;
 mod mutex;
+pub mod spsc;
 #[allow(dead_code, unused_imports)] // used by the rings and the futex primitives
 pub(crate) mod sync;
 
@@ -21,3 +22,4 @@ pub(crate) use eventcount::{EventCount, Key};
 pub(crate) use lock_error::sealed;
 pub use lock_error::{LockError, LockResult, OwnerDied, RecoverableGuard};
 pub use mutex::{Acquire, MutexKind, RawMutex, RawMutexGuard};
+pub use spsc::SpscRing;

@@ -7,6 +7,7 @@
 //! [`Error::Unsupported`](crate::Error::Unsupported).
 
 pub(crate) mod clock;
+pub(crate) mod fork;
 pub mod futex;
 pub(crate) mod proc;
 pub(crate) mod pthread;
