@@ -712,6 +712,11 @@ impl Connection {
 
     /// Sends `buf` as one message, waiting for room (Python: `send_bytes`).
     /// A message longer than half the ring is streamed in fragments.
+    ///
+    /// [`Error::Disconnected`] once the receiving end is closed, or when a
+    /// send must wait and finds the receiver's process dead. While the ring
+    /// has room, a send to a reader that died without closing succeeds
+    /// (checking its liveness on every send would cost a `/proc` read).
     pub fn send_bytes(&mut self, buf: &[u8]) -> Result<()> {
         self.send_inner(buf, None)
     }
