@@ -54,7 +54,8 @@
 //!
 //! Everything read from shared memory is checked before use: the magic and
 //! capacity at attach (the handle keeps its own copy of the capacity), and on
-//! every refresh that positions only move forward, `head <= tail`,
+//! every refresh that positions are multiples of 8 and only move forward,
+//! `head <= tail`,
 //! `tail - head <= capacity`, and that every record header describes a record
 //! inside what was published and inside the data area. A violation is
 //! [`Error::Corrupt`]: never an out-of-bounds access, a panic, or a loop
@@ -416,7 +417,7 @@ impl<'a> Ring<'a> {
     pub unsafe fn producer(self) -> Result<Producer<'a>> {
         let tail = self.ctl.prod.tail.load(Relaxed);
         let head = self.ctl.cons.head.load(Acquire);
-        if head > tail || tail - head > self.cap {
+        if head > tail || tail - head > self.cap || (head | tail) % 8 != 0 {
             return Err(Error::Corrupt("ring positions"));
         }
         Ok(Producer {
@@ -435,7 +436,7 @@ impl<'a> Ring<'a> {
     pub unsafe fn consumer(self) -> Result<Consumer<'a>> {
         let head = self.ctl.cons.head.load(Relaxed);
         let tail = self.ctl.prod.tail.load(Acquire);
-        if head > tail || tail - head > self.cap {
+        if head > tail || tail - head > self.cap || (head | tail) % 8 != 0 {
             return Err(Error::Corrupt("ring positions"));
         }
         Ok(Consumer {
@@ -655,7 +656,7 @@ impl<'a> Producer<'a> {
     #[inline]
     fn refresh_head(&mut self) -> Result<()> {
         let h = self.ring.ctl.cons.head.load(Acquire);
-        if h < self.head || h > self.tail {
+        if h < self.head || h > self.tail || h % 8 != 0 {
             return Err(Error::Corrupt("ring head moved backwards or past tail"));
         }
         self.head = h;
@@ -787,7 +788,7 @@ impl<'a> Consumer<'a> {
     #[inline]
     fn refresh_tail(&mut self) -> Result<()> {
         let t = self.ring.ctl.prod.tail.load(Acquire);
-        if t < self.tail || t - self.head > self.ring.cap {
+        if t < self.tail || t - self.head > self.ring.cap || t % 8 != 0 {
             return Err(Error::Corrupt("ring tail moved backwards or too far"));
         }
         self.tail = t;
@@ -993,6 +994,15 @@ mod tests {
         assert!(matches!(c.try_peek(), Err(Error::Corrupt(_))));
         ring.word(0).store((PAD as u64) << 32, Relaxed);
         assert!(matches!(c.try_peek(), Err(Error::Corrupt(_))));
+        // Positions are multiples of 8 (found by the spsc_garbage fuzz target).
+        ring.ctl.prod.tail.store(9, Relaxed);
+        assert!(matches!(c.try_peek(), Err(Error::Corrupt(_))));
+        ring.ctl.prod.tail.store(1, Relaxed);
+        // SAFETY: one producer and one consumer, this thread.
+        unsafe {
+            assert!(matches!(ring.producer(), Err(Error::Corrupt(_))));
+            assert!(matches!(ring.consumer(), Err(Error::Corrupt(_))));
+        }
     }
 }
 
