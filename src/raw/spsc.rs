@@ -84,6 +84,9 @@ pub const MIN_CAPACITY: usize = 256;
 pub const MAX_CAPACITY: usize = 1 << 31;
 /// Bytes of a record header.
 pub const RECORD_HEADER: usize = 8;
+/// Positions found at attach above this are garbage (2^62 bytes: 14 years
+/// at 10 GB/s); below it, no position arithmetic can overflow.
+const MAX_POSITION: u64 = 1 << 62;
 
 #[repr(C, align(64))]
 struct Meta {
@@ -417,7 +420,7 @@ impl<'a> Ring<'a> {
     pub unsafe fn producer(self) -> Result<Producer<'a>> {
         let tail = self.ctl.prod.tail.load(Relaxed);
         let head = self.ctl.cons.head.load(Acquire);
-        if head > tail || tail - head > self.cap || (head | tail) % 8 != 0 {
+        if head > tail || tail - head > self.cap || (head | tail) % 8 != 0 || tail > MAX_POSITION {
             return Err(Error::Corrupt("ring positions"));
         }
         Ok(Producer {
@@ -436,7 +439,7 @@ impl<'a> Ring<'a> {
     pub unsafe fn consumer(self) -> Result<Consumer<'a>> {
         let head = self.ctl.cons.head.load(Relaxed);
         let tail = self.ctl.prod.tail.load(Acquire);
-        if head > tail || tail - head > self.cap || (head | tail) % 8 != 0 {
+        if head > tail || tail - head > self.cap || (head | tail) % 8 != 0 || tail > MAX_POSITION {
             return Err(Error::Corrupt("ring positions"));
         }
         Ok(Consumer {
@@ -998,6 +1001,13 @@ mod tests {
         ring.ctl.prod.tail.store(9, Relaxed);
         assert!(matches!(c.try_peek(), Err(Error::Corrupt(_))));
         ring.ctl.prod.tail.store(1, Relaxed);
+        // SAFETY: one producer and one consumer, this thread.
+        unsafe {
+            assert!(matches!(ring.producer(), Err(Error::Corrupt(_))));
+        }
+        // Near 2^64 (found by the spsc_garbage fuzz target).
+        ring.ctl.cons.head.store(u64::MAX - 7, Relaxed);
+        ring.ctl.prod.tail.store(u64::MAX - 7, Relaxed);
         // SAFETY: one producer and one consumer, this thread.
         unsafe {
             assert!(matches!(ring.producer(), Err(Error::Corrupt(_))));
