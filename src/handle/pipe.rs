@@ -1,55 +1,7 @@
 //! `Pipe` and `Connection`: Python's `multiprocessing.Pipe()` over one or two
 //! [`SpscRing`]s in a shared segment.
 //!
-//! | Python                                  | shmprim                                   |
-//! |-----------------------------------------|-------------------------------------------|
-//! | `a, b = Pipe()`                         | `let (a, b) = Pipe::anonymous(cap)?`      |
-//! | `r, w = Pipe(duplex=False)`             | `let (r, w) = Pipe::anonymous_simplex(cap)?` |
-//! | `c.send_bytes(buf, offset, size)`       | [`Connection::send_bytes_range`]          |
-//! | `c.recv_bytes(maxlength)`               | [`Connection::recv_bytes_max`]            |
-//! | `c.recv_bytes_into(buf, offset)`        | [`Connection::recv_bytes_into_at`]        |
-//! | `c.send(obj)` / `c.recv()`              | `send_obj` / `recv_obj` (feature `serde`) |
-//! | `c.poll(timeout)`                       | [`Connection::poll`]                      |
-//! | `c.close()`                             | [`Connection::close`]                     |
-//! | `c.readable` / `c.writable`             | [`Connection::readable`] / [`Connection::writable`] |
-//!
-//! ## Messages
-//!
-//! A message of up to half the ring travels as one record. A longer one is
-//! cut into fragments of a quarter ring: the first carries the total length,
-//! so a receiver knows the exact size before it consumes anything
-//! ([`Error::BufferTooShort`] carries it, and `recv_bytes` allocates once).
-//! The receiver reassembles fragments in the `Connection`; if a receive
-//! times out half-way, what arrived stays there and the next receive goes
-//! on from it, so nothing is lost. A sender whose fragmented send fails
-//! half-way (timeout, `try_`) sends an abort record before its next
-//! message, and the receiver drops the partial message: from both sides'
-//! point of view, that message was not sent.
-//!
-//! ## Ends, claims, `fork`
-//!
-//! A named pipe's ends are claimed with [`Pipe::connect`]: each end once
-//! (a second claim is [`Error::AlreadyClaimed`], even after its claimant
-//! died or closed: an end is never reused, because a half-sent fragmented
-//! message or a closed flag would confuse the next user). The claim
-//! records the claimant's pid and start time, so the peer notices its death.
-//!
-//! An anonymous pipe's two ends are both made in the creating process;
-//! after `fork`, each process keeps using the end it wants. An end claims
-//! itself lazily, on its first use in a process (or with
-//! [`Connection::claim`]); a child that wants its death noticed before its
-//! first operation should call `claim()` right after the fork. Dropping an
-//! end closes it only in the process that last claimed it, so a parent may
-//! drop the child's end after the fork without disturbing the child.
-//!
-//! ## Waiting
-//!
-//! A blocked call first spins for the [`WaitPolicy`]'s budget (default
-//! 50 µs: on a small machine a futex wake costs about 25 µs, so a peer that
-//! answers quickly is caught without a system call), then sleeps on the
-//! ring's event count in slices of at most 100 ms, checking between slices
-//! whether the peer closed or died. A publisher issues `FUTEX_WAKE` only
-//! when the other side announced that it sleeps.
+//! See [`Pipe`] for the mapping to Python and the protocol.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,6 +79,58 @@ fn spec(rings: u64, capacity: usize) -> Result<Spec> {
 /// A pipe in a named (or anonymous) segment: one ring (simplex) or two
 /// (duplex). Python: `multiprocessing.Pipe(duplex)`. A `Pipe` handle only
 /// holds the segment; [`connect`](Pipe::connect) claims an end.
+///
+/// | Python                                  | shmprim                                   |
+/// |-----------------------------------------|-------------------------------------------|
+/// | `a, b = Pipe()`                         | `let (a, b) = Pipe::anonymous(cap)?`      |
+/// | `r, w = Pipe(duplex=False)`             | `let (r, w) = Pipe::anonymous_simplex(cap)?` |
+/// | `c.send_bytes(buf, offset, size)`       | [`Connection::send_bytes_range`]          |
+/// | `c.recv_bytes(maxlength)`               | [`Connection::recv_bytes_max`]            |
+/// | `c.recv_bytes_into(buf, offset)`        | [`Connection::recv_bytes_into_at`]        |
+/// | `c.send(obj)` / `c.recv()`              | `send_obj` / `recv_obj` (feature `serde`) |
+/// | `c.poll(timeout)`                       | [`Connection::poll`]                      |
+/// | `c.close()`                             | [`Connection::close`]                     |
+/// | `c.readable` / `c.writable`             | [`Connection::readable`] / [`Connection::writable`] |
+///
+/// ## Messages
+///
+/// A message of up to half the ring travels as one record. A longer one is
+/// cut into fragments of a quarter ring: the first carries the total length,
+/// so a receiver knows the exact size before it consumes anything
+/// ([`Error::BufferTooShort`] carries it, and `recv_bytes` allocates once).
+/// The receiver reassembles fragments in the `Connection`; if a receive
+/// times out half-way, what arrived stays there and the next receive goes
+/// on from it, so nothing is lost. A sender whose fragmented send fails
+/// half-way (timeout, `try_`) sends an abort record before its next
+/// message, and the receiver drops the partial message: from both sides'
+/// point of view, that message was not sent.
+///
+/// ## Ends, claims, `fork`
+///
+/// A named pipe's ends are claimed with [`Pipe::connect`]: each end once
+/// (a second claim is [`Error::AlreadyClaimed`], even after its claimant
+/// died or closed: an end is never reused, because a half-sent fragmented
+/// message or a closed flag would confuse the next user). The claim
+/// records the claimant's pid and start time, so the peer notices its death.
+///
+/// An anonymous pipe's two ends are both made in the creating process;
+/// after `fork`, each process keeps using the end it wants. An end claims
+/// itself lazily, on its first use in a process (or with
+/// [`Connection::claim`]); a child that wants its death noticed before its
+/// first operation should call `claim()` right after the fork. Dropping an
+/// end closes it only in the process that last claimed it, so a parent may
+/// drop the child's end after the fork without disturbing the child.
+///
+/// ## Waiting
+///
+/// A blocked call first spins for the [`WaitPolicy`]'s budget (default
+/// 50 µs: on a small machine a futex wake costs about 25 µs, so a peer that
+/// answers quickly is caught without a system call), then sleeps on the
+/// ring's event count in slices of at most 100 ms, checking between slices
+/// whether the peer closed or died. A publisher issues `FUTEX_WAKE` only
+/// when the other side announced that it sleeps.
+///
+/// ## Example
 ///
 /// ```
 /// use shmprim::Pipe;
