@@ -281,8 +281,9 @@ fn hw_rtt(n: u64) -> f64 {
 fn hw_stream(n: u64, size: usize) -> f64 {
     const SLOTS: usize = 16;
     let m = shared(4096 + SLOTS * size);
-    // SAFETY: 16 flag words at the start of a fresh zeroed mapping.
-    let flags = unsafe { std::slice::from_raw_parts(m.cast::<AtomicU64>(), SLOTS) };
+    // SAFETY: 16 flags, each on its own 128-byte line, in the first page
+    // of a fresh zeroed mapping.
+    let flags = unsafe { std::slice::from_raw_parts(m.cast::<Line>(), SLOTS) };
     // SAFETY: the slot area follows the first page.
     let data = unsafe { m.add(4096) };
     let e = pair(
@@ -291,10 +292,10 @@ fn hw_stream(n: u64, size: usize) -> f64 {
             for i in 0..n {
                 let s = i as usize % SLOTS;
                 let lap = i / SLOTS as u64;
-                spin_until(|| flags[s].load(Acquire) == 2 * lap);
+                spin_until(|| flags[s].0.load(Acquire) == 2 * lap);
                 // SAFETY: slot `s` is the writer's until it sets the flag.
                 unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), data.add(s * size), size) };
-                flags[s].store(2 * lap + 1, Release);
+                flags[s].0.store(2 * lap + 1, Release);
             }
         },
         || {
@@ -302,12 +303,12 @@ fn hw_stream(n: u64, size: usize) -> f64 {
             for i in 0..n {
                 let s = i as usize % SLOTS;
                 let lap = i / SLOTS as u64;
-                spin_until(|| flags[s].load(Acquire) == 2 * lap + 1);
+                spin_until(|| flags[s].0.load(Acquire) == 2 * lap + 1);
                 // SAFETY: slot `s` is the reader's until it sets the flag.
                 unsafe {
                     std::ptr::copy_nonoverlapping(data.add(s * size), dst.as_mut_ptr(), size)
                 };
-                flags[s].store(2 * lap + 2, Release);
+                flags[s].0.store(2 * lap + 2, Release);
             }
             black_box(&dst);
         },

@@ -119,7 +119,9 @@ fn spec(rings: u64, capacity: usize) -> Result<Spec> {
 /// [`Connection::claim`]); a child that wants its death noticed before its
 /// first operation should call `claim()` right after the fork. Dropping an
 /// end closes it only in the process that last claimed it, so a parent may
-/// drop the child's end after the fork without disturbing the child.
+/// drop the child's end after the fork without disturbing the child, as
+/// long as the parent never used that end itself (or the child claimed it
+/// first).
 ///
 /// ## Waiting
 ///
@@ -388,6 +390,9 @@ pub struct Connection {
     partial: Option<Partial>,
     abort_pending: bool,
 }
+
+static_assertions::assert_impl_all!(Connection: Send);
+static_assertions::assert_impl_all!(Pipe: Send, Sync);
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

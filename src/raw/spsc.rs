@@ -1124,4 +1124,51 @@ mod loom_tests {
             t.join().unwrap();
         });
     }
+
+    /// A reader blocked for data wakes when the writer closes, and still
+    /// receives what was published before the close (the pipe's "drain,
+    /// then Disconnected").
+    #[test]
+    fn loom_spsc_close_wakes_reader_after_drain() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
+            let heap = Arc::new(SpscRing::new(256).unwrap());
+            let h2 = heap.clone();
+            let t = loom::thread::spawn(move || {
+                // SAFETY: the only producer.
+                let mut p = unsafe { h2.ring().producer().unwrap() };
+                assert!(p.try_push(&msg(2), 0).unwrap());
+                h2.ring().close(Role::Writer);
+            });
+            // SAFETY: the only consumer.
+            let mut c = unsafe { heap.ring().consumer().unwrap() };
+            let ring = heap.ring();
+            let mut buf = [0u8; 256];
+            let mut got = 0;
+            loop {
+                if let Some((n, _)) = c.try_pop(&mut buf).unwrap() {
+                    assert_eq!(&buf[..n], &msg(2)[..]);
+                    got += 1;
+                    continue;
+                }
+                let k = ring.data_ready().prepare();
+                if c.has_data().unwrap() {
+                    ring.data_ready().cancel(k);
+                    continue;
+                }
+                if ring.is_closed(Role::Writer) {
+                    ring.data_ready().cancel(k);
+                    // Published before the close: visible now.
+                    if c.has_data().unwrap() {
+                        continue;
+                    }
+                    break;
+                }
+                ring.data_ready().wait(k, None).unwrap();
+            }
+            assert_eq!(got, 1, "a record published before the close was lost");
+            t.join().unwrap();
+        });
+    }
 }
