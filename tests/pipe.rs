@@ -421,7 +421,8 @@ fn a_timed_recv_under_a_signal_storm_returns_at_about_t() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop2 = stop.clone();
     let storm = std::thread::spawn(move || {
-        let target: libc::pthread_t = rx.recv().unwrap();
+        // Sent as an integer: pthread_t is a pointer on musl (not Send).
+        let target = rx.recv().unwrap() as libc::pthread_t;
         let mut sent = 0u32;
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
             // SAFETY: `target` is the receiving thread, alive until `stop`.
@@ -432,7 +433,7 @@ fn a_timed_recv_under_a_signal_storm_returns_at_about_t() {
         sent
     });
     // SAFETY: pthread_self has no preconditions.
-    tx.send(unsafe { libc::pthread_self() }).unwrap();
+    tx.send(unsafe { libc::pthread_self() } as usize).unwrap();
     let t = Instant::now();
     let r = a.recv_bytes_timeout(t_out);
     let took = t.elapsed();
