@@ -556,3 +556,28 @@ fn zero_copy_reserve_commit_drop_and_borrow_in_place() {
     child.expect("done");
     child.join();
 }
+
+#[test]
+fn a_fragmented_send_that_fails_half_way_is_not_delivered() {
+    let (mut a, mut b) = Pipe::anonymous(1024).unwrap();
+    let big = pattern(9, 3000);
+    // Some fragments fit, then the ring is full: nothing is delivered.
+    assert!(matches!(a.try_send_bytes(&big), Err(Error::Full)));
+    // The receiver takes the fragments that came, keeps them, and waits.
+    assert!(matches!(b.try_recv_bytes(), Err(Error::Empty)));
+    let t = Instant::now();
+    assert!(matches!(
+        b.recv_bytes_timeout(Duration::from_millis(30)),
+        Err(Error::Timeout)
+    ));
+    assert!(t.elapsed() >= Duration::from_millis(30));
+    // The sender's next message aborts the partial one first.
+    a.send_bytes(b"next").unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), b"next");
+    // And a whole fragmented message still goes through afterwards.
+    std::thread::scope(|s| {
+        s.spawn(|| a.send_bytes(&big).unwrap());
+        assert_eq!(b.recv_bytes().unwrap(), big);
+    });
+    assert!(matches!(b.try_recv_bytes(), Err(Error::Empty)));
+}
