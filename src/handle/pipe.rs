@@ -6,16 +6,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::raw::spsc::Wake;
 use crate::raw::spsc::{self, Consumer, Producer, Record, Ring, Role, ABORT, FIRST, MORE};
-use crate::raw::{EventCount, SpscRing};
+use crate::raw::SpscRing;
 use crate::segment::header::Spec;
 use crate::segment::{Fingerprint, Kind, Options, Place, Segment};
 use crate::sys::clock::{monotonic_ns, Deadline};
-use crate::sys::{fork, proc};
+use crate::sys::{fork, membarrier, proc};
 use crate::{Error, Plain, Result};
 
 /// The longest a blocked call sleeps before checking the peer's liveness.
 const SLICE: Duration = Duration::from_millis(100);
+/// The slice when this process could not issue `membarrier` (see `Wake`).
+const SHORT_SLICE: Duration = Duration::from_millis(1);
 /// A hostile peer may announce any total length: never preallocate more.
 const MAX_PREALLOC: usize = 64 << 20;
 
@@ -233,6 +236,7 @@ impl Pipe {
             *r = Some(ring);
         }
         fork::register();
+        membarrier::register();
         Ok(Pipe {
             seg: Arc::new(seg),
             rings,
@@ -408,7 +412,7 @@ impl std::fmt::Debug for Connection {
 /// What a wait watches: one ring, one side's event count, the peer's role.
 struct Watch<'a> {
     ring: Ring<'static>,
-    ec: &'static EventCount,
+    ec: &'static Wake,
     peer: Role,
     seg: &'a Segment,
     anonymous: bool,
@@ -498,7 +502,9 @@ impl Watch<'_> {
                     Err(Error::Disconnected)
                 };
             }
-            let slice = Deadline::after(SLICE);
+            // A waiter whose heavy barrier failed may miss a light notifier:
+            // it sleeps in short slices instead (bounded, never a hang).
+            let slice = Deadline::after(if key.covered() { SLICE } else { SHORT_SLICE });
             let until = match deadline {
                 Some(d) if d < slice => d,
                 _ => slice,
@@ -568,6 +574,9 @@ impl Connection {
 
     #[cold]
     fn claim_slow(&mut self) -> Result<()> {
+        // A forked child is not registered for membarrier: register again
+        // before publishing with a compiler barrier only.
+        membarrier::register();
         let me = proc::pid();
         let start = proc::start_time(me).unwrap_or(0);
         for (ring, role) in self.roles() {
