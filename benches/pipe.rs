@@ -157,8 +157,21 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn measure(runs: usize, mut f: impl FnMut() -> f64) -> f64 {
-    median((0..runs).map(|_| f()).collect())
+/// Runs every contender once per round, `runs` rounds (interleaved, so
+/// that the machine's mood hits all alike); returns each one's figures.
+fn rounds(runs: usize, fs: &mut [&mut dyn FnMut() -> f64]) -> Vec<Vec<f64>> {
+    let mut out = vec![Vec::new(); fs.len()];
+    for _ in 0..runs {
+        for (k, f) in fs.iter_mut().enumerate() {
+            out[k].push(f());
+        }
+    }
+    out
+}
+
+/// Median of the per-round ratios `a[i] / b[i]`.
+fn ratio(a: &[f64], b: &[f64]) -> f64 {
+    median(a.iter().zip(b).map(|(x, y)| x / y).collect())
 }
 
 // ---------------------------------------------------------------------------
@@ -512,95 +525,135 @@ fn main() {
     let quick = std::env::args().skip(1).any(|a| a == "--quick");
     let p = if quick { QUICK } else { FULL };
     println!(
-        "pipe benchmarks{}: two processes, median of {} runs",
+        "pipe benchmarks{}: two processes, {} interleaved rounds; medians, and medians of per-round ratios",
         if quick { " (--quick)" } else { "" },
         p.runs
     );
 
     println!("\n8-byte ping-pong round trip (ns):");
-    let hw = measure(p.runs, || hw_rtt(p.rtt));
-    let shm = measure(p.runs, || shm_rtt(p.rtt, WaitPolicy::default()));
-    let shm_park = measure(p.runs, || shm_rtt(p.rtt_kernel, WaitPolicy::park()));
-    let sock = measure(p.runs, || {
-        kernel_rtt(p.rtt_kernel, socketpair(), socketpair())
-    });
-    let pp = measure(p.runs, || {
-        let (a, b) = (pipe2(), pipe2());
-        let r = kernel_rtt(p.rtt_kernel, a, b);
-        for fd in [a.0, a.1, b.0, b.1] {
-            close(fd);
-        }
-        r
-    });
-    println!("  hardware reference (cache-line ping-pong) {hw:10.0}");
-    println!("  shmprim Connection (default policy)        {shm:10.0}   {:.2}x reference (target <= 1.5x)", shm / hw);
-    println!(
-        "  shmprim Connection (WaitPolicy::park)      {shm_park:10.0}   {:.2}x reference",
-        shm_park / hw
+    let r = rounds(
+        p.runs,
+        &mut [
+            &mut || hw_rtt(p.rtt),
+            &mut || shm_rtt(p.rtt, WaitPolicy::default()),
+            &mut || shm_rtt(p.rtt_kernel, WaitPolicy::park()),
+            &mut || kernel_rtt(p.rtt_kernel, socketpair(), socketpair()),
+            &mut || {
+                let (a, b) = (pipe2(), pipe2());
+                let r = kernel_rtt(p.rtt_kernel, a, b);
+                for fd in [a.0, a.1, b.0, b.1] {
+                    close(fd);
+                }
+                r
+            },
+        ],
     );
-    println!("  Unix socket pair                           {sock:10.0}   shmprim {:.0}x faster (target >= 100x)", sock / shm);
+    let m = |k: usize| median(r[k].clone());
+    println!("  hardware reference (cache-line ping-pong) {:10.0}", m(0));
     println!(
-        "  pipe(2)                                    {pp:10.0}   shmprim {:.0}x faster",
-        pp / shm
+        "  shmprim Connection (default policy)        {:10.0}   {:.2}x reference (target <= 1.5x)",
+        m(1),
+        ratio(&r[1], &r[0])
+    );
+    println!(
+        "  shmprim Connection (WaitPolicy::park)      {:10.0}   {:.2}x reference",
+        m(2),
+        ratio(&r[2], &r[0])
+    );
+    println!(
+        "  Unix socket pair                           {:10.0}   shmprim (default) {:.0}x faster (target >= 100x)",
+        m(3),
+        ratio(&r[3], &r[1])
+    );
+    println!(
+        "  pipe(2)                                    {:10.0}   shmprim (default) {:.0}x faster",
+        m(4),
+        ratio(&r[4], &r[1])
     );
 
     println!("\nstreaming {SMALL}-byte messages (ns per message):");
-    let spin = measure(p.runs, || spin_ring_stream(p.small, SMALL));
-    let shm = measure(p.runs, || shm_stream(p.small, SMALL, false));
-    let sock = measure(p.runs, || {
-        let (a, b) = socketpair();
-        kernel_stream(p.small / 10, SMALL, a, b)
-    });
-    let pp = measure(p.runs, || {
-        let (a, b) = pipe2();
-        kernel_stream(p.small / 10, SMALL, a, b)
-    });
-    println!("  plain spin ring                            {spin:10.1}");
-    println!("  shmprim Connection                         {shm:10.1}   {:.2}x the spin ring's rate (target >= 0.8x)", spin / shm);
+    let r = rounds(
+        p.runs,
+        &mut [
+            &mut || spin_ring_stream(p.small, SMALL),
+            &mut || shm_stream(p.small, SMALL, false),
+            &mut || {
+                let (a, b) = socketpair();
+                let r = kernel_stream(p.small / 10, SMALL, a, b);
+                close(a);
+                close(b);
+                r
+            },
+            &mut || {
+                let (a, b) = pipe2();
+                let r = kernel_stream(p.small / 10, SMALL, a, b);
+                close(a);
+                close(b);
+                r
+            },
+        ],
+    );
+    let m = |k: usize| median(r[k].clone());
+    println!("  plain spin ring                            {:10.1}", m(0));
     println!(
-        "  Unix socket pair                           {sock:10.1}   shmprim {:.0}x faster",
-        sock / shm
+        "  shmprim Connection                         {:10.1}   {:.2}x the spin ring's rate (target >= 0.8x)",
+        m(1),
+        ratio(&r[0], &r[1])
     );
     println!(
-        "  pipe(2)                                    {pp:10.1}   shmprim {:.0}x faster",
-        pp / shm
+        "  Unix socket pair                           {:10.1}   shmprim {:.1}x faster",
+        m(2),
+        ratio(&r[2], &r[1])
+    );
+    println!(
+        "  pipe(2)                                    {:10.1}   shmprim {:.1}x faster",
+        m(3),
+        ratio(&r[3], &r[1])
     );
 
-    let gbps = |ns: f64| LARGE as f64 / ns;
     println!("\nstreaming 64 KiB messages (GB/s):");
-    let hw = measure(p.runs, || hw_stream(p.large, LARGE));
-    let copy = measure(p.runs, || shm_stream(p.large, LARGE, false));
-    let zc = measure(p.runs, || shm_stream(p.large, LARGE, true));
-    let sock = measure(p.runs, || {
-        let (a, b) = socketpair();
-        kernel_stream(p.large, LARGE, a, b)
-    });
-    let pp = measure(p.runs, || {
-        let (a, b) = pipe2();
-        kernel_stream(p.large, LARGE, a, b)
-    });
-    println!(
-        "  hardware reference (memcpy slot ring)      {:10.2}",
-        gbps(hw)
+    let r = rounds(
+        p.runs,
+        &mut [
+            &mut || hw_stream(p.large, LARGE),
+            &mut || shm_stream(p.large, LARGE, false),
+            &mut || shm_stream(p.large, LARGE, true),
+            &mut || {
+                let (a, b) = socketpair();
+                let r = kernel_stream(p.large, LARGE, a, b);
+                close(a);
+                close(b);
+                r
+            },
+            &mut || {
+                let (a, b) = pipe2();
+                let r = kernel_stream(p.large, LARGE, a, b);
+                close(a);
+                close(b);
+                r
+            },
+        ],
     );
+    let g = |k: usize| LARGE as f64 / median(r[k].clone());
+    println!("  hardware reference (memcpy slot ring)      {:10.2}", g(0));
     println!(
         "  shmprim send_bytes/recv_bytes_into         {:10.2}   {:.2}x reference (target >= 0.9x)",
-        gbps(copy),
-        hw / copy
+        g(1),
+        ratio(&r[0], &r[1])
     );
     println!(
         "  shmprim reserve/recv_in_place (zero copy)  {:10.2}   {:.2}x reference",
-        gbps(zc),
-        hw / zc
+        g(2),
+        ratio(&r[0], &r[2])
     );
     println!(
         "  Unix socket pair                           {:10.2}   shmprim copy {:.1}x faster",
-        gbps(sock),
-        sock / copy
+        g(3),
+        ratio(&r[3], &r[1])
     );
     println!(
         "  pipe(2)                                    {:10.2}   shmprim copy {:.1}x faster",
-        gbps(pp),
-        pp / copy
+        g(4),
+        ratio(&r[4], &r[1])
     );
 }

@@ -19,6 +19,8 @@ use crate::{Error, Plain, Result};
 const SLICE: Duration = Duration::from_millis(100);
 /// The slice when this process could not issue `membarrier` (see `Wake`).
 const SHORT_SLICE: Duration = Duration::from_millis(1);
+/// How long a spinning waiter spins without yielding its CPU.
+const PURE_SPIN: Duration = Duration::from_micros(5);
 /// A hostile peer may announce any total length: never preallocate more.
 const MAX_PREALLOC: usize = 64 << 20;
 
@@ -130,7 +132,9 @@ fn spec(rings: u64, capacity: usize) -> Result<Spec> {
 ///
 /// A blocked call first spins for the [`WaitPolicy`]'s budget (default
 /// 50 µs: on a small machine a futex wake costs about 25 µs, so a peer that
-/// answers quickly is caught without a system call), then sleeps on the
+/// answers quickly is caught without a system call; after the first 5 µs
+/// the spinner also yields its CPU between checks, in case the peer waits
+/// for it), then sleeps on the
 /// ring's event count in slices of at most 100 ms, checking between slices
 /// whether the peer closed or died. A publisher issues `FUTEX_WAKE` only
 /// when the other side announced that it sleeps.
@@ -453,16 +457,31 @@ impl Watch<'_> {
         }
         // Spin.
         if self.policy.spin > Duration::ZERO {
-            let end = monotonic_ns().saturating_add(self.policy.spin.as_nanos() as u64);
+            // Pure spinning catches a peer running on another CPU; past
+            // PURE_SPIN the spinner also yields, so that a peer waiting for
+            // this very CPU (a busy or small machine) runs at once instead
+            // of after our whole budget.
+            let start = monotonic_ns();
+            let end = start.saturating_add(self.policy.spin.as_nanos() as u64);
+            let pure = start.saturating_add(PURE_SPIN.as_nanos() as u64);
+            let mut i = 0u32;
             loop {
-                for _ in 0..32 {
-                    std::hint::spin_loop();
-                }
+                // One pause per check: a pause can cost over 100 cycles, and
+                // the answer should be seen as soon as it lands.
+                std::hint::spin_loop();
                 if ready()? {
                     return Ok(());
                 }
-                if self.ring.is_closed(self.peer) || monotonic_ns() >= end {
+                i = i.wrapping_add(1);
+                if i % 64 != 0 {
+                    continue;
+                }
+                let now = monotonic_ns();
+                if self.ring.is_closed(self.peer) || now >= end {
                     break;
+                }
+                if now >= pure {
+                    std::thread::yield_now();
                 }
             }
         } else {
