@@ -729,6 +729,20 @@ impl Connection {
     }
 
     fn send_inner(&mut self, buf: &[u8], deadline: Option<Deadline>) -> Result<()> {
+        // Fast path: one record that fits now, nothing pending. Anything
+        // else (including any error) takes the general path below.
+        if !self.closed && !self.abort_pending && self.claimed_gen == Some(fork::generation()) {
+            if let Some(Tx { ring, p: Some(p) }) = &mut self.tx {
+                if spsc::record_size(buf.len() as u64) <= ring.capacity() as u64 / 2
+                    && !ring.is_closed(Role::Reader)
+                {
+                    if let Ok(Some(g)) = p.try_reserve(buf.len(), 0) {
+                        p.write(&g, 0, buf)?;
+                        return p.commit(g);
+                    }
+                }
+            }
+        }
         self.ready()?;
         self.flush_abort(deadline)?;
         let cap = match &self.tx {
@@ -1034,6 +1048,24 @@ impl Connection {
         offset: usize,
         deadline: Option<Deadline>,
     ) -> Result<usize> {
+        // Fast path: a single record is there and fits. Anything else
+        // (including any error) takes the general path below.
+        if self.partial.is_none()
+            && !self.closed
+            && offset <= buf.len()
+            && self.claimed_gen == Some(fork::generation())
+        {
+            if let Some(Rx { c: Some(c), .. }) = &mut self.rx {
+                if let Ok(Some(r)) = c.try_peek() {
+                    let out = &mut buf[offset..];
+                    if r.flags() == 0 && r.len() <= out.len() {
+                        c.read(&r, 0, &mut out[..r.len()])?;
+                        c.release(r)?;
+                        return Ok(r.len());
+                    }
+                }
+            }
+        }
         if offset > buf.len() {
             return Err(Error::InvalidArgument(
                 "offset beyond the end of the buffer",
