@@ -480,6 +480,10 @@ impl Watch<'_> {
                 if self.ring.is_closed(self.peer) || now >= end {
                     break;
                 }
+                if deadline.is_some_and(Deadline::has_passed) {
+                    // A deadline inside the spin budget: one last look.
+                    return if ready()? { Ok(()) } else { Err(Error::Timeout) };
+                }
                 if now >= pure {
                     std::thread::yield_now();
                 }
