@@ -482,7 +482,11 @@ impl Watch<'_> {
                 }
                 if deadline.is_some_and(Deadline::has_passed) {
                     // A deadline inside the spin budget: one last look.
-                    return if ready()? { Ok(()) } else { Err(Error::Timeout) };
+                    return if ready()? {
+                        Ok(())
+                    } else {
+                        Err(Error::Timeout)
+                    };
                 }
                 if now >= pure {
                     std::thread::yield_now();
