@@ -17,6 +17,8 @@
 //! | `Event()`                  | [`Event`]                        |
 //! | `Condition(lock)`          | [`Condition`]                    |
 //! | `Barrier(n, action, timeout)` | [`Barrier`]                   |
+//! | `Pipe()`, `Pipe(False)`   | [`Pipe::anonymous`], [`Pipe::anonymous_simplex`], [`Pipe::create`] |
+//! | `Connection`               | [`Connection`] (over [`SpscRing`]) |
 //!
 //! ## Layers
 //!
@@ -70,7 +72,6 @@
 #![cfg(unix)]
 
 #[cfg(feature = "serde")]
-#[allow(dead_code)] // used by the pipe and queue handles
 mod codec;
 mod error;
 mod handle;
@@ -84,10 +85,12 @@ pub use handle::{
     Array, ArrayGuard, AtomicInt, AtomicValue, Barrier, BoundedSemaphore, Condition, Event, Lock,
     LockGuard, RLock, Semaphore, SharedLock, Value, ValueGuard,
 };
+#[cfg(not(loom))]
+pub use handle::{Borrowed, Connection, End, Pipe, Reservation, WaitPolicy};
 pub use plain::{type_tag, Plain};
 pub use raw::{
     Acquire, LockError, LockResult, MutexKind, OwnerDied, RawBarrier, RawCondvar, RawEvent,
-    RawMutex, RawMutexGuard, RawSemaphore,
+    RawMutex, RawMutexGuard, RawSemaphore, SpscRing,
 };
 pub use segment::{Options, Segment};
 
@@ -225,6 +228,33 @@ pub mod __fuzz {
                 let _ = cv.wait_timeout(&mut g, Duration::ZERO);
                 let _ = cv.notify_all(&g);
             }
+        }
+        ok
+    }
+
+    /// Opens `bytes` as a pipe segment, claims both ends and runs each
+    /// operation once without waiting. Returns how many calls succeeded.
+    pub fn open_pipe(bytes: &[u8]) -> usize {
+        let mut ok = 0;
+        let Ok(seg) = attach(bytes, Kind::Pipe, Fingerprint::NONE) else {
+            return 0;
+        };
+        let Ok(pipe) = Pipe::__attach(seg) else {
+            return 0;
+        };
+        let mut buf = [0u8; 512];
+        for end in [End::A, End::B] {
+            let Ok(mut c) = pipe.connect(end) else {
+                continue;
+            };
+            for _ in 0..16 {
+                ok += c.try_recv_bytes().is_ok() as usize;
+                ok += c.try_recv_bytes_into(&mut buf).is_ok() as usize;
+                ok += c.poll(Some(Duration::ZERO)).is_ok() as usize;
+                ok += c.try_recv_in_place().map(|b| b.len()).is_ok() as usize;
+                ok += c.try_send_bytes(&buf[..100]).is_ok() as usize;
+            }
+            c.close();
         }
         ok
     }

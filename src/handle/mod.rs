@@ -9,6 +9,8 @@ mod event;
 mod guarded;
 mod lock;
 mod object;
+#[cfg(not(loom))]
+mod pipe;
 mod semaphore;
 mod value;
 
@@ -18,5 +20,7 @@ pub use barrier::Barrier;
 pub use condition::Condition;
 pub use event::Event;
 pub use lock::{Lock, LockGuard, RLock, SharedLock};
+#[cfg(not(loom))]
+pub use pipe::{Borrowed, Connection, End, Pipe, Reservation, WaitPolicy};
 pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use value::{Value, ValueGuard};

@@ -11,13 +11,14 @@ pub(crate) mod backoff;
 mod barrier;
 mod condvar;
 mod event;
-#[allow(dead_code)] // used by the rings
+#[allow(dead_code)] // used by the queue
 mod eventcount;
 mod held;
 mod lock_error;
 mod mutex;
 mod park;
 mod semaphore;
+pub mod spsc;
 pub(crate) mod sync;
 
 pub use barrier::{RawBarrier, BARRIER_PARTIES_MAX};
@@ -29,3 +30,4 @@ pub(crate) use lock_error::sealed;
 pub use lock_error::{LockError, LockResult, OwnerDied, RecoverableGuard};
 pub use mutex::{Acquire, MutexKind, RawMutex, RawMutexGuard};
 pub use semaphore::{RawSemaphore, SEMAPHORE_VALUE_MAX};
+pub use spsc::SpscRing;

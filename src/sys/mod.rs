@@ -7,7 +7,9 @@
 //! [`Error::Unsupported`](crate::Error::Unsupported).
 
 pub(crate) mod clock;
+pub(crate) mod fork;
 pub mod futex;
+pub(crate) mod membarrier;
 pub(crate) mod proc;
 pub(crate) mod pthread;
 pub(crate) mod shm;

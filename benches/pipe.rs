@@ -1,0 +1,659 @@
+//! Pipe benchmarks: shmprim's `Connection` between two processes beside a
+//! Unix socket pair, `pipe(2)`, a minimal cache-line ping-pong through a
+//! shared mapping (the hardware reference), and a plain spin ring of the
+//! same shape as `SpscRing` (no validation, no sleeping, no closing).
+//!
+//! * ping-pong round trip of 8 bytes;
+//! * streaming 64-byte messages;
+//! * streaming 64 KiB messages, copying and zero-copy (the reference here
+//!   is a spin-flagged slot ring in a shared mapping that `memcpy`s in and
+//!   out).
+//!
+//! Run with `cargo bench --bench pipe`, or `-- --quick` for a smoke run.
+//! Each figure is the median of a few runs. The bench `fork`s itself (it
+//! has a single thread); everything lives in anonymous shared mappings.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering::*};
+use std::time::{Duration, Instant};
+
+use shmprim::{Connection, Pipe, WaitPolicy};
+
+struct Plan {
+    runs: usize,
+    rtt: u64,
+    rtt_kernel: u64,
+    small: u64,
+    large: u64,
+}
+
+const FULL: Plan = Plan {
+    runs: 5,
+    rtt: 200_000,
+    rtt_kernel: 20_000,
+    small: 2_000_000,
+    large: 20_000,
+};
+
+const QUICK: Plan = Plan {
+    runs: 3,
+    rtt: 20_000,
+    rtt_kernel: 2_000,
+    small: 200_000,
+    large: 2_000,
+};
+
+const SMALL: usize = 64;
+const LARGE: usize = 64 * 1024;
+const RING: usize = 1 << 20;
+const CHILD_DEADLINE: Duration = Duration::from_secs(120);
+
+// ---------------------------------------------------------------------------
+// Processes and mappings
+
+fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .map(|n| n.trim() == "1")
+        })
+        .unwrap_or(true)
+}
+
+/// Forks a child that runs `body` and exits with 0, or 101 if it panicked.
+fn fork_child(body: impl FnOnce()) -> libc::pid_t {
+    assert!(
+        single_threaded(),
+        "fork from a multi-threaded bench process"
+    );
+    // SAFETY: the process is single-threaded (checked), so the child is a
+    // consistent copy and may run ordinary Rust code.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+            Ok(()) => 0,
+            Err(_) => 101,
+        };
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    pid
+}
+
+fn wait_child(pid: libc::pid_t) {
+    let deadline = Instant::now() + CHILD_DEADLINE;
+    loop {
+        let mut status = 0;
+        // SAFETY: `pid` is our child; `status` is a valid int to fill.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "bench child failed ({status:#x})"
+            );
+            return;
+        }
+        if Instant::now() > deadline {
+            // SAFETY: our unreaped child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("bench child hung");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// `len` zeroed bytes in an anonymous shared mapping, 4096-aligned, never
+/// unmapped (the bench is short-lived).
+fn shared(len: usize) -> *mut u8 {
+    // SAFETY: anonymous shared mapping, no hint; checked against MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert!(p != libc::MAP_FAILED, "mmap failed");
+    p.cast()
+}
+
+/// Spins until `f()`; panics after a long time (a hung peer).
+#[inline]
+fn spin_until(mut f: impl FnMut() -> bool) {
+    let mut n = 0u32;
+    let mut start = None;
+    while !f() {
+        std::hint::spin_loop();
+        n = n.wrapping_add(1);
+        if n % 65536 == 0 {
+            let s = *start.get_or_insert_with(Instant::now);
+            assert!(s.elapsed() < CHILD_DEADLINE, "spin wait hung");
+        }
+    }
+}
+
+/// Runs `child` in a forked process and `parent` here; returns the
+/// parent's elapsed time.
+fn pair(child: impl FnOnce(), parent: impl FnOnce()) -> Duration {
+    let pid = fork_child(child);
+    let t = Instant::now();
+    parent();
+    let e = t.elapsed();
+    wait_child(pid);
+    e
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Runs every contender once per round, `runs` rounds (interleaved, so
+/// that the machine's mood hits all alike); returns each one's figures.
+fn rounds(runs: usize, fs: &mut [&mut dyn FnMut() -> f64]) -> Vec<Vec<f64>> {
+    let mut out = vec![Vec::new(); fs.len()];
+    for _ in 0..runs {
+        for (k, f) in fs.iter_mut().enumerate() {
+            out[k].push(f());
+        }
+    }
+    out
+}
+
+/// Median of the per-round ratios `a[i] / b[i]`.
+fn ratio(a: &[f64], b: &[f64]) -> f64 {
+    median(a.iter().zip(b).map(|(x, y)| x / y).collect())
+}
+
+// ---------------------------------------------------------------------------
+// Kernel baselines
+
+fn socketpair() -> (i32, i32) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid array of two ints.
+    let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) };
+    assert_eq!(r, 0);
+    (fds[0], fds[1])
+}
+
+fn pipe2() -> (i32, i32) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid array of two ints.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    (fds[0], fds[1])
+}
+
+fn write_all(fd: i32, mut b: &[u8]) {
+    while !b.is_empty() {
+        // SAFETY: `b` is valid for reads of its length.
+        let n = unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
+        assert!(n > 0, "write: {}", std::io::Error::last_os_error());
+        b = &b[n as usize..];
+    }
+}
+
+fn read_exact(fd: i32, mut b: &mut [u8]) {
+    while !b.is_empty() {
+        // SAFETY: `b` is valid for writes of its length.
+        let n = unsafe { libc::read(fd, b.as_mut_ptr().cast(), b.len()) };
+        assert!(n > 0, "read: {}", std::io::Error::last_os_error());
+        b = &mut b[n as usize..];
+    }
+}
+
+fn close(fd: i32) {
+    // SAFETY: closing a descriptor we own.
+    unsafe { libc::close(fd) };
+}
+
+/// Round trips of 8 bytes over (parent→child, child→parent) descriptors.
+fn kernel_rtt(n: u64, p2c: (i32, i32), c2p: (i32, i32)) -> f64 {
+    let e = pair(
+        || {
+            let mut b = [0u8; 8];
+            for _ in 0..n {
+                read_exact(p2c.0, &mut b);
+                write_all(c2p.1, &b);
+            }
+        },
+        || {
+            let mut b = [0u8; 8];
+            for i in 0..n {
+                write_all(p2c.1, &i.to_le_bytes());
+                read_exact(c2p.0, &mut b);
+            }
+        },
+    );
+    e.as_nanos() as f64 / n as f64
+}
+
+/// `n` messages of `size` bytes child→parent: ns per message.
+fn kernel_stream(n: u64, size: usize, rd: i32, wr: i32) -> f64 {
+    let e = pair(
+        || {
+            let b = vec![7u8; size];
+            for _ in 0..n {
+                write_all(wr, &b);
+            }
+        },
+        || {
+            let mut b = vec![0u8; size.max(64 * 1024)];
+            let mut left = n as usize * size;
+            while left > 0 {
+                let want = left.min(b.len());
+                // SAFETY: `b` is valid for writes of `want` bytes.
+                let got = unsafe { libc::read(rd, b.as_mut_ptr().cast(), want) };
+                assert!(got > 0);
+                left -= got as usize;
+            }
+            black_box(&b);
+        },
+    );
+    e.as_nanos() as f64 / n as f64
+}
+
+// ---------------------------------------------------------------------------
+// Hardware reference: cache-line ping-pong, and a memcpy slot ring
+
+#[repr(C, align(128))]
+struct Line(AtomicU64);
+
+fn hw_rtt(n: u64) -> f64 {
+    let m = shared(4096);
+    // SAFETY: two 128-aligned lines of a fresh zeroed mapping; atomics are
+    // valid for all-zero bits.
+    let (ping, pong) = unsafe { (&*m.cast::<Line>(), &*m.add(128).cast::<Line>()) };
+    let e = pair(
+        || {
+            for i in 1..=n {
+                spin_until(|| ping.0.load(Acquire) == i);
+                pong.0.store(i, Release);
+            }
+        },
+        || {
+            for i in 1..=n {
+                ping.0.store(i, Release);
+                spin_until(|| pong.0.load(Acquire) == i);
+            }
+        },
+    );
+    e.as_nanos() as f64 / n as f64
+}
+
+/// `n` blocks of `size` bytes through 16 slots with spin flags: the child
+/// `memcpy`s in, the parent `memcpy`s out.
+fn hw_stream(n: u64, size: usize) -> f64 {
+    const SLOTS: usize = 16;
+    let m = shared(4096 + SLOTS * size);
+    // SAFETY: 16 flags, each on its own 128-byte line, in the first page
+    // of a fresh zeroed mapping.
+    let flags = unsafe { std::slice::from_raw_parts(m.cast::<Line>(), SLOTS) };
+    // SAFETY: the slot area follows the first page.
+    let data = unsafe { m.add(4096) };
+    let e = pair(
+        || {
+            let src = vec![7u8; size];
+            for i in 0..n {
+                let s = i as usize % SLOTS;
+                let lap = i / SLOTS as u64;
+                spin_until(|| flags[s].0.load(Acquire) == 2 * lap);
+                // SAFETY: slot `s` is the writer's until it sets the flag.
+                unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), data.add(s * size), size) };
+                flags[s].0.store(2 * lap + 1, Release);
+            }
+        },
+        || {
+            let mut dst = vec![0u8; size];
+            for i in 0..n {
+                let s = i as usize % SLOTS;
+                let lap = i / SLOTS as u64;
+                spin_until(|| flags[s].0.load(Acquire) == 2 * lap + 1);
+                // SAFETY: slot `s` is the reader's until it sets the flag.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(data.add(s * size), dst.as_mut_ptr(), size)
+                };
+                flags[s].0.store(2 * lap + 2, Release);
+            }
+            black_box(&dst);
+        },
+    );
+    e.as_nanos() as f64 / n as f64
+}
+
+// ---------------------------------------------------------------------------
+// A plain spin ring of the same shape: 64-bit positions on two lines, cached
+// indices, 8-byte length headers, padding at the wrap; no checks, no sleep.
+
+#[repr(C, align(64))]
+struct Pos(AtomicU64);
+
+struct SpinRing {
+    tail: *const Pos,
+    head: *const Pos,
+    data: *mut u8,
+    cap: u64,
+}
+
+impl SpinRing {
+    fn new(cap: usize) -> SpinRing {
+        let m = shared(128 + cap);
+        // SAFETY: the mapping is 128 + cap bytes, page-aligned.
+        unsafe {
+            SpinRing {
+                tail: m.cast(),
+                head: m.add(64).cast(),
+                data: m.add(128),
+                cap: cap as u64,
+            }
+        }
+    }
+    fn tail(&self) -> &AtomicU64 {
+        // SAFETY: a live, aligned atomic in the mapping.
+        unsafe { &(*self.tail).0 }
+    }
+    fn head(&self) -> &AtomicU64 {
+        // SAFETY: a live, aligned atomic in the mapping.
+        unsafe { &(*self.head).0 }
+    }
+    fn send_all(&self, n: u64, msg: &[u8]) {
+        let (mut tail, mut head) = (0u64, 0u64);
+        let need = 8 + ((msg.len() as u64 + 7) & !7);
+        for _ in 0..n {
+            let mut off = tail & (self.cap - 1);
+            if off + need > self.cap {
+                let pad = self.cap - off;
+                while self.cap - (tail - head) < pad {
+                    head = self.head().load(Acquire);
+                }
+                // SAFETY: inside the data area, owned by the producer.
+                unsafe { self.data.add(off as usize).cast::<u64>().write(u64::MAX) };
+                tail += pad;
+                off = 0;
+            }
+            if self.cap - (tail - head) < need {
+                spin_until(|| {
+                    head = self.head().load(Acquire);
+                    self.cap - (tail - head) >= need
+                });
+            }
+            // SAFETY: the record lies in free space owned by the producer.
+            unsafe {
+                self.data
+                    .add(off as usize)
+                    .cast::<u64>()
+                    .write(msg.len() as u64);
+                std::ptr::copy_nonoverlapping(
+                    msg.as_ptr(),
+                    self.data.add(off as usize + 8),
+                    msg.len(),
+                );
+            }
+            tail += need;
+            self.tail().store(tail, Release);
+        }
+    }
+    fn recv_all(&self, n: u64, buf: &mut [u8]) {
+        let (mut head, mut tail) = (0u64, 0u64);
+        let mut got = 0;
+        while got < n {
+            if head == tail {
+                spin_until(|| {
+                    tail = self.tail().load(Acquire);
+                    tail != head
+                });
+            }
+            let off = head & (self.cap - 1);
+            // SAFETY: below the published tail: written and ours to read.
+            let len = unsafe { self.data.add(off as usize).cast::<u64>().read() };
+            if len == u64::MAX {
+                head += self.cap - off;
+                self.head().store(head, Release);
+                continue;
+            }
+            // SAFETY: as above.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.data.add(off as usize + 8),
+                    buf.as_mut_ptr(),
+                    len as usize,
+                )
+            };
+            head += 8 + ((len + 7) & !7);
+            self.head().store(head, Release);
+            got += 1;
+        }
+    }
+}
+
+fn spin_ring_stream(n: u64, size: usize) -> f64 {
+    let r = SpinRing::new(RING);
+    let e = pair(
+        || r.send_all(n, &vec![7u8; size]),
+        || {
+            let mut b = vec![0u8; size];
+            r.recv_all(n, &mut b);
+            black_box(&b);
+        },
+    );
+    e.as_nanos() as f64 / n as f64
+}
+
+// ---------------------------------------------------------------------------
+// shmprim
+
+fn conns(cap: usize, policy: WaitPolicy) -> (Connection, Connection) {
+    let (mut a, mut b) = Pipe::anonymous(cap).unwrap();
+    a.set_wait_policy(policy);
+    b.set_wait_policy(policy);
+    (a, b)
+}
+
+fn shm_rtt(n: u64, policy: WaitPolicy) -> f64 {
+    let (mut a, mut b) = conns(4096, policy);
+    let e = pair(
+        move || {
+            b.claim().unwrap();
+            let mut buf = [0u8; 8];
+            for _ in 0..n {
+                b.recv_bytes_into(&mut buf).unwrap();
+                b.send_bytes(&buf).unwrap();
+            }
+            std::mem::forget(b);
+        },
+        || {
+            a.claim().unwrap();
+            let mut buf = [0u8; 8];
+            for i in 0..n {
+                a.send_bytes(&i.to_le_bytes()).unwrap();
+                a.recv_bytes_into(&mut buf).unwrap();
+            }
+        },
+    );
+    e.as_nanos() as f64 / n as f64
+}
+
+fn shm_stream(n: u64, size: usize, zero_copy: bool) -> f64 {
+    let (mut a, mut b) = conns(RING, WaitPolicy::default());
+    let e = pair(
+        move || {
+            b.claim().unwrap();
+            let src = vec![7u8; size];
+            for _ in 0..n {
+                if zero_copy {
+                    let mut r = b.reserve(size).unwrap();
+                    r.copy_from_slice(&src);
+                    r.commit().unwrap();
+                } else {
+                    b.send_bytes(&src).unwrap();
+                }
+            }
+            // Wait for the parent to finish before our end closes.
+            let _ = b.recv_bytes();
+            std::mem::forget(b);
+        },
+        || {
+            a.claim().unwrap();
+            let mut buf = vec![0u8; size];
+            for _ in 0..n {
+                if zero_copy {
+                    let m = a.recv_in_place().unwrap();
+                    black_box(&m[..]);
+                    black_box(m[m.len() - 1]);
+                } else {
+                    a.recv_bytes_into(&mut buf).unwrap();
+                }
+            }
+            a.send_bytes(b"done").unwrap();
+            black_box(&buf);
+        },
+    );
+    e.as_nanos() as f64 / n as f64
+}
+
+// ---------------------------------------------------------------------------
+
+fn main() {
+    let quick = std::env::args().skip(1).any(|a| a == "--quick");
+    let p = if quick { QUICK } else { FULL };
+    println!(
+        "pipe benchmarks{}: two processes, {} interleaved rounds; medians, and medians of per-round ratios",
+        if quick { " (--quick)" } else { "" },
+        p.runs
+    );
+
+    println!("\n8-byte ping-pong round trip (ns):");
+    let r = rounds(
+        p.runs,
+        &mut [
+            &mut || hw_rtt(p.rtt),
+            &mut || shm_rtt(p.rtt, WaitPolicy::default()),
+            &mut || shm_rtt(p.rtt_kernel, WaitPolicy::park()),
+            &mut || kernel_rtt(p.rtt_kernel, socketpair(), socketpair()),
+            &mut || {
+                let (a, b) = (pipe2(), pipe2());
+                let r = kernel_rtt(p.rtt_kernel, a, b);
+                for fd in [a.0, a.1, b.0, b.1] {
+                    close(fd);
+                }
+                r
+            },
+        ],
+    );
+    let m = |k: usize| median(r[k].clone());
+    println!("  hardware reference (cache-line ping-pong) {:10.0}", m(0));
+    println!(
+        "  shmprim Connection (default policy)        {:10.0}   {:.2}x reference (target <= 1.5x)",
+        m(1),
+        ratio(&r[1], &r[0])
+    );
+    println!(
+        "  shmprim Connection (WaitPolicy::park)      {:10.0}   {:.2}x reference",
+        m(2),
+        ratio(&r[2], &r[0])
+    );
+    println!(
+        "  Unix socket pair                           {:10.0}   shmprim (default) {:.0}x faster (target >= 100x)",
+        m(3),
+        ratio(&r[3], &r[1])
+    );
+    println!(
+        "  pipe(2)                                    {:10.0}   shmprim (default) {:.0}x faster",
+        m(4),
+        ratio(&r[4], &r[1])
+    );
+
+    println!("\nstreaming {SMALL}-byte messages (ns per message):");
+    let r = rounds(
+        p.runs,
+        &mut [
+            &mut || spin_ring_stream(p.small, SMALL),
+            &mut || shm_stream(p.small, SMALL, false),
+            &mut || {
+                let (a, b) = socketpair();
+                let r = kernel_stream(p.small / 10, SMALL, a, b);
+                close(a);
+                close(b);
+                r
+            },
+            &mut || {
+                let (a, b) = pipe2();
+                let r = kernel_stream(p.small / 10, SMALL, a, b);
+                close(a);
+                close(b);
+                r
+            },
+        ],
+    );
+    let m = |k: usize| median(r[k].clone());
+    println!("  plain spin ring                            {:10.1}", m(0));
+    println!(
+        "  shmprim Connection                         {:10.1}   {:.2}x the spin ring's rate (target >= 0.8x)",
+        m(1),
+        ratio(&r[0], &r[1])
+    );
+    println!(
+        "  Unix socket pair                           {:10.1}   shmprim {:.1}x faster",
+        m(2),
+        ratio(&r[2], &r[1])
+    );
+    println!(
+        "  pipe(2)                                    {:10.1}   shmprim {:.1}x faster",
+        m(3),
+        ratio(&r[3], &r[1])
+    );
+
+    println!("\nstreaming 64 KiB messages (GB/s):");
+    let r = rounds(
+        p.runs,
+        &mut [
+            &mut || hw_stream(p.large, LARGE),
+            &mut || shm_stream(p.large, LARGE, false),
+            &mut || shm_stream(p.large, LARGE, true),
+            &mut || {
+                let (a, b) = socketpair();
+                let r = kernel_stream(p.large, LARGE, a, b);
+                close(a);
+                close(b);
+                r
+            },
+            &mut || {
+                let (a, b) = pipe2();
+                let r = kernel_stream(p.large, LARGE, a, b);
+                close(a);
+                close(b);
+                r
+            },
+        ],
+    );
+    let g = |k: usize| LARGE as f64 / median(r[k].clone());
+    println!("  hardware reference (memcpy slot ring)      {:10.2}", g(0));
+    println!(
+        "  shmprim send_bytes/recv_bytes_into         {:10.2}   {:.2}x reference (target >= 0.9x)",
+        g(1),
+        ratio(&r[0], &r[1])
+    );
+    println!(
+        "  shmprim reserve/recv_in_place (zero copy)  {:10.2}   {:.2}x reference",
+        g(2),
+        ratio(&r[0], &r[2])
+    );
+    println!(
+        "  Unix socket pair                           {:10.2}   shmprim copy {:.1}x faster",
+        g(3),
+        ratio(&r[3], &r[1])
+    );
+    println!(
+        "  pipe(2)                                    {:10.2}   shmprim copy {:.1}x faster",
+        g(4),
+        ratio(&r[4], &r[1])
+    );
+}

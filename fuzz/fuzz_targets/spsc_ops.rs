@@ -1,0 +1,80 @@
+//! A random sequence of producer and consumer operations on one heap ring,
+//! checked against a model queue: every record comes out once, whole, in
+//! order; a full ring refuses; an uncommitted reservation sends nothing.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use shmprim::raw::spsc::{SpscRing, FIRST, MORE};
+use std::collections::VecDeque;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&first, ops)) = data.split_first() else {
+        return;
+    };
+    let cap = 256usize << (first % 5);
+    let heap = SpscRing::new(cap).unwrap();
+    // SAFETY: one producer and one consumer, this thread.
+    let (mut p, mut c) = unsafe { (heap.ring().producer().unwrap(), heap.ring().consumer().unwrap()) };
+    let mut model: VecDeque<(Vec<u8>, u32)> = VecDeque::new();
+    let mut buf = vec![0u8; cap];
+    let mut it = ops.iter().copied();
+    let mut n = 0u32;
+    while let Some(op) = it.next() {
+        n = n.wrapping_add(1);
+        let arg = it.next().unwrap_or(0) as usize;
+        match op % 6 {
+            0 | 1 => {
+                let len = (arg * arg * (1 + op as usize / 6)) % (cap + 16);
+                let msg: Vec<u8> = (0..len).map(|i| (i as u32 ^ n) as u8).collect();
+                let flags = [0, MORE, FIRST | MORE][arg % 3];
+                match p.try_push(&msg, flags) {
+                    Ok(true) => model.push_back((msg, flags)),
+                    // Refused: full, or padding the consumer has yet to skip.
+                    Ok(false) => {}
+                    Err(shmprim::Error::MessageTooLarge { size, max }) => {
+                        assert_eq!((size, max), (len, cap - 8));
+                    }
+                    Err(e) => panic!("push: {e:?}"),
+                }
+            }
+            2 => match c.try_pop(&mut buf[..arg.min(cap)]) {
+                Ok(Some((len, flags))) => {
+                    let (m, f) = model.pop_front().expect("a record out of nothing");
+                    assert_eq!((&buf[..len], flags), (&m[..], f));
+                }
+                Ok(None) => assert!(model.is_empty(), "a record was lost"),
+                Err(shmprim::Error::BufferTooShort { needed }) => {
+                    assert_eq!(needed, model.front().expect("too short for nothing").0.len());
+                }
+                Err(e) => panic!("pop: {e:?}"),
+            },
+            3 => {
+                // Reserve, write, and drop without commit.
+                if let Ok(Some(g)) = p.try_reserve(arg % (cap - 8), 0) {
+                    let fill = vec![0xEE; g.len()];
+                    p.write(&g, 0, &fill).unwrap();
+                }
+            }
+            4 => match c.try_peek() {
+                Ok(Some(r)) => {
+                    let (m, _) = model.pop_front().expect("a record out of nothing");
+                    assert_eq!(r.len(), m.len());
+                    let at = arg.min(m.len());
+                    c.read(&r, at, &mut buf[..m.len() - at]).unwrap();
+                    assert_eq!(&buf[..m.len() - at], &m[at..]);
+                    c.release(r).unwrap();
+                }
+                Ok(None) => assert!(model.is_empty(), "a record was lost"),
+                Err(e) => panic!("peek: {e:?}"),
+            },
+            _ => {
+                // Drain everything.
+                while let Some((len, _)) = c.try_pop(&mut buf).unwrap() {
+                    let (m, _) = model.pop_front().expect("a record out of nothing");
+                    assert_eq!(&buf[..len], &m[..]);
+                }
+                assert!(model.is_empty());
+            }
+        }
+    }
+});
