@@ -43,7 +43,6 @@
 #![cfg(unix)]
 
 #[cfg(feature = "serde")]
-#[allow(dead_code)] // used by the pipe and queue handles
 mod codec;
 mod error;
 mod handle;
@@ -54,11 +53,13 @@ pub mod sys;
 
 pub use error::{Error, NameError, Result};
 pub use handle::{
-    Array, ArrayGuard, AtomicInt, AtomicValue, Lock, LockGuard, RLock, SharedLock, Value,
-    ValueGuard,
+    Array, ArrayGuard, AtomicInt, AtomicValue, Borrowed, JoinableQueue, Lock, LockGuard, Queue,
+    RLock, Reservation, SharedLock, Value, ValueGuard,
 };
 pub use plain::{type_tag, Plain};
-pub use raw::{Acquire, LockError, LockResult, MutexKind, OwnerDied, RawMutex, RawMutexGuard};
+pub use raw::{
+    Acquire, LockError, LockResult, MpmcRing, MutexKind, OwnerDied, RawMutex, RawMutexGuard,
+};
 pub use segment::{Options, Segment};
 
 /// Entry points for the fuzz targets: open arbitrary bytes as each kind of

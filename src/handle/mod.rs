@@ -5,9 +5,11 @@ mod array;
 mod atomic;
 mod guarded;
 mod lock;
+mod queue;
 mod value;
 
 pub use array::{Array, ArrayGuard};
 pub use atomic::{AtomicInt, AtomicValue};
 pub use lock::{Lock, LockGuard, RLock, SharedLock};
+pub use queue::{Borrowed, JoinableQueue, Queue, Reservation};
 pub use value::{Value, ValueGuard};

@@ -10,6 +10,7 @@
 pub(crate) mod backoff;
 #[allow(dead_code)] // used by the rings and the futex primitives
 mod eventcount;
+pub mod mpmc;
 mod held;
 mod lock_error;
 mod mutex;
@@ -21,3 +22,4 @@ pub(crate) use eventcount::{EventCount, Key};
 pub(crate) use lock_error::sealed;
 pub use lock_error::{LockError, LockResult, OwnerDied, RecoverableGuard};
 pub use mutex::{Acquire, MutexKind, RawMutex, RawMutexGuard};
+pub use mpmc::{HeapMpmc, MpmcRef, MpmcRing};
