@@ -144,7 +144,9 @@ impl Queue {
             .and_then(|(c, s)| MpmcRing::bytes_for(c, s).ok())
             .ok_or(Error::Corrupt("queue parameters out of range"))?;
         if info.object_size != want as u64 || seg.data_len() < want {
-            return Err(Error::Corrupt("queue object size does not match its parameters"));
+            return Err(Error::Corrupt(
+                "queue object size does not match its parameters",
+            ));
         }
         // SAFETY: the object is `data_len` bytes at a 64-aligned offset of a
         // mapping that `seg` keeps alive as long as the handle (which owns

@@ -10,9 +10,9 @@
 pub(crate) mod backoff;
 #[allow(dead_code)] // used by the rings and the futex primitives
 mod eventcount;
-pub mod mpmc;
 mod held;
 mod lock_error;
+pub mod mpmc;
 mod mutex;
 #[allow(dead_code, unused_imports)] // used by the rings and the futex primitives
 pub(crate) mod sync;
@@ -21,5 +21,5 @@ pub(crate) mod sync;
 pub(crate) use eventcount::{EventCount, Key};
 pub(crate) use lock_error::sealed;
 pub use lock_error::{LockError, LockResult, OwnerDied, RecoverableGuard};
-pub use mutex::{Acquire, MutexKind, RawMutex, RawMutexGuard};
 pub use mpmc::{HeapMpmc, MpmcRef, MpmcRing};
+pub use mutex::{Acquire, MutexKind, RawMutex, RawMutexGuard};

@@ -75,7 +75,7 @@
 
 use super::backoff::Backoff;
 use super::eventcount::EventCount;
-use super::sync::{AtomicU32, AtomicU64, Ordering::*};
+use super::sync::{fence, AtomicU32, AtomicU64, Ordering::*};
 use crate::sys::clock::Deadline;
 use crate::{Error, Result};
 use std::ptr::NonNull;
@@ -269,7 +269,9 @@ impl MpmcRing {
         let stride = g.stride.load(Relaxed) as usize;
         let one_lap = g.one_lap.load(Relaxed);
         if cap == 0 || cap > MAX_CAPACITY as u64 || slot_size > MAX_SLOT_SIZE {
-            return Err(Error::Corrupt("queue ring: capacity or slot size out of range"));
+            return Err(Error::Corrupt(
+                "queue ring: capacity or slot size out of range",
+            ));
         }
         if stride != stride_for(slot_size) || one_lap != one_lap_for(cap) {
             return Err(Error::Corrupt("queue ring: inconsistent geometry"));
@@ -293,7 +295,10 @@ impl MpmcRing {
     }
 
     /// A ring on the heap (tests, loom and Miri models, single-process
-    /// use): `capacity` slots of `slot_size` bytes.
+    /// use): `capacity` slots of `slot_size` bytes. It returns the owner of
+    /// the allocation, which derefs to the view, since the ring's size is
+    /// only known at run time.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(capacity: usize, slot_size: usize, flags: u32) -> Result<HeapMpmc> {
         let bytes = Self::bytes_for(capacity, slot_size)?;
         let layout = std::alloc::Layout::from_size_align(bytes, 64)
@@ -509,7 +514,11 @@ impl MpmcRef {
                     .0
                     .compare_exchange_weak(pos, self.next(pos), AcqRel, Acquire)
                 {
-                    Ok(_) => return Ok(SlotRef { pos, len: 0 }),
+                    Ok(_) => {
+                        let next = self.next(pos);
+                        self.chain(&r.geo.0.not_full, next, next);
+                        return Ok(SlotRef { pos, len: 0 });
+                    }
                     Err(now) => {
                         pos = self.check_position(now)?;
                         continue;
@@ -607,6 +616,9 @@ impl MpmcRef {
                         // Refused: leave it, unless it was no longer ours
                         // to look at.
                         if r.head.0.load(Acquire) == pos {
+                            // We may have taken the wake-up meant for this
+                            // message: pass it on.
+                            r.geo.0.not_empty.notify(1);
                             return Err(e);
                         }
                         pos = self.check_position(r.head.0.load(Acquire))?;
@@ -619,7 +631,11 @@ impl MpmcRef {
                     .compare_exchange_weak(pos, self.next(pos), AcqRel, Acquire)
                 {
                     Ok(_) => match len {
-                        Some(len) => return Ok(SlotRef { pos, len }),
+                        Some(len) => {
+                            let next = self.next(pos);
+                            self.chain(&r.geo.0.not_empty, next, next.wrapping_add(1));
+                            return Ok(SlotRef { pos, len });
+                        }
                         None => {
                             self.release_pos(pos);
                             if raw != CANCELLED {
@@ -655,6 +671,31 @@ impl MpmcRef {
                 return Err(Error::Corrupt("queue slot stamp out of sequence"));
             }
             pos = self.check_position(now)?;
+        }
+    }
+
+    /// Passes a wake-up on after a successful claim (or reservation) of
+    /// the slot before `next`.
+    ///
+    /// Commits (releases) can complete out of order: the notification of
+    /// a message at `head + 1` wakes a consumer that cannot take it while
+    /// the slot at `head` is reserved but not committed, and goes back to
+    /// sleep. When that slot is finally committed, its single wake-up
+    /// reaches one consumer, which takes it — and would leave the next,
+    /// already committed, message to sleepers nobody wakes. So whoever
+    /// claims a slot looks at the next one and, if it is ready and someone
+    /// sleeps, wakes one more.
+    ///
+    /// SYNC POINT: the SeqCst fence orders our claim (the CAS above) before
+    /// the loads of `sleepers` and of the next stamp, against the fences of
+    /// `EventCount::prepare` (a sleeper announced after it sees our claim)
+    /// and `EventCount::notify` (a committer whose store we miss sees the
+    /// sleepers, and its wake-up reaches someone who sees our claim).
+    #[inline]
+    fn chain(&self, ec: &EventCount, next: u64, ready: u64) {
+        fence(SeqCst);
+        if ec.has_sleepers() && self.slot(next).stamp.load(Acquire) == ready {
+            ec.notify(1);
         }
     }
 
@@ -716,7 +757,12 @@ impl MpmcRef {
     /// [`try_reserve`](Self::try_reserve), waiting for room until `until`.
     pub(crate) fn reserve_until(&self, until: Option<Deadline>) -> Result<SlotRef> {
         let ec = &self.ring().geo.0.not_full;
-        self.wait_on(ec, |e| matches!(e, Error::Full), until, || self.try_reserve())
+        self.wait_on(
+            ec,
+            |e| matches!(e, Error::Full),
+            until,
+            || self.try_reserve(),
+        )
     }
 
     /// [`try_claim`](Self::try_claim), waiting for a message until `until`.
@@ -726,9 +772,12 @@ impl MpmcRef {
         mut check: impl FnMut(usize) -> Result<()>,
     ) -> Result<SlotRef> {
         let ec = &self.ring().geo.0.not_empty;
-        self.wait_on(ec, |e| matches!(e, Error::Empty), until, || {
-            self.try_claim(&mut check)
-        })
+        self.wait_on(
+            ec,
+            |e| matches!(e, Error::Empty),
+            until,
+            || self.try_claim(&mut check),
+        )
     }
 
     /// Unfinished tasks (joinable rings): committed sends not yet matched
@@ -761,13 +810,18 @@ impl MpmcRef {
     /// Waits until no task is unfinished, or until `until`.
     pub(crate) fn join_until(&self, until: Option<Deadline>) -> Result<()> {
         let ec = &self.ring().geo.0.all_done;
-        self.wait_on(ec, |e| matches!(e, Error::WouldBlock), until, || {
-            if self.unfinished() == 0 {
-                Ok(())
-            } else {
-                Err(Error::WouldBlock)
-            }
-        })
+        self.wait_on(
+            ec,
+            |e| matches!(e, Error::WouldBlock),
+            until,
+            || {
+                if self.unfinished() == 0 {
+                    Ok(())
+                } else {
+                    Err(Error::WouldBlock)
+                }
+            },
+        )
     }
 
     /// Moves the consumers' and producers' positions of an empty, fresh
@@ -802,9 +856,7 @@ mod tests {
     fn send(r: &MpmcRef, bytes: &[u8]) -> Result<()> {
         let s = r.try_reserve()?;
         // SAFETY: the slot is ours; `bytes` fits (tests keep it small).
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), r.payload_ptr(s), bytes.len())
-        };
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), r.payload_ptr(s), bytes.len()) };
         r.commit(s, bytes.len());
         Ok(())
     }
@@ -956,7 +1008,9 @@ mod tests {
                         };
                         let mut v = [0u8; 8];
                         // SAFETY: claimed by us.
-                        unsafe { std::ptr::copy_nonoverlapping(r.payload_ptr(s), v.as_mut_ptr(), 8) };
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(r.payload_ptr(s), v.as_mut_ptr(), 8)
+                        };
                         r.release(s);
                         let v = u64::from_le_bytes(v);
                         let (id, i) = ((v >> 32) as usize, v & 0xffff_ffff);
@@ -972,7 +1026,10 @@ mod tests {
             p.join().unwrap();
         }
         r.close();
-        let mut all: Vec<u64> = consumers.into_iter().flat_map(|c| c.join().unwrap()).collect();
+        let mut all: Vec<u64> = consumers
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect();
         all.sort();
         assert_eq!(all.len() as u64, 2 * per);
         all.dedup();
@@ -1001,18 +1058,25 @@ mod loom_tests {
         v
     }
 
-    /// Two producers and two consumers, one message each, through a ring of
-    /// capacity 1 (so producers also wait for room): every message arrives
-    /// exactly once with its length, and nobody sleeps through a wake-up
-    /// (a lost wake-up shows as a loom deadlock).
-    #[test]
-    fn loom_mpmc_2p2c() {
+    /// A model builder with a preemption bound (2 unless
+    /// `LOOM_MAX_PREEMPTIONS` says otherwise), so four threads finish in
+    /// seconds.
+    fn builder() -> loom::model::Builder {
         let mut b = loom::model::Builder::new();
         if b.preemption_bound.is_none() {
             b.preemption_bound = Some(2);
         }
-        b.check(|| {
-            let r = Arc::new(MpmcRing::new(1, 1, 0).unwrap());
+        b
+    }
+
+    /// Two producers and two consumers, one message each, through a ring of
+    /// capacity 2: every message arrives exactly once with its length, and
+    /// nobody sleeps through a wake-up (a lost wake-up shows as a loom
+    /// deadlock).
+    #[test]
+    fn loom_mpmc_2p2c() {
+        builder().check(|| {
+            let r = Arc::new(MpmcRing::new(2, 1, 0).unwrap());
             let ps: Vec<_> = (1..=2u8)
                 .map(|v| {
                     let r = r.clone();
@@ -1031,11 +1095,29 @@ mod loom_tests {
         });
     }
 
+    /// One producer sends two messages through a ring of capacity 1 to a
+    /// consumer: the producer waits for room (the `not_full` side), the
+    /// consumer for data, and the order holds.
+    #[test]
+    fn loom_mpmc_capacity_1_both_sides_wait() {
+        builder().check(|| {
+            let r = Arc::new(MpmcRing::new(1, 1, 0).unwrap());
+            let r1 = r.clone();
+            let p = loom::thread::spawn(move || {
+                put(&r1, 1);
+                put(&r1, 2);
+            });
+            assert_eq!(take(&r), 1);
+            assert_eq!(take(&r), 2);
+            p.join().unwrap();
+        });
+    }
+
     /// A cancelled reservation is skipped: the consumer gets the message
     /// behind it, and a joinable ring counts only the committed one.
     #[test]
     fn loom_mpmc_cancel_and_task_done() {
-        loom::model(|| {
+        builder().check(|| {
             let r = Arc::new(MpmcRing::new(2, 1, FLAG_JOINABLE).unwrap());
             let r1 = r.clone();
             let p = loom::thread::spawn(move || {
