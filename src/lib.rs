@@ -12,6 +12,8 @@
 //! | `Value('q', 0)`            | [`Value<i64>`](Value)            |
 //! | `Array('d', 8)`            | [`Array<f64>`](Array)            |
 //! | `Value('q', 0, lock=False)`| [`AtomicValue<i64>`](AtomicValue) (lock-free) |
+//! | `Queue(maxsize)`           | [`Queue`] (MPMC, fixed-size slots) |
+//! | `JoinableQueue(maxsize)`   | [`JoinableQueue`]                |
 //!
 //! ## Layers
 //!

@@ -7,7 +7,7 @@
 //!
 //! | offset | line            | written by                              |
 //! |-------:|-----------------|-----------------------------------------|
-//! | 0      | geometry, `closed`, three [`EventCount`]s | creator; `close`; sleepers |
+//! | 0      | geometry, `closed`, three event counts | creator; `close`; sleepers |
 //! | 64     | `unfinished` (joinable only)               | senders, `task_done`   |
 //! | 128    | `tail`: the producers' position            | producers (CAS)        |
 //! | 192    | `head`: the consumers' position            | consumers (CAS)        |
@@ -93,6 +93,9 @@ pub const MAX_CAPACITY: usize = 1 << 32;
 /// The longest a blocked waiter sleeps before it looks at the ring again
 /// (closed flag, garbage) on its own.
 const SLICE: Duration = Duration::from_millis(200);
+
+/// `sched_yield` rounds a waiter makes after spinning, before it sleeps.
+const YIELDS: u32 = 16;
 
 /// One cache line holding `T` at its start.
 #[repr(C, align(64))]
@@ -726,6 +729,7 @@ impl MpmcRef {
         mut attempt: impl FnMut() -> Result<R>,
     ) -> Result<R> {
         let mut backoff = Backoff::new();
+        let mut yields = 0;
         loop {
             match attempt() {
                 Err(e) if retry(&e) => {}
@@ -736,6 +740,16 @@ impl MpmcRef {
             }
             if !backoff.is_completed() {
                 backoff.spin();
+                continue;
+            }
+            // Then yield a few times: with more processes than CPUs (the
+            // common case for a work queue), the peer we wait for often
+            // needs this very CPU, and a yield hands it over for far less
+            // than a futex sleep and the wake-up system call it costs the
+            // peer. Under loom this is only more interleavings.
+            if !cfg!(loom) && yields < YIELDS {
+                yields += 1;
+                std::thread::yield_now();
                 continue;
             }
             let key = ec.prepare();
