@@ -7,11 +7,16 @@
 //!
 //! | offset | line            | written by                              |
 //! |-------:|-----------------|-----------------------------------------|
-//! | 0      | geometry, `closed`, three event counts | creator; `close`; sleepers |
-//! | 64     | `unfinished` (joinable only)               | senders, `task_done`   |
-//! | 128    | `tail`: the producers' position            | producers (CAS)        |
-//! | 192    | `head`: the consumers' position            | consumers (CAS)        |
-//! | 256    | `capacity` slots of `stride` bytes         | whoever holds the slot |
+//! | 0      | geometry, `closed`                        | creator; `close`       |
+//! | 64     | `not_empty` event count (consumers sleep) | sleeping consumers     |
+//! | 128    | `not_full` event count (producers sleep)  | sleeping producers     |
+//! | 192    | `unfinished`, `all_done` event count      | senders (joinable), `task_done`, `join` |
+//! | 256    | `tail`: the producers' position           | producers (CAS)        |
+//! | 384    | `head`: the consumers' position           | consumers (CAS)        |
+//! | 512    | `capacity` slots of `stride` bytes        | whoever holds the slot |
+//!
+//! `tail` and `head` are each followed by an empty line, so that each sits
+//! in a 128-byte pair of its own (the unit Intel's prefetcher moves).
 //!
 //! A slot is `{stamp: u64, len: u32, _: u32, payload: [u8; slot_size]}`;
 //! the stride is `16 + slot_size` rounded up to 8. Slots are not padded to
@@ -114,10 +119,13 @@ struct Geometry {
     one_lap: AtomicU64,
     closed: AtomicU32,
     _reserved: AtomicU32,
-    /// Consumers sleep here; commits and `close` notify.
-    not_empty: EventCount,
-    /// Producers sleep here; releases and `close` notify.
-    not_full: EventCount,
+}
+
+/// The joinable ring's task count and its sleepers.
+#[repr(C)]
+#[derive(Debug)]
+struct Tasks {
+    unfinished: AtomicU64,
     /// `join` sleeps here; `task_done` reaching zero notifies.
     all_done: EventCount,
 }
@@ -132,9 +140,21 @@ struct Geometry {
 #[derive(Debug)]
 pub struct MpmcRing {
     geo: Line<Geometry>,
-    unfinished: Line<AtomicU64>,
+    /// Consumers sleep here; commits and `close` notify. A line of its
+    /// own: a consumer about to sleep writes it, and that must not evict
+    /// the read-mostly geometry line from every producer's cache.
+    not_empty: Line<EventCount>,
+    /// Producers sleep here; releases and `close` notify.
+    not_full: Line<EventCount>,
+    tasks: Line<Tasks>,
     tail: Line<AtomicU64>,
+    /// Intel's spatial prefetcher moves cache lines in aligned pairs: the
+    /// producers' and the consumers' positions each get a pair of their
+    /// own (crossbeam's `CachePadded` is 128 bytes on x86-64 for the same
+    /// reason).
+    _pair_tail: Line<[u8; 64]>,
     head: Line<AtomicU64>,
+    _pair_head: Line<[u8; 64]>,
 }
 
 /// The header of one slot; the payload follows it.
@@ -149,15 +169,16 @@ struct SlotHeader {
 #[cfg(not(loom))]
 mod layout {
     use super::*;
-    static_assertions::assert_eq_size!(MpmcRing, [u8; 256]);
+    static_assertions::assert_eq_size!(MpmcRing, [u8; 512]);
     static_assertions::const_assert_eq!(std::mem::align_of::<MpmcRing>(), 64);
-    static_assertions::assert_eq_size!(Geometry, [u8; 64]);
+    static_assertions::assert_eq_size!(Geometry, [u8; 40]);
     static_assertions::assert_eq_size!(SlotHeader, [u8; 16]);
-    static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, unfinished), 64);
-    static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, tail), 128);
-    static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, head), 192);
+    static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, not_empty), 64);
+    static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, not_full), 128);
+    static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, tasks), 192);
+    static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, tail), 256);
+    static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, head), 384);
     static_assertions::const_assert_eq!(std::mem::offset_of!(Geometry, closed), 32);
-    static_assertions::const_assert_eq!(std::mem::offset_of!(Geometry, not_empty), 40);
 }
 
 /// Bytes of a slot holding `slot_size` payload bytes.
@@ -213,13 +234,17 @@ impl MpmcRing {
                 one_lap: AtomicU64::new(one_lap_for(cap)),
                 closed: AtomicU32::new(0),
                 _reserved: AtomicU32::new(0),
-                not_empty: EventCount::new(),
-                not_full: EventCount::new(),
+            }),
+            not_empty: Line(EventCount::new()),
+            not_full: Line(EventCount::new()),
+            tasks: Line(Tasks {
+                unfinished: AtomicU64::new(0),
                 all_done: EventCount::new(),
             }),
-            unfinished: Line(AtomicU64::new(0)),
             tail: Line(AtomicU64::new(0)),
+            _pair_tail: Line([0; 64]),
             head: Line(AtomicU64::new(0)),
+            _pair_head: Line([0; 64]),
         };
         // SAFETY: the caller gives us `bytes_for` writable, 64-aligned bytes
         // to ourselves; the header is the first `size_of::<MpmcRing>()`.
@@ -493,11 +518,11 @@ impl MpmcRef {
     /// Closes the ring: later reservations fail with `Closed`, receivers
     /// drain then get `Closed`; every sleeper is woken.
     pub fn close(&self) {
-        let g = &self.ring().geo.0;
-        g.closed.store(1, SeqCst);
-        g.not_empty.notify_all();
-        g.not_full.notify_all();
-        g.all_done.notify_all();
+        let r = self.ring();
+        r.geo.0.closed.store(1, SeqCst);
+        r.not_empty.0.notify_all();
+        r.not_full.0.notify_all();
+        r.tasks.0.all_done.notify_all();
     }
 
     /// Reserves the next free slot: `Full` if there is none, `Closed` once
@@ -519,11 +544,7 @@ impl MpmcRef {
                     .0
                     .compare_exchange_weak(pos, self.next(pos), AcqRel, Acquire)
                 {
-                    Ok(_) => {
-                        let next = self.next(pos);
-                        self.chain(&r.geo.0.not_full, next, next);
-                        return Ok(SlotRef { pos, len: 0 });
-                    }
+                    Ok(_) => return Ok(SlotRef { pos, len: 0 }),
                     Err(now) => {
                         pos = self.check_position(now)?;
                         continue;
@@ -567,7 +588,7 @@ impl MpmcRef {
     pub fn commit(&self, slot: SlotRef, len: usize) {
         debug_assert!(len <= self.slot_size);
         if self.joinable {
-            self.ring().unfinished.0.fetch_add(1, SeqCst);
+            self.ring().tasks.0.unfinished.fetch_add(1, SeqCst);
         }
         self.publish(slot.pos, len.min(self.slot_size) as u32);
     }
@@ -583,7 +604,9 @@ impl MpmcRef {
         // SYNC POINT (Release): payload and `len` before the stamp; pairs
         // with the Acquire load in `try_claim`.
         s.stamp.store(pos.wrapping_add(1), Release);
-        self.ring().geo.0.not_empty.notify(1);
+        let r = self.ring();
+        let next = self.next(pos);
+        self.wake(&r.not_empty.0, &r.not_full.0, next, next);
     }
 
     /// Claims the oldest committed message. `check(len)` may refuse it
@@ -623,7 +646,7 @@ impl MpmcRef {
                         if r.head.0.load(Acquire) == pos {
                             // We may have taken the wake-up meant for this
                             // message: pass it on.
-                            r.geo.0.not_empty.notify(1);
+                            r.not_empty.0.notify(1);
                             return Err(e);
                         }
                         pos = self.check_position(r.head.0.load(Acquire))?;
@@ -636,11 +659,7 @@ impl MpmcRef {
                     .compare_exchange_weak(pos, self.next(pos), AcqRel, Acquire)
                 {
                     Ok(_) => match len {
-                        Some(len) => {
-                            let next = self.next(pos);
-                            self.chain(&r.geo.0.not_empty, next, next.wrapping_add(1));
-                            return Ok(SlotRef { pos, len });
-                        }
+                        Some(len) => return Ok(SlotRef { pos, len }),
                         None => {
                             self.release_pos(pos);
                             if raw != CANCELLED {
@@ -679,28 +698,41 @@ impl MpmcRef {
         }
     }
 
-    /// Passes a wake-up on after a successful claim (or reservation) of
-    /// the slot before `next`.
+    /// After a commit (release): wakes one sleeper on `mine` (consumers
+    /// for a commit, producers for a release), and passes a wake-up on to
+    /// `other` if the slot after ours, `next`, is ready for it (its stamp is
+    /// `ready`).
     ///
-    /// Commits (releases) can complete out of order: the notification of
-    /// a message at `head + 1` wakes a consumer that cannot take it while
-    /// the slot at `head` is reserved but not committed, and goes back to
-    /// sleep. When that slot is finally committed, its single wake-up
-    /// reaches one consumer, which takes it — and would leave the next,
-    /// already committed, message to sleepers nobody wakes. So whoever
-    /// claims a slot looks at the next one and, if it is ready and someone
-    /// sleeps, wakes one more.
+    /// Why pass it on: commits (and releases) complete out of order. The
+    /// notification for a message at `head + 1` wakes a consumer that
+    /// cannot take it while the slot at `head` is reserved but not
+    /// committed, and goes back to sleep. When that slot is committed, its
+    /// single wake-up reaches one consumer, which takes it — and would
+    /// leave the next, already committed, message to sleepers nobody
+    /// wakes. So whoever releases a claimed slot looks at the slot after it
+    /// and, if that one is committed and a consumer sleeps, wakes one more;
+    /// producers do the same for each other at commit. (loom found the
+    /// lost wake-up this prevents: `loom_mpmc_2p2c`.) The check happens at
+    /// release/commit rather than right after the claim/reservation, to
+    /// share one fence with the notify: a slot held for a long time
+    /// (zero copy) can delay the passed-on wake-up, at most by one sleep
+    /// slice, since every sleeper re-checks on its own at least every
+    /// 200 ms.
     ///
-    /// SYNC POINT: the SeqCst fence orders our claim (the CAS above) before
-    /// the loads of `sleepers` and of the next stamp, against the fences of
-    /// `EventCount::prepare` (a sleeper announced after it sees our claim)
-    /// and `EventCount::notify` (a committer whose store we miss sees the
+    /// SYNC POINT: the SeqCst fence orders our claim (the CAS, earlier) and
+    /// our stamp store before the loads of `sleepers` and of the next
+    /// stamp, against the fences of `EventCount::prepare` (a sleeper
+    /// announced after it sees our claim and our stamp) and
+    /// `EventCount::notify` (a committer whose store we miss sees the
     /// sleepers, and its wake-up reaches someone who sees our claim).
     #[inline]
-    fn chain(&self, ec: &EventCount, next: u64, ready: u64) {
+    fn wake(&self, mine: &EventCount, other: &EventCount, next: u64, ready: u64) {
         fence(SeqCst);
-        if ec.has_sleepers() && self.slot(next).stamp.load(Acquire) == ready {
-            ec.notify(1);
+        if mine.has_sleepers() {
+            mine.notify(1);
+        }
+        if other.has_sleepers() && self.slot(next).stamp.load(Acquire) == ready {
+            other.notify(1);
         }
     }
 
@@ -715,7 +747,9 @@ impl MpmcRef {
         self.slot(pos)
             .stamp
             .store(pos.wrapping_add(self.one_lap), Release);
-        self.ring().geo.0.not_full.notify(1);
+        let r = self.ring();
+        let next = self.next(pos);
+        self.wake(&r.not_full.0, &r.not_empty.0, next, next.wrapping_add(1));
     }
 
     /// Runs `attempt` until it gives something other than `retry`,
@@ -772,7 +806,7 @@ impl MpmcRef {
 
     /// [`try_reserve`](Self::try_reserve), waiting for room until `until`.
     pub(crate) fn reserve_until(&self, until: Option<Deadline>) -> Result<SlotRef> {
-        let ec = &self.ring().geo.0.not_full;
+        let ec = &self.ring().not_full.0;
         self.wait_on(
             ec,
             |e| matches!(e, Error::Full),
@@ -787,7 +821,7 @@ impl MpmcRef {
         until: Option<Deadline>,
         mut check: impl FnMut(usize) -> Result<()>,
     ) -> Result<SlotRef> {
-        let ec = &self.ring().geo.0.not_empty;
+        let ec = &self.ring().not_empty.0;
         self.wait_on(
             ec,
             |e| matches!(e, Error::Empty),
@@ -799,12 +833,12 @@ impl MpmcRef {
     /// Unfinished tasks (joinable rings): committed sends not yet matched
     /// by a [`task_done`](Self::task_done).
     pub fn unfinished(&self) -> u64 {
-        self.ring().unfinished.0.load(SeqCst)
+        self.ring().tasks.0.unfinished.load(SeqCst)
     }
 
     /// Marks one task done; an error if none is unfinished.
     pub fn task_done(&self) -> Result<()> {
-        let u = &self.ring().unfinished.0;
+        let u = &self.ring().tasks.0.unfinished;
         let mut cur = u.load(SeqCst);
         loop {
             if cur == 0 {
@@ -818,14 +852,14 @@ impl MpmcRef {
             }
         }
         if cur == 1 {
-            self.ring().geo.0.all_done.notify_all();
+            self.ring().tasks.0.all_done.notify_all();
         }
         Ok(())
     }
 
     /// Waits until no task is unfinished, or until `until`.
     pub(crate) fn join_until(&self, until: Option<Deadline>) -> Result<()> {
-        let ec = &self.ring().geo.0.all_done;
+        let ec = &self.ring().tasks.0.all_done;
         self.wait_on(
             ec,
             |e| matches!(e, Error::WouldBlock),
@@ -1069,7 +1103,7 @@ mod tests {
     #[test]
     fn mpmc_threads_exactly_once() {
         let r = std::sync::Arc::new(MpmcRing::new(5, 8, 0).unwrap());
-        let per = 20_000u64;
+        let per = if cfg!(miri) { 50 } else { 20_000u64 };
         let producers: Vec<_> = (0..2u64)
             .map(|id| {
                 let r = r.clone();
