@@ -5,7 +5,7 @@
 //! around a ring of slots in a segment, yielding while full or empty), and,
 //! when `python3` is on the path, Python's `multiprocessing.Queue`.
 //!
-//! Run with `cargo bench --bench queue` (a minute or so on two vCPUs), or
+//! Run with `cargo bench --bench queue` (about a minute on two vCPUs), or
 //! `cargo bench --bench queue -- --quick` for a smoke run. Plain std
 //! timing; every figure is the median of several runs, and the runs of
 //! the three queues are interleaved so that drift in the machine's speed
@@ -34,7 +34,7 @@ struct Plan {
 
 const FULL: Plan = Plan {
     runs: 5,
-    per_producer: 200_000,
+    per_producer: 1_000_000,
     python_msgs: 100_000,
 };
 

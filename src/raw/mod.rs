@@ -8,13 +8,11 @@
 //! another process reads the same bytes.
 
 pub(crate) mod backoff;
-#[allow(dead_code)] // used by the rings and the futex primitives
 mod eventcount;
 mod held;
 mod lock_error;
 pub mod mpmc;
 mod mutex;
-#[allow(dead_code, unused_imports)] // used by the rings and the futex primitives
 pub(crate) mod sync;
 
 #[allow(unused_imports)]
