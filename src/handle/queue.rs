@@ -166,7 +166,7 @@ impl Queue {
     }
 
     /// Creates a queue under `name` holding up to `capacity` messages of up
-    /// to `slot_size` bytes each. Any capacity from 1 to 2^32 works.
+    /// to `slot_size` bytes each. Any capacity from 1 to 2^32 - 1 works.
     pub fn create(name: &str, capacity: usize, slot_size: usize) -> Result<Self> {
         Self::create_with(name, capacity, slot_size, &Options::default())
     }

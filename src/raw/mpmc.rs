@@ -93,8 +93,8 @@ pub const FLAG_JOINABLE: u32 = 1;
 const CANCELLED: u32 = 1 << 31;
 /// Largest slot payload, in bytes.
 pub const MAX_SLOT_SIZE: usize = 1 << 30;
-/// Largest capacity, in slots.
-pub const MAX_CAPACITY: usize = 1 << 32;
+/// Largest capacity, in slots (2^32 - 1).
+pub const MAX_CAPACITY: usize = u32::MAX as usize;
 /// The longest a blocked waiter sleeps before it looks at the ring again
 /// (closed flag, garbage) on its own.
 const SLICE: Duration = Duration::from_millis(200);
@@ -200,7 +200,7 @@ impl MpmcRing {
             return Err(Error::InvalidArgument("queue capacity must be at least 1"));
         }
         if capacity > MAX_CAPACITY {
-            return Err(Error::InvalidArgument("queue capacity above 2^32"));
+            return Err(Error::InvalidArgument("queue capacity above 2^32 - 1"));
         }
         if slot_size > MAX_SLOT_SIZE {
             return Err(Error::InvalidArgument("queue slot size above 1 GiB"));
@@ -796,10 +796,12 @@ impl MpmcRef {
             }
             let slice = slice_end(until);
             match ec.wait(key, Some(slice)) {
-                Err(Error::Timeout) if until.is_some_and(|u| slice >= u) => {
-                    return Err(Error::Timeout)
-                }
-                _ => {}
+                Ok(()) => {}
+                // The end of a slice: look again (closed? room? data?).
+                Err(Error::Timeout) if !until.is_some_and(|u| slice >= u) => {}
+                // The caller's deadline, or no futex on this platform
+                // (`Unsupported`): never a busy loop.
+                Err(e) => return Err(e),
             }
         }
     }
