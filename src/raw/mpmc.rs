@@ -617,14 +617,12 @@ impl MpmcRef {
     pub fn try_claim(&self, mut check: impl FnMut(usize) -> Result<()>) -> Result<SlotRef> {
         let r = self.ring();
         let mut pos = self.check_position(r.head.0.load(Acquire))?;
-        // Cancelled slots are each skipped once; at most `cap` of them can
-        // precede a message, and the bound keeps garbage from looping.
-        let mut budget = self.cap.saturating_mul(2).saturating_add(64);
+        // Each cancelled slot is skipped once (and freed, so a garbage ring
+        // cannot make us go round for ever); the bound is a second line of
+        // defence. Lost CAS races do not count: each means another
+        // consumer made progress.
+        let mut skips = self.cap.saturating_mul(2).saturating_add(64);
         loop {
-            budget -= 1;
-            if budget == 0 {
-                return Err(Error::Corrupt("queue positions do not settle"));
-            }
             // SYNC POINT (Acquire): pairs with the Release store in
             // `publish`: the payload and `len` are visible.
             let s = self.slot(pos);
@@ -664,6 +662,10 @@ impl MpmcRef {
                             self.release_pos(pos);
                             if raw != CANCELLED {
                                 return Err(Error::Corrupt("queue message longer than its slot"));
+                            }
+                            skips -= 1;
+                            if skips == 0 {
+                                return Err(Error::Corrupt("queue positions do not settle"));
                             }
                             pos = self.next(pos);
                             continue;
