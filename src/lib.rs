@@ -19,6 +19,8 @@
 //! | `Barrier(n, action, timeout)` | [`Barrier`]                   |
 //! | `Pipe()`, `Pipe(False)`   | [`Pipe::anonymous`], [`Pipe::anonymous_simplex`], [`Pipe::create`] |
 //! | `Connection`               | [`Connection`] (over [`SpscRing`]) |
+//! | `Queue(maxsize)`           | [`Queue`] (MPMC, fixed-size slots) |
+//! | `JoinableQueue(maxsize)`   | [`JoinableQueue`]                |
 //!
 //! ## Layers
 //!
@@ -86,12 +88,29 @@ pub use handle::{
     LockGuard, RLock, Semaphore, SharedLock, Value, ValueGuard,
 };
 #[cfg(not(loom))]
-pub use handle::{Borrowed, Connection, End, Pipe, Reservation, WaitPolicy};
+pub use handle::{Connection, End, Pipe, WaitPolicy};
+pub use handle::{JoinableQueue, Queue};
 pub use plain::{type_tag, Plain};
+pub use raw::MpmcRing;
 pub use raw::{
     Acquire, LockError, LockResult, MutexKind, OwnerDied, RawBarrier, RawCondvar, RawEvent,
     RawMutex, RawMutexGuard, RawSemaphore, SpscRing,
 };
+
+/// The zero-copy guards of a [`Connection`]: a [`Reservation`](pipe::Reservation)
+/// being filled in the ring, a [`Borrowed`](pipe::Borrowed) message being read
+/// in place.
+#[cfg(not(loom))]
+pub mod pipe {
+    pub use crate::handle::pipe::{Borrowed, Reservation};
+}
+
+/// The zero-copy guards of a [`Queue`]: a reserved slot being filled
+/// ([`Reservation`](queue::Reservation)), a received slot being read in place
+/// ([`Borrowed`](queue::Borrowed)).
+pub mod queue {
+    pub use crate::handle::queue::{Borrowed, Reservation};
+}
 pub use segment::{Options, Segment};
 
 /// Entry points for the fuzz targets: open arbitrary bytes as each kind of
@@ -257,5 +276,35 @@ pub mod __fuzz {
             c.close();
         }
         ok
+    }
+
+    /// Opens `bytes` as a `Queue` and as a `JoinableQueue` segment and runs
+    /// a few non-blocking operations on whatever opens.
+    pub fn open_queue(bytes: &[u8]) -> usize {
+        let mut ok = 0;
+        if let Ok(seg) = attach(bytes, Kind::Queue, Fingerprint::NONE) {
+            if let Ok(q) = Queue::__attach(seg) {
+                let _ = q.try_send_bytes(b"fuzz");
+                let _ = q.try_recv_bytes();
+                let _ = q.len();
+                ok += 1;
+            }
+        }
+        if let Ok(seg) = attach(bytes, Kind::JoinableQueue, Fingerprint::NONE) {
+            if let Ok(q) = JoinableQueue::__attach(seg) {
+                let _ = q.try_send_bytes(b"fuzz");
+                let _ = q.try_recv_bytes();
+                let _ = q.task_done();
+                let _ = q.join_timeout(Duration::ZERO);
+                ok += 1;
+            }
+        }
+        ok
+    }
+
+    /// Bytes as `MpmcRing` memory (garbage, or a valid ring with garbage
+    /// control words), then a bounded run of operations.
+    pub fn mpmc_garbage(bytes: &[u8]) {
+        crate::raw::mpmc::__fuzz_garbage(bytes)
     }
 }

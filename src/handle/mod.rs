@@ -10,7 +10,8 @@ mod guarded;
 mod lock;
 mod object;
 #[cfg(not(loom))]
-mod pipe;
+pub(crate) mod pipe;
+pub(crate) mod queue;
 mod semaphore;
 mod value;
 
@@ -21,6 +22,7 @@ pub use condition::Condition;
 pub use event::Event;
 pub use lock::{Lock, LockGuard, RLock, SharedLock};
 #[cfg(not(loom))]
-pub use pipe::{Borrowed, Connection, End, Pipe, Reservation, WaitPolicy};
+pub use pipe::{Connection, End, Pipe, WaitPolicy};
+pub use queue::{JoinableQueue, Queue};
 pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use value::{Value, ValueGuard};

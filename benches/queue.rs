@@ -1,0 +1,607 @@
+//! Queue benchmarks: shmprim's `Queue` between processes (1P1C, 2P1C,
+//! 1P2C, 2P2C; 8 B, 64 B and 1 KiB messages) beside crossbeam's
+//! `ArrayQueue` between threads and a lock-guarded ring in shared memory
+//! (the `Mutex<VecDeque>` a C program would write: shmprim's robust `Lock`
+//! around a ring of slots in a segment, yielding while full or empty), and,
+//! when `python3` is on the path, Python's `multiprocessing.Queue`.
+//!
+//! Run with `cargo bench --bench queue` (about a minute on two vCPUs), or
+//! `cargo bench --bench queue -- --quick` for a smoke run. Plain std
+//! timing; every figure is the median of several runs, and the runs of
+//! the three queues are interleaved so that drift in the machine's speed
+//! hits them alike.
+//!
+//! Process runs `fork` the bench process itself; they happen while it has a
+//! single thread (checked): thread runs join their threads before the next
+//! fork. Everything lives in anonymous shared mappings: nothing is left in
+//! `/dev/shm`.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use shmprim::{Error, Lock, Queue, Segment};
+
+/// Iteration counts for one invocation.
+struct Plan {
+    runs: usize,
+    /// Messages each producer sends per run.
+    per_producer: u64,
+    /// Messages Python's queue carries (it is ~100x slower).
+    python_msgs: u64,
+}
+
+const FULL: Plan = Plan {
+    runs: 5,
+    per_producer: 1_000_000,
+    python_msgs: 100_000,
+};
+
+const QUICK: Plan = Plan {
+    runs: 3,
+    per_producer: 20_000,
+    python_msgs: 10_000,
+};
+
+/// Slots in every queue.
+const CAPACITY: usize = 1024;
+const CHILD_DEADLINE: Duration = Duration::from_secs(120);
+
+// ---------------------------------------------------------------------------
+// Processes and the start line.
+
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Shared by the workers of one run: they start together; each records
+/// when it ended; the last producer to finish closes the queue.
+#[repr(C)]
+struct StartLine {
+    ready: AtomicU32,
+    go: AtomicU32,
+    producers_left: AtomicU32,
+    closed: AtomicU32,
+    received: AtomicU64,
+    checksum: AtomicU64,
+    end_ns: [AtomicU64; 8],
+}
+
+impl StartLine {
+    fn reset(&self, producers: u32) {
+        self.ready.store(0, Ordering::SeqCst);
+        self.go.store(0, Ordering::SeqCst);
+        self.producers_left.store(producers, Ordering::SeqCst);
+        self.closed.store(0, Ordering::SeqCst);
+        self.received.store(0, Ordering::SeqCst);
+        self.checksum.store(0, Ordering::SeqCst);
+        for e in &self.end_ns {
+            e.store(0, Ordering::SeqCst);
+        }
+    }
+
+    fn run(&self, worker: usize, body: impl FnOnce()) {
+        self.ready.fetch_add(1, Ordering::SeqCst);
+        while self.go.load(Ordering::Acquire) == 0 {
+            std::thread::yield_now();
+        }
+        body();
+        self.end_ns[worker].store(mono_ns(), Ordering::SeqCst);
+    }
+
+    fn start(&self, n: u32) -> u64 {
+        let deadline = Instant::now() + CHILD_DEADLINE;
+        while self.ready.load(Ordering::SeqCst) < n {
+            assert!(Instant::now() < deadline, "workers never became ready");
+            std::thread::yield_now();
+        }
+        let t0 = mono_ns();
+        self.go.store(1, Ordering::Release);
+        t0
+    }
+
+    fn elapsed_since(&self, t0: u64) -> u64 {
+        let end = self
+            .end_ns
+            .iter()
+            .map(|e| e.load(Ordering::SeqCst))
+            .max()
+            .unwrap_or(0);
+        assert!(end >= t0, "a worker did not record its end");
+        end - t0
+    }
+
+    /// Producer side: true for the last producer to finish.
+    fn producer_done(&self) -> bool {
+        self.producers_left.fetch_sub(1, Ordering::SeqCst) == 1
+    }
+}
+
+fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .map(|n| n.trim() == "1")
+        })
+        .unwrap_or(true)
+}
+
+fn fork_child(body: impl FnOnce()) -> libc::pid_t {
+    assert!(
+        single_threaded(),
+        "fork from a multi-threaded bench process"
+    );
+    // SAFETY: the process is single-threaded (checked above), so the child
+    // is a full copy in a consistent state and may run ordinary Rust code.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+            Ok(()) => 0,
+            Err(_) => 101,
+        };
+        // SAFETY: `_exit` ends the child at once without running the
+        // parent's destructors (which would unmap what the parent uses).
+        unsafe { libc::_exit(code) };
+    }
+    pid
+}
+
+fn wait_child(pid: libc::pid_t, deadline: Instant) {
+    loop {
+        let mut status = 0;
+        // SAFETY: `pid` is our child; `status` is a valid int to fill.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "bench child {pid} failed (wait status {status:#x})"
+            );
+            return;
+        }
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "waitpid: {e}");
+            continue;
+        }
+        if Instant::now() > deadline {
+            // SAFETY: `pid` is our child and has not been reaped yet.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // SAFETY: as above; reaps the killed child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            panic!("bench child {pid} hung and was killed");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A `StartLine` in an anonymous shared mapping.
+fn start_line() -> &'static StartLine {
+    // SAFETY: a fresh anonymous shared mapping, never unmapped (the bench
+    // keeps it for its whole life), checked against MAP_FAILED; all-zero
+    // atomics are valid.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            std::mem::size_of::<StartLine>(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert!(p != libc::MAP_FAILED, "mmap");
+        &*p.cast::<StartLine>()
+    }
+}
+
+/// Runs `p` producer and `c` consumer processes; messages per second.
+fn processes(
+    line: &StartLine,
+    p: usize,
+    c: usize,
+    per: u64,
+    producer: impl Fn(&StartLine) + Copy,
+    consumer: impl Fn(&StartLine) + Copy,
+) -> f64 {
+    line.reset(p as u32);
+    let mut pids = Vec::new();
+    for w in 0..p {
+        pids.push(fork_child(move || line.run(w, || producer(line))));
+    }
+    for w in 0..c {
+        pids.push(fork_child(move || line.run(p + w, || consumer(line))));
+    }
+    let t0 = line.start((p + c) as u32);
+    let deadline = Instant::now() + CHILD_DEADLINE;
+    for pid in pids {
+        wait_child(pid, deadline);
+    }
+    let total = p as u64 * per;
+    assert_eq!(line.received.load(Ordering::SeqCst), total, "messages lost");
+    check_sum(line, p, per);
+    total as f64 * 1e9 / line.elapsed_since(t0) as f64
+}
+
+fn check_sum(line: &StartLine, p: usize, per: u64) {
+    let want = p as u64 * (per * (per - 1) / 2);
+    assert_eq!(line.checksum.load(Ordering::SeqCst), want, "checksum");
+}
+
+/// Fills `buf` with message `i` (its first 8 bytes, or fewer, carry `i`).
+fn stamp(buf: &mut [u8], i: u64) {
+    let n = buf.len().min(8);
+    buf[..n].copy_from_slice(&i.to_le_bytes()[..n]);
+}
+
+fn read_stamp(buf: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = buf.len().min(8);
+    b[..n].copy_from_slice(&buf[..n]);
+    u64::from_le_bytes(b)
+}
+
+// ---------------------------------------------------------------------------
+// shmprim's Queue between processes.
+
+fn shm_run(line: &StartLine, q: &Queue, p: usize, c: usize, size: usize, per: u64) -> f64 {
+    let producer = |line: &StartLine| {
+        let mut buf = vec![0u8; size];
+        for i in 0..per {
+            stamp(&mut buf, i);
+            q.send_bytes(&buf).unwrap();
+        }
+        if line.producer_done() {
+            q.close();
+        }
+    };
+    let consumer = |line: &StartLine| {
+        let mut buf = vec![0u8; size];
+        let (mut n, mut sum) = (0u64, 0u64);
+        loop {
+            match q.recv_bytes_into(&mut buf) {
+                Ok(len) => {
+                    n += 1;
+                    sum = sum.wrapping_add(read_stamp(&buf[..len]));
+                }
+                Err(Error::Closed) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        line.received.fetch_add(n, Ordering::SeqCst);
+        line.checksum.fetch_add(sum, Ordering::SeqCst);
+    };
+    processes(line, p, c, per, producer, consumer)
+}
+
+// ---------------------------------------------------------------------------
+// A lock-guarded ring in shared memory (the `Mutex<VecDeque>` baseline).
+
+/// `head`, `tail`, `closed` (u64 each), then `CAPACITY` slots of
+/// `8 + size` bytes (length, payload), all under one robust `Lock`.
+struct LockedRing {
+    lock: Lock,
+    seg: Segment,
+    size: usize,
+}
+
+impl LockedRing {
+    fn new(size: usize) -> LockedRing {
+        LockedRing {
+            lock: Lock::anonymous().unwrap(),
+            seg: Segment::anonymous(24 + CAPACITY * (8 + size)).unwrap(),
+            size,
+        }
+    }
+
+    fn word(&self, i: usize) -> *mut u64 {
+        // SAFETY: the three header words lie inside the segment.
+        unsafe { self.seg.data_ptr().cast::<u64>().add(i) }
+    }
+
+    fn slot(&self, i: u64) -> *mut u8 {
+        let i = (i % CAPACITY as u64) as usize;
+        // SAFETY: slot `i < CAPACITY` lies inside the segment.
+        unsafe { self.seg.data_ptr().add(24 + i * (8 + self.size)) }
+    }
+
+    fn send(&self, bytes: &[u8]) {
+        loop {
+            {
+                let _g = self.lock.lock().unwrap();
+                // SAFETY: the lock gives this process exclusive access to
+                // the ring's words and slots; everything is in bounds.
+                unsafe {
+                    let (head, tail) = (*self.word(0), *self.word(1));
+                    if tail - head < CAPACITY as u64 {
+                        let s = self.slot(tail);
+                        s.cast::<u64>().write_unaligned(bytes.len() as u64);
+                        std::ptr::copy_nonoverlapping(bytes.as_ptr(), s.add(8), bytes.len());
+                        *self.word(1) = tail + 1;
+                        return;
+                    }
+                }
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// The next message's length, or `None` once closed and drained.
+    fn recv(&self, buf: &mut [u8]) -> Option<usize> {
+        loop {
+            {
+                let _g = self.lock.lock().unwrap();
+                // SAFETY: as in `send`.
+                unsafe {
+                    let (head, tail) = (*self.word(0), *self.word(1));
+                    if head < tail {
+                        let s = self.slot(head);
+                        let n = s.cast::<u64>().read_unaligned() as usize;
+                        std::ptr::copy_nonoverlapping(s.add(8), buf.as_mut_ptr(), n);
+                        *self.word(0) = head + 1;
+                        return Some(n);
+                    }
+                    if *self.word(2) != 0 {
+                        return None;
+                    }
+                }
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    fn close(&self) {
+        let _g = self.lock.lock().unwrap();
+        // SAFETY: as in `send`.
+        unsafe { *self.word(2) = 1 };
+    }
+
+    fn reset(&self) {
+        let _g = self.lock.lock().unwrap();
+        // SAFETY: as in `send`.
+        unsafe {
+            for i in 0..3 {
+                *self.word(i) = 0;
+            }
+        }
+    }
+}
+
+fn locked_run(line: &StartLine, r: &LockedRing, p: usize, c: usize, per: u64) -> f64 {
+    r.reset();
+    let size = r.size;
+    let producer = |line: &StartLine| {
+        let mut buf = vec![0u8; size];
+        for i in 0..per {
+            stamp(&mut buf, i);
+            r.send(&buf);
+        }
+        if line.producer_done() {
+            r.close();
+        }
+    };
+    let consumer = |line: &StartLine| {
+        let mut buf = vec![0u8; size];
+        let (mut n, mut sum) = (0u64, 0u64);
+        while let Some(len) = r.recv(&mut buf) {
+            n += 1;
+            sum = sum.wrapping_add(read_stamp(&buf[..len]));
+        }
+        line.received.fetch_add(n, Ordering::SeqCst);
+        line.checksum.fetch_add(sum, Ordering::SeqCst);
+    };
+    processes(line, p, c, per, producer, consumer)
+}
+
+// ---------------------------------------------------------------------------
+// crossbeam's ArrayQueue between threads.
+
+fn wait_a_little(spins: &mut u32) {
+    if *spins < 6 {
+        for _ in 0..1 << *spins {
+            std::hint::spin_loop();
+        }
+        *spins += 1;
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+fn crossbeam_run<const S: usize>(p: usize, c: usize, per: u64) -> f64 {
+    let q = ArrayQueue::<[u8; S]>::new(CAPACITY);
+    let left = AtomicU32::new(p as u32);
+    let done = AtomicBool::new(false);
+    let received = AtomicU64::new(0);
+    let checksum = AtomicU64::new(0);
+    let ready = AtomicU32::new(0);
+    let go = AtomicBool::new(false);
+    let (t0, t1) = std::thread::scope(|s| {
+        let mut hs = Vec::new();
+        for _ in 0..p {
+            hs.push(s.spawn(|| {
+                ready.fetch_add(1, Ordering::SeqCst);
+                while !go.load(Ordering::Acquire) {
+                    std::hint::spin_loop();
+                }
+                let mut buf = [0u8; S];
+                for i in 0..per {
+                    stamp(&mut buf, i);
+                    let mut spins = 0;
+                    let mut m = buf;
+                    while let Err(back) = q.push(m) {
+                        m = back;
+                        wait_a_little(&mut spins);
+                    }
+                }
+                if left.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    done.store(true, Ordering::SeqCst);
+                }
+                mono_ns()
+            }));
+        }
+        for _ in 0..c {
+            hs.push(s.spawn(|| {
+                ready.fetch_add(1, Ordering::SeqCst);
+                while !go.load(Ordering::Acquire) {
+                    std::hint::spin_loop();
+                }
+                let (mut n, mut sum) = (0u64, 0u64);
+                let mut spins = 0;
+                loop {
+                    match q.pop() {
+                        Some(m) => {
+                            n += 1;
+                            sum = sum.wrapping_add(read_stamp(&black_box(m)));
+                            spins = 0;
+                        }
+                        None if done.load(Ordering::SeqCst) && q.is_empty() => break,
+                        None => wait_a_little(&mut spins),
+                    }
+                }
+                received.fetch_add(n, Ordering::SeqCst);
+                checksum.fetch_add(sum, Ordering::SeqCst);
+                mono_ns()
+            }));
+        }
+        while ready.load(Ordering::SeqCst) < (p + c) as u32 {
+            std::thread::yield_now();
+        }
+        let t0 = mono_ns();
+        go.store(true, Ordering::Release);
+        let t1 = hs.into_iter().map(|h| h.join().unwrap()).max().unwrap();
+        (t0, t1)
+    });
+    let total = p as u64 * per;
+    assert_eq!(received.load(Ordering::SeqCst), total);
+    assert_eq!(
+        checksum.load(Ordering::SeqCst),
+        p as u64 * (per * (per - 1) / 2)
+    );
+    total as f64 * 1e9 / (t1 - t0) as f64
+}
+
+fn crossbeam_sized(size: usize, p: usize, c: usize, per: u64) -> f64 {
+    match size {
+        8 => crossbeam_run::<8>(p, c, per),
+        64 => crossbeam_run::<64>(p, c, per),
+        1024 => crossbeam_run::<1024>(p, c, per),
+        _ => unreachable!("sizes are 8, 64, 1024"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Python's multiprocessing.Queue (1P1C, 64 B), if python3 is there.
+
+const PY: &str = r#"
+import multiprocessing as mp, sys, time
+N = int(sys.argv[1])
+def producer(q):
+    m = b"x" * 64
+    for _ in range(N):
+        q.put(m)
+    q.put(None)
+if __name__ == "__main__":
+    q = mp.Queue(1024)
+    p = mp.Process(target=producer, args=(q,))
+    t = time.monotonic()
+    p.start()
+    n = 0
+    while q.get() is not None:
+        n += 1
+    dt = time.monotonic() - t
+    p.join()
+    assert n == N
+    print(N / dt)
+"#;
+
+fn python_rate(msgs: u64) -> Option<f64> {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(PY)
+        .arg(msgs.to_string())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+// ---------------------------------------------------------------------------
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let plan = if quick { &QUICK } else { &FULL };
+    let line = start_line();
+    println!(
+        "queue bench ({} mode): messages/s, median of {} runs, capacity {CAPACITY}, {} msgs per producer",
+        if quick { "quick" } else { "full" },
+        plan.runs,
+        plan.per_producer
+    );
+    println!(
+        "{:<6} {:>6} | {:>12} {:>12} {:>12} | {:>9} {:>9}",
+        "shape", "size", "shm Queue", "ArrayQueue", "locked ring", "/ArrayQ", "/locked"
+    );
+    println!(
+        "{:<6} {:>6} | {:>12} {:>12} {:>12} |",
+        "", "", "(procs)", "(threads)", "(procs)"
+    );
+    let mut one_one_64 = None;
+    for &size in &[8usize, 64, 1024] {
+        let locked = LockedRing::new(size);
+        for &(p, c) in &[(1usize, 1usize), (2, 1), (1, 2), (2, 2)] {
+            let (mut a, mut b, mut l) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..plan.runs {
+                // A fresh queue per run: each run ends by closing it.
+                let q = Queue::anonymous(CAPACITY, size).unwrap();
+                a.push(shm_run(line, &q, p, c, size, plan.per_producer));
+                b.push(crossbeam_sized(size, p, c, plan.per_producer));
+                l.push(locked_run(line, &locked, p, c, plan.per_producer));
+            }
+            let (a, b, l) = (median(&mut a), median(&mut b), median(&mut l));
+            if (p, c, size) == (1, 1, 64) {
+                one_one_64 = Some(a);
+            }
+            println!(
+                "{:<6} {:>5}B | {:>10.2}M {:>10.2}M {:>10.2}M | {:>8.2}x {:>8.2}x",
+                format!("{p}P{c}C"),
+                size,
+                a / 1e6,
+                b / 1e6,
+                l / 1e6,
+                a / b,
+                a / l
+            );
+        }
+    }
+    match python_rate(plan.python_msgs) {
+        Some(py) => {
+            let ours = one_one_64.unwrap_or(f64::NAN);
+            println!(
+                "python multiprocessing.Queue 1P1C 64B: {:.3}M msgs/s; shm Queue is {:.1}x",
+                py / 1e6,
+                ours / py
+            );
+        }
+        None => println!("python multiprocessing.Queue: skipped (python3 not found or failed)"),
+    }
+}

@@ -1,0 +1,742 @@
+//! `Queue` and `JoinableQueue`: many producers, many consumers, over an
+//! [`MpmcRing`] in a shared-memory segment.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::raw::mpmc::{MpmcRef, MpmcRing, SlotRef, FLAG_JOINABLE};
+use crate::segment::header::Spec;
+use crate::segment::{Fingerprint, Kind, Options, Place, Segment};
+use crate::sys::clock::Deadline;
+use crate::{Error, Plain, Result};
+
+fn spec(kind: Kind, capacity: usize, slot_size: usize) -> Result<Spec> {
+    Ok(Spec {
+        kind,
+        fingerprint: Fingerprint::NONE,
+        len: slot_size as u64,
+        capacity: capacity as u64,
+        object_size: MpmcRing::bytes_for(capacity, slot_size)? as u64,
+        object_align: 64,
+    })
+}
+
+fn flags(kind: Kind) -> u32 {
+    if kind == Kind::JoinableQueue {
+        FLAG_JOINABLE
+    } else {
+        0
+    }
+}
+
+/// A bounded multi-producer, multi-consumer message queue in shared memory:
+/// Python's `multiprocessing.Queue`, with no pickling, no feeder thread and
+/// no system call while nobody has to sleep.
+///
+/// A queue holds `capacity` messages of up to `slot_size` bytes each, both
+/// fixed at creation. Any number of processes (and threads: the handle is
+/// `Send + Sync + Clone`) may send and receive. Messages from one producer
+/// arrive in the order it sent them; every message is received exactly
+/// once.
+///
+/// | Python                       | shmprim                                   |
+/// |------------------------------|-------------------------------------------|
+/// | `q = Queue(maxsize)`         | [`Queue::create`] / [`Queue::anonymous`]  |
+/// | `q.put(obj)`                 | [`send_bytes`](Queue::send_bytes), [`send`](Queue::send), `send_obj` |
+/// | `q.put(obj, timeout=t)`      | [`send_bytes_timeout`](Queue::send_bytes_timeout) |
+/// | `q.put_nowait(obj)`          | [`try_send_bytes`](Queue::try_send_bytes) ([`Error::Full`]) |
+/// | `q.get()`                    | [`recv_bytes`](Queue::recv_bytes), [`recv_bytes_into`](Queue::recv_bytes_into), [`recv`](Queue::recv), `recv_obj` |
+/// | `q.get(timeout=t)`           | [`recv_bytes_timeout`](Queue::recv_bytes_timeout) |
+/// | `q.get_nowait()`             | [`try_recv_bytes`](Queue::try_recv_bytes) ([`Error::Empty`]) |
+/// | `q.qsize()`                  | [`len`](Queue::len) (approximate)          |
+/// | `q.empty()` / `q.full()`     | [`is_empty`](Queue::is_empty) / [`is_full`](Queue::is_full) |
+/// | `q.close()`                  | [`close`](Queue::close)                    |
+///
+/// ## Closing
+///
+/// [`close`](Queue::close) is global: it marks the queue closed for every
+/// process. Later sends fail with [`Error::Closed`]; receivers first drain
+/// the committed messages, then get [`Error::Closed`] (not
+/// `Disconnected`: a queue has no single peer whose loss could be
+/// reported, and closing is an explicit act). Every sleeper wakes.
+///
+/// ## Dead processes
+///
+/// A process killed while blocked in a send or a receive holds nothing:
+/// the others keep working. A consumer killed while holding a
+/// [`Borrowed`] message loses that message, and a producer killed between
+/// [`reserve`](Queue::reserve) and commit stops consumers at its slot;
+/// both windows are short, and detecting them is future work (see
+/// [`MpmcRing`]).
+///
+/// ```
+/// use shmprim::Queue;
+/// let q = Queue::anonymous(16, 64).unwrap();
+/// q.send_bytes(b"hello").unwrap();
+/// assert_eq!(q.recv_bytes().unwrap(), b"hello");
+/// ```
+#[derive(Clone)]
+pub struct Queue {
+    seg: Arc<Segment>,
+    ring: MpmcRef,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("capacity", &self.capacity())
+            .field("slot_size", &self.slot_size())
+            .field("len", &self.len())
+            .field("closed", &self.is_closed())
+            .field("segment", &self.seg)
+            .finish()
+    }
+}
+
+impl Queue {
+    fn make(
+        kind: Kind,
+        place: Place<'_>,
+        capacity: usize,
+        slot_size: usize,
+        opts: &Options,
+    ) -> Result<Self> {
+        let spec = spec(kind, capacity, slot_size)?;
+        let init = |p: *mut u8| {
+            // SAFETY: `p` is the 64-aligned object start of a fresh,
+            // unpublished segment with `bytes_for` bytes of room.
+            unsafe { MpmcRing::init(p, capacity, slot_size, flags(kind)) }
+        };
+        let seg = Segment::create_object(place, &spec, opts, None, init)?;
+        Self::checked(kind, seg)
+    }
+
+    fn open_kind(kind: Kind, name: &str, opts: &Options) -> Result<Self> {
+        // Capacity and slot size come from the header; the object size is
+        // checked against them in `checked`.
+        let spec = spec(kind, 1, 0)?;
+        Self::checked(kind, Segment::open_object(name, &spec, opts)?)
+    }
+
+    fn open_or_create_kind(
+        kind: Kind,
+        name: &str,
+        capacity: usize,
+        slot_size: usize,
+        opts: &Options,
+    ) -> Result<Self> {
+        let spec = spec(kind, capacity, slot_size)?;
+        let init = |p: *mut u8| {
+            // SAFETY: as in `make`.
+            unsafe { MpmcRing::init(p, capacity, slot_size, flags(kind)) }
+        };
+        let seg = Segment::open_or_create_object(name, &spec, opts, None, init)?;
+        Self::checked(kind, seg)
+    }
+
+    /// Validates the ring in `seg` against its header and this kind.
+    fn checked(kind: Kind, seg: Segment) -> Result<Self> {
+        let info = seg.info();
+        let (cap, slot) = (info.capacity, info.len);
+        let want = usize::try_from(cap)
+            .ok()
+            .zip(usize::try_from(slot).ok())
+            .and_then(|(c, s)| MpmcRing::bytes_for(c, s).ok())
+            .ok_or(Error::Corrupt("queue parameters out of range"))?;
+        if info.object_size != want as u64 || seg.data_len() < want {
+            return Err(Error::Corrupt(
+                "queue object size does not match its parameters",
+            ));
+        }
+        // SAFETY: the object is `data_len` bytes at a 64-aligned offset of a
+        // mapping that `seg` keeps alive as long as the handle (which owns
+        // both); its bytes are only reached through atomics and the slot
+        // protocol.
+        let ring = unsafe { MpmcRing::attach(seg.data_ptr(), seg.data_len())? };
+        if ring.capacity() as u64 != cap || ring.slot_size() as u64 != slot {
+            return Err(Error::Corrupt("queue ring differs from its header"));
+        }
+        if ring.is_joinable() != (kind == Kind::JoinableQueue) {
+            return Err(Error::Corrupt("queue ring flags differ from its kind"));
+        }
+        Ok(Queue {
+            seg: Arc::new(seg),
+            ring,
+        })
+    }
+
+    /// Creates a queue under `name` holding up to `capacity` messages of up
+    /// to `slot_size` bytes each. Any capacity from 1 to 2^32 - 1 works.
+    pub fn create(name: &str, capacity: usize, slot_size: usize) -> Result<Self> {
+        Self::create_with(name, capacity, slot_size, &Options::default())
+    }
+
+    /// [`Queue::create`] with options.
+    pub fn create_with(
+        name: &str,
+        capacity: usize,
+        slot_size: usize,
+        opts: &Options,
+    ) -> Result<Self> {
+        Self::make(Kind::Queue, Place::Named(name), capacity, slot_size, opts)
+    }
+
+    /// Opens the queue `name`; its capacity and slot size are the
+    /// creator's.
+    pub fn open(name: &str) -> Result<Self> {
+        Self::open_with(name, &Options::default())
+    }
+
+    /// [`Queue::open`] with options.
+    pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
+        Self::open_kind(Kind::Queue, name, opts)
+    }
+
+    /// Opens `name`, or creates it with `capacity` and `slot_size`. An
+    /// existing queue keeps its own parameters: check
+    /// [`capacity`](Self::capacity) and [`slot_size`](Self::slot_size)
+    /// if they matter.
+    pub fn open_or_create(name: &str, capacity: usize, slot_size: usize) -> Result<Self> {
+        Self::open_or_create_kind(Kind::Queue, name, capacity, slot_size, &Options::default())
+    }
+
+    /// An unnamed queue, shared with children forked afterwards.
+    pub fn anonymous(capacity: usize, slot_size: usize) -> Result<Self> {
+        Self::make(
+            Kind::Queue,
+            Place::Anonymous,
+            capacity,
+            slot_size,
+            &Options::default(),
+        )
+    }
+
+    /// Opens a queue in an already opened segment (fuzz targets).
+    #[cfg(fuzzing)]
+    pub fn __attach(seg: Segment) -> Result<Self> {
+        Self::checked(Kind::Queue, seg)
+    }
+
+    /// Test hook: moves the positions of a fresh, unused queue close to
+    /// the 2^64 wrap.
+    #[doc(hidden)]
+    pub fn __start_positions_at(&self, pos: u64) {
+        self.ring.__start_positions_at(pos)
+    }
+
+    /// The segment it lives in.
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// How many messages it holds at most.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+
+    /// The largest message, in bytes.
+    pub fn slot_size(&self) -> usize {
+        self.ring.slot_size()
+    }
+
+    /// Messages in the queue (Python's `qsize`): approximate while others
+    /// send and receive; counts reserved and borrowed slots too.
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Whether the queue looks empty (approximate, as [`len`](Self::len)).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue looks full (approximate, as [`len`](Self::len)).
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// Closes the queue for every process: later sends fail with
+    /// [`Error::Closed`]; receivers drain what was committed, then get
+    /// [`Error::Closed`]. Wakes every sleeper.
+    pub fn close(&self) {
+        self.ring.close()
+    }
+
+    /// Whether anyone closed the queue.
+    pub fn is_closed(&self) -> bool {
+        self.ring.is_closed()
+    }
+
+    fn too_large(&self, len: usize) -> Result<()> {
+        if len > self.slot_size() {
+            Err(Error::MessageTooLarge {
+                size: len,
+                max: self.slot_size(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    fn reserve_until(&self, len: usize, until: Option<Deadline>) -> Result<Reservation<'_>> {
+        self.too_large(len)?;
+        let slot = self.ring.reserve_until(until)?;
+        Ok(Reservation {
+            q: self,
+            slot,
+            len,
+            done: false,
+        })
+    }
+
+    /// Reserves a slot for a message of `len` bytes, waiting for room:
+    /// fill it through the returned [`Reservation`] and
+    /// [`commit`](Reservation::commit) it. Dropped uncommitted, nothing is
+    /// sent. [`Error::MessageTooLarge`] at once above the slot size.
+    pub fn reserve(&self, len: usize) -> Result<Reservation<'_>> {
+        self.reserve_until(len, None)
+    }
+
+    /// [`reserve`](Self::reserve) without waiting: [`Error::Full`].
+    pub fn try_reserve(&self, len: usize) -> Result<Reservation<'_>> {
+        self.reserve_until(len, Some(Deadline::PASSED))
+            .map_err(full_for_timeout)
+    }
+
+    /// [`reserve`](Self::reserve), waiting at most `timeout`
+    /// ([`Error::Timeout`]).
+    pub fn reserve_timeout(&self, len: usize, timeout: Duration) -> Result<Reservation<'_>> {
+        self.reserve_until(len, Some(Deadline::after(timeout)))
+    }
+
+    fn send_until(&self, bytes: &[u8], until: Option<Deadline>) -> Result<()> {
+        let mut r = self.reserve_until(bytes.len(), until)?;
+        r.copy_from_slice(bytes);
+        r.commit();
+        Ok(())
+    }
+
+    /// Sends `bytes` (Python's `put`), waiting while the queue is full.
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
+        self.send_until(bytes, None)
+    }
+
+    /// Sends without waiting (`put_nowait`): [`Error::Full`] if there is no
+    /// room.
+    pub fn try_send_bytes(&self, bytes: &[u8]) -> Result<()> {
+        self.send_until(bytes, Some(Deadline::PASSED))
+            .map_err(full_for_timeout)
+    }
+
+    /// Sends, waiting at most `timeout` for room ([`Error::Timeout`]).
+    pub fn send_bytes_timeout(&self, bytes: &[u8], timeout: Duration) -> Result<()> {
+        self.send_until(bytes, Some(Deadline::after(timeout)))
+    }
+
+    fn send_plain_until<T: Plain>(&self, v: &T, until: Option<Deadline>) -> Result<()> {
+        let n = std::mem::size_of::<T>();
+        let r = self.reserve_until(n, until)?;
+        // SAFETY: the slot is ours and holds at least `n` bytes (checked
+        // by `reserve_until`); a raw byte copy of a `Plain` value (padding
+        // included) is allowed; the regions do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping((v as *const T).cast::<u8>(), r.ptr(), n);
+        }
+        r.commit();
+        Ok(())
+    }
+
+    /// Sends a plain value as `size_of::<T>()` bytes, waiting for room.
+    pub fn send<T: Plain>(&self, v: &T) -> Result<()> {
+        self.send_plain_until(v, None)
+    }
+
+    /// [`send`](Self::send) without waiting ([`Error::Full`]).
+    pub fn try_send<T: Plain>(&self, v: &T) -> Result<()> {
+        self.send_plain_until(v, Some(Deadline::PASSED))
+            .map_err(full_for_timeout)
+    }
+
+    /// [`send`](Self::send), waiting at most `timeout`.
+    pub fn send_timeout<T: Plain>(&self, v: &T, timeout: Duration) -> Result<()> {
+        self.send_plain_until(v, Some(Deadline::after(timeout)))
+    }
+
+    fn recv_in_place_until(
+        &self,
+        until: Option<Deadline>,
+        check: impl FnMut(usize) -> Result<()>,
+    ) -> Result<Borrowed<'_>> {
+        let slot = self.ring.claim_until(until, check)?;
+        Ok(Borrowed { q: self, slot })
+    }
+
+    /// Borrows the next message in place, waiting for one: read it through
+    /// the returned [`Borrowed`]; dropping it frees the slot. A consumer
+    /// that dies holding it loses the message.
+    pub fn recv_in_place(&self) -> Result<Borrowed<'_>> {
+        self.recv_in_place_until(None, |_| Ok(()))
+    }
+
+    /// [`recv_in_place`](Self::recv_in_place) without waiting
+    /// ([`Error::Empty`]).
+    pub fn try_recv_in_place(&self) -> Result<Borrowed<'_>> {
+        self.recv_in_place_until(Some(Deadline::PASSED), |_| Ok(()))
+            .map_err(empty_for_timeout)
+    }
+
+    /// [`recv_in_place`](Self::recv_in_place), waiting at most `timeout`.
+    pub fn recv_in_place_timeout(&self, timeout: Duration) -> Result<Borrowed<'_>> {
+        self.recv_in_place_until(Some(Deadline::after(timeout)), |_| Ok(()))
+    }
+
+    /// Receives the next message (Python's `get`), waiting for one.
+    pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+        Ok(self.recv_in_place()?.to_vec())
+    }
+
+    /// [`recv_bytes`](Self::recv_bytes) without waiting ([`Error::Empty`]).
+    pub fn try_recv_bytes(&self) -> Result<Vec<u8>> {
+        Ok(self.try_recv_in_place()?.to_vec())
+    }
+
+    /// [`recv_bytes`](Self::recv_bytes), waiting at most `timeout`.
+    pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
+        Ok(self.recv_in_place_timeout(timeout)?.to_vec())
+    }
+
+    fn recv_into_until(&self, buf: &mut [u8], until: Option<Deadline>) -> Result<usize> {
+        let cap = buf.len();
+        let b = self.recv_in_place_until(until, |n| {
+            if n > cap {
+                Err(Error::BufferTooShort { needed: n })
+            } else {
+                Ok(())
+            }
+        })?;
+        buf[..b.len()].copy_from_slice(&b);
+        Ok(b.len())
+    }
+
+    /// Receives the next message into `buf`, waiting for one; returns its
+    /// length. [`Error::BufferTooShort`] leaves the message in the queue.
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
+        self.recv_into_until(buf, None)
+    }
+
+    /// [`recv_bytes_into`](Self::recv_bytes_into) without waiting.
+    pub fn try_recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
+        self.recv_into_until(buf, Some(Deadline::PASSED))
+            .map_err(empty_for_timeout)
+    }
+
+    /// [`recv_bytes_into`](Self::recv_bytes_into), waiting at most
+    /// `timeout`.
+    pub fn recv_bytes_into_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        self.recv_into_until(buf, Some(Deadline::after(timeout)))
+    }
+
+    fn recv_plain_until<T: Plain>(&self, until: Option<Deadline>) -> Result<T> {
+        let want = std::mem::size_of::<T>();
+        let b = self.recv_in_place_until(until, |n| {
+            if n != want {
+                Err(Error::LengthMismatch {
+                    found: n as u64,
+                    expected: want as u64,
+                })
+            } else {
+                Ok(())
+            }
+        })?;
+        // SAFETY: the slot is ours and holds exactly `size_of::<T>()`
+        // bytes; `T: Plain` is valid for any bits; the payload may be
+        // unaligned for `T`, hence `read_unaligned`.
+        Ok(unsafe { b.ptr().cast::<T>().read_unaligned() })
+    }
+
+    /// Receives a plain value, waiting for one. A message whose length is
+    /// not `size_of::<T>()` is [`Error::LengthMismatch`] and stays queued.
+    pub fn recv<T: Plain>(&self) -> Result<T> {
+        self.recv_plain_until(None)
+    }
+
+    /// [`recv`](Self::recv) without waiting ([`Error::Empty`]).
+    pub fn try_recv<T: Plain>(&self) -> Result<T> {
+        self.recv_plain_until(Some(Deadline::PASSED))
+            .map_err(empty_for_timeout)
+    }
+
+    /// [`recv`](Self::recv), waiting at most `timeout`.
+    pub fn recv_timeout<T: Plain>(&self, timeout: Duration) -> Result<T> {
+        self.recv_plain_until(Some(Deadline::after(timeout)))
+    }
+
+    /// Sends a `serde` value (postcard-encoded), waiting for room. Its
+    /// encoding must fit a slot ([`Error::MessageTooLarge`]).
+    #[cfg(feature = "serde")]
+    pub fn send_obj<T: serde::Serialize + ?Sized>(&self, v: &T) -> Result<()> {
+        self.send_bytes(&crate::codec::encode(v)?)
+    }
+
+    /// [`send_obj`](Self::send_obj), waiting at most `timeout`.
+    #[cfg(feature = "serde")]
+    pub fn send_obj_timeout<T: serde::Serialize + ?Sized>(
+        &self,
+        v: &T,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.send_bytes_timeout(&crate::codec::encode(v)?, timeout)
+    }
+
+    /// Receives a `serde` value, waiting for one. A message that does not
+    /// decode is consumed and reported as [`Error::Codec`].
+    #[cfg(feature = "serde")]
+    pub fn recv_obj<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        crate::codec::decode(&self.recv_in_place()?)
+    }
+
+    /// [`recv_obj`](Self::recv_obj), waiting at most `timeout`.
+    #[cfg(feature = "serde")]
+    pub fn recv_obj_timeout<T: serde::de::DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
+        crate::codec::decode(&self.recv_in_place_timeout(timeout)?)
+    }
+}
+
+/// A one-try wait that found nothing reports the non-blocking error.
+fn full_for_timeout(e: Error) -> Error {
+    match e {
+        Error::Timeout => Error::Full,
+        e => e,
+    }
+}
+
+fn empty_for_timeout(e: Error) -> Error {
+    match e {
+        Error::Timeout => Error::Empty,
+        e => e,
+    }
+}
+
+/// A reserved slot: write the message through `DerefMut<Target = [u8]>`
+/// (as long as asked for in `reserve`), then [`commit`](Self::commit).
+/// Dropped uncommitted, it is given back: nothing is sent, and consumers
+/// skip the slot.
+#[must_use = "a reservation sends nothing unless committed"]
+pub struct Reservation<'a> {
+    q: &'a Queue,
+    slot: SlotRef,
+    len: usize,
+    done: bool,
+}
+
+impl Reservation<'_> {
+    fn ptr(&self) -> *mut u8 {
+        // SAFETY: the slot is reserved by us until commit or drop.
+        unsafe { self.q.ring.payload_ptr(self.slot) }
+    }
+
+    /// Sends the message: the consumers may take it from now on.
+    pub fn commit(mut self) {
+        self.done = true;
+        self.q.ring.commit(self.slot, self.len);
+    }
+
+    /// Shortens the message to `len` bytes (no-op if longer than now).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
+impl std::ops::Deref for Reservation<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the reserved slot's payload is ours alone (the protocol
+        // lets nobody else touch it until commit), `len <= slot_size`, and
+        // the mapping outlives the borrow of the queue.
+        unsafe { std::slice::from_raw_parts(self.ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Reservation<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only borrow.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr(), self.len) }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.q.ring.cancel(self.slot);
+        }
+    }
+}
+
+impl std::fmt::Debug for Reservation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// A message borrowed in place (`Deref<Target = [u8]>`); dropping it frees
+/// the slot for producers.
+pub struct Borrowed<'a> {
+    q: &'a Queue,
+    slot: SlotRef,
+}
+
+impl Borrowed<'_> {
+    fn ptr(&self) -> *mut u8 {
+        // SAFETY: the slot is claimed by us until drop.
+        unsafe { self.q.ring.payload_ptr(self.slot) }
+    }
+}
+
+impl std::ops::Deref for Borrowed<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the claimed slot's payload is ours alone until we release
+        // it; `len` was checked `<= slot_size` when claimed.
+        unsafe { std::slice::from_raw_parts(self.ptr(), self.slot.len) }
+    }
+}
+
+impl Drop for Borrowed<'_> {
+    fn drop(&mut self) {
+        self.q.ring.release(self.slot);
+    }
+}
+
+impl std::fmt::Debug for Borrowed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Borrowed")
+            .field("len", &self.slot.len)
+            .finish()
+    }
+}
+
+/// A [`Queue`] that counts unfinished tasks across processes: Python's
+/// `multiprocessing.JoinableQueue`.
+///
+/// Every committed send raises the count (on send, not on receive);
+/// [`task_done`](Self::task_done) lowers it; [`join`](Self::join) waits
+/// until it is zero. All of [`Queue`]'s methods are available through
+/// `Deref`.
+///
+/// ```
+/// use shmprim::JoinableQueue;
+/// let q = JoinableQueue::anonymous(4, 16).unwrap();
+/// q.send_bytes(b"job").unwrap();
+/// let job = q.recv_bytes().unwrap();
+/// assert_eq!(job, b"job");
+/// q.task_done().unwrap();
+/// q.join().unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct JoinableQueue {
+    q: Queue,
+}
+
+impl std::ops::Deref for JoinableQueue {
+    type Target = Queue;
+    fn deref(&self) -> &Queue {
+        &self.q
+    }
+}
+
+impl JoinableQueue {
+    /// Creates one under `name` ([`Queue::create`]).
+    pub fn create(name: &str, capacity: usize, slot_size: usize) -> Result<Self> {
+        Self::create_with(name, capacity, slot_size, &Options::default())
+    }
+
+    /// [`JoinableQueue::create`] with options.
+    pub fn create_with(
+        name: &str,
+        capacity: usize,
+        slot_size: usize,
+        opts: &Options,
+    ) -> Result<Self> {
+        let q = Queue::make(
+            Kind::JoinableQueue,
+            Place::Named(name),
+            capacity,
+            slot_size,
+            opts,
+        )?;
+        Ok(JoinableQueue { q })
+    }
+
+    /// Opens the one under `name`.
+    pub fn open(name: &str) -> Result<Self> {
+        Self::open_with(name, &Options::default())
+    }
+
+    /// [`JoinableQueue::open`] with options.
+    pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
+        let q = Queue::open_kind(Kind::JoinableQueue, name, opts)?;
+        Ok(JoinableQueue { q })
+    }
+
+    /// Opens `name`, or creates it.
+    pub fn open_or_create(name: &str, capacity: usize, slot_size: usize) -> Result<Self> {
+        let q = Queue::open_or_create_kind(
+            Kind::JoinableQueue,
+            name,
+            capacity,
+            slot_size,
+            &Options::default(),
+        )?;
+        Ok(JoinableQueue { q })
+    }
+
+    /// An unnamed one, shared with children forked afterwards.
+    pub fn anonymous(capacity: usize, slot_size: usize) -> Result<Self> {
+        let q = Queue::make(
+            Kind::JoinableQueue,
+            Place::Anonymous,
+            capacity,
+            slot_size,
+            &Options::default(),
+        )?;
+        Ok(JoinableQueue { q })
+    }
+
+    /// Opens one in an already opened segment (fuzz targets).
+    #[cfg(fuzzing)]
+    pub fn __attach(seg: Segment) -> Result<Self> {
+        Ok(JoinableQueue {
+            q: Queue::checked(Kind::JoinableQueue, seg)?,
+        })
+    }
+
+    /// Marks one received task finished. More calls than committed sends
+    /// is [`Error::InvalidArgument`], and leaves the count at zero.
+    pub fn task_done(&self) -> Result<()> {
+        self.q.ring.task_done()
+    }
+
+    /// Tasks sent and not yet marked done (approximate while others work).
+    pub fn unfinished(&self) -> u64 {
+        self.q.ring.unfinished()
+    }
+
+    /// Waits until every task sent has been marked done; returns at once
+    /// if none is unfinished. Wakes (with `Ok`) when the queue is closed
+    /// only once the count reaches zero.
+    pub fn join(&self) -> Result<()> {
+        self.q.ring.join_until(None)
+    }
+
+    /// [`join`](Self::join), waiting at most `timeout` ([`Error::Timeout`]).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        self.q.ring.join_until(Some(Deadline::after(timeout)))
+    }
+
+    /// The plain [`Queue`] view of it.
+    pub fn as_queue(&self) -> &Queue {
+        &self.q
+    }
+}

@@ -1,0 +1,1269 @@
+//! `MpmcRing`: a bounded multi-producer multi-consumer ring of fixed-size
+//! slots in shared memory, with per-slot stamps (Vyukov's bounded queue in
+//! crossbeam's lap/index encoding), for [`Queue`](crate::Queue) and
+//! [`JoinableQueue`](crate::JoinableQueue).
+//!
+//! ## Layout (all offsets from the ring's start, 64-byte aligned)
+//!
+//! | offset | line            | written by                              |
+//! |-------:|-----------------|-----------------------------------------|
+//! | 0      | geometry, `closed`                        | creator; `close`       |
+//! | 64     | `not_empty` event count (consumers sleep) | sleeping consumers     |
+//! | 128    | `not_full` event count (producers sleep)  | sleeping producers     |
+//! | 192    | `unfinished`, `all_done` event count      | senders (joinable), `task_done`, `join` |
+//! | 256    | `tail`: the producers' position           | producers (CAS)        |
+//! | 384    | `head`: the consumers' position           | consumers (CAS)        |
+//! | 512    | `capacity` slots of `stride` bytes        | whoever holds the slot |
+//!
+//! `tail` and `head` are each followed by an empty line, so that each sits
+//! in a 128-byte pair of its own (the unit Intel's prefetcher moves).
+//!
+//! A slot is `{stamp: u64, len: u32, _: u32, payload: [u8; slot_size]}`;
+//! the stride is `16 + slot_size` rounded up to 8. Slots are not padded to
+//! a cache line each: that would make an 8-byte message cost 64 bytes, and
+//! crossbeam's `ArrayQueue`, the yardstick, does not pad them either.
+//!
+//! ## Positions and stamps
+//!
+//! A position is `lap * one_lap + index`, with `one_lap` the smallest power
+//! of two above `capacity` and `index < capacity`; the next position after
+//! index `capacity - 1` is index 0 of the next lap. Positions are `u64` and
+//! wrap: `one_lap` divides 2^64, so a wrap always falls on a lap boundary and
+//! every capacity from 1 up works (no power-of-two requirement).
+//!
+//! Each slot's `stamp` says who may touch it (`p` is a position whose index
+//! is this slot):
+//!
+//! | stamp              | meaning                                             |
+//! |--------------------|-----------------------------------------------------|
+//! | `p`                | free for the producer at `p` (or claimed by it, not committed yet) |
+//! | `p + 1`            | committed: full for the consumer at `p` (or borrowed by it) |
+//! | `p + one_lap`      | released by the consumer at `p`: free for the producer at `p + one_lap` |
+//!
+//! Because `one_lap > capacity`, `p + 1` never equals a free stamp, which
+//! is what lets capacity 1 work.
+//!
+//! * Producer: read `tail` = `p`; if the slot's stamp is `p`, CAS `tail`
+//!   from `p` to `next(p)`: the slot is ours. Fill it, store `len`, then
+//!   store the stamp `p + 1` (Release). A reservation dropped uncommitted
+//!   stores `len = CANCELLED` and the stamp `p + 1`: consumers skip it.
+//! * Consumer: read `head` = `p`; if the stamp is `p + 1`, CAS `head` from
+//!   `p` to `next(p)`: the message is ours. Read it, then store the stamp
+//!   `p + one_lap` (Release).
+//!
+//! SYNC POINTS: the producer's Release store of `p + 1` pairs with the
+//! consumer's Acquire load of the stamp (payload and `len` visible); the
+//! consumer's Release store of `p + one_lap` pairs with the next producer's
+//! Acquire load (the consumer's reads of the payload happen before the
+//! producer overwrites it). `tail`/`head` CASes are AcqRel and their loads
+//! Acquire, so a stamp read after a position is never older than that
+//! position implies — which is what lets a stamp outside the three legal
+//! values (with the position unchanged) be reported as `Corrupt`.
+//!
+//! ## What is not handled here yet
+//!
+//! A producer that dies between reserve and commit leaves its slot's stamp
+//! at `p`: consumers stop at that slot (later messages wait behind it). A
+//! consumer that dies holding a borrowed slot loses that message and leaves
+//! its slot's stamp at `p + 1`: producers stop a lap later. Detecting both
+//! (an owner pid in the slot, a skipped/poisoned stamp) is a later issue;
+//! the `len` word keeps bits free for it (`CANCELLED` is bit 31, lengths are
+//! below 2^30).
+//!
+//! ## Trust
+//!
+//! [`MpmcRing::attach`] checks the geometry once and the view keeps its own
+//! copy of it, so later garbage cannot move any bound. Positions and stamps
+//! are checked on every use: an index outside the ring, a stamp that is
+//! none of the legal values, or a length above the slot size is
+//! [`Error::Corrupt`]; no loop runs without a bound on garbage.
+
+use super::backoff::Backoff;
+use super::eventcount::EventCount;
+use super::sync::{fence, AtomicU32, AtomicU64, Ordering::*};
+use crate::sys::clock::Deadline;
+use crate::{Error, Result};
+use std::ptr::NonNull;
+use std::time::Duration;
+
+const MAGIC: u32 = u32::from_le_bytes(*b"MPMC");
+/// `flags` bit: the ring counts unfinished tasks (a `JoinableQueue`).
+pub const FLAG_JOINABLE: u32 = 1;
+/// `len` marker of a slot whose reservation was dropped uncommitted.
+const CANCELLED: u32 = 1 << 31;
+/// Largest slot payload, in bytes.
+pub const MAX_SLOT_SIZE: usize = 1 << 30;
+/// Largest capacity, in slots (2^32 - 1).
+pub const MAX_CAPACITY: usize = u32::MAX as usize;
+/// The longest a blocked waiter sleeps before it looks at the ring again
+/// (closed flag, garbage) on its own.
+const SLICE: Duration = Duration::from_millis(200);
+
+/// `sched_yield` rounds a waiter makes after spinning, before it sleeps.
+const YIELDS: u32 = 16;
+
+/// One cache line holding `T` at its start.
+#[repr(C, align(64))]
+#[derive(Debug)]
+struct Line<T>(T);
+
+/// The read-mostly first line.
+#[repr(C)]
+#[derive(Debug)]
+struct Geometry {
+    magic: AtomicU32,
+    flags: AtomicU32,
+    slot_size: AtomicU32,
+    stride: AtomicU32,
+    capacity: AtomicU64,
+    one_lap: AtomicU64,
+    closed: AtomicU32,
+    _reserved: AtomicU32,
+}
+
+/// The joinable ring's task count and its sleepers.
+#[repr(C)]
+#[derive(Debug)]
+struct Tasks {
+    unfinished: AtomicU64,
+    /// `join` sleeps here; `task_done` reaching zero notifies.
+    all_done: EventCount,
+}
+
+/// The in-place header of a bounded MPMC ring; the slots follow it. See
+/// the [module documentation](self) for the layout and the protocol.
+///
+/// Place one with [`MpmcRing::init`] in memory of
+/// [`MpmcRing::bytes_for`] bytes, open it with [`MpmcRing::attach`], or
+/// build one on the heap with [`MpmcRing::new`].
+#[repr(C)]
+#[derive(Debug)]
+pub struct MpmcRing {
+    geo: Line<Geometry>,
+    /// Consumers sleep here; commits and `close` notify. A line of its
+    /// own: a consumer about to sleep writes it, and that must not evict
+    /// the read-mostly geometry line from every producer's cache.
+    not_empty: Line<EventCount>,
+    /// Producers sleep here; releases and `close` notify.
+    not_full: Line<EventCount>,
+    tasks: Line<Tasks>,
+    tail: Line<AtomicU64>,
+    /// Intel's spatial prefetcher moves cache lines in aligned pairs: the
+    /// producers' and the consumers' positions each get a pair of their
+    /// own (crossbeam's `CachePadded` is 128 bytes on x86-64 for the same
+    /// reason).
+    _pair_tail: Line<[u8; 64]>,
+    head: Line<AtomicU64>,
+    _pair_head: Line<[u8; 64]>,
+}
+
+/// The header of one slot; the payload follows it.
+#[repr(C)]
+#[derive(Debug)]
+struct SlotHeader {
+    stamp: AtomicU64,
+    len: AtomicU32,
+    _reserved: AtomicU32,
+}
+
+#[cfg(not(loom))]
+mod layout {
+    use super::*;
+    static_assertions::assert_eq_size!(MpmcRing, [u8; 512]);
+    static_assertions::const_assert_eq!(std::mem::align_of::<MpmcRing>(), 64);
+    static_assertions::assert_eq_size!(Geometry, [u8; 40]);
+    static_assertions::assert_eq_size!(SlotHeader, [u8; 16]);
+    static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, not_empty), 64);
+    static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, not_full), 128);
+    static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, tasks), 192);
+    static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, tail), 256);
+    static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, head), 384);
+    static_assertions::const_assert_eq!(std::mem::offset_of!(Geometry, closed), 32);
+}
+
+/// Bytes of a slot holding `slot_size` payload bytes.
+fn stride_for(slot_size: usize) -> usize {
+    (std::mem::size_of::<SlotHeader>() + slot_size).next_multiple_of(8)
+}
+
+fn one_lap_for(capacity: u64) -> u64 {
+    (capacity + 1).next_power_of_two()
+}
+
+impl MpmcRing {
+    /// Bytes needed for a ring of `capacity` slots of `slot_size` payload
+    /// bytes (header included). Refuses a zero capacity, a capacity above
+    /// [`MAX_CAPACITY`], a slot size above [`MAX_SLOT_SIZE`], or a total
+    /// that overflows.
+    pub fn bytes_for(capacity: usize, slot_size: usize) -> Result<usize> {
+        if capacity == 0 {
+            return Err(Error::InvalidArgument("queue capacity must be at least 1"));
+        }
+        if capacity > MAX_CAPACITY {
+            return Err(Error::InvalidArgument("queue capacity above 2^32 - 1"));
+        }
+        if slot_size > MAX_SLOT_SIZE {
+            return Err(Error::InvalidArgument("queue slot size above 1 GiB"));
+        }
+        capacity
+            .checked_mul(stride_for(slot_size))
+            .and_then(|n| n.checked_add(std::mem::size_of::<MpmcRing>()))
+            .filter(|&n| n <= isize::MAX as usize)
+            .ok_or(Error::InvalidArgument("queue too large"))
+    }
+
+    /// Writes a fresh, empty ring at `ptr`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is 64-byte aligned and valid for writes of
+    /// [`bytes_for(capacity, slot_size)`](Self::bytes_for) bytes that
+    /// nobody else accesses until this returns.
+    pub unsafe fn init(ptr: *mut u8, capacity: usize, slot_size: usize, flags: u32) -> Result<()> {
+        Self::bytes_for(capacity, slot_size)?;
+        debug_assert!(ptr as usize % 64 == 0, "MpmcRing::init: ptr not 64-aligned");
+        let stride = stride_for(slot_size);
+        let cap = capacity as u64;
+        let header = MpmcRing {
+            geo: Line(Geometry {
+                magic: AtomicU32::new(MAGIC),
+                flags: AtomicU32::new(flags & FLAG_JOINABLE),
+                slot_size: AtomicU32::new(slot_size as u32),
+                stride: AtomicU32::new(stride as u32),
+                capacity: AtomicU64::new(cap),
+                one_lap: AtomicU64::new(one_lap_for(cap)),
+                closed: AtomicU32::new(0),
+                _reserved: AtomicU32::new(0),
+            }),
+            not_empty: Line(EventCount::new()),
+            not_full: Line(EventCount::new()),
+            tasks: Line(Tasks {
+                unfinished: AtomicU64::new(0),
+                all_done: EventCount::new(),
+            }),
+            tail: Line(AtomicU64::new(0)),
+            _pair_tail: Line([0; 64]),
+            head: Line(AtomicU64::new(0)),
+            _pair_head: Line([0; 64]),
+        };
+        // SAFETY: the caller gives us `bytes_for` writable, 64-aligned bytes
+        // to ourselves; the header is the first `size_of::<MpmcRing>()`.
+        unsafe { ptr.cast::<MpmcRing>().write(header) };
+        for i in 0..capacity {
+            let slot = SlotHeader {
+                stamp: AtomicU64::new(i as u64),
+                len: AtomicU32::new(0),
+                _reserved: AtomicU32::new(0),
+            };
+            // SAFETY: slot `i` starts at header + i * stride, inside the
+            // `bytes_for` bytes; stride is a multiple of 8 and the header a
+            // multiple of 64, so the slot header is aligned.
+            unsafe {
+                ptr.add(std::mem::size_of::<MpmcRing>() + i * stride)
+                    .cast::<SlotHeader>()
+                    .write(slot)
+            };
+        }
+        Ok(())
+    }
+
+    /// Checks the ring at `ptr` (within `len` bytes) and returns a view on
+    /// it. Every geometry word is validated against `len`: garbage is
+    /// [`Error::Corrupt`].
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is 64-byte aligned, valid for reads and writes of `len` bytes
+    /// for as long as the returned view (and copies of it) are used, and
+    /// those bytes are only ever accessed atomically or through this
+    /// module's protocol (a shared mapping written by peers counts).
+    pub unsafe fn attach(ptr: *mut u8, len: usize) -> Result<MpmcRef> {
+        if len < std::mem::size_of::<MpmcRing>() || ptr as usize % 64 != 0 {
+            return Err(Error::Corrupt("queue ring smaller than its header"));
+        }
+        // SAFETY: aligned, in bounds (checked above), and only atomics are
+        // read through it (the caller's contract).
+        let ring = unsafe { &*ptr.cast::<MpmcRing>() };
+        let g = &ring.geo.0;
+        if g.magic.load(Relaxed) != MAGIC {
+            return Err(Error::Corrupt("queue ring: bad magic"));
+        }
+        let flags = g.flags.load(Relaxed);
+        if flags & !FLAG_JOINABLE != 0 {
+            return Err(Error::Corrupt("queue ring: unknown flags"));
+        }
+        let cap = g.capacity.load(Relaxed);
+        let slot_size = g.slot_size.load(Relaxed) as usize;
+        let stride = g.stride.load(Relaxed) as usize;
+        let one_lap = g.one_lap.load(Relaxed);
+        if cap == 0 || cap > MAX_CAPACITY as u64 || slot_size > MAX_SLOT_SIZE {
+            return Err(Error::Corrupt(
+                "queue ring: capacity or slot size out of range",
+            ));
+        }
+        if stride != stride_for(slot_size) || one_lap != one_lap_for(cap) {
+            return Err(Error::Corrupt("queue ring: inconsistent geometry"));
+        }
+        match Self::bytes_for(cap as usize, slot_size) {
+            Ok(n) if n <= len => {}
+            _ => return Err(Error::Corrupt("queue ring larger than its memory")),
+        }
+        let view = MpmcRef {
+            // SAFETY: checked non-null by alignment and length above.
+            base: unsafe { NonNull::new_unchecked(ptr) },
+            cap,
+            one_lap,
+            stride,
+            slot_size,
+            joinable: flags & FLAG_JOINABLE != 0,
+        };
+        view.check_position(view.ring().tail.0.load(Relaxed))?;
+        view.check_position(view.ring().head.0.load(Relaxed))?;
+        Ok(view)
+    }
+
+    /// A ring on the heap (tests, loom and Miri models, single-process
+    /// use): `capacity` slots of `slot_size` bytes. It returns the owner of
+    /// the allocation, which derefs to the view, since the ring's size is
+    /// only known at run time.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(capacity: usize, slot_size: usize, flags: u32) -> Result<HeapMpmc> {
+        let bytes = Self::bytes_for(capacity, slot_size)?;
+        let layout = std::alloc::Layout::from_size_align(bytes, 64)
+            .map_err(|_| Error::InvalidArgument("queue too large"))?;
+        // SAFETY: `layout` has a non-zero size (at least the header).
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        let Some(base) = NonNull::new(ptr) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        // SAFETY: fresh, 64-aligned allocation of `bytes_for` bytes.
+        unsafe { Self::init(ptr, capacity, slot_size, flags)? };
+        // SAFETY: just initialised, owned by the HeapMpmc until it drops.
+        let view = unsafe { Self::attach(ptr, bytes)? };
+        Ok(HeapMpmc { view, layout, base })
+    }
+}
+
+/// A ring on the heap, made by [`MpmcRing::new`]; derefs to its view.
+#[derive(Debug)]
+pub struct HeapMpmc {
+    view: MpmcRef,
+    layout: std::alloc::Layout,
+    base: NonNull<u8>,
+}
+
+// SAFETY: the allocation is only reached through the view, whose
+// operations are atomics and the slot protocol; it is freed once, on drop.
+unsafe impl Send for HeapMpmc {}
+// SAFETY: as above: every shared access is atomic or protocol-exclusive.
+unsafe impl Sync for HeapMpmc {}
+
+impl std::ops::Deref for HeapMpmc {
+    type Target = MpmcRef;
+    fn deref(&self) -> &MpmcRef {
+        &self.view
+    }
+}
+
+impl Drop for HeapMpmc {
+    fn drop(&mut self) {
+        let p = self.base.as_ptr();
+        // SAFETY: we own the allocation; the header and slot headers were
+        // written by `init` and are dropped once (loom's atomics need it),
+        // then the memory is freed with the layout it was allocated with.
+        unsafe {
+            std::ptr::drop_in_place(p.cast::<MpmcRing>());
+            for i in 0..self.view.cap as usize {
+                std::ptr::drop_in_place(
+                    p.add(std::mem::size_of::<MpmcRing>() + i * self.view.stride)
+                        .cast::<SlotHeader>(),
+                );
+            }
+            std::alloc::dealloc(p, self.layout);
+        }
+    }
+}
+
+/// A checked view on an [`MpmcRing`]: its address and its own copy of the
+/// geometry. Cheap to copy. Made by [`MpmcRing::attach`] (whose contract
+/// keeps the memory alive) or [`MpmcRing::new`].
+#[derive(Debug, Clone, Copy)]
+pub struct MpmcRef {
+    base: NonNull<u8>,
+    cap: u64,
+    one_lap: u64,
+    stride: usize,
+    slot_size: usize,
+    joinable: bool,
+}
+
+// SAFETY: a view is an address plus constants; every access through it is
+// atomic or protocol-exclusive, from any thread (the memory is shared
+// between processes anyway).
+unsafe impl Send for MpmcRef {}
+// SAFETY: as above.
+unsafe impl Sync for MpmcRef {}
+
+/// A slot this process holds: reserved (producer) or claimed (consumer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotRef {
+    /// The slot's position.
+    pub pos: u64,
+    /// The length of the message in it (claimed slots; 0 for reserved).
+    pub len: usize,
+}
+
+impl MpmcRef {
+    fn ring(&self) -> &MpmcRing {
+        // SAFETY: `attach` checked alignment and size; the contract of
+        // `attach` keeps the memory alive and atomic-only.
+        unsafe { &*self.base.as_ptr().cast::<MpmcRing>() }
+    }
+
+    /// The slot header at `pos` (its index already checked `< cap`).
+    fn slot(&self, pos: u64) -> &SlotHeader {
+        let i = (pos & (self.one_lap - 1)) as usize;
+        debug_assert!((i as u64) < self.cap);
+        // SAFETY: `i < cap` (positions are checked before use), and
+        // `attach` checked that `cap` slots of `stride` bytes fit.
+        unsafe {
+            &*self
+                .base
+                .as_ptr()
+                .add(std::mem::size_of::<MpmcRing>() + i * self.stride)
+                .cast::<SlotHeader>()
+        }
+    }
+
+    /// The payload of the slot at `pos`.
+    fn payload(&self, pos: u64) -> *mut u8 {
+        let i = (pos & (self.one_lap - 1)) as usize;
+        // SAFETY: as in `slot`; the payload follows the slot header within
+        // the slot's stride.
+        unsafe {
+            self.base
+                .as_ptr()
+                .add(std::mem::size_of::<MpmcRing>() + i * self.stride)
+                .add(std::mem::size_of::<SlotHeader>())
+        }
+    }
+
+    fn check_position(&self, pos: u64) -> Result<u64> {
+        if pos & (self.one_lap - 1) >= self.cap {
+            Err(Error::Corrupt("queue position outside the ring"))
+        } else {
+            Ok(pos)
+        }
+    }
+
+    fn next(&self, pos: u64) -> u64 {
+        if (pos & (self.one_lap - 1)) + 1 < self.cap {
+            pos.wrapping_add(1)
+        } else {
+            (pos & !(self.one_lap - 1)).wrapping_add(self.one_lap)
+        }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.cap as usize
+    }
+
+    /// Largest message, in bytes.
+    pub fn slot_size(&self) -> usize {
+        self.slot_size
+    }
+
+    /// Whether the ring counts unfinished tasks.
+    pub fn is_joinable(&self) -> bool {
+        self.joinable
+    }
+
+    /// Messages in the ring (committed, claimed-but-unreleased and
+    /// reserved slots alike), approximate under concurrency, at most the
+    /// capacity.
+    pub fn len(&self) -> usize {
+        let r = self.ring();
+        let mut tries = 0;
+        loop {
+            let tail = r.tail.0.load(SeqCst);
+            let head = r.head.0.load(SeqCst);
+            tries += 1;
+            if r.tail.0.load(SeqCst) == tail || tries == 16 {
+                let lin = |p: u64| {
+                    let lap = p / self.one_lap;
+                    let idx = (p & (self.one_lap - 1)).min(self.cap);
+                    lap.wrapping_mul(self.cap).wrapping_add(idx)
+                };
+                // Positions wrap at 2^64, linear counts at one_lap laps of
+                // cap: the difference modulo that is what we want.
+                let laps = u64::MAX / self.one_lap + 1; // 2^64 / one_lap
+                let modulus = (laps as u128) * self.cap as u128;
+                let d = (lin(tail) as u128 + modulus - (lin(head) as u128 % modulus)) % modulus;
+                return (d as u64).min(self.cap) as usize;
+            }
+        }
+    }
+
+    /// Whether the ring looks empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.ring().geo.0.closed.load(Acquire) != 0
+    }
+
+    /// Closes the ring: later reservations fail with `Closed`, receivers
+    /// drain then get `Closed`; every sleeper is woken.
+    pub fn close(&self) {
+        let r = self.ring();
+        r.geo.0.closed.store(1, SeqCst);
+        r.not_empty.0.notify_all();
+        r.not_full.0.notify_all();
+        r.tasks.0.all_done.notify_all();
+    }
+
+    /// Reserves the next free slot: `Full` if there is none, `Closed` once
+    /// closed. Commit it with [`commit`](Self::commit) or give it back
+    /// with [`cancel`](Self::cancel), or the consumers stop at it.
+    pub fn try_reserve(&self) -> Result<SlotRef> {
+        let r = self.ring();
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let mut pos = self.check_position(r.tail.0.load(Acquire))?;
+        loop {
+            // SYNC POINT (Acquire): pairs with the Release store of the
+            // consumer that freed the slot (`release`).
+            let stamp = self.slot(pos).stamp.load(Acquire);
+            if stamp == pos {
+                match r
+                    .tail
+                    .0
+                    .compare_exchange_weak(pos, self.next(pos), AcqRel, Acquire)
+                {
+                    Ok(_) => return Ok(SlotRef { pos, len: 0 }),
+                    Err(now) => {
+                        pos = self.check_position(now)?;
+                        continue;
+                    }
+                }
+            }
+            let prev = pos.wrapping_sub(self.one_lap);
+            if stamp == prev || stamp == prev.wrapping_add(1) {
+                // The slot still holds the previous lap's message (or its
+                // producer has not committed yet): full, unless `tail`
+                // moved meanwhile.
+                let now = r.tail.0.load(Acquire);
+                if now == pos {
+                    return Err(Error::Full);
+                }
+                pos = self.check_position(now)?;
+                continue;
+            }
+            // Any other stamp is legal only if `tail` moved past `pos`.
+            let now = r.tail.0.load(Acquire);
+            if now == pos {
+                return Err(Error::Corrupt("queue slot stamp out of sequence"));
+            }
+            pos = self.check_position(now)?;
+        }
+    }
+
+    /// The payload of a reserved or claimed slot.
+    ///
+    /// # Safety
+    ///
+    /// `slot` was returned by [`try_reserve`](Self::try_reserve) or
+    /// [`try_claim`](Self::try_claim) on this ring and is still held; only
+    /// the holder touches the `slot_size` bytes returned.
+    pub unsafe fn payload_ptr(&self, slot: SlotRef) -> *mut u8 {
+        self.payload(slot.pos)
+    }
+
+    /// Publishes a reserved slot holding `len` bytes (`len <=
+    /// slot_size`); counts one more unfinished task on a joinable ring.
+    pub fn commit(&self, slot: SlotRef, len: usize) {
+        debug_assert!(len <= self.slot_size);
+        if self.joinable {
+            self.ring().tasks.0.unfinished.fetch_add(1, SeqCst);
+        }
+        self.publish(slot.pos, len.min(self.slot_size) as u32);
+    }
+
+    /// Gives a reserved slot back uncommitted: consumers skip it.
+    pub fn cancel(&self, slot: SlotRef) {
+        self.publish(slot.pos, CANCELLED);
+    }
+
+    fn publish(&self, pos: u64, len: u32) {
+        let s = self.slot(pos);
+        s.len.store(len, Relaxed);
+        // SYNC POINT (Release): payload and `len` before the stamp; pairs
+        // with the Acquire load in `try_claim`.
+        s.stamp.store(pos.wrapping_add(1), Release);
+        let r = self.ring();
+        let next = self.next(pos);
+        self.wake(&r.not_empty.0, &r.not_full.0, next, next);
+    }
+
+    /// Claims the oldest committed message. `check(len)` may refuse it
+    /// (too long for the caller's buffer) before it is claimed: the message
+    /// then stays. `Empty` if none is committed (a slot reserved but not
+    /// yet committed counts as empty), `Closed` if empty and closed.
+    /// Cancelled slots are skipped.
+    pub fn try_claim(&self, mut check: impl FnMut(usize) -> Result<()>) -> Result<SlotRef> {
+        let r = self.ring();
+        let mut pos = self.check_position(r.head.0.load(Acquire))?;
+        // Each cancelled slot is skipped once (and freed, so a garbage ring
+        // cannot make us go round for ever); the bound is a second line of
+        // defence. Lost CAS races do not count: each means another
+        // consumer made progress.
+        let mut skips = self.cap.saturating_mul(2).saturating_add(64);
+        loop {
+            // SYNC POINT (Acquire): pairs with the Release store in
+            // `publish`: the payload and `len` are visible.
+            let s = self.slot(pos);
+            let stamp = s.stamp.load(Acquire);
+            if stamp == pos.wrapping_add(1) {
+                let raw = s.len.load(Relaxed);
+                let len = if raw == CANCELLED {
+                    None
+                } else if raw as usize > self.slot_size {
+                    // Claimed and released below, reported as Corrupt.
+                    None
+                } else {
+                    Some(raw as usize)
+                };
+                if let Some(len) = len {
+                    if let Err(e) = check(len) {
+                        // Refused: leave it, unless it was no longer ours
+                        // to look at.
+                        if r.head.0.load(Acquire) == pos {
+                            // We may have taken the wake-up meant for this
+                            // message: pass it on.
+                            r.not_empty.0.notify(1);
+                            return Err(e);
+                        }
+                        pos = self.check_position(r.head.0.load(Acquire))?;
+                        continue;
+                    }
+                }
+                match r
+                    .head
+                    .0
+                    .compare_exchange_weak(pos, self.next(pos), AcqRel, Acquire)
+                {
+                    Ok(_) => match len {
+                        Some(len) => return Ok(SlotRef { pos, len }),
+                        None => {
+                            self.release_pos(pos);
+                            if raw != CANCELLED {
+                                return Err(Error::Corrupt("queue message longer than its slot"));
+                            }
+                            skips -= 1;
+                            if skips == 0 {
+                                return Err(Error::Corrupt("queue positions do not settle"));
+                            }
+                            pos = self.next(pos);
+                            continue;
+                        }
+                    },
+                    Err(now) => {
+                        pos = self.check_position(now)?;
+                        continue;
+                    }
+                }
+            }
+            let prev = pos.wrapping_sub(self.one_lap);
+            if stamp == pos || stamp == prev.wrapping_add(1) {
+                // Nothing committed here yet (free, reserved, or the
+                // previous lap's message is still borrowed).
+                let now = r.head.0.load(Acquire);
+                if now == pos {
+                    return Err(if self.is_closed() {
+                        Error::Closed
+                    } else {
+                        Error::Empty
+                    });
+                }
+                pos = self.check_position(now)?;
+                continue;
+            }
+            let now = r.head.0.load(Acquire);
+            if now == pos {
+                return Err(Error::Corrupt("queue slot stamp out of sequence"));
+            }
+            pos = self.check_position(now)?;
+        }
+    }
+
+    /// After a commit (release): wakes one sleeper on `mine` (consumers
+    /// for a commit, producers for a release), and passes a wake-up on to
+    /// `other` if the slot after ours, `next`, is ready for it (its stamp is
+    /// `ready`).
+    ///
+    /// Why pass it on: commits (and releases) complete out of order. The
+    /// notification for a message at `head + 1` wakes a consumer that
+    /// cannot take it while the slot at `head` is reserved but not
+    /// committed, and goes back to sleep. When that slot is committed, its
+    /// single wake-up reaches one consumer, which takes it — and would
+    /// leave the next, already committed, message to sleepers nobody
+    /// wakes. So whoever releases a claimed slot looks at the slot after it
+    /// and, if that one is committed and a consumer sleeps, wakes one more;
+    /// producers do the same for each other at commit. (loom found the
+    /// lost wake-up this prevents: `loom_mpmc_2p2c`.) The check happens at
+    /// release/commit rather than right after the claim/reservation, to
+    /// share one fence with the notify: a slot held for a long time
+    /// (zero copy) can delay the passed-on wake-up, at most by one sleep
+    /// slice, since every sleeper re-checks on its own at least every
+    /// 200 ms.
+    ///
+    /// SYNC POINT: the SeqCst fence orders our claim (the CAS, earlier) and
+    /// our stamp store before the loads of `sleepers` and of the next
+    /// stamp, against the fences of `EventCount::prepare` (a sleeper
+    /// announced after it sees our claim and our stamp) and
+    /// `EventCount::notify` (a committer whose store we miss sees the
+    /// sleepers, and its wake-up reaches someone who sees our claim).
+    #[inline]
+    fn wake(&self, mine: &EventCount, other: &EventCount, next: u64, ready: u64) {
+        fence(SeqCst);
+        if mine.has_sleepers() {
+            mine.notify(1);
+        }
+        if other.has_sleepers() && self.slot(next).stamp.load(Acquire) == ready {
+            other.notify(1);
+        }
+    }
+
+    /// Frees a claimed slot for the producers.
+    pub fn release(&self, slot: SlotRef) {
+        self.release_pos(slot.pos);
+    }
+
+    fn release_pos(&self, pos: u64) {
+        // SYNC POINT (Release): our reads of the payload before the stamp
+        // that lets a producer overwrite it; pairs with `try_reserve`.
+        self.slot(pos)
+            .stamp
+            .store(pos.wrapping_add(self.one_lap), Release);
+        let r = self.ring();
+        let next = self.next(pos);
+        self.wake(&r.not_full.0, &r.not_empty.0, next, next.wrapping_add(1));
+    }
+
+    /// Runs `attempt` until it gives something other than `retry`,
+    /// spinning briefly, then sleeping on `ec` in slices of at most 200 ms
+    /// until `until` (`None`: no limit). `Timeout` once `until` passed.
+    fn wait_on<R>(
+        &self,
+        ec: &EventCount,
+        retry: fn(&Error) -> bool,
+        until: Option<Deadline>,
+        mut attempt: impl FnMut() -> Result<R>,
+    ) -> Result<R> {
+        let mut backoff = Backoff::new();
+        let mut yields = 0;
+        loop {
+            match attempt() {
+                Err(e) if retry(&e) => {}
+                other => return other,
+            }
+            if until == Some(Deadline::PASSED) {
+                return Err(Error::Timeout);
+            }
+            if !backoff.is_completed() {
+                backoff.spin();
+                continue;
+            }
+            // Then yield a few times: with more processes than CPUs (the
+            // common case for a work queue), the peer we wait for often
+            // needs this very CPU, and a yield hands it over for far less
+            // than a futex sleep and the wake-up system call it costs the
+            // peer. Under loom this is only more interleavings.
+            if !cfg!(loom) && yields < YIELDS {
+                yields += 1;
+                std::thread::yield_now();
+                continue;
+            }
+            let key = ec.prepare();
+            match attempt() {
+                Err(e) if retry(&e) => {}
+                other => {
+                    ec.cancel(key);
+                    return other;
+                }
+            }
+            let slice = slice_end(until);
+            match ec.wait(key, Some(slice)) {
+                Ok(()) => {}
+                // The end of a slice: look again (closed? room? data?).
+                Err(Error::Timeout) if !until.is_some_and(|u| slice >= u) => {}
+                // The caller's deadline, or no futex on this platform
+                // (`Unsupported`): never a busy loop.
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// [`try_reserve`](Self::try_reserve), waiting for room until `until`.
+    pub(crate) fn reserve_until(&self, until: Option<Deadline>) -> Result<SlotRef> {
+        let ec = &self.ring().not_full.0;
+        self.wait_on(
+            ec,
+            |e| matches!(e, Error::Full),
+            until,
+            || self.try_reserve(),
+        )
+    }
+
+    /// [`try_claim`](Self::try_claim), waiting for a message until `until`.
+    pub(crate) fn claim_until(
+        &self,
+        until: Option<Deadline>,
+        mut check: impl FnMut(usize) -> Result<()>,
+    ) -> Result<SlotRef> {
+        let ec = &self.ring().not_empty.0;
+        self.wait_on(
+            ec,
+            |e| matches!(e, Error::Empty),
+            until,
+            || self.try_claim(&mut check),
+        )
+    }
+
+    /// Unfinished tasks (joinable rings): committed sends not yet matched
+    /// by a [`task_done`](Self::task_done).
+    pub fn unfinished(&self) -> u64 {
+        self.ring().tasks.0.unfinished.load(SeqCst)
+    }
+
+    /// Marks one task done; an error if none is unfinished.
+    pub fn task_done(&self) -> Result<()> {
+        let u = &self.ring().tasks.0.unfinished;
+        let mut cur = u.load(SeqCst);
+        loop {
+            if cur == 0 {
+                return Err(Error::InvalidArgument(
+                    "task_done called more times than items were sent",
+                ));
+            }
+            match u.compare_exchange_weak(cur, cur - 1, SeqCst, SeqCst) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        if cur == 1 {
+            self.ring().tasks.0.all_done.notify_all();
+        }
+        Ok(())
+    }
+
+    /// Waits until no task is unfinished, or until `until`.
+    pub(crate) fn join_until(&self, until: Option<Deadline>) -> Result<()> {
+        let ec = &self.ring().tasks.0.all_done;
+        self.wait_on(
+            ec,
+            |e| matches!(e, Error::WouldBlock),
+            until,
+            || {
+                if self.unfinished() == 0 {
+                    Ok(())
+                } else {
+                    Err(Error::WouldBlock)
+                }
+            },
+        )
+    }
+
+    /// Moves the consumers' and producers' positions of an empty, fresh
+    /// ring to `pos` (the slot stamps with them), so tests can run the
+    /// ring across the 2^64 wrap. Must be called before any other use.
+    #[doc(hidden)]
+    pub fn __start_positions_at(&self, pos: u64) {
+        let pos = pos & !(self.one_lap - 1);
+        let r = self.ring();
+        r.head.0.store(pos, SeqCst);
+        r.tail.0.store(pos, SeqCst);
+        for i in 0..self.cap {
+            self.slot(i).stamp.store(pos.wrapping_add(i), SeqCst);
+        }
+    }
+}
+
+/// Fuzz entry: `data` as ring memory, then a bounded run of operations.
+/// The first byte picks the mode: garbage in every byte (attach must refuse
+/// it or cope), or a valid ring whose control words (positions, stamps,
+/// lengths, flags) are then overwritten with garbage.
+#[cfg(fuzzing)]
+pub fn __fuzz_garbage(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let len = rest.len().clamp(std::mem::size_of::<MpmcRing>(), 1 << 16);
+    let layout = std::alloc::Layout::from_size_align(len, 64).unwrap();
+    // SAFETY: non-zero size.
+    let p = unsafe { std::alloc::alloc_zeroed(layout) };
+    if p.is_null() {
+        return;
+    }
+    let view = if mode & 1 == 0 {
+        // SAFETY: `p` holds `len >= rest.len().min(len)` bytes.
+        unsafe { std::ptr::copy_nonoverlapping(rest.as_ptr(), p, rest.len().min(len)) };
+        // SAFETY: our allocation, alive until the end of this function.
+        unsafe { MpmcRing::attach(p, len) }
+    } else {
+        let cap = (mode as usize >> 1) % 9 + 1;
+        let slot = rest.first().map_or(8, |&b| b as usize % 40);
+        match MpmcRing::bytes_for(cap, slot) {
+            Ok(n) if n <= len => {
+                // SAFETY: `n` bytes of our fresh allocation.
+                unsafe { MpmcRing::init(p, cap, slot, mode as u32 >> 7).unwrap() };
+                // Overwrite control words: each 9-byte record is an offset
+                // (into the ring, 8-aligned) and a value.
+                for rec in rest.chunks_exact(9).take(32) {
+                    let off = (u16::from_le_bytes([rec[0], 0]) as usize * 8) % n;
+                    let off = off & !7;
+                    let v = u64::from_le_bytes(rec[1..9].try_into().unwrap());
+                    // SAFETY: an aligned u64 inside our allocation, only
+                    // read atomically elsewhere; no other thread runs.
+                    unsafe { (*p.add(off).cast::<AtomicU64>()).store(v, Relaxed) };
+                }
+                // SAFETY: as above.
+                unsafe { MpmcRing::attach(p, len) }
+            }
+            _ => Err(Error::InvalidArgument("")),
+        }
+    };
+    if let Ok(r) = view {
+        for i in 0..64u32 {
+            let _ = r.len();
+            if i % 3 == 0 {
+                if let Ok(s) = r.try_reserve() {
+                    let n = r.slot_size().min(4);
+                    // SAFETY: the reserved slot holds `slot_size >= n` bytes.
+                    unsafe { std::ptr::write_bytes(r.payload_ptr(s), 0xab, n) };
+                    if i % 2 == 0 {
+                        r.commit(s, n);
+                    } else {
+                        r.cancel(s);
+                    }
+                }
+            } else if let Ok(s) = r.try_claim(|_| Ok(())) {
+                // SAFETY: claimed: `len <= slot_size` was checked.
+                let b = unsafe { std::slice::from_raw_parts(r.payload_ptr(s), s.len) };
+                std::hint::black_box(b.iter().fold(0u8, |a, x| a ^ x));
+                r.release(s);
+            }
+            let _ = r.task_done();
+            let _ = r.join_until(Some(Deadline::PASSED));
+            let _ = r.reserve_until(Some(Deadline::PASSED)).map(|s| r.cancel(s));
+        }
+    }
+    // SAFETY: allocated above with `layout`; nothing refers to it now (the
+    // view is dropped and its atomics need no drop outside loom).
+    unsafe { std::alloc::dealloc(p, layout) };
+}
+
+/// The end of the next sleep slice: at most [`SLICE`] from now, never past
+/// `until`.
+fn slice_end(until: Option<Deadline>) -> Deadline {
+    let s = Deadline::after(SLICE);
+    match until {
+        Some(u) => u.min(s),
+        None => s,
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn send(r: &MpmcRef, bytes: &[u8]) -> Result<()> {
+        let s = r.try_reserve()?;
+        // SAFETY: the slot is ours; `bytes` fits (tests keep it small).
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), r.payload_ptr(s), bytes.len()) };
+        r.commit(s, bytes.len());
+        Ok(())
+    }
+
+    fn recv(r: &MpmcRef) -> Result<Vec<u8>> {
+        let s = r.try_claim(|_| Ok(()))?;
+        let mut v = vec![0; s.len];
+        // SAFETY: the slot is claimed by us; `len <= slot_size`.
+        unsafe { std::ptr::copy_nonoverlapping(r.payload_ptr(s), v.as_mut_ptr(), s.len) };
+        r.release(s);
+        Ok(v)
+    }
+
+    #[test]
+    fn mpmc_fifo_full_empty_each_capacity() {
+        for cap in [1usize, 2, 3, 5, 7, 8, 9] {
+            let r = MpmcRing::new(cap, 8, 0).unwrap();
+            for round in 0..3u8 {
+                for i in 0..cap {
+                    send(&r, &[round, i as u8]).unwrap();
+                }
+                assert!(matches!(send(&r, b"x"), Err(Error::Full)));
+                assert_eq!(r.len(), cap);
+                for i in 0..cap {
+                    assert_eq!(recv(&r).unwrap(), vec![round, i as u8]);
+                }
+                assert!(matches!(recv(&r), Err(Error::Empty)));
+                assert_eq!(r.len(), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn mpmc_wraps_positions_at_2_pow_64() {
+        for cap in [1usize, 3, 4, 6] {
+            let r = MpmcRing::new(cap, 8, 0).unwrap();
+            r.__start_positions_at(u64::MAX - 3 * r.one_lap + 1);
+            let mut model = std::collections::VecDeque::new();
+            for n in 0..(8 * cap as u64 + 5) {
+                send(&r, &n.to_le_bytes()).unwrap();
+                model.push_back(n);
+                assert_eq!(r.len(), model.len());
+                if model.len() == cap || n % 3 == 0 {
+                    let got = recv(&r).unwrap();
+                    assert_eq!(got, model.pop_front().unwrap().to_le_bytes());
+                }
+            }
+            assert!(r.ring().tail.0.load(SeqCst) < 1 << 20, "did not wrap");
+        }
+    }
+
+    #[test]
+    fn mpmc_cancelled_slots_are_skipped() {
+        let r = MpmcRing::new(3, 8, 0).unwrap();
+        let a = r.try_reserve().unwrap();
+        send(&r, b"b").unwrap();
+        assert!(matches!(recv(&r), Err(Error::Empty)));
+        r.cancel(a);
+        assert_eq!(recv(&r).unwrap(), b"b");
+        assert!(matches!(recv(&r), Err(Error::Empty)));
+    }
+
+    #[test]
+    fn mpmc_refused_claim_leaves_the_message() {
+        let r = MpmcRing::new(2, 8, 0).unwrap();
+        send(&r, b"hello").unwrap();
+        let e = r.try_claim(|n| Err(Error::BufferTooShort { needed: n }));
+        assert!(matches!(e, Err(Error::BufferTooShort { needed: 5 })));
+        assert_eq!(recv(&r).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn mpmc_close_drains_then_closed() {
+        let r = MpmcRing::new(2, 8, 0).unwrap();
+        send(&r, b"a").unwrap();
+        r.close();
+        assert!(matches!(send(&r, b"b"), Err(Error::Closed)));
+        assert_eq!(recv(&r).unwrap(), b"a");
+        assert!(matches!(recv(&r), Err(Error::Closed)));
+    }
+
+    #[test]
+    fn mpmc_task_done_counts() {
+        let r = MpmcRing::new(2, 8, FLAG_JOINABLE).unwrap();
+        r.join_until(None).unwrap();
+        send(&r, b"a").unwrap();
+        assert_eq!(r.unfinished(), 1);
+        assert!(matches!(
+            r.join_until(Some(Deadline::PASSED)),
+            Err(Error::Timeout)
+        ));
+        recv(&r).unwrap();
+        r.task_done().unwrap();
+        assert!(matches!(r.task_done(), Err(Error::InvalidArgument(_))));
+        r.join_until(None).unwrap();
+    }
+
+    #[test]
+    fn mpmc_garbage_is_corrupt() {
+        let r = MpmcRing::new(3, 8, 0).unwrap();
+        send(&r, b"a").unwrap();
+        // A stamp from nowhere, with the positions unchanged.
+        r.slot(0).stamp.store(12345, SeqCst);
+        assert!(matches!(recv(&r), Err(Error::Corrupt(_))));
+        r.slot(0).stamp.store(1, SeqCst);
+        r.slot(0).len.store(9, SeqCst);
+        assert!(matches!(recv(&r), Err(Error::Corrupt(_))));
+        // An index outside the ring.
+        r.ring().head.0.store(3, SeqCst);
+        assert!(matches!(recv(&r), Err(Error::Corrupt(_))));
+        r.ring().tail.0.store(7, SeqCst);
+        assert!(matches!(send(&r, b"x"), Err(Error::Corrupt(_))));
+        // Geometry checked on attach.
+        r.ring().geo.0.stride.store(7, SeqCst);
+        // SAFETY: the heap ring is alive for the call.
+        let e = unsafe { MpmcRing::attach(r.base.as_ptr(), r.layout.size()) };
+        assert!(matches!(e, Err(Error::Corrupt(_))));
+    }
+
+    #[test]
+    fn mpmc_threads_exactly_once() {
+        let r = std::sync::Arc::new(MpmcRing::new(5, 8, 0).unwrap());
+        let per = if cfg!(miri) { 50 } else { 20_000u64 };
+        let producers: Vec<_> = (0..2u64)
+            .map(|id| {
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    for i in 0..per {
+                        let s = r.reserve_until(None).unwrap();
+                        let v = (id << 32 | i).to_le_bytes();
+                        // SAFETY: slot ours; 8 bytes fit.
+                        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), r.payload_ptr(s), 8) };
+                        r.commit(s, 8);
+                    }
+                })
+            })
+            .collect();
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    let mut last = [None::<u64>; 2];
+                    loop {
+                        let s = match r.claim_until(None, |_| Ok(())) {
+                            Ok(s) => s,
+                            Err(Error::Closed) => break,
+                            Err(e) => panic!("{e}"),
+                        };
+                        let mut v = [0u8; 8];
+                        // SAFETY: claimed by us.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(r.payload_ptr(s), v.as_mut_ptr(), 8)
+                        };
+                        r.release(s);
+                        let v = u64::from_le_bytes(v);
+                        let (id, i) = ((v >> 32) as usize, v & 0xffff_ffff);
+                        assert!(last[id].map_or(true, |l| l < i));
+                        last[id] = Some(i);
+                        got.push(v);
+                    }
+                    got
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        r.close();
+        let mut all: Vec<u64> = consumers
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect();
+        all.sort();
+        assert_eq!(all.len() as u64, 2 * per);
+        all.dedup();
+        assert_eq!(all.len() as u64, 2 * per);
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+
+    fn put(r: &MpmcRef, v: u8) {
+        let s = r.reserve_until(None).unwrap();
+        // SAFETY: the slot is ours.
+        unsafe { r.payload_ptr(s).write(v) };
+        r.commit(s, 1);
+    }
+
+    fn take(r: &MpmcRef) -> u8 {
+        let s = r.claim_until(None, |_| Ok(())).unwrap();
+        assert_eq!(s.len, 1, "a claimed slot must show its committed length");
+        // SAFETY: claimed by us.
+        let v = unsafe { r.payload_ptr(s).read() };
+        r.release(s);
+        v
+    }
+
+    /// A model builder with a preemption bound (2 unless
+    /// `LOOM_MAX_PREEMPTIONS` says otherwise), so four threads finish in
+    /// seconds.
+    fn builder() -> loom::model::Builder {
+        let mut b = loom::model::Builder::new();
+        if b.preemption_bound.is_none() {
+            b.preemption_bound = Some(2);
+        }
+        b
+    }
+
+    /// Two producers and two consumers, one message each, through a ring of
+    /// capacity 2: every message arrives exactly once with its length, and
+    /// nobody sleeps through a wake-up (a lost wake-up shows as a loom
+    /// deadlock).
+    #[test]
+    fn loom_mpmc_2p2c() {
+        builder().check(|| {
+            let r = Arc::new(MpmcRing::new(2, 1, 0).unwrap());
+            let ps: Vec<_> = (1..=2u8)
+                .map(|v| {
+                    let r = r.clone();
+                    loom::thread::spawn(move || put(&r, v))
+                })
+                .collect();
+            let r2 = r.clone();
+            let c = loom::thread::spawn(move || take(&r2));
+            let a = take(&r);
+            let b = c.join().unwrap();
+            for p in ps {
+                p.join().unwrap();
+            }
+            assert_eq!(a + b, 3);
+            assert_ne!(a, b);
+        });
+    }
+
+    /// One producer sends two messages through a ring of capacity 1 to a
+    /// consumer: the producer waits for room (the `not_full` side), the
+    /// consumer for data, and the order holds.
+    #[test]
+    fn loom_mpmc_capacity_1_both_sides_wait() {
+        builder().check(|| {
+            let r = Arc::new(MpmcRing::new(1, 1, 0).unwrap());
+            let r1 = r.clone();
+            let p = loom::thread::spawn(move || {
+                put(&r1, 1);
+                put(&r1, 2);
+            });
+            assert_eq!(take(&r), 1);
+            assert_eq!(take(&r), 2);
+            p.join().unwrap();
+        });
+    }
+
+    /// A cancelled reservation is skipped: the consumer gets the message
+    /// behind it, and a joinable ring counts only the committed one.
+    #[test]
+    fn loom_mpmc_cancel_and_task_done() {
+        builder().check(|| {
+            let r = Arc::new(MpmcRing::new(2, 1, FLAG_JOINABLE).unwrap());
+            let r1 = r.clone();
+            let p = loom::thread::spawn(move || {
+                let s = r1.reserve_until(None).unwrap();
+                r1.cancel(s);
+                put(&r1, 7);
+            });
+            let r2 = r.clone();
+            let c = loom::thread::spawn(move || {
+                let v = take(&r2);
+                r2.task_done().unwrap();
+                v
+            });
+            r.join_until(None).ok();
+            p.join().unwrap();
+            assert_eq!(c.join().unwrap(), 7);
+            r.join_until(None).unwrap();
+            assert_eq!(r.unfinished(), 0);
+        });
+    }
+}
