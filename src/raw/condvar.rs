@@ -176,6 +176,13 @@ impl RawCondvar {
 
     /// Releases the lock `guard` holds (all levels of it, for a recursive
     /// lock), sleeps until notified, and takes it back.
+    ///
+    /// [`Error::Deadlock`], with nothing released, while this thread holds
+    /// a level of the lock through a `Value`/`Array` guard (waiting would
+    /// let another thread write the data under that guard's `&mut T`).
+    /// If taking the lock back fails with anything but
+    /// [`Error::OwnerDied`], the lock is not held and `guard` is defused:
+    /// dropping it does nothing, and using it again is [`Error::NotOwner`].
     pub fn wait(&self, guard: &mut RawMutexGuard<'_>) -> Result<()> {
         self.wait_until(guard, None).map(|_| ())
     }
@@ -187,10 +194,14 @@ impl RawCondvar {
     }
 
     /// The wait. Errors: [`Error::NotOwner`] (the guard is a copy left by
-    /// `fork`), [`Error::OwnerDied`] (before: the lock must be repaired
-    /// first, nothing was released; after: the lock was taken back from a
-    /// dead holder, repair and mark it consistent through the guard),
+    /// `fork`, or defused), [`Error::OwnerDied`] (before: the lock must be
+    /// repaired first, nothing was released; after: the lock was taken back
+    /// from a dead holder, repair and mark it consistent through the
+    /// guard), [`Error::Deadlock`] (a `Value`/`Array` guard of this thread
+    /// holds a level of the lock; nothing was released),
     /// [`Error::InvalidArgument`] (the table is full), [`Error::Corrupt`].
+    /// After a failed re-lock (any error but `OwnerDied` once the lock was
+    /// released) the guard is defused: the lock is not held.
     pub(crate) fn wait_until(
         &self,
         guard: &mut RawMutexGuard<'_>,
@@ -207,7 +218,7 @@ impl RawCondvar {
             }
         };
         self.sleep(i, deadline);
-        let relocked = mutex.relock_after_wait(levels);
+        let relocked = mutex.relock_after_wait(guard, levels);
         let notified = self.dequeue(i);
         relocked?;
         notified
@@ -350,7 +361,7 @@ fn alive(_: &Slot) -> bool {
 /// This process's pid and start time, cached (and re-read after `fork`,
 /// when the pid no longer matches).
 #[cfg(not(loom))]
-fn me() -> (u32, u64) {
+pub(super) fn me() -> (u32, u64) {
     use std::sync::atomic::{AtomicU32 as StdU32, AtomicU64 as StdU64};
     static PID: StdU32 = StdU32::new(0);
     static START: StdU64 = StdU64::new(0);
