@@ -34,9 +34,10 @@ use crate::Result;
 /// generation cannot trip: the others' timeouts break it (use a default
 /// timeout when peers may die). A process killed while tripping (in its
 /// action) is noticed by the waiters within about 200 ms, timeout or not:
-/// they break the barrier. (Not covered: a kill in the few instructions
-/// between the last arrival and recording who trips; waiters without a
-/// timeout then wait until a `reset` or `abort`.)
+/// they break the barrier. (A kill in the few instructions between the
+/// last arrival and recording who trips is noticed only by waiters with a
+/// timeout, a second after it expired; waiters without one then wait until
+/// a `reset` or `abort`.)
 ///
 /// ```
 /// let b = shmprim::Barrier::anonymous(1, None).unwrap();

@@ -76,9 +76,11 @@
 //! trip CAS) is noticed through its record: a waiter that finds the
 //! generation full after a slice, and the recorded tripper of that
 //! generation dead (pid + start time; a zombie counts as dead), breaks the
-//! generation. One window is not covered: a tripper killed between its
-//! arrival CAS and writing its record (a few instructions) leaves waiters
-//! without a timeout asleep until a `reset` or `abort`.
+//! generation. One window is covered only for waiters with a timeout: a
+//! tripper killed between its arrival CAS and writing its record (a few
+//! instructions). A waiter whose deadline has passed breaks a full
+//! generation that has had no record for a second; waiters without a
+//! timeout stay asleep until a `reset` or `abort`.
 
 use std::time::Duration;
 
@@ -97,9 +99,11 @@ const NO_TIMEOUT: u64 = u64::MAX;
 /// Marks a reset tag or a tripper record as written (above a 16-bit gen).
 const VALID: u32 = 1 << 16;
 /// Reset tags kept (a power of two dividing 65536, so that the slot of a
-/// generation survives the counter's wrap). Fewer under loom, so that the
-/// models reach the slot reuse.
-const RESET_TAGS: usize = if cfg!(loom) { 4 } else { 64 };
+/// generation survives the counter's wrap).
+const RESET_TAGS: usize = 64;
+/// How long a waiter whose deadline has passed waits for the tripper of a
+/// full generation to record itself before presuming it dead.
+const UNRECORDED_GRACE: Duration = Duration::from_secs(1);
 /// How far ahead of the generation being left the tag slot cleared lies.
 const CLEAR_AHEAD: u32 = RESET_TAGS as u32 / 2 + 1;
 
@@ -303,6 +307,8 @@ impl RawBarrier {
         let parties = self.check()?;
         // Arrive.
         let mut w = self.word.load(Acquire);
+        // Since when a full generation has had no tripper record.
+        let mut unrecorded = None;
         let (g, index) = loop {
             if w & BROKEN != 0 {
                 return Err(Error::BrokenBarrier);
@@ -318,7 +324,7 @@ impl RawBarrier {
                 // break a generation every party reached), in slices, to
                 // notice a dead tripper.
                 let _ = self.sleep(w, None);
-                self.break_if_tripper_dead(w);
+                self.watch_tripper(w, deadline, &mut unrecorded);
                 w = self.word.load(Acquire);
                 continue;
             }
@@ -347,7 +353,7 @@ impl RawBarrier {
                 // Everyone arrived: the trip is coming, whatever our
                 // deadline, unless the tripper died.
                 let _ = self.sleep(now, None);
-                self.break_if_tripper_dead(now);
+                self.watch_tripper(now, deadline, &mut unrecorded);
                 continue;
             }
             if self.sleep(now, deadline).is_err() {
@@ -418,17 +424,35 @@ impl RawBarrier {
     }
 
     /// After a slice in which `word` stayed `seen` (a full generation,
-    /// tripping): if the recorded tripper of that generation is dead,
-    /// break it (waking everybody).
-    fn break_if_tripper_dead(&self, seen: u32) {
-        if cfg!(loom) || self.word.load(Acquire) != seen || seen & BROKEN != 0 {
+    /// tripping): breaks that generation (waking everybody) if its
+    /// recorded tripper is dead; or, once the caller's own deadline has
+    /// passed, if no tripper record has appeared for [`UNRECORDED_GRACE`]
+    /// (the tripper died, or is stopped, between its arrival and its
+    /// record: a few instructions). `unrecorded` is the caller's memory of
+    /// when it first saw no record.
+    fn watch_tripper(
+        &self,
+        seen: u32,
+        deadline: Option<Deadline>,
+        unrecorded: &mut Option<Deadline>,
+    ) {
+        if cfg!(loom) || seen & BROKEN != 0 || self.word.load(Acquire) != seen {
+            *unrecorded = None;
             return;
         }
         let g = gen(seen);
         let tag = self.trip_gen.load(Acquire);
         if tag != g | VALID {
-            return; // not recorded (yet): nothing to go by
+            if deadline.is_some_and(Deadline::has_passed)
+                && unrecorded
+                    .get_or_insert_with(|| Deadline::after(UNRECORDED_GRACE))
+                    .has_passed()
+            {
+                self.break_gen(g, true);
+            }
+            return;
         }
+        *unrecorded = None;
         let pid = self.trip_pid.load(Relaxed);
         let start = self.trip_start.load(Relaxed);
         fence(Acquire);
@@ -497,12 +521,18 @@ impl RawBarrier {
     /// Makes the barrier usable again, as new: waiters of the current
     /// generation get [`Error::BrokenBarrier`].
     pub fn reset(&self) {
+        let _ = self.reset_moved();
+    }
+
+    /// [`RawBarrier::reset`]; returns the generation this call moved on
+    /// from, if its CAS did (for the models).
+    fn reset_moved(&self) -> Option<u32> {
         let g = gen(self.word.load(Acquire));
         self.break_gen(g, true);
         // `g` is broken (by us or another) unless it moved on already.
         let w = self.word.load(Acquire);
         if gen(w) != g {
-            return; // someone else reset (or it was never ours to reset)
+            return None; // someone else reset (or it was never ours to reset)
         }
         // Sealed: `(g, _, BROKEN)` changes only by a reset. The tag is
         // true whoever wins the CAS below; the Release of the CAS (ours or
@@ -510,10 +540,12 @@ impl RawBarrier {
         self.reset_tags[tag_slot(g)].store(g | VALID, Relaxed);
         self.clear_tag_ahead(g);
         // One CAS suffices; losing it means another reset moved it on.
-        let _ = self
+        let moved = self
             .word
-            .compare_exchange(w, pack(g.wrapping_add(1), 0, false), AcqRel, Acquire);
+            .compare_exchange(w, pack(g.wrapping_add(1), 0, false), AcqRel, Acquire)
+            .is_ok();
         futex_wake(&self.word, i32::MAX as u32);
+        moved.then_some(g)
     }
 }
 
@@ -681,6 +713,25 @@ mod tests {
         assert!(!b.is_broken());
     }
 
+    /// A tripper killed between its arrival and its record (simulated: a
+    /// full generation, no record) is presumed dead by a waiter whose
+    /// timeout has expired, a grace period later: it breaks the generation
+    /// rather than wait for ever. Not before its timeout.
+    #[test]
+    fn a_full_generation_without_a_tripper_record_breaks_after_the_timeout() {
+        let b = Arc::new(RawBarrier::new(2, None).unwrap());
+        let b2 = b.clone();
+        let t = std::thread::spawn(move || {
+            let s = std::time::Instant::now();
+            (b2.wait_timeout(Duration::from_millis(100)), s.elapsed())
+        });
+        until_waiting(&b, 1);
+        b.word.store(pack(0, 2, false), Release);
+        let (r, took) = t.join().unwrap();
+        assert!(matches!(r, Err(Error::BrokenBarrier)), "{r:?}");
+        assert!(took >= UNRECORDED_GRACE, "broken after {took:?}");
+    }
+
     /// The reset tags: a reset generation is reported as reset even when
     /// a stale tripper (its generation reset under its action) finishes
     /// later; a tag left behind by a reset 65536 generations ago does not
@@ -758,6 +809,34 @@ mod loom_tests {
                 assert_ne!(mine[r], theirs[r]);
             }
             assert_eq!(trips.load(SeqCst), 2);
+        });
+    }
+
+    /// Trips racing resets: every generation a reset moved on from must
+    /// read as reset, every other (tripped) one as tripped, whatever the
+    /// interleaving. The old scheme failed here: a tripper whose
+    /// generation was reset before its trip CAS cleared the reset mark of
+    /// the next generation after a second reset had set it.
+    #[test]
+    fn barrier_loom_reset_tags_exact() {
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(3);
+        model.check(|| {
+            let b = Arc::new(RawBarrier::new(1, None).unwrap());
+            let b2 = b.clone();
+            let t = loom::thread::spawn(move || {
+                [b2.wait(), b2.wait()].iter().filter(|r| r.is_ok()).count()
+            });
+            let resets: Vec<u32> = (0..2).filter_map(|_| b.reset_moved()).collect();
+            let trips = t.join().unwrap();
+            let last = gen(b.word.load(SeqCst));
+            let mut tripped = 0;
+            for g in 0..last {
+                let reset = b.outcome(g, 0).is_err();
+                assert_eq!(reset, resets.contains(&g), "generation {g}");
+                tripped += usize::from(!reset);
+            }
+            assert_eq!(tripped, trips);
         });
     }
 
