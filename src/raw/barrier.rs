@@ -275,6 +275,14 @@ impl RawBarrier {
         }
     }
 
+    /// Whether every party reached the current generation and its last
+    /// arriver is tripping it (running the action), a snapshot.
+    #[cfg_attr(not(fuzzing), allow(dead_code))]
+    pub(crate) fn is_tripping(&self) -> bool {
+        let w = self.word.load(Acquire);
+        w & BROKEN == 0 && count(w) == self.parties()
+    }
+
     /// Whether the barrier is broken.
     pub fn is_broken(&self) -> bool {
         self.word.load(Acquire) & BROKEN != 0
