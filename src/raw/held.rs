@@ -8,8 +8,10 @@
 //! holds a lock (and how deeply, for a recursive one); the C library is only
 //! asked to unlock what this record (or a live guard) says it locked.
 //!
-//! Levels taken by guards and levels taken by `acquire()` are counted
-//! apart, so that `release()` can never free a level a guard still owns.
+//! Levels taken by guards, by `Value`/`Array` guards and by `acquire()` are
+//! counted apart, so that `release()` can never free a level a guard still
+//! owns, and a condition wait can refuse to release a level under which a
+//! `Value`/`Array` guard hands out `&mut T`.
 //! Entries are keyed by the mutex's address in this process; a mapping
 //! that holds a lock of this process is not unmapped (see
 //! `Segment::keep_mapped_while` and `RawMutex::must_stay_mapped`), so an
