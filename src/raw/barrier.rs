@@ -30,7 +30,8 @@
 //!   wait for `gen` to move (whatever their timeout: the trip is coming).
 //! * Trip: the arrival that made `c + 1 == parties` records itself (pid,
 //!   start time, `gen | VALID`, a seqlock), runs the action (if any),
-//!   clears the reset tag of generation `gen + 33` (see below), then CASes
+//!   clears the reset tag of generation `gen + 33` if `word` is still
+//!   `(gen, parties, !BROKEN)` (see below), then CASes
 //!   `(gen, parties, !BROKEN)` to `(gen + 1, 0, !BROKEN)` (Release) and,
 //!   after a SeqCst fence, wakes everybody if `sleepers != 0` (waiters
 //!   increment it, fence, and re-read `word` before sleeping: the Dekker
