@@ -24,9 +24,20 @@ use crate::Result;
 /// Timeouts: the default timeout given at creation applies to `wait` and
 /// `wait_with_action`; `wait_timeout` overrides it. A timeout elapses at
 /// about its value, never before; `Duration::ZERO` breaks the barrier at
-/// once unless this arrival completes it. A process killed while waiting
-/// stays counted, so the generation cannot trip: the others' timeouts
-/// break it (use a default timeout when peers may die).
+/// once unless this arrival completes it. A timeout never breaks a
+/// generation that every party reached: the last arriver is running the
+/// action, and the others wait for its trip (as in Python, where the action
+/// runs under the barrier's lock); an arrival while that happens waits for
+/// the trip, then counts in the next generation.
+///
+/// Dead parties: a process killed while waiting stays counted, so the
+/// generation cannot trip: the others' timeouts break it (use a default
+/// timeout when peers may die). A process killed while tripping (in its
+/// action) is noticed by the waiters within about 200 ms, timeout or not:
+/// they break the barrier. (A kill in the few instructions between the
+/// last arrival and recording who trips is noticed only by waiters with a
+/// timeout, a second after it expired; waiters without one then wait until
+/// a `reset` or `abort`.)
 ///
 /// ```
 /// let b = shmprim::Barrier::anonymous(1, None).unwrap();

@@ -49,7 +49,16 @@ const SIZE: usize = RawMutex::SIZE + RawCondvar::SIZE;
 ///
 /// If taking the lock back finds that a holder died meanwhile, the wait
 /// returns [`Error::OwnerDied`] with the lock held: repair the shared data,
-/// then call [`make_consistent`](Condition::make_consistent).
+/// then call [`make_consistent`](Condition::make_consistent). If taking it
+/// back fails otherwise ([`Error::Corrupt`], [`Error::NotRecoverable`],
+/// ...), the lock is not held and the guard is defused: dropping it does
+/// nothing, and waiting or notifying with it is [`Error::NotOwner`].
+///
+/// A wait while this thread holds a guard of a [`Value`](crate::Value) or
+/// [`Array`](crate::Array) that shares the condition's
+/// [`RLock`](crate::RLock) is [`Error::Deadlock`] (nothing is released):
+/// the wait would release the level that guard holds, and another thread
+/// or process could then write the data under its `&mut T`.
 ///
 /// ```
 /// let c = shmprim::Condition::anonymous().unwrap();
@@ -202,7 +211,7 @@ impl Condition {
     }
 
     fn mine(&self, guard: &LockGuard<'_>) -> Result<()> {
-        if std::ptr::eq(guard.mutex(), self.mutex()) {
+        if std::ptr::eq(guard.mutex(), self.mutex()) && guard.is_live() {
             Ok(())
         } else {
             Err(Error::NotOwner)
@@ -211,6 +220,13 @@ impl Condition {
 
     /// Releases the lock, sleeps until notified, takes the lock back
     /// (Python's `wait()`).
+    ///
+    /// Errors: [`Error::NotOwner`] (a guard of another lock, or one
+    /// defused by an earlier failed wait); [`Error::Deadlock`] while this
+    /// thread holds a [`Value`](crate::Value)/[`Array`](crate::Array)
+    /// guard of the same lock (nothing released); [`Error::OwnerDied`]
+    /// (see the type's docs); after any other error the lock is not held
+    /// and `guard` is defused (dropping it does nothing).
     pub fn wait(&self, guard: &mut LockGuard<'_>) -> Result<()> {
         self.wait_until(guard, None).map(|_| ())
     }

@@ -213,7 +213,7 @@ impl<T: Plain> Guarded<T> {
         if mutex.held_by_this_thread() {
             return Err(LockError::Failed(Error::Deadlock));
         }
-        mutex.lock_as(deadline, Some(self.expected_kind()))
+        mutex.lock_data(deadline, Some(self.expected_kind()))
     }
 }
 

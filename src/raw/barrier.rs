@@ -1,19 +1,22 @@
 //! [`RawBarrier`]: Python's `Barrier` in place.
 //!
-//! ## Layout (32 bytes, align 8)
+//! ## Layout (296 bytes, align 8)
 //!
-//! | offset | field        | meaning                                               |
-//! |-------:|--------------|-------------------------------------------------------|
-//! |      0 | `magic`      | `BARRIER_MAGIC`                                       |
-//! |      4 | `parties`    | 1..=[`BARRIER_PARTIES_MAX`]                           |
-//! |      8 | `word`       | the futex word: see below                             |
-//! |     12 | `sleepers`   | waiters announced as (about to be) asleep on `word`   |
-//! |     16 | `reset_gens` | bit `g % 64` set: generation `g` ended by a `reset`   |
-//! |     24 | `timeout_ns` | default timeout of `wait` (`u64::MAX`: none)          |
+//! | offset | field          | meaning                                             |
+//! |-------:|----------------|-----------------------------------------------------|
+//! |      0 | `magic`        | `BARRIER_MAGIC`                                     |
+//! |      4 | `parties`      | 1..=[`BARRIER_PARTIES_MAX`]                         |
+//! |      8 | `word`         | the futex word: see below                           |
+//! |     12 | `sleepers`     | waiters announced as (about to be) asleep on `word` |
+//! |     16 | `timeout_ns`   | default timeout of `wait` (`u64::MAX`: none)        |
+//! |     24 | `trip_pid`     | pid of the party tripping the current generation    |
+//! |     28 | `trip_gen`     | `gen \| VALID` of that record (0: none)             |
+//! |     32 | `trip_start`   | that party's process start time                     |
+//! |     40 | `reset_tags`   | 64 × u32: slot `g % 64` holds `g \| VALID` once generation `g` was reset |
 //!
 //! `word`: bit 0 `BROKEN`; bits 1..16 `count` (arrivals in this generation);
 //! bits 16..32 `gen` (the generation, wrapping; only compared for
-//! equality).
+//! equality). `VALID` is bit 16 of a tag (a 16-bit generation below it).
 //!
 //! ## Protocol
 //!
@@ -24,34 +27,65 @@
 //!   the arrival's index is `c`. A `BROKEN` word refuses arrivals
 //!   ([`Error::BrokenBarrier`]); `c == parties` means the last arriver is
 //!   running the action: later arrivals belong to the next generation and
-//!   wait for `gen` to move.
-//! * Trip: the arrival that made `c + 1 == parties` runs the action (if
-//!   any), clears bit `gen + 1` of `reset_gens`, then CASes `(gen, parties,
-//!   !BROKEN)` to `(gen + 1, 0, !BROKEN)` (Release) and, after a SeqCst
-//!   fence, wakes everybody if `sleepers != 0` (waiters increment it, fence,
-//!   and re-read `word` before sleeping: the Dekker pair, SYNC POINT).
-//!   If the CAS fails, the generation was broken meanwhile: it returns
-//!   [`Error::BrokenBarrier`].
-//! * Break (timeout, abort, a panicking action): set `BROKEN` in the
-//!   current generation, wake everybody. Waiters of that generation see
-//!   `BROKEN` and return [`Error::BrokenBarrier`], as do later arrivals.
-//! * Reset: break the current generation `g` (if not broken), set bit `g`
-//!   and clear bit `g + 1` of `reset_gens`, then CAS `(g, _, BROKEN)` to
-//!   `(g + 1, 0, !BROKEN)`, wake everybody. A waiter of `g` that wakes to
-//!   find `gen` moved on reads bit `g`: set means reset (broken), clear
-//!   means tripped. Bit `g` is written only while `g`'s fate is sealed
-//!   (broken, so no trip can happen), and cleared by whoever moves `word`
-//!   into `g` before anyone can arrive in it, so it is never stale (for 64
-//!   generations: a waiter asleep while 64 resets go by could misread).
+//!   wait for `gen` to move (whatever their timeout: the trip is coming).
+//! * Trip: the arrival that made `c + 1 == parties` records itself (pid,
+//!   start time, `gen | VALID`, a seqlock), runs the action (if any),
+//!   clears the reset tag of generation `gen + 33` if `word` is still
+//!   `(gen, parties, !BROKEN)` (see below), then CASes
+//!   `(gen, parties, !BROKEN)` to `(gen + 1, 0, !BROKEN)` (Release) and,
+//!   after a SeqCst fence, wakes everybody if `sleepers != 0` (waiters
+//!   increment it, fence, and re-read `word` before sleeping: the Dekker
+//!   pair, SYNC POINT). If the CAS fails, the generation was broken
+//!   meanwhile: it returns [`Error::BrokenBarrier`]. It then erases its
+//!   record (a CAS from its own `gen | VALID`).
+//! * Break (abort, a panicking action, a dead tripper, a timeout while
+//!   `count < parties`): set `BROKEN` in the current generation, wake
+//!   everybody. Waiters of that generation see `BROKEN` and return
+//!   [`Error::BrokenBarrier`], as do later arrivals. A timeout never breaks
+//!   a generation every party reached (`count == parties`): that one is
+//!   tripping, and its waiters wait for the trip.
+//! * Reset: break the current generation `g` (if not broken); then, while
+//!   `word` is still `(g, _, BROKEN)` (its fate sealed: no trip can
+//!   happen), write `reset_tags[g % 64] = g | VALID`, clear the tag of
+//!   generation `g + 33`, and CAS `(g, _, BROKEN)` to `(g + 1, 0,
+//!   !BROKEN)`, wake everybody. Racing resetters of `g` all write the same
+//!   true tag; one CAS wins.
+//! * Outcome: a waiter of `g` that wakes to find `gen` moved on reads the
+//!   tag of `g` (its Acquire load of `word` ordered the tag write before):
+//!   `g | VALID` means reset (broken), anything else tripped. A trip
+//!   writes no tag and clears none of a generation that could be current,
+//!   so a stale trip can never erase the mark of a later reset. Every move
+//!   from `g` to `g + 1` clears the slot of `g + 33` before the move (the
+//!   tag that slot holds belongs to `g − 31` or older), so the tag of a
+//!   generation reused after the 16-bit counter wraps is gone long before
+//!   the generation starts again. Limits (windows of 31 generations): a
+//!   waiter of `g` that sleeps while 31 further generations end may misread
+//!   its outcome, and a tripper or resetter stalled between its look at
+//!   `word` and its tag write while 31 generations pass may write a stale
+//!   clear or tag.
+//!
+//! ## Dead parties
 //!
 //! A waiter killed while waiting stays counted: the generation can no
 //! longer trip. The others find out through their timeout (the default one
 //! given at creation, or `wait_timeout`), which breaks the barrier and wakes
 //! everybody; `reset` makes it usable again.
+//!
+//! Waiters sleep in slices of at most 200 ms. A tripper killed between its
+//! CAS and its wake is noticed at the next slice (the word moved). A
+//! tripper killed while `count == parties` (in its action, or before its
+//! trip CAS) is noticed through its record: a waiter that finds the
+//! generation full after a slice, and the recorded tripper of that
+//! generation dead (pid + start time; a zombie counts as dead), breaks the
+//! generation. One window is covered only for waiters with a timeout: a
+//! tripper killed between its arrival CAS and writing its record (a few
+//! instructions). A waiter whose deadline has passed breaks a full
+//! generation that has had no record for a second; waiters without a
+//! timeout stay asleep until a `reset` or `abort`.
 
 use std::time::Duration;
 
-use super::park::park;
+use super::park::{park, slice};
 use super::sync::{fence, futex_wake, AtomicU32, AtomicU64, Ordering::*};
 use crate::sys::clock::Deadline;
 use crate::{Error, Result};
@@ -61,7 +95,18 @@ const BROKEN: u32 = 1;
 const COUNT_SHIFT: u32 = 1;
 const COUNT_MASK: u32 = 0x7fff;
 const GEN_SHIFT: u32 = 16;
+const GEN_MASK: u32 = 0xffff;
 const NO_TIMEOUT: u64 = u64::MAX;
+/// Marks a reset tag or a tripper record as written (above a 16-bit gen).
+const VALID: u32 = 1 << 16;
+/// Reset tags kept (a power of two dividing 65536, so that the slot of a
+/// generation survives the counter's wrap).
+const RESET_TAGS: usize = 64;
+/// How long a waiter whose deadline has passed waits for the tripper of a
+/// full generation to record itself before presuming it dead.
+const UNRECORDED_GRACE: Duration = Duration::from_secs(1);
+/// How far ahead of the generation being left the tag slot cleared lies.
+const CLEAR_AHEAD: u32 = RESET_TAGS as u32 / 2 + 1;
 
 /// The most parties a barrier can have.
 pub const BARRIER_PARTIES_MAX: u32 = COUNT_MASK;
@@ -78,21 +123,26 @@ fn count(w: u32) -> u32 {
 
 #[inline]
 fn pack(gen: u32, count: u32, broken: bool) -> u32 {
-    (gen << GEN_SHIFT) | (count << COUNT_SHIFT) | u32::from(broken)
+    ((gen & GEN_MASK) << GEN_SHIFT) | (count << COUNT_SHIFT) | u32::from(broken)
 }
 
+/// The tag slot of generation `g` (any `u32`, taken modulo 65536).
 #[inline]
-fn bit(gen: u32) -> u64 {
-    1u64 << (gen % 64)
+fn tag_slot(g: u32) -> usize {
+    (g & GEN_MASK) as usize % RESET_TAGS
 }
 
 /// A reusable barrier for a fixed number of parties, in shared memory:
 /// Python's `Barrier`.
 ///
 /// Timeouts: `Duration::ZERO` breaks the barrier at once unless this
-/// arrival trips it; a timeout elapses at about its deadline, never before,
+/// arrival trips it (an arrival while the previous generation is still
+/// tripping first waits for that trip); a timeout elapses at about its deadline, never before,
 /// and breaks the barrier for every waiter ([`Error::BrokenBarrier`], as in
-/// Python, for the one that timed out too).
+/// Python, for the one that timed out too) — unless every party has
+/// arrived by then: the last one is running the action, and the waiters
+/// wait for its trip. A party killed while tripping (in its action) is
+/// noticed by the waiters within about 200 ms: they break the barrier.
 #[repr(C)]
 #[derive(Debug)]
 pub struct RawBarrier {
@@ -100,16 +150,29 @@ pub struct RawBarrier {
     parties: AtomicU32,
     word: AtomicU32,
     sleepers: AtomicU32,
-    reset_gens: AtomicU64,
     timeout_ns: AtomicU64,
+    trip_pid: AtomicU32,
+    trip_gen: AtomicU32,
+    trip_start: AtomicU64,
+    reset_tags: [AtomicU32; RESET_TAGS],
 }
 
 #[cfg(not(loom))]
-static_assertions::assert_eq_size!(RawBarrier, [u64; 4]);
+static_assertions::const_assert_eq!(std::mem::size_of::<RawBarrier>(), RawBarrier::SIZE);
+#[cfg(not(loom))]
+static_assertions::const_assert_eq!(std::mem::align_of::<RawBarrier>(), RawBarrier::ALIGN);
 #[cfg(not(loom))]
 static_assertions::const_assert_eq!(std::mem::offset_of!(RawBarrier, word), 8);
 #[cfg(not(loom))]
-static_assertions::const_assert_eq!(std::mem::offset_of!(RawBarrier, timeout_ns), 24);
+static_assertions::const_assert_eq!(std::mem::offset_of!(RawBarrier, timeout_ns), 16);
+#[cfg(not(loom))]
+static_assertions::const_assert_eq!(std::mem::offset_of!(RawBarrier, trip_pid), 24);
+#[cfg(not(loom))]
+static_assertions::const_assert_eq!(std::mem::offset_of!(RawBarrier, trip_start), 32);
+#[cfg(not(loom))]
+static_assertions::const_assert_eq!(std::mem::offset_of!(RawBarrier, reset_tags), 40);
+// The tag slots must divide the 16-bit generation space evenly.
+static_assertions::const_assert_eq!(65536 % RESET_TAGS, 0);
 
 /// Breaks the barrier if the action panics (so nobody waits for a trip
 /// that will not come).
@@ -118,14 +181,14 @@ struct BreakOnUnwind<'a>(&'a RawBarrier, u32);
 impl Drop for BreakOnUnwind<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.break_gen(self.1);
+            self.0.break_gen(self.1, true);
         }
     }
 }
 
 impl RawBarrier {
     /// Bytes the object spans.
-    pub const SIZE: usize = 32;
+    pub const SIZE: usize = 40 + 4 * 64;
     /// Alignment the object needs.
     pub const ALIGN: usize = 8;
 
@@ -147,11 +210,13 @@ impl RawBarrier {
             parties: AtomicU32::new(parties),
             word: AtomicU32::new(0),
             sleepers: AtomicU32::new(0),
-            reset_gens: AtomicU64::new(0),
             timeout_ns: AtomicU64::new(ns),
+            trip_pid: AtomicU32::new(0),
+            trip_gen: AtomicU32::new(0),
+            trip_start: AtomicU64::new(0),
+            reset_tags: std::array::from_fn(|_| AtomicU32::new(0)),
         })
     }
-
     /// Initialises a barrier in place (see [`RawBarrier::new`]).
     ///
     /// # Safety
@@ -211,6 +276,14 @@ impl RawBarrier {
         }
     }
 
+    /// Whether every party reached the current generation and its last
+    /// arriver is tripping it (running the action), a snapshot.
+    #[cfg_attr(not(fuzzing), allow(dead_code))]
+    pub(crate) fn is_tripping(&self) -> bool {
+        let w = self.word.load(Acquire);
+        w & BROKEN == 0 && count(w) == self.parties()
+    }
+
     /// Whether the barrier is broken.
     pub fn is_broken(&self) -> bool {
         self.word.load(Acquire) & BROKEN != 0
@@ -243,6 +316,8 @@ impl RawBarrier {
         let parties = self.check()?;
         // Arrive.
         let mut w = self.word.load(Acquire);
+        // Since when a full generation has had no tripper record.
+        let mut unrecorded = None;
         let (g, index) = loop {
             if w & BROKEN != 0 {
                 return Err(Error::BrokenBarrier);
@@ -253,18 +328,14 @@ impl RawBarrier {
             }
             if c == parties {
                 // The last arriver is running the action: ours is the next
-                // generation.
-                match self.sleep(w, deadline) {
-                    Err(_) => {
-                        // Our timeout breaks whichever generation is current.
-                        self.break_gen(gen(self.word.load(Acquire)));
-                        return Err(Error::BrokenBarrier);
-                    }
-                    Ok(()) => {
-                        w = self.word.load(Acquire);
-                        continue;
-                    }
-                }
+                // generation. Wait for the trip whatever our deadline (the
+                // action is bounded by the user's code; a timeout now would
+                // break a generation every party reached), in slices, to
+                // notice a dead tripper.
+                let _ = self.sleep(w, None);
+                self.watch_tripper(w, deadline, &mut unrecorded);
+                w = self.word.load(Acquire);
+                continue;
             }
             let next = pack(gen(w), c + 1, false);
             match self.word.compare_exchange(w, next, AcqRel, Acquire) {
@@ -287,29 +358,42 @@ impl RawBarrier {
             if count(now) > parties {
                 return Err(Error::Corrupt("barrier count above parties"));
             }
+            if count(now) == parties {
+                // Everyone arrived: the trip is coming, whatever our
+                // deadline, unless the tripper died.
+                let _ = self.sleep(now, None);
+                self.watch_tripper(now, deadline, &mut unrecorded);
+                continue;
+            }
             if self.sleep(now, deadline).is_err() {
-                // Timed out: break our generation, unless it tripped.
-                if !self.break_gen(g) && gen(self.word.load(Acquire)) != g {
-                    return self.outcome(g, index);
+                // Timed out: break our generation, unless it tripped or
+                // every party reached it meanwhile (then loop: wait for
+                // the trip).
+                if self.break_gen(g, false) {
+                    return Err(Error::BrokenBarrier);
                 }
-                return Err(Error::BrokenBarrier);
             }
         }
     }
 
     #[cold]
     fn trip(&self, g: u32, index: u32, parties: u32, action: Option<impl FnOnce()>) -> Result<u32> {
+        let recorded = parties > 1 && self.record_tripper(g);
         if let Some(action) = action {
             let guard = BreakOnUnwind(self, g);
             action();
             drop(guard);
         }
-        let ng = gen(pack(g.wrapping_add(1), 0, false));
-        // Nobody can arrive in `ng` yet: its reset bit is ours to clear.
-        self.reset_gens.fetch_and(!bit(ng), SeqCst);
+        let ng = g.wrapping_add(1) & GEN_MASK;
         let full = pack(g, parties, false);
+        if self.word.load(Acquire) == full {
+            // Before the move (Release below), and only while it can still
+            // succeed (not after our generation was reset under a long
+            // action): the tag of `g + 33`, a long-gone generation's.
+            self.clear_tag_ahead(g);
+        }
         // SYNC POINT: Release publishes the action's effects (and the
-        // reset bit) to the waiters' Acquire loads of `word`.
+        // cleared tag) to the waiters' Acquire loads of `word`.
         let r = self
             .word
             .compare_exchange(full, pack(ng, 0, false), AcqRel, Acquire);
@@ -317,28 +401,99 @@ impl RawBarrier {
         if self.sleepers.load(Relaxed) != 0 {
             futex_wake(&self.word, i32::MAX as u32);
         }
+        if recorded {
+            // Erase our record, unless a later tripper's replaced it.
+            let _ = self
+                .trip_gen
+                .compare_exchange(g | VALID, 0, Relaxed, Relaxed);
+        }
         match r {
             Ok(_) => Ok(index),
             Err(_) => Err(Error::BrokenBarrier),
         }
     }
 
-    /// Sleeps while `word == seen` (announced in `sleepers`).
+    /// Clears the reset tag of generation `g + CLEAR_AHEAD`, on the way
+    /// from `g` to `g + 1`.
+    #[inline]
+    fn clear_tag_ahead(&self, g: u32) {
+        self.reset_tags[tag_slot(g.wrapping_add(CLEAR_AHEAD))].store(0, Relaxed);
+    }
+
+    /// Records this process as the tripper of generation `g` (a seqlock:
+    /// `trip_gen` is 0 while the fields change). Whether it did.
+    fn record_tripper(&self, g: u32) -> bool {
+        let (pid, start) = me();
+        self.trip_gen.store(0, Relaxed);
+        fence(Release);
+        self.trip_pid.store(pid, Relaxed);
+        self.trip_start.store(start, Relaxed);
+        self.trip_gen.store(g | VALID, Release);
+        true
+    }
+
+    /// After a slice in which `word` stayed `seen` (a full generation,
+    /// tripping): breaks that generation (waking everybody) if its
+    /// recorded tripper is dead; or, once the caller's own deadline has
+    /// passed, if no tripper record has appeared for [`UNRECORDED_GRACE`]
+    /// (the tripper died, or is stopped, between its arrival and its
+    /// record: a few instructions). `unrecorded` is the caller's memory of
+    /// when it first saw no record.
+    fn watch_tripper(
+        &self,
+        seen: u32,
+        deadline: Option<Deadline>,
+        unrecorded: &mut Option<Deadline>,
+    ) {
+        if cfg!(loom) || seen & BROKEN != 0 || self.word.load(Acquire) != seen {
+            *unrecorded = None;
+            return;
+        }
+        let g = gen(seen);
+        let tag = self.trip_gen.load(Acquire);
+        if tag != g | VALID {
+            if deadline.is_some_and(Deadline::has_passed)
+                && unrecorded
+                    .get_or_insert_with(|| Deadline::after(UNRECORDED_GRACE))
+                    .has_passed()
+            {
+                self.break_gen(g, true);
+            }
+            return;
+        }
+        *unrecorded = None;
+        let pid = self.trip_pid.load(Relaxed);
+        let start = self.trip_start.load(Relaxed);
+        fence(Acquire);
+        if self.trip_gen.load(Relaxed) != tag || alive(pid, start) {
+            return;
+        }
+        if self.break_gen(g, true) {
+            let _ = self.trip_gen.compare_exchange(tag, 0, Relaxed, Relaxed);
+        }
+    }
+
+    /// Sleeps while `word == seen` (announced in `sleepers`), for one
+    /// slice at most: `Ok` when woken, the word changed, or the slice
+    /// ended; [`Error::Timeout`] only once `deadline` has passed.
     fn sleep(&self, seen: u32, deadline: Option<Deadline>) -> Result<()> {
         self.sleepers.fetch_add(1, Relaxed);
         fence(SeqCst); // SYNC POINT: pairs with the fence in `trip`.
         let r = if self.word.load(Relaxed) == seen {
-            park(&self.word, seen, deadline)
+            park(&self.word, seen, slice(deadline))
         } else {
             Ok(())
         };
         self.sleepers.fetch_sub(1, Relaxed);
-        r
+        match r {
+            Err(_) if deadline.is_some_and(Deadline::has_passed) => Err(Error::Timeout),
+            _ => Ok(()),
+        }
     }
 
     /// The outcome of generation `g`, which has ended.
     fn outcome(&self, g: u32, index: u32) -> Result<u32> {
-        if self.reset_gens.load(SeqCst) & bit(g) != 0 {
+        if self.reset_tags[tag_slot(g)].load(Acquire) == g | VALID {
             Err(Error::BrokenBarrier)
         } else {
             Ok(index)
@@ -346,11 +501,13 @@ impl RawBarrier {
     }
 
     /// Sets `BROKEN` in generation `g` if it is still current and not
-    /// broken; wakes everybody. Returns whether this call broke it.
-    fn break_gen(&self, g: u32) -> bool {
+    /// broken (and, unless `full_too`, not full: every party arrived, the
+    /// trip is coming); wakes everybody. Returns whether this call broke it.
+    fn break_gen(&self, g: u32, full_too: bool) -> bool {
+        let parties = self.parties.load(Relaxed);
         let mut w = self.word.load(Acquire);
         loop {
-            if gen(w) != g || w & BROKEN != 0 {
+            if gen(w) != g || w & BROKEN != 0 || (!full_too && count(w) >= parties) {
                 return false;
             }
             match self.word.compare_exchange(w, w | BROKEN, AcqRel, Acquire) {
@@ -367,29 +524,59 @@ impl RawBarrier {
     /// [`Error::BrokenBarrier`] until [`RawBarrier::reset`].
     pub fn abort(&self) {
         let g = gen(self.word.load(Acquire));
-        self.break_gen(g);
+        self.break_gen(g, true);
     }
 
     /// Makes the barrier usable again, as new: waiters of the current
     /// generation get [`Error::BrokenBarrier`].
     pub fn reset(&self) {
+        let _ = self.reset_moved();
+    }
+
+    /// [`RawBarrier::reset`]; returns the generation this call moved on
+    /// from, if its CAS did (for the models).
+    fn reset_moved(&self) -> Option<u32> {
         let g = gen(self.word.load(Acquire));
-        self.break_gen(g);
+        self.break_gen(g, true);
         // `g` is broken (by us or another) unless it moved on already.
         let w = self.word.load(Acquire);
         if gen(w) != g {
-            return; // someone else reset (or it was never ours to reset)
+            return None; // someone else reset (or it was never ours to reset)
         }
-        let ng = g.wrapping_add(1) & 0xffff;
-        self.reset_gens.fetch_or(bit(g), SeqCst);
-        self.reset_gens.fetch_and(!bit(ng), SeqCst);
-        // A broken generation changes only by a reset: one CAS suffices;
-        // losing it means another reset moved it on.
-        let _ = self
+        // Sealed: `(g, _, BROKEN)` changes only by a reset. The tag is
+        // true whoever wins the CAS below; the Release of the CAS (ours or
+        // a racing resetter's, which wrote the same) publishes it.
+        self.reset_tags[tag_slot(g)].store(g | VALID, Relaxed);
+        self.clear_tag_ahead(g);
+        // One CAS suffices; losing it means another reset moved it on.
+        let moved = self
             .word
-            .compare_exchange(w, pack(ng, 0, false), AcqRel, Acquire);
+            .compare_exchange(w, pack(g.wrapping_add(1), 0, false), AcqRel, Acquire)
+            .is_ok();
         futex_wake(&self.word, i32::MAX as u32);
+        moved.then_some(g)
     }
+}
+
+/// This process's pid and start time.
+#[cfg(not(loom))]
+fn me() -> (u32, u64) {
+    super::condvar::me()
+}
+
+#[cfg(loom)]
+fn me() -> (u32, u64) {
+    (1, 1)
+}
+
+#[cfg(not(loom))]
+fn alive(pid: u32, start: u64) -> bool {
+    crate::sys::proc::is_alive(pid, start)
+}
+
+#[cfg(loom)]
+fn alive(_: u32, _: u64) -> bool {
+    true
 }
 
 #[cfg(all(test, not(loom), target_os = "linux"))]
@@ -455,6 +642,131 @@ mod tests {
         assert_eq!(b.wait().unwrap(), 0);
     }
 
+    /// Waits (bounded) until `n` parties wait on `b`.
+    fn until_waiting(b: &RawBarrier, n: u32) {
+        let t = std::time::Instant::now();
+        while b.n_waiting() != n {
+            assert!(t.elapsed() < Duration::from_secs(10), "never waiting");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// A tripper killed between its trip CAS and its FUTEX_WAKE (simulated:
+    /// the CAS's store without the wake) must not leave the other party
+    /// asleep: waiters sleep in slices and re-read the word. (Review
+    /// finding F5.)
+    #[test]
+    fn a_tripper_dead_before_its_wake_leaves_no_waiter_behind() {
+        let b = Arc::new(RawBarrier::new(2, None).unwrap());
+        let b2 = b.clone();
+        let t = std::thread::spawn(move || {
+            let s = std::time::Instant::now();
+            (b2.wait_timeout(Duration::from_secs(5)), s.elapsed())
+        });
+        until_waiting(&b, 1);
+        std::thread::sleep(Duration::from_millis(20));
+        // The second arrival and its trip CAS, without the wake.
+        b.word.store(pack(1, 0, false), Release);
+        let (r, took) = t.join().unwrap();
+        assert_eq!(r.unwrap(), 0);
+        assert!(
+            took < Duration::from_secs(4),
+            "tripped, waiter slept on for {took:?}"
+        );
+    }
+
+    /// A timeout that expires while the last arriver runs the action does
+    /// not break the generation every party reached; an arrival with a
+    /// zero timeout during the action waits for the trip, then counts (and
+    /// times out) in the next generation. (Review finding L1.)
+    #[test]
+    fn a_timeout_during_the_action_does_not_break_a_full_generation() {
+        let b = Arc::new(RawBarrier::new(2, None).unwrap());
+        let b2 = b.clone();
+        let timeout = Duration::from_secs(1);
+        let early_deadline = std::time::Instant::now() + timeout;
+        let early = std::thread::spawn(move || b2.wait_timeout(timeout));
+        until_waiting(&b, 1);
+        let mut late = None;
+        let mine = b.wait_with_action(|| {
+            let b3 = b.clone();
+            late = Some(std::thread::spawn(move || b3.wait_timeout(Duration::ZERO)));
+            let t = std::time::Instant::now();
+            while b.sleepers.load(Relaxed) < 2 {
+                assert!(t.elapsed() < Duration::from_secs(10), "late never slept");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            // Past the early waiter's deadline, and then some.
+            let until = early_deadline + Duration::from_millis(300);
+            std::thread::sleep(until.saturating_duration_since(std::time::Instant::now()));
+        });
+        let early = early.join().unwrap();
+        let late = late.unwrap().join().unwrap();
+        let mut idx = vec![early.unwrap(), mine.unwrap()];
+        idx.sort_unstable();
+        assert_eq!(idx, vec![0, 1]);
+        assert!(matches!(late, Err(Error::BrokenBarrier)), "{late:?}");
+    }
+
+    /// A tripper that dies inside its action (simulated: a full generation
+    /// whose record names a process that does not exist) is noticed by a
+    /// waiter without a timeout, which breaks the generation. (Review
+    /// finding L2.)
+    #[test]
+    fn a_tripper_dead_in_its_action_breaks_the_barrier() {
+        let b = Arc::new(RawBarrier::new(2, None).unwrap());
+        let b2 = b.clone();
+        let t = std::thread::spawn(move || b2.wait());
+        until_waiting(&b, 1);
+        // The last arrival and its record, then its death.
+        b.trip_pid.store(0x3fff_fff0, Relaxed); // above any pid_max
+        b.trip_start.store(1, Relaxed);
+        b.trip_gen.store(VALID, Release);
+        b.word.store(pack(0, 2, false), Release);
+        assert!(matches!(t.join().unwrap(), Err(Error::BrokenBarrier)));
+        assert!(b.is_broken());
+        b.reset();
+        assert!(!b.is_broken());
+    }
+
+    /// A tripper killed between its arrival and its record (simulated: a
+    /// full generation, no record) is presumed dead by a waiter whose
+    /// timeout has expired, a grace period later: it breaks the generation
+    /// rather than wait for ever. Not before its timeout.
+    #[test]
+    fn a_full_generation_without_a_tripper_record_breaks_after_the_timeout() {
+        let b = Arc::new(RawBarrier::new(2, None).unwrap());
+        let b2 = b.clone();
+        let t = std::thread::spawn(move || {
+            let s = std::time::Instant::now();
+            (b2.wait_timeout(Duration::from_millis(100)), s.elapsed())
+        });
+        until_waiting(&b, 1);
+        b.word.store(pack(0, 2, false), Release);
+        let (r, took) = t.join().unwrap();
+        assert!(matches!(r, Err(Error::BrokenBarrier)), "{r:?}");
+        assert!(took >= UNRECORDED_GRACE, "broken after {took:?}");
+    }
+
+    /// The reset tags: a reset generation is reported as reset even when
+    /// a stale tripper (its generation reset under its action) finishes
+    /// later; a tag left behind by a reset 65536 generations ago does not
+    /// make a tripped generation look reset. (Review finding F3.)
+    #[test]
+    fn reset_tags_are_exact_across_wraps() {
+        let b = RawBarrier::new(1, None).unwrap();
+        b.reset(); // gen 0 reset
+        assert_eq!(b.reset_tags[0].load(Relaxed), VALID);
+        assert!(matches!(b.outcome(0, 0), Err(Error::BrokenBarrier)));
+        // Trip through a full wrap of the 16-bit counter: gen 0 again.
+        for _ in 0..0xffff {
+            assert_eq!(b.wait().unwrap(), 0);
+        }
+        assert_eq!(gen(b.word.load(Relaxed)), 0);
+        assert_eq!(b.wait().unwrap(), 0);
+        assert_eq!(b.outcome(0, 0).unwrap(), 0, "a stale tag survived the wrap");
+    }
+
     #[test]
     fn garbage_is_corrupt() {
         let b = RawBarrier::new(2, None).unwrap();
@@ -513,6 +825,34 @@ mod loom_tests {
                 assert_ne!(mine[r], theirs[r]);
             }
             assert_eq!(trips.load(SeqCst), 2);
+        });
+    }
+
+    /// Trips racing resets: every generation a reset moved on from must
+    /// read as reset, every other (tripped) one as tripped, whatever the
+    /// interleaving. The old scheme failed here: a tripper whose
+    /// generation was reset before its trip CAS cleared the reset mark of
+    /// the next generation after a second reset had set it.
+    #[test]
+    fn barrier_loom_reset_tags_exact() {
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(3);
+        model.check(|| {
+            let b = Arc::new(RawBarrier::new(1, None).unwrap());
+            let b2 = b.clone();
+            let t = loom::thread::spawn(move || {
+                [b2.wait(), b2.wait()].iter().filter(|r| r.is_ok()).count()
+            });
+            let resets: Vec<u32> = (0..2).filter_map(|_| b.reset_moved()).collect();
+            let trips = t.join().unwrap();
+            let last = gen(b.word.load(SeqCst));
+            let mut tripped = 0;
+            for g in 0..last {
+                let reset = b.outcome(g, 0).is_err();
+                assert_eq!(reset, resets.contains(&g), "generation {g}");
+                tripped += usize::from(!reset);
+            }
+            assert_eq!(tripped, trips);
         });
     }
 

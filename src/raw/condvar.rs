@@ -176,6 +176,13 @@ impl RawCondvar {
 
     /// Releases the lock `guard` holds (all levels of it, for a recursive
     /// lock), sleeps until notified, and takes it back.
+    ///
+    /// [`Error::Deadlock`], with nothing released, while this thread holds
+    /// a level of the lock through a `Value`/`Array` guard (waiting would
+    /// let another thread write the data under that guard's `&mut T`).
+    /// If taking the lock back fails with anything but
+    /// [`Error::OwnerDied`], the lock is not held and `guard` is defused:
+    /// dropping it does nothing, and using it again is [`Error::NotOwner`].
     pub fn wait(&self, guard: &mut RawMutexGuard<'_>) -> Result<()> {
         self.wait_until(guard, None).map(|_| ())
     }
@@ -187,10 +194,14 @@ impl RawCondvar {
     }
 
     /// The wait. Errors: [`Error::NotOwner`] (the guard is a copy left by
-    /// `fork`), [`Error::OwnerDied`] (before: the lock must be repaired
-    /// first, nothing was released; after: the lock was taken back from a
-    /// dead holder, repair and mark it consistent through the guard),
+    /// `fork`, or defused), [`Error::OwnerDied`] (before: the lock must be
+    /// repaired first, nothing was released; after: the lock was taken back
+    /// from a dead holder, repair and mark it consistent through the
+    /// guard), [`Error::Deadlock`] (a `Value`/`Array` guard of this thread
+    /// holds a level of the lock; nothing was released),
     /// [`Error::InvalidArgument`] (the table is full), [`Error::Corrupt`].
+    /// After a failed re-lock (any error but `OwnerDied` once the lock was
+    /// released) the guard is defused: the lock is not held.
     pub(crate) fn wait_until(
         &self,
         guard: &mut RawMutexGuard<'_>,
@@ -198,36 +209,36 @@ impl RawCondvar {
     ) -> Result<bool> {
         self.check()?;
         let mutex: &RawMutex = guard.mutex();
-        let i = self.enqueue()?;
+        let claim = self.enqueue()?;
         let levels = match mutex.unlock_for_wait(guard) {
             Ok(l) => l,
             Err(e) => {
-                let _ = self.dequeue(i);
+                let _ = self.dequeue(claim);
                 return Err(e);
             }
         };
-        self.sleep(i, deadline);
-        let relocked = mutex.relock_after_wait(levels);
-        let notified = self.dequeue(i);
+        self.sleep(claim, deadline);
+        let relocked = mutex.relock_after_wait(guard, levels);
+        let notified = self.dequeue(claim);
         relocked?;
         notified
     }
 
     /// Claims a slot for the calling waiter (lock held).
-    pub(crate) fn enqueue(&self) -> Result<usize> {
+    pub(crate) fn enqueue(&self) -> Result<Claim> {
         for round in 0..2 {
             for (i, s) in self.slots.iter().enumerate() {
                 if s.state.load(Acquire) == FREE {
                     let (pid, start) = me();
-                    s.ticket
-                        .store(self.next_ticket.fetch_add(1, Relaxed), Relaxed);
+                    let ticket = self.next_ticket.fetch_add(1, Relaxed);
+                    s.ticket.store(ticket, Relaxed);
                     s.pid.store(pid, Relaxed);
                     s.start.store(start, Relaxed);
                     // Counted first: a process dying in between leaves
                     // `occupied` too high (a needless scan), never too low.
                     self.occupied.fetch_add(1, Relaxed);
                     s.state.store(WAITING, Release);
-                    return Ok(i);
+                    return Ok(Claim { i, ticket, pid });
                 }
             }
             if round == 0 {
@@ -245,14 +256,21 @@ impl RawCondvar {
         ))
     }
 
-    /// Sleeps (lock released) until slot `i` is no longer `WAITING` or the
-    /// deadline passes.
-    pub(crate) fn sleep(&self, i: usize, deadline: Option<Deadline>) {
-        let state = &self.slots[i].state;
+    /// Whether slot `c.i` is still the one `c` claimed: not freed by
+    /// someone who thought its waiter dead and claimed again since.
+    fn is_ours(&self, c: Claim) -> bool {
+        let s = &self.slots[c.i];
+        s.ticket.load(Relaxed) == c.ticket && s.pid.load(Relaxed) == c.pid
+    }
+
+    /// Sleeps (lock released) until the claimed slot is no longer
+    /// `WAITING` (or no longer ours) or the deadline passes.
+    pub(crate) fn sleep(&self, c: Claim, deadline: Option<Deadline>) {
+        let state = &self.slots[c.i].state;
         // SYNC POINT: Acquire pairs with the Release store in `signal`.
         // Slices: a notifier that died between marking this slot and
         // waking it must not leave this waiter asleep for ever.
-        while state.load(Acquire) == WAITING {
+        while state.load(Acquire) == WAITING && self.is_ours(c) {
             if park(state, WAITING, slice(deadline)).is_err()
                 && deadline.is_some_and(Deadline::has_passed)
             {
@@ -261,9 +279,15 @@ impl RawCondvar {
         }
     }
 
-    /// Frees slot `i` (lock held again); whether it was notified.
-    pub(crate) fn dequeue(&self, i: usize) -> Result<bool> {
-        let s = &self.slots[i];
+    /// Frees the claimed slot (lock held again); whether it was notified.
+    /// A slot that is no longer ours (freed by someone who thought us dead,
+    /// a pid seen through another pid namespace, and perhaps claimed by
+    /// another waiter since) is left alone: a spurious wake-up.
+    pub(crate) fn dequeue(&self, c: Claim) -> Result<bool> {
+        if !self.is_ours(c) {
+            return Ok(true);
+        }
+        let s = &self.slots[c.i];
         let state = s.state.swap(FREE, AcqRel);
         if state != FREE {
             self.occupied.fetch_sub(1, Relaxed);
@@ -271,8 +295,8 @@ impl RawCondvar {
         match state {
             SIGNALLED => Ok(true),
             WAITING => Ok(false),
-            // Freed by someone who thought us dead (a pid seen through
-            // another pid namespace): report a spurious wake-up.
+            // Freed by someone who thought us dead, not claimed again:
+            // report a spurious wake-up.
             FREE => Ok(true),
             _ => Err(Error::Corrupt("condition slot state")),
         }
@@ -322,6 +346,15 @@ impl RawCondvar {
     }
 }
 
+/// A waiter's claim on a slot: which, and the ticket and pid it wrote
+/// there (to tell whether the slot is still its own).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Claim {
+    i: usize,
+    ticket: u32,
+    pid: u32,
+}
+
 /// Wakes one sleeper on `word`; whether one was asleep.
 #[cfg(not(loom))]
 fn wake_one(word: &AtomicU32) -> bool {
@@ -350,7 +383,7 @@ fn alive(_: &Slot) -> bool {
 /// This process's pid and start time, cached (and re-read after `fork`,
 /// when the pid no longer matches).
 #[cfg(not(loom))]
-fn me() -> (u32, u64) {
+pub(super) fn me() -> (u32, u64) {
     use std::sync::atomic::{AtomicU32 as StdU32, AtomicU64 as StdU64};
     static PID: StdU32 = StdU32::new(0);
     static START: StdU64 = StdU64::new(0);
@@ -369,6 +402,32 @@ fn me() -> (u32, u64) {
 #[cfg(loom)]
 fn me() -> (u32, u64) {
     (1, 1)
+}
+
+#[cfg(all(test, not(loom), target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// A waiter's slot freed by a notifier that thought it dead, then
+    /// claimed by another waiter: the first waiter's dequeue must leave the
+    /// second's slot alone (it reports a spurious wake-up). (Review finding
+    /// L3.)
+    #[test]
+    fn a_dequeue_never_frees_a_slot_claimed_again() {
+        let cv = RawCondvar::new();
+        let first = cv.enqueue().unwrap();
+        // A notifier frees it, believing its waiter dead.
+        cv.slots[first.i].state.store(FREE, Release);
+        cv.occupied.fetch_sub(1, Relaxed);
+        let second = cv.enqueue().unwrap();
+        assert_eq!(second.i, first.i, "the freed slot is reused");
+        assert!(cv.dequeue(first).unwrap(), "spurious wake-up");
+        assert_eq!(cv.n_waiting(), 1, "the second waiter's slot was freed");
+        assert_eq!(cv.signal(1), 1);
+        assert!(cv.dequeue(second).unwrap());
+        assert_eq!(cv.n_waiting(), 0);
+        assert_eq!(cv.occupied.load(Relaxed), 0);
+    }
 }
 
 #[cfg(all(test, loom))]
@@ -393,11 +452,11 @@ mod loom_tests {
                 if *g {
                     return;
                 }
-                let i = cv2.enqueue().unwrap();
+                let c = cv2.enqueue().unwrap();
                 drop(g);
-                cv2.sleep(i, None);
+                cv2.sleep(c, None);
                 let _g = m2.lock().unwrap();
-                assert!(cv2.dequeue(i).unwrap());
+                assert!(cv2.dequeue(c).unwrap());
             });
             {
                 let mut g = m.lock().unwrap();

@@ -19,14 +19,16 @@
 //! the first read (only `set` moves the counter; `clear` restores the bit
 //! only) and the wait returns `true` even if a `clear` followed, as in
 //! Python where every waiter present at a `set` is released. Otherwise
-//! `FUTEX_WAIT(word, first value)`.
+//! `FUTEX_WAIT(word, first value)`, in slices of at most 200 ms: a `set`
+//! killed between its CAS and its wake must not leave a sleeper asleep for
+//! ever (it re-reads the word after each slice).
 //!
 //! A waiter killed while asleep leaves `sleepers` too high: each later
 //! `set` then makes one needless wake call, never a wrong result.
 
 use std::time::Duration;
 
-use super::park::park;
+use super::park::{park, slice};
 use super::sync::{fence, futex_wake, AtomicU32, Ordering::*};
 use crate::sys::clock::Deadline;
 use crate::{Error, Result};
@@ -156,7 +158,7 @@ impl RawEvent {
             fence(SeqCst); // SYNC POINT: pairs with the fence in `set`.
             let now = self.word.load(Acquire);
             let r = if now == first {
-                park(&self.word, first, deadline)
+                park(&self.word, first, slice(deadline))
             } else {
                 Ok(())
             };
@@ -165,7 +167,8 @@ impl RawEvent {
                 // Only `set` moves the counter: it was set since `first`.
                 return true;
             }
-            if r.is_err() {
+            // A slice ended: a timeout only once the caller's deadline has.
+            if r.is_err() && deadline.is_some_and(Deadline::has_passed) {
                 return self.is_set();
             }
         }
@@ -204,6 +207,32 @@ mod tests {
         for t in ts {
             assert!(t.join().unwrap());
         }
+    }
+
+    /// A setter killed between its CAS and its FUTEX_WAKE (simulated: the
+    /// CAS's store without the wake) must not leave a sleeper asleep: it
+    /// sleeps in slices and re-reads the word. (Review finding F5.)
+    #[test]
+    fn a_setter_dead_before_its_wake_leaves_no_sleeper_behind() {
+        let e = Arc::new(RawEvent::new());
+        let e2 = e.clone();
+        let t = std::thread::spawn(move || {
+            let s = std::time::Instant::now();
+            (e2.wait_timeout(Duration::from_secs(5)), s.elapsed())
+        });
+        let start = std::time::Instant::now();
+        while e.sleepers.load(Relaxed) != 1 {
+            assert!(start.elapsed() < Duration::from_secs(10), "never asleep");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        e.word.store(3, Release); // the setter's CAS; it dies before the wake
+        let (r, took) = t.join().unwrap();
+        assert!(r);
+        // A slice is 200 ms; the waiter's own timeout is 5 s.
+        assert!(
+            took < Duration::from_secs(4),
+            "event set, waiter slept on for {took:?}"
+        );
     }
 }
 

@@ -8,8 +8,10 @@
 //! holds a lock (and how deeply, for a recursive one); the C library is only
 //! asked to unlock what this record (or a live guard) says it locked.
 //!
-//! Levels taken by guards and levels taken by `acquire()` are counted
-//! apart, so that `release()` can never free a level a guard still owns.
+//! Levels taken by guards, by `Value`/`Array` guards and by `acquire()` are
+//! counted apart, so that `release()` can never free a level a guard still
+//! owns, and a condition wait can refuse to release a level under which a
+//! `Value`/`Array` guard hands out `&mut T`.
 //! Entries are keyed by the mutex's address in this process; a mapping
 //! that holds a lock of this process is not unmapped (see
 //! `Segment::keep_mapped_while` and `RawMutex::must_stay_mapped`), so an
@@ -30,6 +32,10 @@ pub(super) enum Via {
     Guard,
     /// By `acquire()`, to be given back by `release()`.
     Raw,
+    /// By a `Value`/`Array` guard (recursive locks only), which hands out
+    /// `&mut T` to the data the lock guards: a condition wait must not
+    /// release such a level (see `RawMutex::unlock_for_wait`).
+    Data,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +43,7 @@ struct Entry {
     addr: usize,
     guards: u32,
     raw: u32,
+    data: u32,
 }
 
 impl Entry {
@@ -44,7 +51,12 @@ impl Entry {
         match via {
             Via::Guard => &mut self.guards,
             Via::Raw => &mut self.raw,
+            Via::Data => &mut self.data,
         }
+    }
+
+    fn total(&self) -> u64 {
+        u64::from(self.guards) + u64::from(self.raw) + u64::from(self.data)
     }
 }
 
@@ -123,12 +135,7 @@ pub(super) fn total(addr: usize) -> u64 {
     if ENTRIES.try_with(Cell::get).unwrap_or(1) == 0 {
         return 0;
     }
-    with(|h| {
-        h.iter()
-            .find(|e| e.addr == addr)
-            .map_or(0, |e| u64::from(e.guards) + u64::from(e.raw))
-    })
-    .unwrap_or(0)
+    with(|h| h.iter().find(|e| e.addr == addr).map_or(0, Entry::total)).unwrap_or(0)
 }
 
 /// Records one more level of the lock at `addr`, taken `via`. `false` if
@@ -150,6 +157,7 @@ pub(super) fn push(addr: usize, via: Via) -> bool {
                 addr,
                 guards: 0,
                 raw: 0,
+                data: 0,
             };
             *e.count(via) = 1;
             h.push(e);
@@ -174,7 +182,7 @@ fn pop_recorded(addr: usize, via: Via) -> Option<u64> {
         let i = h.iter().position(|e| e.addr == addr)?;
         let c = h[i].count(via);
         *c = c.checked_sub(1)?;
-        let left = u64::from(h[i].guards) + u64::from(h[i].raw);
+        let left = h[i].total();
         if left == 0 {
             h.swap_remove(i);
         }
@@ -183,11 +191,25 @@ fn pop_recorded(addr: usize, via: Via) -> Option<u64> {
     .flatten()
 }
 
+/// Levels of the lock at `addr` that this thread holds through
+/// `Value`/`Array` guards ([`Via::Data`]).
+pub(super) fn data_levels(addr: usize) -> u32 {
+    if ENTRIES.try_with(Cell::get).unwrap_or(1) == 0 {
+        return 0;
+    }
+    with(|h| h.iter().find(|e| e.addr == addr).map_or(0, |e| e.data)).unwrap_or(0)
+}
+
 /// Removes this thread's record of the lock at `addr` entirely (for a
-/// condition wait); returns its `(guards, raw)` levels, or `None` if none.
+/// condition wait); returns its `(guards, raw)` levels, or `None` if none
+/// or if a level is held through a `Value`/`Array` guard ([`Via::Data`]:
+/// such a level must never be released by a wait; nothing is removed).
 pub(super) fn take(addr: usize) -> Option<(u32, u32)> {
     with(|h| {
         let i = h.iter().position(|e| e.addr == addr)?;
+        if h[i].data != 0 {
+            return None;
+        }
         let e = h.swap_remove(i);
         Some((e.guards, e.raw))
     })
@@ -201,7 +223,12 @@ pub(super) fn restore(addr: usize, guards: u32, raw: u32) -> bool {
             h.iter().all(|e| e.addr != addr),
             "held::restore: still recorded"
         );
-        h.push(Entry { addr, guards, raw });
+        h.push(Entry {
+            addr,
+            guards,
+            raw,
+            data: 0,
+        });
     })
     .is_some()
 }

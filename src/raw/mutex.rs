@@ -304,18 +304,40 @@ impl RawMutex {
         deadline: Option<Deadline>,
         expect: Option<MutexKind>,
     ) -> LockResult<RawMutexGuard<'a>> {
+        self.lock_via(deadline, expect, Via::Guard)
+    }
+
+    /// [`RawMutex::lock_as`] for a `Value`/`Array` guard, which hands out
+    /// `&mut T`: a level of a recursive lock is recorded as [`Via::Data`],
+    /// which a condition wait refuses to release.
+    #[inline]
+    pub(crate) fn lock_data<'a>(
+        &'a self,
+        deadline: Option<Deadline>,
+        expect: Option<MutexKind>,
+    ) -> LockResult<RawMutexGuard<'a>> {
+        self.lock_via(deadline, expect, Via::Data)
+    }
+
+    #[inline]
+    fn lock_via<'a>(
+        &'a self,
+        deadline: Option<Deadline>,
+        expect: Option<MutexKind>,
+        via: Via,
+    ) -> LockResult<RawMutexGuard<'a>> {
         if self.check()? == MutexKind::Normal && expect != Some(MutexKind::Recursive) {
             let generation = held::generation();
             // SAFETY: `check` proved the mutex initialised.
             let rc = unsafe { pthread::try_lock_rc(self.raw()) };
             if rc == 0 && self.state.load(Relaxed) & INCONSISTENT == 0 {
-                return Ok(RawMutexGuard::new(self, generation, false));
+                return Ok(RawMutexGuard::new(self, generation, None));
             }
             // Busy, an owner's death (the lock is ours now), or an error:
             // go on from what this attempt returned, never try again blind.
             return self.lock_normal_after(rc, deadline, generation);
         }
-        self.lock_slow(deadline, expect)
+        self.lock_slow(deadline, expect, via)
     }
 
     #[cold]
@@ -331,7 +353,7 @@ impl RawMutex {
             rc => self.acquire_after(rc, deadline)?,
         };
         let got = self.after_acquired(got, None)?;
-        let guard = RawMutexGuard::new(self, generation, false);
+        let guard = RawMutexGuard::new(self, generation, None);
         match got {
             pthread::Acquired::Clean => Ok(guard),
             pthread::Acquired::OwnerDied => Err(LockError::OwnerDied(OwnerDied::new(guard))),
@@ -344,12 +366,14 @@ impl RawMutex {
         &'a self,
         deadline: Option<Deadline>,
         expect: Option<MutexKind>,
+        via: Via,
     ) -> LockResult<RawMutexGuard<'a>> {
         let kind = self.check_expecting(expect)?;
         let recursive = kind == MutexKind::Recursive;
         let generation = held::generation();
-        let got = self.acquire_until(deadline, kind, recursive.then_some(Via::Guard))?;
-        let guard = RawMutexGuard::new(self, generation, recursive);
+        let tracked = recursive.then_some(via);
+        let got = self.acquire_until(deadline, kind, tracked)?;
+        let guard = RawMutexGuard::new(self, generation, tracked);
         match got {
             pthread::Acquired::Clean => Ok(guard),
             pthread::Acquired::OwnerDied => Err(LockError::OwnerDied(OwnerDied::new(guard))),
@@ -554,19 +578,25 @@ impl RawMutex {
 
     /// Releases the lock this thread holds at its outermost level.
     fn unlock_outermost(&self) -> Result<()> {
-        if self.state.load(Relaxed) & INCONSISTENT != 0 {
-            // Still held by us: mark it before the C library does the same
-            // in unlock, so every later caller sees NotRecoverable.
-            self.state.fetch_or(UNRECOVERABLE, Relaxed);
-            self.state.fetch_and(!INCONSISTENT, Relaxed);
-        }
+        let inconsistent = self.state.load(Relaxed) & INCONSISTENT != 0;
         // SAFETY: initialised (checked at acquisition), and this thread
         // took it: the callers are `release`, after the held record showed
         // the last level taken by `acquire` in this thread; a guard's drop,
         // after checking that the guard was made in this process (fork
-        // generation) and, for a level of a recursive lock, that the record
+        // generation), still holds its lock (not defused after a failed
+        // re-lock) and, for a level of a recursive lock, that the record
         // shows it was the last; and `after_acquired`, right after taking it.
-        unsafe { pthread::unlock(self.raw()) }
+        unsafe { pthread::unlock(self.raw()) }?;
+        if inconsistent {
+            // The C library accepted the unlock, so we held the lock (the
+            // flags are written only by a holder), and it has made the lock
+            // not recoverable: nobody can take it any more, so marking it
+            // now races with no holder. Every later caller then sees
+            // NotRecoverable (glibc tells the last owner "deadlock").
+            self.state.fetch_or(UNRECOVERABLE, Relaxed);
+            self.state.fetch_and(!INCONSISTENT, Relaxed);
+        }
+        Ok(())
     }
 
     /// Declares the data repaired after [`Acquire::OwnerDied`]. The caller
@@ -618,39 +648,80 @@ impl RawMutex {
 #[must_use = "the lock is released as soon as the guard drops"]
 pub struct RawMutexGuard<'a> {
     mutex: &'a RawMutex,
-    /// Bits 0..31: the fork generation it was made in (a copy that `fork`
-    /// left in a child must not release or mark its parent's lock). Bit 31:
-    /// a level of a recursive lock, counted in the held record.
+    /// Bits 0..29: the fork generation it was made in (a copy that `fork`
+    /// left in a child must not release or mark its parent's lock). Bit 29:
+    /// defused, the lock is no longer held (a condition wait failed to take
+    /// it back). Bit 30: a `Value`/`Array` level ([`Via::Data`]). Bit 31: a
+    /// level of a recursive lock, counted in the held record.
     stamp: u32,
     _not_send: PhantomData<*const ()>,
 }
 
 const STAMP_TRACKED: u32 = 1 << 31;
+const STAMP_DATA: u32 = 1 << 30;
+const STAMP_DEFUNCT: u32 = 1 << 29;
+const STAMP_GENERATION: u32 = STAMP_DEFUNCT - 1;
 
 impl<'a> RawMutexGuard<'a> {
     /// A guard for a lock this thread has just taken (and, for a level of a
-    /// recursive lock, `tracked`, recorded in the held set).
+    /// recursive lock, `tracked`: how it is recorded in the held set).
     #[inline]
-    fn new(mutex: &'a RawMutex, generation: u32, tracked: bool) -> Self {
+    fn new(mutex: &'a RawMutex, generation: u32, tracked: Option<Via>) -> Self {
         if RawMutex::COUNTS_LEVELS {
             held::levels_add();
         }
+        debug_assert!(tracked != Some(Via::Raw), "a guard is not a raw level");
+        let how = match tracked {
+            None => 0,
+            Some(Via::Data) => STAMP_TRACKED | STAMP_DATA,
+            Some(_) => STAMP_TRACKED,
+        };
         RawMutexGuard {
             mutex,
-            stamp: (generation & !STAMP_TRACKED) | if tracked { STAMP_TRACKED } else { 0 },
+            stamp: (generation & STAMP_GENERATION) | how,
             _not_send: PhantomData,
         }
     }
 
+    /// Makes the guard inert: its lock is no longer held by this thread (a
+    /// condition wait could not take it back). Dropping it, or marking it
+    /// consistent, then does nothing: the C library is never asked to
+    /// unlock a mutex whose word may since have been forged to name this
+    /// thread (it would unlink it through pointers read from shared memory).
+    fn defuse(&mut self) {
+        if self.made_here() && RawMutex::COUNTS_LEVELS {
+            held::levels_sub();
+        }
+        self.stamp |= STAMP_DEFUNCT;
+    }
+
+    /// How the guard's level is recorded in the held set.
+    #[inline]
+    fn via(&self) -> Via {
+        if self.stamp & STAMP_DATA != 0 {
+            Via::Data
+        } else {
+            Via::Guard
+        }
+    }
+
     /// The mutex this guard holds.
-    pub fn mutex(&self) -> &RawMutex {
+    pub fn mutex(&self) -> &'a RawMutex {
         self.mutex
     }
 
-    /// Whether the guard was made in this process (not copied by `fork`).
+    /// Whether this guard still holds its lock for this thread: made in
+    /// this process (not a copy left by `fork`) and not defused by a
+    /// condition wait that could not take the lock back.
+    pub(crate) fn is_live(&self) -> bool {
+        self.made_here()
+    }
+
+    /// Whether the guard was made in this process (not copied by `fork`)
+    /// and still holds its lock (not defused).
     #[inline]
     fn made_here(&self) -> bool {
-        (self.stamp ^ held::generation_now()) & !STAMP_TRACKED == 0
+        self.stamp & (STAMP_GENERATION | STAMP_DEFUNCT) == held::generation_now() & STAMP_GENERATION
     }
 }
 
@@ -667,7 +738,8 @@ impl sealed::Sealed for RawMutexGuard<'_> {}
 impl RecoverableGuard for RawMutexGuard<'_> {
     fn mark_consistent(&mut self) -> Result<()> {
         if !self.made_here() {
-            // A copy in a forked child: the parent decides.
+            // A copy in a forked child (the parent decides), or a guard
+            // whose lock a condition wait could not take back.
             return Err(Error::NotOwner);
         }
         self.mutex.mark_consistent()
@@ -678,14 +750,15 @@ impl Drop for RawMutexGuard<'_> {
     #[inline]
     fn drop(&mut self) {
         if !self.made_here() {
-            // A copy in a forked child: the lock is the parent's.
+            // A copy in a forked child: the lock is the parent's. Or a
+            // defused guard: the lock is not held.
             return;
         }
         if RawMutex::COUNTS_LEVELS {
             held::levels_sub();
         }
         if self.stamp & STAMP_TRACKED != 0 {
-            match held::pop(self.mutex.addr(), Via::Guard) {
+            match held::pop(self.mutex.addr(), self.via()) {
                 Some(0) => {}
                 // An inner level: still held. Or no record left (the
                 // thread's locals are torn down): which level this is cannot
@@ -715,16 +788,22 @@ impl RawMutex {
     /// [`RawMutex::relock_after_wait`]. A guard of another lock, or a copy
     /// that `fork` left in this process, is [`Error::NotOwner`]; a lock
     /// still to be repaired after an owner's death is [`Error::OwnerDied`]
-    /// (repair it first: waiting would make it not recoverable). Nothing is
-    /// released on error.
+    /// (repair it first: waiting would make it not recoverable); a lock of
+    /// which this thread holds a level through a `Value`/`Array` guard is
+    /// [`Error::Deadlock`] (releasing it would let another thread write the
+    /// data under that guard's `&mut T`). Nothing is released on error.
     pub(crate) fn unlock_for_wait(&self, guard: &RawMutexGuard<'_>) -> Result<WaitLevels> {
         if !std::ptr::eq(guard.mutex, self) || !guard.made_here() {
             return Err(Error::NotOwner);
+        }
+        if guard.stamp & STAMP_DATA != 0 || held::data_levels(self.addr()) != 0 {
+            return Err(Error::Deadlock);
         }
         if self.state.load(Relaxed) & INCONSISTENT != 0 {
             return Err(Error::OwnerDied);
         }
         let levels = if guard.stamp & STAMP_TRACKED != 0 {
+            // `take` also refuses a Data level (checked above already).
             let (guards, raw) = held::take(self.addr()).ok_or(Error::NotOwner)?;
             WaitLevels { guards, raw }
         } else {
@@ -745,10 +824,25 @@ impl RawMutex {
     /// Takes the lock back after [`RawMutex::unlock_for_wait`] and restores
     /// the levels it released. [`Error::OwnerDied`]: taken back, but a
     /// holder died meanwhile (repair, then mark it consistent through the
-    /// guard). Any other error: the lock is not held (the guard's drop then
-    /// does nothing harmful: the C library refuses to unlock a lock this
-    /// thread does not hold, and a recursive guard finds no level to pop).
-    pub(crate) fn relock_after_wait(&self, levels: WaitLevels) -> Result<()> {
+    /// guard). Any other error: the lock is not held, and `guard` is
+    /// defused before this returns, so that its drop does nothing. (Left
+    /// armed, its drop would ask the C library to unlock: that fails only
+    /// while the lock word does not name this thread, and a peer can forge
+    /// the word to name it, making the C library unlink the mutex from this
+    /// thread's robust list through pointers taken from shared memory.)
+    pub(crate) fn relock_after_wait(
+        &self,
+        guard: &mut RawMutexGuard<'_>,
+        levels: WaitLevels,
+    ) -> Result<()> {
+        let r = self.relock(levels);
+        if matches!(&r, Err(e) if !matches!(e, Error::OwnerDied)) {
+            guard.defuse();
+        }
+        r
+    }
+
+    fn relock(&self, levels: WaitLevels) -> Result<()> {
         self.check_layout()?;
         // SAFETY: initialised (checked just above).
         let got = match unsafe { pthread::try_lock_rc(self.raw()) } {

@@ -97,14 +97,19 @@ impl RawSemaphore {
     }
 
     /// A semaphore on the heap (tests, models). `bounded`: releases beyond
-    /// `value` are refused.
-    pub fn new(value: u32, bounded: bool) -> RawSemaphore {
-        RawSemaphore {
+    /// `value` are refused. A `value` above [`SEMAPHORE_VALUE_MAX`] is
+    /// [`Error::InvalidArgument`] (as for [`RawSemaphore::init`] and
+    /// [`RawBarrier::new`](super::RawBarrier::new)).
+    pub fn new(value: u32, bounded: bool) -> Result<RawSemaphore> {
+        if value > SEMAPHORE_VALUE_MAX {
+            return Err(Error::InvalidArgument("semaphore value above i32::MAX"));
+        }
+        Ok(RawSemaphore {
             magic: AtomicU32::new(SEM_MAGIC | if bounded { BOUNDED } else { 0 }),
             count: AtomicU32::new(value),
             max: AtomicU32::new(if bounded { value } else { SEMAPHORE_VALUE_MAX }),
             sleepers: AtomicU32::new(0),
-        }
+        })
     }
 
     /// Initialises a semaphore in place.
@@ -115,15 +120,13 @@ impl RawSemaphore {
     /// (publish them afterwards with a Release store), and which stay mapped
     /// while in use.
     pub unsafe fn init(this: *mut RawSemaphore, value: u32, bounded: bool) -> Result<()> {
-        if value > SEMAPHORE_VALUE_MAX {
-            return Err(Error::InvalidArgument("semaphore value above i32::MAX"));
-        }
+        let s = RawSemaphore::new(value, bounded)?;
         debug_assert!(
             this as usize % Self::ALIGN == 0,
             "RawSemaphore::init: misaligned"
         );
         // SAFETY: the caller grants exclusive access to SIZE aligned bytes.
-        unsafe { this.write(RawSemaphore::new(value, bounded)) };
+        unsafe { this.write(s) };
         Ok(())
     }
 
@@ -273,9 +276,20 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// Review finding L4: the heap constructor validates like `init`.
+    #[test]
+    fn a_value_above_the_maximum_is_refused() {
+        assert!(matches!(
+            RawSemaphore::new(SEMAPHORE_VALUE_MAX + 1, false),
+            Err(Error::InvalidArgument(_))
+        ));
+        let s = RawSemaphore::new(SEMAPHORE_VALUE_MAX, true).unwrap();
+        assert_eq!(s.value(), SEMAPHORE_VALUE_MAX);
+    }
+
     #[test]
     fn counts_and_bounds() {
-        let s = RawSemaphore::new(2, true);
+        let s = RawSemaphore::new(2, true).unwrap();
         assert!(s.check().unwrap());
         s.try_acquire().unwrap();
         s.try_acquire().unwrap();
@@ -294,7 +308,7 @@ mod tests {
 
     #[test]
     fn a_timed_acquire_is_not_early() {
-        let s = RawSemaphore::new(0, false);
+        let s = RawSemaphore::new(0, false).unwrap();
         let t = std::time::Instant::now();
         assert!(matches!(
             s.acquire_timeout(Duration::from_millis(50)),
@@ -305,7 +319,7 @@ mod tests {
 
     #[test]
     fn garbage_is_corrupt() {
-        let s = RawSemaphore::new(1, true);
+        let s = RawSemaphore::new(1, true).unwrap();
         s.count.store(5, Relaxed);
         assert!(matches!(s.check(), Err(Error::Corrupt(_))));
         assert!(matches!(s.try_acquire(), Err(Error::Corrupt(_))));
@@ -316,7 +330,7 @@ mod tests {
 
     #[test]
     fn release_wakes_a_sleeper() {
-        let s = Arc::new(RawSemaphore::new(0, false));
+        let s = Arc::new(RawSemaphore::new(0, false).unwrap());
         let s2 = s.clone();
         let t = std::thread::spawn(move || s2.acquire().unwrap());
         std::thread::sleep(Duration::from_millis(20));
@@ -341,7 +355,7 @@ mod loom_tests {
         // Three threads: bounded preemptions keep it under a minute.
         model.preemption_bound = Some(3);
         model.check(|| {
-            let s = Arc::new(RawSemaphore::new(0, false));
+            let s = Arc::new(RawSemaphore::new(0, false).unwrap());
             let a: Vec<_> = (0..2)
                 .map(|_| {
                     let s = s.clone();
@@ -362,7 +376,7 @@ mod loom_tests {
     #[test]
     fn bounded_semaphore_loom_release_race() {
         loom::model(|| {
-            let s = Arc::new(RawSemaphore::new(1, true));
+            let s = Arc::new(RawSemaphore::new(1, true).unwrap());
             s.try_acquire().unwrap();
             let s2 = s.clone();
             let t = loom::thread::spawn(move || s2.release().is_ok());

@@ -57,6 +57,26 @@ pub(crate) fn may_be_own_thread(tid: u32) -> bool {
     }
 }
 
+/// Field 3 (the state letter) of a `/proc/PID/stat` line, read after the
+/// last `)` as in [`parse_start_time`].
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+pub(crate) fn parse_state(stat: &str) -> Option<char> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let field = rest.split_ascii_whitespace().next()?;
+    let mut chars = field.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) => Some(c),
+        _ => None,
+    }
+}
+
+/// Whether a `/proc/PID/stat` state letter means the process has died: a
+/// zombie (`Z`, killed or exited but not yet reaped by its parent) or dead
+/// (`X`, `x`). Its pid still exists, but it will never run again.
+fn is_dead_state(state: char) -> bool {
+    matches!(state, 'Z' | 'X' | 'x')
+}
+
 /// Whether a process or thread with this id exists (in our pid namespace).
 /// `kill(id, 0)` sends nothing; `EPERM` still proves existence.
 pub(crate) fn id_exists(id: u32) -> bool {
@@ -72,15 +92,27 @@ pub(crate) fn id_exists(id: u32) -> bool {
 }
 
 /// Whether the process recorded as (`pid`, `start`) is still alive: the pid
-/// exists and, where start times are known, it is the same process.
+/// exists, it is not a zombie (dead, not yet reaped: `kill(pid, 0)` still
+/// succeeds on one) and, where start times are known, it is the same
+/// process.
 pub(crate) fn is_alive(pid: u32, start: u64) -> bool {
     if !id_exists(pid) {
         return false;
     }
-    match start_time(pid) {
-        Some(now) if start != 0 => now == start,
-        _ => true,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            if parse_state(&stat).is_some_and(is_dead_state) {
+                return false;
+            }
+            if let Some(now) = parse_start_time(&stat) {
+                return start == 0 || now == start;
+            }
+        }
     }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = start;
+    true
 }
 
 #[cfg(test)]
@@ -93,6 +125,43 @@ mod tests {
         assert_eq!(parse_start_time(line), Some(98765));
         assert_eq!(parse_start_time("garbage"), None);
         assert_eq!(parse_start_time("1 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn parses_the_state_past_odd_command_names() {
+        let line = "42 (a) Z (b)) R 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
+        assert_eq!(parse_state(line), Some('R'));
+        assert_eq!(parse_state("7 (zombie) Z 1 7"), Some('Z'));
+        assert_eq!(parse_state("7 (x)"), None);
+        assert_eq!(parse_state("7 (x) ZZ 1"), None);
+        assert_eq!(parse_state("garbage"), None);
+        assert!(is_dead_state('Z') && is_dead_state('X') && !is_dead_state('S'));
+    }
+
+    /// A child killed but not reaped is a zombie: its pid exists, but it is
+    /// not alive.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_unreaped_killed_child_is_not_alive() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let id = child.id();
+        let start = start_time(id).expect("procfs");
+        assert!(is_alive(id, start));
+        // SAFETY: sends SIGKILL to our own child, which we have not reaped.
+        assert_eq!(unsafe { libc::kill(id as i32, libc::SIGKILL) }, 0);
+        let t = std::time::Instant::now();
+        while is_alive(id, start) {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(10),
+                "still alive"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(id_exists(id), "reaped already?");
+        child.wait().unwrap();
     }
 
     #[cfg(target_os = "linux")]
