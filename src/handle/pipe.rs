@@ -844,7 +844,7 @@ impl Connection {
             Ok(grant.is_some())
         })?;
         let grant = grant.ok_or(Error::Corrupt("reservation vanished"))?;
-        let ptr = p.payload_ptr(&grant);
+        let ptr = p.payload_ptr(&grant)?;
         Ok(Reservation { p, grant, ptr, len })
     }
 
@@ -1066,10 +1066,11 @@ impl Connection {
             if let Some(Rx { c: Some(c), .. }) = &mut self.rx {
                 if let Ok(Some(r)) = c.try_peek() {
                     let out = &mut buf[offset..];
-                    if r.flags() == 0 && r.len() <= out.len() {
-                        c.read(&r, 0, &mut out[..r.len()])?;
+                    let len = r.len();
+                    if r.flags() == 0 && len <= out.len() {
+                        c.read(&r, 0, &mut out[..len])?;
                         c.release(r)?;
-                        return Ok(r.len());
+                        return Ok(len);
                     }
                 }
             }
@@ -1088,9 +1089,10 @@ impl Connection {
             }
             Next::Record(r) => {
                 let c = self.consumer()?;
-                c.read(&r, 0, &mut out[..r.len()])?;
+                let len = r.len();
+                c.read(&r, 0, &mut out[..len])?;
                 c.release(r)?;
-                Ok(r.len())
+                Ok(len)
             }
         }
     }
@@ -1169,11 +1171,10 @@ impl Connection {
             }
             Next::Record(r) => {
                 let c = self.consumer()?;
+                let src = c.payload_ptr(&r)?;
                 // SAFETY: the record is published and ours until released,
                 // `size` bytes long (Limit::Exact); the copy is untyped.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(c.payload_ptr(&r), out.as_mut_ptr().cast(), size)
-                };
+                unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr().cast(), size) };
                 c.release(r)?;
             }
         }
@@ -1215,8 +1216,14 @@ impl Connection {
             }),
             Next::Record(r) => {
                 let c = self.consumer()?;
-                let ptr = c.payload_ptr(&r);
-                Ok(Borrowed { c, rec: r, ptr })
+                let ptr = c.payload_ptr(&r)?;
+                let len = r.len();
+                Ok(Borrowed {
+                    c,
+                    rec: Some(r),
+                    ptr,
+                    len,
+                })
             }
         }
     }
@@ -1295,8 +1302,10 @@ impl std::ops::DerefMut for Reservation<'_> {
 /// it releases the space to the sender.
 pub struct Borrowed<'a> {
     c: &'a mut Consumer<'static>,
-    rec: Record,
+    /// Always `Some` until `drop` releases it.
+    rec: Option<Record>,
     ptr: *const u8,
+    len: usize,
 }
 
 impl std::ops::Deref for Borrowed<'_> {
@@ -1304,21 +1313,21 @@ impl std::ops::Deref for Borrowed<'_> {
     fn deref(&self) -> &[u8] {
         // SAFETY: the record is published (Acquire on tail) and not
         // released: the producer does not write it until `drop`.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.rec.len()) }
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
 
 impl Drop for Borrowed<'_> {
     fn drop(&mut self) {
-        let _ = self.c.release(self.rec);
+        if let Some(r) = self.rec.take() {
+            let _ = self.c.release(r);
+        }
     }
 }
 
 impl std::fmt::Debug for Borrowed<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Borrowed")
-            .field("len", &self.rec.len())
-            .finish()
+        f.debug_struct("Borrowed").field("len", &self.len).finish()
     }
 }
 

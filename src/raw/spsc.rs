@@ -508,6 +508,13 @@ impl std::fmt::Debug for Ring<'_> {
 }
 
 impl<'a> Ring<'a> {
+    /// This view's identity, stamped on grants and records: the control
+    /// block's address.
+    #[inline]
+    fn id(&self) -> usize {
+        self.ctl as *const SpscRing as usize
+    }
+
     /// Data bytes.
     pub fn capacity(&self) -> usize {
         self.cap as usize
@@ -691,8 +698,16 @@ pub const fn record_size(len: u64) -> u64 {
 }
 
 /// Space reserved by [`Producer::try_reserve`], not yet published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Neither `Copy` nor `Clone`: [`Producer::commit`] consumes it. The
+/// producer checks every grant it is handed (that it was made for this
+/// ring, is the current reservation and lies inside the data area), so a
+/// grant of another ring or a stale one is [`Error::InvalidArgument`],
+/// never a write out of bounds or over a published record.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Grant {
+    /// The ring it was made for (its control block's address).
+    ring: usize,
     pos: u64,
     off: u64,
     len: u32,
@@ -717,8 +732,15 @@ impl Grant {
 }
 
 /// A published record found by [`Consumer::try_peek`], not yet released.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Neither `Copy` nor `Clone`: [`Consumer::release`] consumes it. The
+/// consumer checks every record it is handed (made for this ring, the
+/// current record, inside what was published), so a foreign or stale
+/// record is [`Error::InvalidArgument`], never an access out of bounds.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Record {
+    /// The ring it was found in (its control block's address).
+    ring: usize,
     pos: u64,
     off: u64,
     len: u32,
@@ -820,6 +842,7 @@ impl<'a> Producer<'a> {
                 }
             }
             return Ok(Some(Grant {
+                ring: self.ring.id(),
                 pos: self.tail,
                 off,
                 len: len as u32,
@@ -829,9 +852,30 @@ impl<'a> Producer<'a> {
         Ok(None) // unreachable: after padding, off == 0 and need <= cap
     }
 
+    /// Checks that `g` is this producer's current reservation: made for
+    /// this ring, at the current tail, inside the data area, and inside the
+    /// space known free. Anything else is `InvalidArgument`.
+    #[inline]
+    fn check(&self, g: &Grant) -> Result<()> {
+        let need = record_size(g.len as u64);
+        if g.ring != self.ring.id()
+            || g.pos != self.tail
+            || g.off != g.pos & (self.ring.cap - 1)
+            || g.off + need > self.ring.cap
+            || g.pos + need - self.head > self.ring.cap
+        {
+            return Err(Error::InvalidArgument(
+                "not this producer's current reservation",
+            ));
+        }
+        Ok(())
+    }
+
     /// Copies `src` into `g`'s payload at byte `at` (`at` a multiple of 8,
-    /// `at + src.len() <= g.len()`, else `InvalidArgument`).
+    /// `at + src.len() <= g.len()`, else `InvalidArgument`; also
+    /// `InvalidArgument` if `g` is not this producer's current reservation).
     pub fn write(&mut self, g: &Grant, at: usize, src: &[u8]) -> Result<()> {
+        self.check(g)?;
         if at % 8 != 0
             || at
                 .checked_add(src.len())
@@ -845,19 +889,20 @@ impl<'a> Producer<'a> {
     }
 
     /// The address of `g`'s payload: `g.len()` bytes this producer alone
-    /// may write until it commits.
+    /// may write until it commits. `InvalidArgument` if `g` is not this
+    /// producer's current reservation.
     #[cfg(not(loom))]
-    pub fn payload_ptr(&self, g: &Grant) -> *mut u8 {
-        // SAFETY: off + 8 + len <= cap (try_reserve): inside the data area.
-        unsafe { self.ring.data.add((g.off + RECORD_HEADER as u64) as usize) }
+    pub fn payload_ptr(&self, g: &Grant) -> Result<*mut u8> {
+        self.check(g)?;
+        // SAFETY: off + 8 + len <= cap (checked): inside the data area.
+        Ok(unsafe { self.ring.data.add((g.off + RECORD_HEADER as u64) as usize) })
     }
 
     /// Publishes `g` and wakes the consumer if it sleeps.
-    /// `InvalidArgument` if `g` is not the current reservation.
+    /// `InvalidArgument` if `g` is not this producer's current reservation
+    /// (another ring's, or stale).
     pub fn commit(&mut self, g: Grant) -> Result<()> {
-        if g.pos != self.tail {
-            return Err(Error::InvalidArgument("stale reservation"));
-        }
+        self.check(&g)?;
         self.ring
             .word(g.off)
             .store(((g.flags as u64) << 32) | g.len as u64, Relaxed);
@@ -955,6 +1000,7 @@ impl<'a> Consumer<'a> {
                 return Err(Error::Corrupt("record length beyond what was published"));
             }
             return Ok(Some(Record {
+                ring: self.ring.id(),
                 pos: self.head,
                 off,
                 len,
@@ -964,10 +1010,29 @@ impl<'a> Consumer<'a> {
         Err(Error::Corrupt("padding after padding"))
     }
 
+    /// Checks that `r` is this consumer's current record: found in this
+    /// ring, at the current head, inside the data area and inside what was
+    /// published. Anything else is `InvalidArgument`.
+    #[inline]
+    fn check(&self, r: &Record) -> Result<()> {
+        let need = record_size(r.len as u64);
+        if r.ring != self.ring.id()
+            || r.pos != self.head
+            || r.off != r.pos & (self.ring.cap - 1)
+            || r.off + need > self.ring.cap
+            || r.pos + need > self.tail
+        {
+            return Err(Error::InvalidArgument("not this consumer's current record"));
+        }
+        Ok(())
+    }
+
     /// Copies `dst.len()` payload bytes of `r` from byte `at` into `dst`
-    /// (`InvalidArgument` if outside the record; `at` need not be aligned
-    /// except under loom).
+    /// (`InvalidArgument` if outside the record, or if `r` is not this
+    /// consumer's current record; `at` need not be aligned except under
+    /// loom).
     pub fn read(&self, r: &Record, at: usize, dst: &mut [u8]) -> Result<()> {
+        self.check(r)?;
         if at
             .checked_add(dst.len())
             .map_or(true, |e| e > r.len as usize)
@@ -980,19 +1045,20 @@ impl<'a> Consumer<'a> {
     }
 
     /// The address of `r`'s payload: `r.len()` bytes nobody writes until
-    /// this consumer releases `r`.
+    /// this consumer releases `r`. `InvalidArgument` if `r` is not this
+    /// consumer's current record.
     #[cfg(not(loom))]
-    pub fn payload_ptr(&self, r: &Record) -> *const u8 {
-        // SAFETY: off + 8 + len <= cap (try_peek): inside the data area.
-        unsafe { self.ring.data.add((r.off + RECORD_HEADER as u64) as usize) }
+    pub fn payload_ptr(&self, r: &Record) -> Result<*const u8> {
+        self.check(r)?;
+        // SAFETY: off + 8 + len <= cap (checked): inside the data area.
+        Ok(unsafe { self.ring.data.add((r.off + RECORD_HEADER as u64) as usize) })
     }
 
     /// Consumes `r` and wakes the producer if it sleeps.
-    /// `InvalidArgument` if `r` is not the current record.
+    /// `InvalidArgument` if `r` is not this consumer's current record
+    /// (another ring's, or stale).
     pub fn release(&mut self, r: Record) -> Result<()> {
-        if r.pos != self.head {
-            return Err(Error::InvalidArgument("stale record"));
-        }
+        self.check(&r)?;
         self.advance(record_size(r.len as u64));
         Ok(())
     }
@@ -1006,10 +1072,10 @@ impl<'a> Consumer<'a> {
         if r.len() > dst.len() {
             return Err(Error::BufferTooShort { needed: r.len() });
         }
-        self.read(&r, 0, &mut dst[..r.len()])?;
-        let flags = r.flags;
+        let (len, flags) = (r.len(), r.flags);
+        self.read(&r, 0, &mut dst[..len])?;
         self.release(r)?;
-        Ok(Some((r.len(), flags)))
+        Ok(Some((len, flags)))
     }
 }
 
@@ -1085,6 +1151,10 @@ mod tests {
         let g2 = p.try_reserve(16, 0).unwrap().unwrap();
         assert_eq!(g, g2);
         p.commit(g2).unwrap();
+        assert!(matches!(
+            p.write(&g, 0, &[2; 8]),
+            Err(Error::InvalidArgument(_))
+        ));
         assert!(matches!(p.commit(g), Err(Error::InvalidArgument(_))));
         assert_eq!(c.try_peek().unwrap().unwrap().len(), 16);
     }
