@@ -5,8 +5,13 @@
 //! (The findings that need `fork` are in `pipe_fork_faults.rs`.)
 #![cfg(target_os = "linux")]
 
-use shmprim::raw::spsc::SpscRing;
-use shmprim::Error;
+mod harness;
+use harness::*;
+use shmprim::raw::spsc::{Role, SpscRing};
+use shmprim::{End, Error, Pipe};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 // ---------------------------------------------------------------------------
 // Raw ring: grants and records are tied to their ring and position
@@ -106,4 +111,128 @@ fn spsc_record_of_another_ring_or_stale_is_refused() {
     assert!(ps.try_push(&[3; 200], 0).unwrap());
     assert_eq!(cs.try_pop(&mut buf).unwrap(), Some((200, 0)));
     assert_eq!(cb.try_pop(&mut buf).unwrap(), Some((4000, 0)));
+}
+
+// ---------------------------------------------------------------------------
+// Pipe: ends dropped unused, torn claims, sleepers after an error
+// ---------------------------------------------------------------------------
+
+/// An anonymous end dropped without ever being used (and never copied by a
+/// `fork`) disconnects its peer, as std's channels and Python's pipes do.
+#[test]
+fn pipe_unused_end_dropped_disconnects_peer() {
+    let _w = watchdog(
+        "pipe_unused_end_dropped_disconnects_peer",
+        Duration::from_secs(30),
+    );
+    let (mut a, b) = Pipe::anonymous(4096).unwrap();
+    drop(b);
+    let r = a.recv_bytes_timeout(Duration::from_secs(10));
+    assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
+    let r = a.send_bytes(b"x");
+    assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
+}
+
+/// Same, with a thread that takes the end and ends before using it.
+#[test]
+fn pipe_unused_end_dropped_by_a_thread_disconnects_peer() {
+    let _w = watchdog(
+        "pipe_unused_end_dropped_by_a_thread_disconnects_peer",
+        Duration::from_secs(30),
+    );
+    let (mut a, b) = Pipe::anonymous(4096).unwrap();
+    std::thread::spawn(move || {
+        let _b = b;
+    })
+    .join()
+    .unwrap();
+    let r = a.recv_bytes_timeout(Duration::from_secs(10));
+    assert!(matches!(r, Err(Error::Disconnected)), "{r:?}");
+}
+
+fn start_time(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &s[s.rfind(')').unwrap() + 1..];
+    rest.split_ascii_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A re-claim seen half-way (new pid, old start time) is not a dead peer:
+/// a thread alternates the writer's claim between two live processes (ours
+/// and our parent) while the reader waits; it must time out, never see
+/// `Disconnected`.
+#[test]
+fn pipe_reclaim_seen_half_way_is_not_a_dead_peer() {
+    let _w = watchdog(
+        "pipe_reclaim_seen_half_way_is_not_a_dead_peer",
+        Duration::from_secs(30),
+    );
+    let name = unique("torn");
+    let _rm = RemoveOnDrop(name.clone());
+    let pipe = Pipe::create_simplex(&name, 4096).unwrap();
+    let mut r = pipe.connect(End::A).unwrap();
+    let _wr = pipe.connect(End::B).unwrap();
+    // SAFETY: the pipe's object is its one ring's region; the claim words
+    // are atomics.
+    let ring = unsafe {
+        SpscRing::attach(
+            pipe.segment().data_ptr(),
+            SpscRing::region_size(4096).unwrap(),
+        )
+        .unwrap()
+    };
+    let me = std::process::id();
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() } as u32;
+    let (s_me, s_parent) = (start_time(me), start_time(parent));
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let t = std::thread::spawn(move || {
+        while !stop2.load(Ordering::Relaxed) {
+            ring.claim(Role::Writer, me, s_me, false).unwrap();
+            ring.claim(Role::Writer, parent, s_parent, false).unwrap();
+        }
+    });
+    let res = r.recv_bytes_timeout(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+    assert!(
+        matches!(res, Err(Error::Timeout)),
+        "both claimants alive, yet {res:?}"
+    );
+    // Leave the claim as the test found it (ours), so drops close cleanly.
+    ring.claim(Role::Writer, me, s_me, false).unwrap();
+}
+
+/// A wait that fails after announcing itself (garbage written into the
+/// ring while it sleeps) withdraws the announcement: `sleepers` is back to
+/// 0, so publishers do not pay a FUTEX_WAKE for ever after.
+#[test]
+fn pipe_failed_wait_withdraws_its_sleeper() {
+    let _w = watchdog(
+        "pipe_failed_wait_withdraws_its_sleeper",
+        Duration::from_secs(30),
+    );
+    let name = unique("sleepers");
+    let _rm = RemoveOnDrop(name.clone());
+    let pipe = Pipe::create_simplex(&name, 4096).unwrap();
+    let mut r = pipe.connect(End::A).unwrap();
+    let _wr = pipe.connect(End::B).unwrap();
+    let base = pipe.segment().data_ptr() as usize;
+    let t = std::thread::spawn(move || r.recv_bytes_timeout(Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(200));
+    // A garbage tail (not a multiple of 8), written while the reader sleeps.
+    // SAFETY: the producer line's `tail` (ring offset 64) is an AtomicU64.
+    unsafe { (*((base + 64) as *const AtomicU64)).store(9, Ordering::Release) };
+    let res = t.join().unwrap();
+    assert!(matches!(res, Err(Error::Corrupt(_))), "{res:?}");
+    // SAFETY: Ends.data_ready.sleepers (ring offset 192 + 4) is an AtomicU32.
+    let sleepers = unsafe { (*((base + 196) as *const AtomicU32)).load(Ordering::Relaxed) };
+    assert_eq!(
+        sleepers, 0,
+        "the failed wait left data_ready.sleepers raised"
+    );
 }

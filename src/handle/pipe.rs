@@ -3,6 +3,7 @@
 //!
 //! See [`Pipe`] for the mapping to Python and the protocol.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -126,7 +127,18 @@ fn spec(rings: u64, capacity: usize) -> Result<Spec> {
 /// end closes it only in the process that last claimed it, so a parent may
 /// drop the child's end after the fork without disturbing the child, as
 /// long as the parent never used that end itself (or the child claimed it
-/// first).
+/// first). An end dropped or closed unused in a process that has not forked
+/// since the end was made closes for everyone (its peer sees
+/// `Disconnected`). Once another process claims an end, this process's
+/// copy returns [`Error::AlreadyClaimed`] (until it calls
+/// [`Connection::claim`] to take the end back).
+///
+/// An unclaimed anonymous peer is taken to live in the creating process:
+/// once the creator has exited, a waiter whose peer end was never claimed
+/// sees `Disconnected`, even if a process forked from the creator still
+/// holds that end unused. A process that receives an end through `fork`
+/// and may outlive the creator before its first operation should call
+/// `claim()` right after the fork.
 ///
 /// ## Waiting
 ///
@@ -280,10 +292,14 @@ impl Pipe {
             seg: self.seg.clone(),
             anonymous,
             claimed_gen: None,
+            claimed_pid: 0,
+            created_forks: fork::forks(),
+            last_check: Cell::new(0),
             closed: false,
             policy: WaitPolicy::default(),
             partial: None,
             abort_pending: false,
+            skipping: false,
         }
     }
 
@@ -303,7 +319,10 @@ impl Pipe {
             }
         }
         c.attach_sides()?;
+        // A child connecting on a pipe opened before its fork registers here.
+        membarrier::register();
         c.claimed_gen = Some(fork::generation());
+        c.claimed_pid = me;
         Ok(c)
     }
 
@@ -393,10 +412,26 @@ pub struct Connection {
     anonymous: bool,
     /// The fork generation this process claimed the end in.
     claimed_gen: Option<u64>,
+    /// The pid this process claimed the end with: compared with the shared
+    /// claimant on every send and receive (another process took it over?).
+    claimed_pid: u32,
+    /// `fork::forks()` when the end was made: whether a copy of this handle
+    /// may live in another process.
+    created_forks: u64,
+    /// When the peer's liveness was last checked (monotonic ns), across
+    /// calls: short timeouts, `try_` and `poll(0)` see a dead peer too.
+    last_check: Cell<u64>,
     closed: bool,
     policy: WaitPolicy,
     partial: Option<Partial>,
+    /// A fragmented send failed half-way, or the end was taken over from
+    /// another process (which may have left a message half-sent): send an
+    /// ABORT record before the next message.
     abort_pending: bool,
+    /// The receiver took the end over inside a fragmented message, or met
+    /// fragments with no first one: it drops records up to the end of that
+    /// message.
+    skipping: bool,
 }
 
 static_assertions::assert_impl_all!(Connection: Send);
@@ -421,9 +456,26 @@ struct Watch<'a> {
     seg: &'a Segment,
     anonymous: bool,
     policy: WaitPolicy,
+    /// The connection's last liveness check (monotonic ns).
+    last_check: &'a Cell<u64>,
 }
 
 impl Watch<'_> {
+    /// Whether the peer is gone: its closed flag always, its process only
+    /// when the last such check is more than a slice old (a `/proc` read).
+    fn peer_gone_checked(&self) -> bool {
+        let now = monotonic_ns();
+        if now.saturating_sub(self.last_check.get()) >= SLICE.as_nanos() as u64 {
+            let gone = self.peer_gone();
+            // A peer found gone is looked at again on the next call (it
+            // does not come back), so every later call says so at once.
+            self.last_check.set(if gone { 0 } else { now });
+            gone
+        } else {
+            self.ring.is_closed(self.peer)
+        }
+    }
+
     /// Whether the peer closed its end or its process is gone.
     fn peer_gone(&self) -> bool {
         if self.ring.is_closed(self.peer) {
@@ -449,7 +501,7 @@ impl Watch<'_> {
             return Ok(());
         }
         if deadline == Some(Deadline::PASSED) {
-            return Err(if self.ring.is_closed(self.peer) && !ready()? {
+            return Err(if self.peer_gone_checked() && !ready()? {
                 Error::Disconnected
             } else {
                 Error::Timeout
@@ -505,22 +557,22 @@ impl Watch<'_> {
         // the peer's process (a /proc read, ~10 µs) once per slice of
         // waiting, however often the sleep is interrupted: a death is seen
         // within about two slices.
-        let slice_ns = SLICE.as_nanos() as u64;
-        let mut last_check = monotonic_ns();
         loop {
             let key = self.ec.prepare();
-            if ready()? {
-                self.ec.cancel(key);
-                return Ok(());
+            match ready() {
+                Ok(false) => {}
+                Ok(true) => {
+                    self.ec.cancel(key);
+                    return Ok(());
+                }
+                Err(e) => {
+                    // Withdraw the announcement, or every publish would
+                    // pay a FUTEX_WAKE from now on.
+                    self.ec.cancel(key);
+                    return Err(e);
+                }
             }
-            let now = monotonic_ns();
-            let gone = if now.saturating_sub(last_check) >= slice_ns {
-                last_check = now;
-                self.peer_gone()
-            } else {
-                self.ring.is_closed(self.peer)
-            };
-            if gone {
+            if self.peer_gone_checked() {
                 self.ec.cancel(key);
                 // Whatever it published before closing is visible now.
                 return if ready()? {
@@ -587,13 +639,20 @@ impl Connection {
 
     /// Records this process as the end's user (needed once per process:
     /// done by the first operation, or here). Makes this process's death
-    /// visible to the peer. An anonymous end inherited through `fork` is
-    /// taken over from the parent; a named end keeps its exclusive claim.
+    /// visible to the peer. An end inherited through `fork` is taken over
+    /// from the parent (which from then on gets [`Error::AlreadyClaimed`]
+    /// from this end); calling `claim` explicitly also takes an end back
+    /// from a process that took it over.
+    ///
+    /// Taking a sending end over sends an abort record first (the previous
+    /// user may have left a fragmented message half-sent); taking a
+    /// receiving end over inside a fragmented message drops the rest of
+    /// that message.
     pub fn claim(&mut self) -> Result<()> {
         if self.closed {
             return Err(Error::Closed);
         }
-        if self.claimed_gen == Some(fork::generation()) {
+        if self.claimed_gen == Some(fork::generation()) && self.owns_claim() {
             return Ok(());
         }
         self.claim_slow()
@@ -606,14 +665,42 @@ impl Connection {
         membarrier::register();
         let me = proc::pid();
         let start = proc::start_time(me).unwrap_or(0);
+        let mut taken_over = false;
         for (ring, role) in self.roles() {
+            taken_over |= ring.claimant_pid(role) != 0;
             ring.claim(role, me, start, false)?;
         }
         self.attach_sides()?;
+        if taken_over && self.tx.is_some() {
+            // An extra ABORT is harmless: the receiver drops nothing whole.
+            self.abort_pending = true;
+        }
+        if let Some(rx) = &self.rx {
+            // What this handle holds of a message is stale (another
+            // process may have received since); the shared flag says
+            // whether the ring's head is inside a fragmented message.
+            self.partial = None;
+            self.skipping = rx.ring.in_message();
+        }
         self.claimed_gen = Some(fork::generation());
+        self.claimed_pid = me;
         Ok(())
     }
 
+    /// Whether the shared claimants still name this process's claim (a
+    /// load from the ends line, which every send and receive reads anyway).
+    #[inline]
+    fn owns_claim(&self) -> bool {
+        self.tx.as_ref().map_or(true, |t| {
+            t.ring.claimant_pid(Role::Writer) == self.claimed_pid
+        }) && self.rx.as_ref().map_or(true, |r| {
+            r.ring.claimant_pid(Role::Reader) == self.claimed_pid
+        })
+    }
+
+    /// Whether this handle may be used now: claimed in this process (else
+    /// claims now), and not taken over by another process since
+    /// ([`Error::AlreadyClaimed`]: two processes must never drive one end).
     #[inline]
     fn ready(&mut self) -> Result<()> {
         if self.closed {
@@ -621,8 +708,31 @@ impl Connection {
         }
         if self.claimed_gen != Some(fork::generation()) {
             self.claim_slow()?;
+        } else if !self.owns_claim() {
+            return Err(Error::AlreadyClaimed);
         }
         Ok(())
+    }
+
+    /// The fast paths' test: claimed in this process, still ours, open.
+    #[inline]
+    fn ready_fast(&self) -> bool {
+        !self.closed && self.claimed_gen == Some(fork::generation()) && self.owns_claim()
+    }
+
+    /// Whether closing this handle closes the end for every process: the
+    /// end is claimed by this process, or unclaimed while no `fork` since
+    /// its creation can have copied it into another process. An end
+    /// another process claimed, or an unclaimed one that a `fork` may have
+    /// copied, is closed only in this handle.
+    fn closes_for_all(&self) -> bool {
+        let me = proc::pid();
+        self.roles()
+            .iter()
+            .all(|(ring, role)| match ring.claimant_pid(*role) {
+                0 => fork::forks() == self.created_forks,
+                pid => pid == me,
+            })
     }
 
     /// Whether this end can receive (Python: `readable`).
@@ -663,17 +773,23 @@ impl Connection {
     /// Closes this end (Python: `close()`): the peer receives what was
     /// sent, then [`Error::Disconnected`]; this handle returns
     /// [`Error::Closed`] from then on. Idempotent. Dropping the handle
-    /// closes it too (in the process that claimed it).
+    /// closes it too.
+    ///
+    /// The end closes for everyone only if this process claimed it, or if
+    /// it is unclaimed and this process has not forked since the end was
+    /// made. Otherwise (another process claimed it, or a forked copy may
+    /// use it) only this handle closes: Python's idiom of closing, after a
+    /// `fork`, the ends the other process uses leaves them working.
     pub fn close(&mut self) {
         if self.closed {
             return;
         }
-        if self.abort_pending {
-            // The peer drops a partial message on disconnection anyway.
-            self.abort_pending = false;
-        }
-        for (ring, role) in self.roles() {
-            ring.close(role);
+        // The peer drops a partial message on disconnection anyway.
+        self.abort_pending = false;
+        if self.closes_for_all() {
+            for (ring, role) in self.roles() {
+                ring.close(role);
+            }
         }
         self.closed = true;
     }
@@ -700,6 +816,7 @@ impl Connection {
             seg: &self.seg,
             anonymous: self.anonymous,
             policy: self.policy,
+            last_check: &self.last_check,
         };
         Ok((p, w))
     }
@@ -739,7 +856,7 @@ impl Connection {
     fn send_inner(&mut self, buf: &[u8], deadline: Option<Deadline>) -> Result<()> {
         // Fast path: one record that fits now, nothing pending. Anything
         // else (including any error) takes the general path below.
-        if !self.closed && !self.abort_pending && self.claimed_gen == Some(fork::generation()) {
+        if !self.abort_pending && self.ready_fast() {
             if let Some(Tx { ring, p: Some(p) }) = &mut self.tx {
                 if spsc::record_size(buf.len() as u64) <= ring.capacity() as u64 / 2
                     && !ring.is_closed(Role::Reader)
@@ -915,6 +1032,7 @@ impl Connection {
             seg: &self.seg,
             anonymous,
             policy,
+            last_check: &self.last_check,
         };
         // Each round consumes a record or returns: bounded by the data.
         loop {
@@ -926,22 +1044,46 @@ impl Connection {
             if let Err(e) = waited {
                 if matches!(e, Error::Disconnected) {
                     // The writer went away mid-message: it was never sent.
-                    self.partial = None;
+                    if self.partial.take().is_some() || self.skipping {
+                        ring.set_in_message(false);
+                    }
+                    self.skipping = false;
                 }
                 return Err(e);
             }
             let r = rec.ok_or(Error::Corrupt("record vanished"))?;
             let flags = r.flags();
             if flags & ABORT != 0 {
+                if self.partial.is_some() || self.skipping {
+                    ring.set_in_message(false);
+                }
                 c.release(r)?;
                 self.partial = None;
+                self.skipping = false;
                 continue;
             }
+            if flags & FIRST == 0
+                && (self.skipping || (self.partial.is_none() && flags & MORE != 0))
+            {
+                // A continuation with no message in progress: the rest of
+                // a message whose start a previous claimant of this end
+                // received (the shared in-message flag said so at the
+                // take-over), or fragments a writer sent without a first
+                // one. Dropped up to the end of that message, or up to an
+                // ABORT or a FIRST, rather than refused (which would
+                // leave the ring stuck on it).
+                if flags & MORE == 0 {
+                    ring.set_in_message(false);
+                    self.skipping = false;
+                } else {
+                    self.skipping = true;
+                }
+                c.release(r)?;
+                continue;
+            }
+            self.skipping = false;
             match (&mut self.partial, flags & FIRST != 0) {
                 (None, false) => {
-                    if flags & MORE != 0 {
-                        return Err(Error::Corrupt("fragment without a first fragment"));
-                    }
                     limit.check(r.len(), false)?;
                     return Ok(Next::Record(r));
                 }
@@ -961,6 +1103,9 @@ impl Connection {
                     let n = r.len() - 8;
                     buf.resize(n, 0);
                     c.read(&r, 8, &mut buf)?;
+                    // Before the release: a receiver taking the end over
+                    // must know that the head is inside a message.
+                    ring.set_in_message(flags & MORE != 0);
                     c.release(r)?;
                     self.partial = Some(Partial {
                         buf,
@@ -981,6 +1126,9 @@ impl Connection {
                     }
                     p.buf.resize(old + r.len(), 0);
                     c.read(&r, 0, &mut p.buf[old..])?;
+                    if flags & MORE == 0 {
+                        ring.set_in_message(false);
+                    }
                     c.release(r)?;
                     if flags & MORE == 0 {
                         return self.finish_partial();
@@ -1058,11 +1206,7 @@ impl Connection {
     ) -> Result<usize> {
         // Fast path: a single record is there and fits. Anything else
         // (including any error) takes the general path below.
-        if self.partial.is_none()
-            && !self.closed
-            && offset <= buf.len()
-            && self.claimed_gen == Some(fork::generation())
-        {
+        if self.partial.is_none() && !self.skipping && offset <= buf.len() && self.ready_fast() {
             if let Some(Rx { c: Some(c), .. }) = &mut self.rx {
                 if let Ok(Some(r)) = c.try_peek() {
                     let out = &mut buf[offset..];
@@ -1152,6 +1296,7 @@ impl Connection {
             seg: &self.seg,
             anonymous,
             policy,
+            last_check: &self.last_check,
         };
         match w.wait(deadline, || Ok(c.try_peek()?.is_some())) {
             Ok(()) | Err(Error::Disconnected) => Ok(true),
@@ -1248,20 +1393,11 @@ impl Connection {
 }
 
 impl Drop for Connection {
+    /// Closes the end as [`close`](Connection::close) does: for everyone
+    /// only if this process claimed it, or it is unclaimed and was never
+    /// copied by a `fork` (an end dropped unused disconnects its peer).
     fn drop(&mut self) {
-        if self.closed || self.claimed_gen != Some(fork::generation()) {
-            return;
-        }
-        // Close only if the claim is still this process's: a parent that
-        // drops the end its child took over leaves it alone.
-        let me = proc::pid();
-        if self
-            .roles()
-            .iter()
-            .all(|(r, role)| r.claimant(*role).0 == me)
-        {
-            self.close();
-        }
+        self.close();
     }
 }
 

@@ -126,6 +126,10 @@ struct Ends {
     /// Claimant of the consumer's end.
     reader_pid: AtomicU64,
     reader_start: AtomicU64,
+    /// Non-zero while the consumer is inside a fragmented message (the
+    /// layer above's state, kept here so that a consumer taking the end
+    /// over knows to skip the rest of that message).
+    reader_in_message: AtomicU32,
 }
 
 /// An event count with an asymmetric fence: "sleep until changed" for one
@@ -264,6 +268,7 @@ mod layout {
     const_assert_eq!(offset_of!(Ends, writer_closed), 16);
     const_assert_eq!(offset_of!(Ends, writer_pid), 24);
     const_assert_eq!(offset_of!(Ends, reader_start), 48);
+    const_assert_eq!(offset_of!(Ends, reader_in_message), 56);
 }
 
 /// Which end of a ring.
@@ -352,6 +357,7 @@ impl SpscRing {
                 writer_start: AtomicU64::new(0),
                 reader_pid: AtomicU64::new(0),
                 reader_start: AtomicU64::new(0),
+                reader_in_message: AtomicU32::new(0),
             },
         };
         // SAFETY: the caller gives us `size` writable, aligned, unshared
@@ -595,6 +601,10 @@ impl<'a> Ring<'a> {
     /// Records (`pid`, `start`) as `role`'s claimant. With `exclusive`, only
     /// an unclaimed end is taken ([`Error::AlreadyClaimed`] otherwise);
     /// without, the record is overwritten (an end handed down by `fork`).
+    ///
+    /// The start time is cleared before the pid changes and written after
+    /// it, so a reader never pairs the new pid with the old start time
+    /// (see [`claimant`](Self::claimant)).
     pub fn claim(&self, role: Role, pid: u32, start: u64, exclusive: bool) -> Result<()> {
         let (p, s) = self.claim_words(role);
         if exclusive {
@@ -602,6 +612,7 @@ impl<'a> Ring<'a> {
                 return Err(Error::AlreadyClaimed);
             }
         } else {
+            s.store(0, Release);
             p.store(pid as u64, Release);
         }
         s.store(start, Release);
@@ -615,12 +626,44 @@ impl<'a> Ring<'a> {
         p.store(0, Release);
     }
 
-    /// `role`'s claimant: `(pid, start)`, pid 0 if unclaimed. The start may
-    /// read 0 (unknown) just after a claim.
+    /// `role`'s claimant: `(pid, start)`, pid 0 if unclaimed. The start
+    /// reads 0 (unknown: check the pid only) while a claim is being made.
+    ///
+    /// The pair is consistent: pid, start, pid again are loaded, and the
+    /// loads are retried while the two pids differ (a re-claim seen
+    /// half-way, which [`claim`](Self::claim) orders as start 0, pid,
+    /// start). After a few changing rounds the start is reported as 0.
     pub fn claimant(&self, role: Role) -> (u32, u64) {
         let (p, s) = self.claim_words(role);
-        let pid = p.load(Acquire);
-        (u32::try_from(pid).unwrap_or(u32::MAX), s.load(Acquire))
+        let mut pid = p.load(Acquire);
+        for _ in 0..4 {
+            let start = s.load(Acquire);
+            let again = p.load(Acquire);
+            if again == pid {
+                return (u32::try_from(pid).unwrap_or(u32::MAX), start);
+            }
+            pid = again;
+        }
+        (u32::try_from(pid).unwrap_or(u32::MAX), 0)
+    }
+
+    /// `role`'s claimant pid alone (0 if unclaimed): one load.
+    #[inline]
+    pub fn claimant_pid(&self, role: Role) -> u32 {
+        let pid = self.claim_words(role).0.load(Acquire);
+        u32::try_from(pid).unwrap_or(u32::MAX)
+    }
+
+    /// Whether the consumer recorded that it is inside a fragmented
+    /// message (see [`set_in_message`](Self::set_in_message)).
+    pub fn in_message(&self) -> bool {
+        self.ctl.ends.reader_in_message.load(Acquire) != 0
+    }
+
+    /// Records, for a consumer that may take this end over, whether the
+    /// consumer is inside a fragmented message. Written by the consumer only.
+    pub fn set_in_message(&self, yes: bool) {
+        self.ctl.ends.reader_in_message.store(yes as u32, Release);
     }
 
     #[inline]

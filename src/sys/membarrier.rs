@@ -19,7 +19,13 @@
 //! call) publishes with a full fence, as before. Setting the environment
 //! variable `SHMPRIM_NO_MEMBARRIER` (read when a process registers) keeps a
 //! process on full fences: for machines where inter-processor interrupts
-//! are costly, and for comparisons.
+//! are costly, and for comparisons. Such a process's waiters issue no
+//! barrier either (no interrupts at all); they may then miss a light
+//! notifier in another, registered process, and sleep in short slices.
+//!
+//! Where the kernel lacks the call (or under Miri, or off Linux) no process
+//! can register, every publisher uses full fences, and a waiter needs no
+//! barrier: [`heavy_barrier`] reports it covered without a system call.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -44,6 +50,23 @@ fn membarrier(cmd: libc::c_int) -> libc::c_long {
             0 as libc::c_uint,
             0 as libc::c_int,
         )
+    }
+}
+
+/// Whether `SHMPRIM_NO_MEMBARRIER` is set (read once per process).
+#[cfg(all(target_os = "linux", not(loom), not(miri)))]
+fn disabled() -> bool {
+    use std::sync::atomic::AtomicU8;
+    // 0 unknown, 1 disabled, 2 enabled.
+    static DISABLED: AtomicU8 = AtomicU8::new(0);
+    match DISABLED.load(Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let yes = std::env::var_os("SHMPRIM_NO_MEMBARRIER").is_some();
+            DISABLED.store(if yes { 1 } else { 2 }, Relaxed);
+            yes
+        }
     }
 }
 
@@ -77,10 +100,7 @@ pub(crate) fn register() -> bool {
         return true;
     }
     #[cfg(all(target_os = "linux", not(loom), not(miri)))]
-    if std::env::var_os("SHMPRIM_NO_MEMBARRIER").is_none()
-        && supported()
-        && membarrier(CMD_REGISTER_GLOBAL_EXPEDITED) == 0
-    {
+    if !disabled() && supported() && membarrier(CMD_REGISTER_GLOBAL_EXPEDITED) == 0 {
         REGISTERED_GEN.store(gen, Relaxed);
         return true;
     }
@@ -94,13 +114,23 @@ pub(crate) fn registered() -> bool {
 }
 
 /// The heavy side: every registered process's running threads execute a
-/// full barrier before this returns. `false` if it could not be issued
-/// (then a light publisher may be missed: the caller sleeps in short
-/// slices).
+/// full barrier before this returns. Returns whether the caller is covered
+/// against every publisher: `true` also where no process can be registered
+/// (no kernel support: all publish with full fences); `false` if the
+/// barrier failed or this process may not issue it (`SHMPRIM_NO_MEMBARRIER`):
+/// then a light publisher may be missed, and the caller sleeps in short
+/// slices.
 pub(crate) fn heavy_barrier() -> bool {
     #[cfg(all(target_os = "linux", not(loom), not(miri)))]
-    if supported() {
-        return membarrier(CMD_GLOBAL_EXPEDITED) == 0;
+    {
+        if !supported() {
+            return true;
+        }
+        if disabled() {
+            return false;
+        }
+        membarrier(CMD_GLOBAL_EXPEDITED) == 0
     }
-    false
+    #[cfg(not(all(target_os = "linux", not(loom), not(miri))))]
+    true
 }
