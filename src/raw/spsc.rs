@@ -1345,6 +1345,30 @@ mod loom_tests {
         });
     }
 
+    /// A claim rewritten while a peer reads it is never read as the new
+    /// pid with the old start time (which would look like a dead peer):
+    /// the reader sees the old pair, the new pair, or a pid with start 0
+    /// ("check the pid only").
+    #[test]
+    fn loom_spsc_claim_is_never_torn() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
+            let heap = Arc::new(SpscRing::new(256).unwrap());
+            heap.ring().claim(Role::Writer, 10, 100, false).unwrap();
+            let h2 = heap.clone();
+            let t = loom::thread::spawn(move || {
+                h2.ring().claim(Role::Writer, 20, 200, false).unwrap();
+            });
+            let (pid, start) = heap.ring().claimant(Role::Writer);
+            assert!(
+                matches!((pid, start), (10, 100) | (20, 200) | (_, 0)),
+                "torn claim read: ({pid}, {start})"
+            );
+            t.join().unwrap();
+        });
+    }
+
     /// A reader blocked for data wakes when the writer closes, and still
     /// receives what was published before the close (the pipe's "drain,
     /// then Disconnected").
