@@ -7,7 +7,7 @@
 //! offset   0  meta line      magic, capacity                 (written once, at init)
 //! offset  64  producer line  tail                            (written by the producer)
 //! offset 128  consumer line  head                            (written by the consumer)
-//! offset 192  ends line      data/space event counts, closed flags, claimants
+//! offset 192  ends line      event counts, closed flags, claimants, in-message
 //! offset 256  data           `capacity` bytes of records
 //! ```
 //!
