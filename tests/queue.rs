@@ -178,7 +178,8 @@ fn producers_consumers(n: u64, m: usize, capacity: usize, per: u64, start_at: Op
     let name = unique("qpc");
     let q = Queue::create(&name, capacity, 8).unwrap();
     if let Some(p) = start_at {
-        q.__start_positions_at(p);
+        // SAFETY: a fresh queue that nobody else uses yet.
+        unsafe { q.__start_positions_at(p) };
     }
     let consumers = spawn_consumers(&name, m);
     let producers: Vec<Child> = (0..n)

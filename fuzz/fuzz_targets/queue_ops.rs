@@ -24,7 +24,8 @@ fuzz_target!(|data: &[u8]| {
     let slot = data[1] as usize % 33;
     let q = Queue::anonymous(cap, slot).unwrap();
     if data[0] & 0x80 != 0 {
-        q.__start_positions_at(u64::MAX - 3 * 16);
+        // SAFETY: a fresh queue, used by this thread only.
+        unsafe { q.__start_positions_at(u64::MAX - 3 * 16) };
     }
     let mut model: VecDeque<Entry> = VecDeque::new();
     // Held reservations with their ids and intended contents.

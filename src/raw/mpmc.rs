@@ -405,12 +405,52 @@ unsafe impl Send for MpmcRef {}
 unsafe impl Sync for MpmcRef {}
 
 /// A slot this process holds: reserved (producer) or claimed (consumer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SlotRef {
-    /// The slot's position.
-    pub pos: u64,
-    /// The length of the message in it (claimed slots; 0 for reserved).
-    pub len: usize,
+///
+/// Opaque and neither `Copy` nor `Clone`: only [`MpmcRef::try_reserve`]
+/// and [`MpmcRef::try_claim`] (and their waiting forms) make one, and
+/// [`commit`](MpmcRef::commit), [`cancel`](MpmcRef::cancel) and
+/// [`release`](MpmcRef::release) consume it, so safe code can neither
+/// forge a slot nor hand one back twice. It borrows the view it came from
+/// and remembers the ring's address: handing it to another ring is
+/// [`Error::InvalidArgument`].
+///
+/// ```compile_fail
+/// // Forging one does not compile (the fields are private) ...
+/// let s = shmprim::raw::mpmc::SlotRef { pos: 3, len: 0 };
+/// ```
+///
+/// ```compile_fail
+/// // ... nor does handing one back twice (it is not `Clone`).
+/// let r = shmprim::MpmcRing::new(2, 8, 0).unwrap();
+/// let s = r.try_reserve().unwrap();
+/// let t = s.clone();
+/// r.commit(s, 0).unwrap();
+/// r.cancel(t).unwrap();
+/// ```
+#[derive(Debug, PartialEq, Eq)]
+pub struct SlotRef<'a> {
+    pos: u64,
+    len: usize,
+    /// The address of the ring it belongs to.
+    ring: usize,
+    _view: std::marker::PhantomData<&'a MpmcRef>,
+}
+
+impl SlotRef<'_> {
+    /// The length of the message in a claimed slot (0 for a reserved one).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether [`len`](Self::len) is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The slot's position in the ring.
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
 }
 
 impl MpmcRef {
@@ -420,7 +460,30 @@ impl MpmcRef {
         unsafe { &*self.base.as_ptr().cast::<MpmcRing>() }
     }
 
-    /// The slot header at `pos` (its index already checked `< cap`).
+    fn slot_ref(&self, pos: u64, len: usize) -> SlotRef<'_> {
+        SlotRef {
+            pos,
+            len,
+            ring: self.base.as_ptr() as usize,
+            _view: std::marker::PhantomData,
+        }
+    }
+
+    /// The position of a slot handed back to us, checked: it must come
+    /// from this ring (a slot reference from another ring is refused
+    /// before its index is used) and its index must be inside the ring.
+    fn held(&self, slot: &SlotRef<'_>) -> Result<u64> {
+        if slot.ring != self.base.as_ptr() as usize {
+            return Err(Error::InvalidArgument(
+                "queue slot reference from another ring",
+            ));
+        }
+        self.check_position(slot.pos)
+    }
+
+    /// The slot header at `pos`. Every caller passes a position whose
+    /// index was checked `< cap` (`check_position`, `held`, or `next` of
+    /// one).
     fn slot(&self, pos: u64) -> &SlotHeader {
         let i = (pos & (self.one_lap - 1)) as usize;
         debug_assert!((i as u64) < self.cap);
@@ -528,7 +591,7 @@ impl MpmcRef {
     /// Reserves the next free slot: `Full` if there is none, `Closed` once
     /// closed. Commit it with [`commit`](Self::commit) or give it back
     /// with [`cancel`](Self::cancel), or the consumers stop at it.
-    pub fn try_reserve(&self) -> Result<SlotRef> {
+    pub fn try_reserve(&self) -> Result<SlotRef<'_>> {
         let r = self.ring();
         if self.is_closed() {
             return Err(Error::Closed);
@@ -544,7 +607,7 @@ impl MpmcRef {
                     .0
                     .compare_exchange_weak(pos, self.next(pos), AcqRel, Acquire)
                 {
-                    Ok(_) => return Ok(SlotRef { pos, len: 0 }),
+                    Ok(_) => return Ok(self.slot_ref(pos, 0)),
                     Err(now) => {
                         pos = self.check_position(now)?;
                         continue;
@@ -579,23 +642,31 @@ impl MpmcRef {
     /// `slot` was returned by [`try_reserve`](Self::try_reserve) or
     /// [`try_claim`](Self::try_claim) on this ring and is still held; only
     /// the holder touches the `slot_size` bytes returned.
-    pub unsafe fn payload_ptr(&self, slot: SlotRef) -> *mut u8 {
+    pub unsafe fn payload_ptr(&self, slot: &SlotRef<'_>) -> *mut u8 {
+        debug_assert!(self.held(slot).is_ok());
         self.payload(slot.pos)
     }
 
     /// Publishes a reserved slot holding `len` bytes (`len <=
-    /// slot_size`); counts one more unfinished task on a joinable ring.
-    pub fn commit(&self, slot: SlotRef, len: usize) {
+    /// slot_size`, clamped); counts one more unfinished task on a
+    /// joinable ring. [`Error::InvalidArgument`] for a slot of another
+    /// ring (nothing is touched then).
+    pub fn commit(&self, slot: SlotRef<'_>, len: usize) -> Result<()> {
+        let pos = self.held(&slot)?;
         debug_assert!(len <= self.slot_size);
         if self.joinable {
             self.ring().tasks.0.unfinished.fetch_add(1, SeqCst);
         }
-        self.publish(slot.pos, len.min(self.slot_size) as u32);
+        self.publish(pos, len.min(self.slot_size) as u32);
+        Ok(())
     }
 
     /// Gives a reserved slot back uncommitted: consumers skip it.
-    pub fn cancel(&self, slot: SlotRef) {
-        self.publish(slot.pos, CANCELLED);
+    /// [`Error::InvalidArgument`] for a slot of another ring.
+    pub fn cancel(&self, slot: SlotRef<'_>) -> Result<()> {
+        let pos = self.held(&slot)?;
+        self.publish(pos, CANCELLED);
+        Ok(())
     }
 
     fn publish(&self, pos: u64, len: u32) {
@@ -614,7 +685,7 @@ impl MpmcRef {
     /// then stays. `Empty` if none is committed (a slot reserved but not
     /// yet committed counts as empty), `Closed` if empty and closed.
     /// Cancelled slots are skipped.
-    pub fn try_claim(&self, mut check: impl FnMut(usize) -> Result<()>) -> Result<SlotRef> {
+    pub fn try_claim(&self, mut check: impl FnMut(usize) -> Result<()>) -> Result<SlotRef<'_>> {
         let r = self.ring();
         let mut pos = self.check_position(r.head.0.load(Acquire))?;
         // Each cancelled slot is skipped once (and freed, so a garbage ring
@@ -657,7 +728,7 @@ impl MpmcRef {
                     .compare_exchange_weak(pos, self.next(pos), AcqRel, Acquire)
                 {
                     Ok(_) => match len {
-                        Some(len) => return Ok(SlotRef { pos, len }),
+                        Some(len) => return Ok(self.slot_ref(pos, len)),
                         None => {
                             self.release_pos(pos);
                             if raw != CANCELLED {
@@ -738,9 +809,12 @@ impl MpmcRef {
         }
     }
 
-    /// Frees a claimed slot for the producers.
-    pub fn release(&self, slot: SlotRef) {
-        self.release_pos(slot.pos);
+    /// Frees a claimed slot for the producers. [`Error::InvalidArgument`]
+    /// for a slot of another ring (nothing is touched then).
+    pub fn release(&self, slot: SlotRef<'_>) -> Result<()> {
+        let pos = self.held(&slot)?;
+        self.release_pos(pos);
+        Ok(())
     }
 
     fn release_pos(&self, pos: u64) {
@@ -809,7 +883,7 @@ impl MpmcRef {
     }
 
     /// [`try_reserve`](Self::try_reserve), waiting for room until `until`.
-    pub(crate) fn reserve_until(&self, until: Option<Deadline>) -> Result<SlotRef> {
+    pub(crate) fn reserve_until(&self, until: Option<Deadline>) -> Result<SlotRef<'_>> {
         let ec = &self.ring().not_full.0;
         self.wait_on(
             ec,
@@ -824,7 +898,7 @@ impl MpmcRef {
         &self,
         until: Option<Deadline>,
         mut check: impl FnMut(usize) -> Result<()>,
-    ) -> Result<SlotRef> {
+    ) -> Result<SlotRef<'_>> {
         let ec = &self.ring().not_empty.0;
         self.wait_on(
             ec,
@@ -880,9 +954,17 @@ impl MpmcRef {
 
     /// Moves the consumers' and producers' positions of an empty, fresh
     /// ring to `pos` (the slot stamps with them), so tests can run the
-    /// ring across the 2^64 wrap. Must be called before any other use.
+    /// ring across the 2^64 wrap.
+    ///
+    /// # Safety
+    ///
+    /// Nobody uses the ring meanwhile (no other thread or process touches
+    /// it during the call), and no slot is reserved or claimed: every
+    /// [`SlotRef`] (a `Reservation` or `Borrowed` of a queue) made before
+    /// would otherwise alias a slot handed out afresh afterwards. Messages
+    /// still queued are lost.
     #[doc(hidden)]
-    pub fn __start_positions_at(&self, pos: u64) {
+    pub unsafe fn __start_positions_at(&self, pos: u64) {
         let pos = pos & !(self.one_lap - 1);
         let r = self.ring();
         r.head.0.store(pos, SeqCst);
@@ -944,18 +1026,18 @@ pub fn __fuzz_garbage(data: &[u8]) {
                 if let Ok(s) = r.try_reserve() {
                     let n = r.slot_size().min(4);
                     // SAFETY: the reserved slot holds `slot_size >= n` bytes.
-                    unsafe { std::ptr::write_bytes(r.payload_ptr(s), 0xab, n) };
+                    unsafe { std::ptr::write_bytes(r.payload_ptr(&s), 0xab, n) };
                     if i % 2 == 0 {
-                        r.commit(s, n);
+                        let _ = r.commit(s, n);
                     } else {
-                        r.cancel(s);
+                        let _ = r.cancel(s);
                     }
                 }
             } else if let Ok(s) = r.try_claim(|_| Ok(())) {
                 // SAFETY: claimed: `len <= slot_size` was checked.
-                let b = unsafe { std::slice::from_raw_parts(r.payload_ptr(s), s.len) };
+                let b = unsafe { std::slice::from_raw_parts(r.payload_ptr(&s), s.len()) };
                 std::hint::black_box(b.iter().fold(0u8, |a, x| a ^ x));
-                r.release(s);
+                let _ = r.release(s);
             }
             let _ = r.task_done();
             let _ = r.join_until(Some(Deadline::PASSED));
@@ -984,17 +1066,17 @@ mod tests {
     fn send(r: &MpmcRef, bytes: &[u8]) -> Result<()> {
         let s = r.try_reserve()?;
         // SAFETY: the slot is ours; `bytes` fits (tests keep it small).
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), r.payload_ptr(s), bytes.len()) };
-        r.commit(s, bytes.len());
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), r.payload_ptr(&s), bytes.len()) };
+        r.commit(s, bytes.len()).unwrap();
         Ok(())
     }
 
     fn recv(r: &MpmcRef) -> Result<Vec<u8>> {
         let s = r.try_claim(|_| Ok(()))?;
-        let mut v = vec![0; s.len];
+        let mut v = vec![0; s.len()];
         // SAFETY: the slot is claimed by us; `len <= slot_size`.
-        unsafe { std::ptr::copy_nonoverlapping(r.payload_ptr(s), v.as_mut_ptr(), s.len) };
-        r.release(s);
+        unsafe { std::ptr::copy_nonoverlapping(r.payload_ptr(&s), v.as_mut_ptr(), s.len()) };
+        r.release(s).unwrap();
         Ok(v)
     }
 
@@ -1021,7 +1103,8 @@ mod tests {
     fn mpmc_wraps_positions_at_2_pow_64() {
         for cap in [1usize, 3, 4, 6] {
             let r = MpmcRing::new(cap, 8, 0).unwrap();
-            r.__start_positions_at(u64::MAX - 3 * r.one_lap + 1);
+            // SAFETY: a fresh ring, used by this thread only.
+            unsafe { r.__start_positions_at(u64::MAX - 3 * r.one_lap + 1) };
             let mut model = std::collections::VecDeque::new();
             for n in 0..(8 * cap as u64 + 5) {
                 send(&r, &n.to_le_bytes()).unwrap();
@@ -1042,7 +1125,7 @@ mod tests {
         let a = r.try_reserve().unwrap();
         send(&r, b"b").unwrap();
         assert!(matches!(recv(&r), Err(Error::Empty)));
-        r.cancel(a);
+        r.cancel(a).unwrap();
         assert_eq!(recv(&r).unwrap(), b"b");
         assert!(matches!(recv(&r), Err(Error::Empty)));
     }
@@ -1064,6 +1147,35 @@ mod tests {
         assert!(matches!(send(&r, b"b"), Err(Error::Closed)));
         assert_eq!(recv(&r).unwrap(), b"a");
         assert!(matches!(recv(&r), Err(Error::Closed)));
+    }
+
+    /// Review finding 2: a slot reference handed to another ring (whose
+    /// index may lie past that ring's slots, or name a slot someone holds
+    /// there) is refused before it is used, in release builds too.
+    #[test]
+    fn mpmc_slot_of_another_ring_is_refused() {
+        let a = MpmcRing::new(8, 8, 0).unwrap();
+        let b = MpmcRing::new(3, 8, FLAG_JOINABLE).unwrap();
+        let held: Vec<_> = (0..8).map(|_| a.try_reserve().unwrap()).collect();
+        let b0 = b.try_reserve().unwrap();
+        let mut it = held.into_iter();
+        // Index 0 names `b0`'s slot in `b`: committing it there would let
+        // consumers in while `b0` is still being written.
+        let s0 = it.next().unwrap();
+        assert!(matches!(b.commit(s0, 1), Err(Error::InvalidArgument(_))));
+        assert_eq!(b.unfinished(), 0);
+        assert!(matches!(recv(&b), Err(Error::Empty)));
+        // Index 7 is past `b`'s three slots.
+        let s7 = it.nth(6).unwrap();
+        assert_eq!(s7.pos() & (a.one_lap - 1), 7);
+        assert!(matches!(b.release(s7), Err(Error::InvalidArgument(_))));
+        for s in (0..2).map(|_| a.try_claim(|_| Ok(()))) {
+            assert!(matches!(s, Err(Error::Empty)));
+        }
+        b.cancel(b0).unwrap();
+        assert!(matches!(recv(&b), Err(Error::Empty)));
+        send(&b, b"ok").unwrap();
+        assert_eq!(recv(&b).unwrap(), b"ok");
     }
 
     #[test]
@@ -1116,8 +1228,8 @@ mod tests {
                         let s = r.reserve_until(None).unwrap();
                         let v = (id << 32 | i).to_le_bytes();
                         // SAFETY: slot ours; 8 bytes fit.
-                        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), r.payload_ptr(s), 8) };
-                        r.commit(s, 8);
+                        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), r.payload_ptr(&s), 8) };
+                        r.commit(s, 8).unwrap();
                     }
                 })
             })
@@ -1137,9 +1249,9 @@ mod tests {
                         let mut v = [0u8; 8];
                         // SAFETY: claimed by us.
                         unsafe {
-                            std::ptr::copy_nonoverlapping(r.payload_ptr(s), v.as_mut_ptr(), 8)
+                            std::ptr::copy_nonoverlapping(r.payload_ptr(&s), v.as_mut_ptr(), 8)
                         };
-                        r.release(s);
+                        r.release(s).unwrap();
                         let v = u64::from_le_bytes(v);
                         let (id, i) = ((v >> 32) as usize, v & 0xffff_ffff);
                         assert!(last[id].map_or(true, |l| l < i));
@@ -1173,16 +1285,16 @@ mod loom_tests {
     fn put(r: &MpmcRef, v: u8) {
         let s = r.reserve_until(None).unwrap();
         // SAFETY: the slot is ours.
-        unsafe { r.payload_ptr(s).write(v) };
-        r.commit(s, 1);
+        unsafe { r.payload_ptr(&s).write(v) };
+        r.commit(s, 1).unwrap();
     }
 
     fn take(r: &MpmcRef) -> u8 {
         let s = r.claim_until(None, |_| Ok(())).unwrap();
-        assert_eq!(s.len, 1, "a claimed slot must show its committed length");
+        assert_eq!(s.len(), 1, "a claimed slot must show its committed length");
         // SAFETY: claimed by us.
-        let v = unsafe { r.payload_ptr(s).read() };
-        r.release(s);
+        let v = unsafe { r.payload_ptr(&s).read() };
+        r.release(s).unwrap();
         v
     }
 
@@ -1250,7 +1362,7 @@ mod loom_tests {
             let r1 = r.clone();
             let p = loom::thread::spawn(move || {
                 let s = r1.reserve_until(None).unwrap();
-                r1.cancel(s);
+                r1.cancel(s).unwrap();
                 put(&r1, 7);
             });
             let r2 = r.clone();
