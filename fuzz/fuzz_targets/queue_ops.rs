@@ -76,7 +76,9 @@ fuzz_target!(|data: &[u8]| {
                             model.pop_front();
                         }
                     }
-                    _ if closed => assert!(matches!(got, Err(Error::Closed)), "{got:?}"),
+                    // Closed only once drained: a reservation still open
+                    // (made before the close) may yet commit.
+                    None if closed => assert!(matches!(got, Err(Error::Closed)), "{got:?}"),
                     _ => assert!(matches!(got, Err(Error::Empty)), "{got:?}"),
                 }
             }
