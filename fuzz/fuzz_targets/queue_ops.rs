@@ -5,7 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shmprim::{Error, Queue, Reservation};
+use shmprim::queue::Reservation;
+use shmprim::{Error, Queue};
 use std::collections::VecDeque;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -56,8 +56,10 @@ fn flags(kind: Kind) -> u32 {
 /// ## Closing
 ///
 /// [`close`](Queue::close) is global: it marks the queue closed for every
-/// process. Later sends fail with [`Error::Closed`]; receivers first drain
-/// the committed messages, then get [`Error::Closed`] (not
+/// process. Later sends fail with [`Error::Closed`] (a send racing the
+/// close either fails so or is received); receivers first drain every
+/// message, including those committed after the close by reservations
+/// made before it, then get [`Error::Closed`] (not
 /// `Disconnected`: a queue has no single peer whose loss could be
 /// reported, and closing is an explicit act). Every sleeper wakes.
 ///
@@ -68,7 +70,9 @@ fn flags(kind: Kind) -> u32 {
 /// [`Borrowed`] message loses that message, and a producer killed between
 /// [`reserve`](Queue::reserve) and commit stops consumers at its slot;
 /// both windows are short, and detecting them is future work (see
-/// [`MpmcRing`]).
+/// [`MpmcRing`]). Such a dead reservation also keeps receivers from ever
+/// getting [`Error::Closed`] after a close: they wait for it (in slices),
+/// as they would for a live producer about to commit.
 ///
 /// ```
 /// use shmprim::Queue;
@@ -265,7 +269,8 @@ impl Queue {
     }
 
     /// Closes the queue for every process: later sends fail with
-    /// [`Error::Closed`]; receivers drain what was committed, then get
+    /// [`Error::Closed`]; receivers drain what was committed, and what
+    /// reservations made before the close still commit, then get
     /// [`Error::Closed`]. Wakes every sleeper.
     pub fn close(&self) {
         self.ring.close()
