@@ -7,7 +7,7 @@
 //!
 //! | offset | line            | written by                              |
 //! |-------:|-----------------|-----------------------------------------|
-//! | 0      | geometry                                  | creator                |
+//! | 0      | geometry, `closed` hint                   | creator; `close`       |
 //! | 64     | `not_empty` event count (consumers sleep) | sleeping consumers     |
 //! | 128    | `not_full` event count (producers sleep)  | sleeping producers     |
 //! | 192    | `unfinished`, `all_done` event count      | senders (joinable), `task_done`, `join` |
@@ -132,8 +132,10 @@ struct Geometry {
     stride: AtomicU32,
     capacity: AtomicU64,
     one_lap: AtomicU64,
-    /// Unused (the closed flag is `tail`'s mark bit); zero.
-    _unused: AtomicU32,
+    /// A hint, set by `close` after it marked `tail` (which decides): lets
+    /// an empty consumer skip reading the producers' `tail` line while the
+    /// ring is open.
+    closed: AtomicU32,
     _reserved: AtomicU32,
 }
 
@@ -194,7 +196,7 @@ mod layout {
     static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, tasks), 192);
     static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, tail), 256);
     static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, head), 384);
-    static_assertions::const_assert_eq!(std::mem::offset_of!(Geometry, _unused), 32);
+    static_assertions::const_assert_eq!(std::mem::offset_of!(Geometry, closed), 32);
 }
 
 /// Bytes of a slot holding `slot_size` payload bytes.
@@ -250,7 +252,7 @@ impl MpmcRing {
                 stride: AtomicU32::new(stride as u32),
                 capacity: AtomicU64::new(cap),
                 one_lap: AtomicU64::new(one_lap_for(cap)),
-                _unused: AtomicU32::new(0),
+                closed: AtomicU32::new(0),
                 _reserved: AtomicU32::new(0),
             }),
             not_empty: Line(EventCount::new()),
@@ -619,6 +621,7 @@ impl MpmcRef {
         // The mark makes `tail` final: every reservation CAS expects an
         // unmarked value (see the module documentation).
         r.tail.0.fetch_or(self.mark(), SeqCst);
+        r.geo.0.closed.store(1, SeqCst);
         r.not_empty.0.notify_all();
         r.not_full.0.notify_all();
         r.tasks.0.all_done.notify_all();
@@ -811,9 +814,14 @@ impl MpmcRef {
                     // changes again, so no message can follow. Otherwise a
                     // reservation is open (or a message committed since
                     // our stamp load): `Empty`, look again.
-                    let tail = r.tail.0.load(Acquire);
-                    if tail & self.mark() != 0 && tail & !self.mark() == pos {
-                        return Err(Error::Closed);
+                    // The hint spares the producers' line while open; a
+                    // close it misses wakes us later (`close` notifies
+                    // after setting it).
+                    if r.geo.0.closed.load(Acquire) != 0 {
+                        let tail = r.tail.0.load(Acquire);
+                        if tail & self.mark() != 0 && tail & !self.mark() == pos {
+                            return Err(Error::Closed);
+                        }
                     }
                     return Err(Error::Empty);
                 }
@@ -867,7 +875,7 @@ impl MpmcRef {
             if self.slot(next).stamp.load(Acquire) == ready {
                 other.notify(1);
             } else if std::ptr::eq(other, &self.ring().not_empty.0)
-                && self.ring().tail.0.load(Acquire) & self.mark() != 0
+                && self.ring().geo.0.closed.load(Acquire) != 0
             {
                 // After a close, a consumer that released (or skipped) a
                 // slot with nothing committed behind it may have settled
@@ -876,7 +884,8 @@ impl MpmcRef {
                 // was still open). A commit or cancel after the close wakes
                 // one consumer, which takes or skips that slot and so comes
                 // here. The fence above orders our stamp store before the
-                // load of `tail`, against `EventCount::prepare`.
+                // load of the closed hint, against `EventCount::prepare`;
+                // a hint we miss is set before `close` notifies everyone.
                 other.notify_all();
             }
         }
