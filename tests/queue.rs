@@ -150,6 +150,37 @@ child!(fn borrow_and_hold(ctx) {
     drop(b);
 });
 
+// Reserves a slot of a JoinableQueue, reports it, holds it for `ms`, then
+// commits it (after the parent closed the queue meanwhile).
+child!(fn reserve_hold_commit(ctx) {
+    let q = JoinableQueue::open(&ctx.arg("q"))?;
+    let ms: u64 = ctx.parse("ms");
+    let mut r = q.reserve(1)?;
+    r.copy_from_slice(b"a");
+    ctx.send("reserved");
+    std::thread::sleep(Duration::from_millis(ms));
+    r.commit();
+    ctx.send("committed");
+});
+
+// Receives until Closed, marking each task done; reports the count.
+child!(fn drain_joinable(ctx) {
+    let q = JoinableQueue::open(&ctx.arg("q"))?;
+    ctx.send("draining");
+    let mut n = 0;
+    loop {
+        match q.recv_bytes_timeout(LONG) {
+            Ok(_) => {
+                n += 1;
+                q.task_done()?;
+            }
+            Err(Error::Closed) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    ctx.send(&format!("drained {n}"));
+});
+
 #[cfg(feature = "serde")]
 child!(fn obj_sender(ctx) {
     let q = Queue::open(&ctx.arg("q"))?;
@@ -178,7 +209,8 @@ fn producers_consumers(n: u64, m: usize, capacity: usize, per: u64, start_at: Op
     let name = unique("qpc");
     let q = Queue::create(&name, capacity, 8).unwrap();
     if let Some(p) = start_at {
-        q.__start_positions_at(p);
+        // SAFETY: a fresh queue that nobody else uses yet.
+        unsafe { q.__start_positions_at(p) };
     }
     let consumers = spawn_consumers(&name, m);
     let producers: Vec<Child> = (0..n)
@@ -382,6 +414,50 @@ fn close_wakes_blocked_producers_and_consumers() {
     assert_eq!(qf.recv_bytes().unwrap(), b"2");
     assert!(matches!(qf.recv_bytes(), Err(Error::Closed)));
     assert!(matches!(qf.try_send_bytes(b"3"), Err(Error::Closed)));
+}
+
+/// Review finding 1a across processes: a producer process holds a
+/// reservation across `close` while a message committed behind it waits.
+/// Consumers must drain both (not get `Closed` early) and only then get
+/// `Closed`, and `join` must return (it hung before the fix).
+#[test]
+fn close_drains_messages_behind_an_open_reservation_and_join_returns() {
+    let _w = watchdog("close_behind_reservation", Duration::from_secs(60));
+    let name = unique("qcbr");
+    let q = JoinableQueue::create(&name, 4, 8).unwrap();
+    let p = spawn("reserve_hold_commit")
+        .arg("q", &name)
+        .arg("ms", 300)
+        .timeout(CHILD_TIMEOUT)
+        .start();
+    p.expect("reserved");
+    q.send_bytes(b"b").unwrap();
+    q.close();
+    let consumers: Vec<Child> = (0..2)
+        .map(|_| {
+            spawn("drain_joinable")
+                .arg("q", &name)
+                .timeout(CHILD_TIMEOUT)
+                .start()
+        })
+        .collect();
+    for c in &consumers {
+        c.expect("draining");
+    }
+    p.expect("committed");
+    p.join();
+    let mut total = 0;
+    for c in consumers {
+        let line = c.recv(LONG).expect("consumer silent");
+        total += line
+            .strip_prefix("drained ")
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or_else(|| panic!("consumer said {line:?}"));
+        c.join();
+    }
+    assert_eq!(total, 2, "a message committed before close was not drained");
+    q.join_timeout(LONG).unwrap();
+    assert!(matches!(q.try_recv_bytes(), Err(Error::Closed)));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `Queue` and `JoinableQueue`: many producers, many consumers, over an
 //! [`MpmcRing`] in a shared-memory segment.
 
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,8 +56,10 @@ fn flags(kind: Kind) -> u32 {
 /// ## Closing
 ///
 /// [`close`](Queue::close) is global: it marks the queue closed for every
-/// process. Later sends fail with [`Error::Closed`]; receivers first drain
-/// the committed messages, then get [`Error::Closed`] (not
+/// process. Later sends fail with [`Error::Closed`] (a send racing the
+/// close either fails so or is received); receivers first drain every
+/// message, including those committed after the close by reservations
+/// made before it, then get [`Error::Closed`] (not
 /// `Disconnected`: a queue has no single peer whose loss could be
 /// reported, and closing is an explicit act). Every sleeper wakes.
 ///
@@ -67,7 +70,9 @@ fn flags(kind: Kind) -> u32 {
 /// [`Borrowed`] message loses that message, and a producer killed between
 /// [`reserve`](Queue::reserve) and commit stops consumers at its slot;
 /// both windows are short, and detecting them is future work (see
-/// [`MpmcRing`]).
+/// [`MpmcRing`]). Such a dead reservation also keeps receivers from ever
+/// getting [`Error::Closed`] after a close: they wait for it (in slices),
+/// as they would for a live producer about to commit.
 ///
 /// ```
 /// use shmprim::Queue;
@@ -219,9 +224,17 @@ impl Queue {
 
     /// Test hook: moves the positions of a fresh, unused queue close to
     /// the 2^64 wrap.
+    ///
+    /// # Safety
+    ///
+    /// No [`Reservation`] or [`Borrowed`] of this queue is alive (in any
+    /// process), and nobody else uses the queue during the call; messages
+    /// still queued are lost. Otherwise two live reservations could be
+    /// handed the same slot.
     #[doc(hidden)]
-    pub fn __start_positions_at(&self, pos: u64) {
-        self.ring.__start_positions_at(pos)
+    pub unsafe fn __start_positions_at(&self, pos: u64) {
+        // SAFETY: the caller's contract is the ring's.
+        unsafe { self.ring.__start_positions_at(pos) }
     }
 
     /// The segment it lives in.
@@ -256,7 +269,8 @@ impl Queue {
     }
 
     /// Closes the queue for every process: later sends fail with
-    /// [`Error::Closed`]; receivers drain what was committed, then get
+    /// [`Error::Closed`]; receivers drain what was committed, and what
+    /// reservations made before the close still commit, then get
     /// [`Error::Closed`]. Wakes every sleeper.
     pub fn close(&self) {
         self.ring.close()
@@ -283,7 +297,7 @@ impl Queue {
         let slot = self.ring.reserve_until(until)?;
         Ok(Reservation {
             q: self,
-            slot,
+            slot: ManuallyDrop::new(slot),
             len,
             done: false,
         })
@@ -368,7 +382,10 @@ impl Queue {
         check: impl FnMut(usize) -> Result<()>,
     ) -> Result<Borrowed<'_>> {
         let slot = self.ring.claim_until(until, check)?;
-        Ok(Borrowed { q: self, slot })
+        Ok(Borrowed {
+            q: self,
+            slot: ManuallyDrop::new(slot),
+        })
     }
 
     /// Borrows the next message in place, waiting for one: read it through
@@ -524,7 +541,8 @@ fn empty_for_timeout(e: Error) -> Error {
 #[must_use = "a reservation sends nothing unless committed"]
 pub struct Reservation<'a> {
     q: &'a Queue,
-    slot: SlotRef,
+    /// Taken out (once) by `commit` or `drop`.
+    slot: ManuallyDrop<SlotRef<'a>>,
     len: usize,
     done: bool,
 }
@@ -532,13 +550,18 @@ pub struct Reservation<'a> {
 impl Reservation<'_> {
     fn ptr(&self) -> *mut u8 {
         // SAFETY: the slot is reserved by us until commit or drop.
-        unsafe { self.q.ring.payload_ptr(self.slot) }
+        unsafe { self.q.ring.payload_ptr(&self.slot) }
     }
 
     /// Sends the message: the consumers may take it from now on.
     pub fn commit(mut self) {
         self.done = true;
-        self.q.ring.commit(self.slot, self.len);
+        // SAFETY: taken once: `done` keeps `drop` from taking it again,
+        // and nothing reads `slot` after this.
+        let slot = unsafe { ManuallyDrop::take(&mut self.slot) };
+        // It came from this queue's ring, so it is accepted.
+        let r = self.q.ring.commit(slot, self.len);
+        debug_assert!(r.is_ok());
     }
 
     /// Shortens the message to `len` bytes (no-op if longer than now).
@@ -567,7 +590,10 @@ impl std::ops::DerefMut for Reservation<'_> {
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.q.ring.cancel(self.slot);
+            // SAFETY: taken once (`commit` did not run), in `drop`.
+            let slot = unsafe { ManuallyDrop::take(&mut self.slot) };
+            let r = self.q.ring.cancel(slot);
+            debug_assert!(r.is_ok());
         }
     }
 }
@@ -584,13 +610,14 @@ impl std::fmt::Debug for Reservation<'_> {
 /// the slot for producers.
 pub struct Borrowed<'a> {
     q: &'a Queue,
-    slot: SlotRef,
+    /// Taken out (once) by `drop`.
+    slot: ManuallyDrop<SlotRef<'a>>,
 }
 
 impl Borrowed<'_> {
     fn ptr(&self) -> *mut u8 {
         // SAFETY: the slot is claimed by us until drop.
-        unsafe { self.q.ring.payload_ptr(self.slot) }
+        unsafe { self.q.ring.payload_ptr(&self.slot) }
     }
 }
 
@@ -599,20 +626,24 @@ impl std::ops::Deref for Borrowed<'_> {
     fn deref(&self) -> &[u8] {
         // SAFETY: the claimed slot's payload is ours alone until we release
         // it; `len` was checked `<= slot_size` when claimed.
-        unsafe { std::slice::from_raw_parts(self.ptr(), self.slot.len) }
+        unsafe { std::slice::from_raw_parts(self.ptr(), self.slot.len()) }
     }
 }
 
 impl Drop for Borrowed<'_> {
     fn drop(&mut self) {
-        self.q.ring.release(self.slot);
+        // SAFETY: taken once, in `drop`.
+        let slot = unsafe { ManuallyDrop::take(&mut self.slot) };
+        // It came from this queue's ring, so it is accepted.
+        let r = self.q.ring.release(slot);
+        debug_assert!(r.is_ok());
     }
 }
 
 impl std::fmt::Debug for Borrowed<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Borrowed")
-            .field("len", &self.slot.len)
+            .field("len", &self.slot.len())
             .finish()
     }
 }

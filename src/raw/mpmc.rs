@@ -7,11 +7,11 @@
 //!
 //! | offset | line            | written by                              |
 //! |-------:|-----------------|-----------------------------------------|
-//! | 0      | geometry, `closed`                        | creator; `close`       |
+//! | 0      | geometry, `closed` hint                   | creator; `close`       |
 //! | 64     | `not_empty` event count (consumers sleep) | sleeping consumers     |
 //! | 128    | `not_full` event count (producers sleep)  | sleeping producers     |
 //! | 192    | `unfinished`, `all_done` event count      | senders (joinable), `task_done`, `join` |
-//! | 256    | `tail`: the producers' position           | producers (CAS)        |
+//! | 256    | `tail`: the producers' position, closed mark | producers (CAS); `close` |
 //! | 384    | `head`: the consumers' position           | consumers (CAS)        |
 //! | 512    | `capacity` slots of `stride` bytes        | whoever holds the slot |
 //!
@@ -25,8 +25,10 @@
 //!
 //! ## Positions and stamps
 //!
-//! A position is `lap * one_lap + index`, with `one_lap` the smallest power
-//! of two above `capacity` and `index < capacity`; the next position after
+//! A position is `lap * one_lap + index`, with `one_lap` twice the smallest
+//! power of two above `capacity` and `index < capacity`, so that bit
+//! `mark = one_lap / 2` of a position is always clear (it is `tail`'s
+//! closed mark, below); the next position after
 //! index `capacity - 1` is index 0 of the next lap. Positions are `u64` and
 //! wrap: `one_lap` divides 2^64, so a wrap always falls on a lap boundary and
 //! every capacity from 1 up works (no power-of-two requirement).
@@ -47,6 +49,19 @@
 //!   from `p` to `next(p)`: the slot is ours. Fill it, store `len`, then
 //!   store the stamp `p + 1` (Release). A reservation dropped uncommitted
 //!   stores `len = CANCELLED` and the stamp `p + 1`: consumers skip it.
+//! * Closing: `close` sets `mark` in `tail` (`fetch_or`): no reservation
+//!   CAS can succeed after it (the CAS expects an unmarked `tail`), so the
+//!   marked `tail` is final and every reservation made before it still
+//!   counts. A producer that finds the mark gets `Closed`.
+//! * A consumer that finds nothing committed at `head` = `p` (and `head`
+//!   unchanged) reports `Closed` only if `tail` is marked *and* equals
+//!   `p`: every reservation ever made was consumed or skipped. Otherwise it
+//!   is `Empty` (wait): committed messages, and reservations still open,
+//!   are drained after a close. A producer that dies holding a reservation
+//!   therefore keeps consumers from ever seeing `Closed` (they wait, in
+//!   slices), as it already stops them at its slot (below). After a close,
+//!   every commit, cancel and release wakes all sleeping consumers, so
+//!   each of them sees the last reservation settle.
 //! * Consumer: read `head` = `p`; if the stamp is `p + 1`, CAS `head` from
 //!   `p` to `next(p)`: the message is ours. Read it, then store the stamp
 //!   `p + one_lap` (Release).
@@ -117,6 +132,9 @@ struct Geometry {
     stride: AtomicU32,
     capacity: AtomicU64,
     one_lap: AtomicU64,
+    /// A hint, set by `close` after it marked `tail` (which decides): lets
+    /// an empty consumer skip reading the producers' `tail` line while the
+    /// ring is open.
     closed: AtomicU32,
     _reserved: AtomicU32,
 }
@@ -186,8 +204,10 @@ fn stride_for(slot_size: usize) -> usize {
     (std::mem::size_of::<SlotHeader>() + slot_size).next_multiple_of(8)
 }
 
+/// Twice the smallest power of two above `capacity`: index bits, then one
+/// free bit (the closed mark in `tail`), then the lap.
 fn one_lap_for(capacity: u64) -> u64 {
-    (capacity + 1).next_power_of_two()
+    (capacity + 1).next_power_of_two() * 2
 }
 
 impl MpmcRing {
@@ -317,7 +337,7 @@ impl MpmcRing {
             slot_size,
             joinable: flags & FLAG_JOINABLE != 0,
         };
-        view.check_position(view.ring().tail.0.load(Relaxed))?;
+        view.check_position(view.ring().tail.0.load(Relaxed) & !view.mark())?;
         view.check_position(view.ring().head.0.load(Relaxed))?;
         Ok(view)
     }
@@ -405,12 +425,52 @@ unsafe impl Send for MpmcRef {}
 unsafe impl Sync for MpmcRef {}
 
 /// A slot this process holds: reserved (producer) or claimed (consumer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SlotRef {
-    /// The slot's position.
-    pub pos: u64,
-    /// The length of the message in it (claimed slots; 0 for reserved).
-    pub len: usize,
+///
+/// Opaque and neither `Copy` nor `Clone`: only [`MpmcRef::try_reserve`]
+/// and [`MpmcRef::try_claim`] (and their waiting forms) make one, and
+/// [`commit`](MpmcRef::commit), [`cancel`](MpmcRef::cancel) and
+/// [`release`](MpmcRef::release) consume it, so safe code can neither
+/// forge a slot nor hand one back twice. It borrows the view it came from
+/// and remembers the ring's address: handing it to another ring is
+/// [`Error::InvalidArgument`].
+///
+/// ```compile_fail
+/// // Forging one does not compile (the fields are private) ...
+/// let s = shmprim::raw::mpmc::SlotRef { pos: 3, len: 0 };
+/// ```
+///
+/// ```compile_fail
+/// // ... nor does handing one back twice (it is not `Clone`).
+/// let r = shmprim::MpmcRing::new(2, 8, 0).unwrap();
+/// let s = r.try_reserve().unwrap();
+/// let t = s.clone();
+/// r.commit(s, 0).unwrap();
+/// r.cancel(t).unwrap();
+/// ```
+#[derive(Debug, PartialEq, Eq)]
+pub struct SlotRef<'a> {
+    pos: u64,
+    len: usize,
+    /// The address of the ring it belongs to.
+    ring: usize,
+    _view: std::marker::PhantomData<&'a MpmcRef>,
+}
+
+impl SlotRef<'_> {
+    /// The length of the message in a claimed slot (0 for a reserved one).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether [`len`](Self::len) is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The slot's position in the ring.
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
 }
 
 impl MpmcRef {
@@ -420,7 +480,30 @@ impl MpmcRef {
         unsafe { &*self.base.as_ptr().cast::<MpmcRing>() }
     }
 
-    /// The slot header at `pos` (its index already checked `< cap`).
+    fn slot_ref(&self, pos: u64, len: usize) -> SlotRef<'_> {
+        SlotRef {
+            pos,
+            len,
+            ring: self.base.as_ptr() as usize,
+            _view: std::marker::PhantomData,
+        }
+    }
+
+    /// The position of a slot handed back to us, checked: it must come
+    /// from this ring (a slot reference from another ring is refused
+    /// before its index is used) and its index must be inside the ring.
+    fn held(&self, slot: &SlotRef<'_>) -> Result<u64> {
+        if slot.ring != self.base.as_ptr() as usize {
+            return Err(Error::InvalidArgument(
+                "queue slot reference from another ring",
+            ));
+        }
+        self.check_position(slot.pos)
+    }
+
+    /// The slot header at `pos`. Every caller passes a position whose
+    /// index was checked `< cap` (`check_position`, `held`, or `next` of
+    /// one).
     fn slot(&self, pos: u64) -> &SlotHeader {
         let i = (pos & (self.one_lap - 1)) as usize;
         debug_assert!((i as u64) < self.cap);
@@ -456,6 +539,12 @@ impl MpmcRef {
         }
     }
 
+    /// `tail`'s closed mark: the bit between the index and the lap.
+    #[inline]
+    fn mark(&self) -> u64 {
+        self.one_lap >> 1
+    }
+
     fn next(&self, pos: u64) -> u64 {
         if (pos & (self.one_lap - 1)) + 1 < self.cap {
             pos.wrapping_add(1)
@@ -486,10 +575,13 @@ impl MpmcRef {
         let r = self.ring();
         let mut tries = 0;
         loop {
-            let tail = r.tail.0.load(SeqCst);
+            // `head` first: it never passes `tail`, so the `tail` read
+            // after it is at least the `head` we hold, and the distance is
+            // never negative (at worst stale, then capped).
             let head = r.head.0.load(SeqCst);
+            let tail = r.tail.0.load(SeqCst) & !self.mark();
             tries += 1;
-            if r.tail.0.load(SeqCst) == tail || tries == 16 {
+            if r.head.0.load(SeqCst) == head || tries == 16 {
                 let lin = |p: u64| {
                     let lap = p / self.one_lap;
                     let idx = (p & (self.one_lap - 1)).min(self.cap);
@@ -500,6 +592,11 @@ impl MpmcRef {
                 let laps = u64::MAX / self.one_lap + 1; // 2^64 / one_lap
                 let modulus = (laps as u128) * self.cap as u128;
                 let d = (lin(tail) as u128 + modulus - (lin(head) as u128 % modulus)) % modulus;
+                // Over half the modulus: `head` ahead of `tail`, which only
+                // garbage can make: call it empty, never full.
+                if d > modulus / 2 {
+                    return 0;
+                }
                 return (d as u64).min(self.cap) as usize;
             }
         }
@@ -512,13 +609,18 @@ impl MpmcRef {
 
     /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
-        self.ring().geo.0.closed.load(Acquire) != 0
+        self.ring().tail.0.load(Acquire) & self.mark() != 0
     }
 
-    /// Closes the ring: later reservations fail with `Closed`, receivers
-    /// drain then get `Closed`; every sleeper is woken.
+    /// Closes the ring: later reservations fail with `Closed`; receivers
+    /// drain every message committed, including those of reservations
+    /// made before the close and committed after it, then get `Closed`;
+    /// every sleeper is woken.
     pub fn close(&self) {
         let r = self.ring();
+        // The mark makes `tail` final: every reservation CAS expects an
+        // unmarked value (see the module documentation).
+        r.tail.0.fetch_or(self.mark(), SeqCst);
         r.geo.0.closed.store(1, SeqCst);
         r.not_empty.0.notify_all();
         r.not_full.0.notify_all();
@@ -528,25 +630,28 @@ impl MpmcRef {
     /// Reserves the next free slot: `Full` if there is none, `Closed` once
     /// closed. Commit it with [`commit`](Self::commit) or give it back
     /// with [`cancel`](Self::cancel), or the consumers stop at it.
-    pub fn try_reserve(&self) -> Result<SlotRef> {
+    pub fn try_reserve(&self) -> Result<SlotRef<'_>> {
         let r = self.ring();
-        if self.is_closed() {
-            return Err(Error::Closed);
-        }
-        let mut pos = self.check_position(r.tail.0.load(Acquire))?;
+        let mut tail = r.tail.0.load(Acquire);
         loop {
+            let pos = self.check_position(tail & !self.mark())?;
+            if tail != pos {
+                return Err(Error::Closed);
+            }
             // SYNC POINT (Acquire): pairs with the Release store of the
             // consumer that freed the slot (`release`).
             let stamp = self.slot(pos).stamp.load(Acquire);
             if stamp == pos {
+                // Fails once `close` marked `tail`: a reservation either
+                // happens before the close (and is drained) or not at all.
                 match r
                     .tail
                     .0
                     .compare_exchange_weak(pos, self.next(pos), AcqRel, Acquire)
                 {
-                    Ok(_) => return Ok(SlotRef { pos, len: 0 }),
+                    Ok(_) => return Ok(self.slot_ref(pos, 0)),
                     Err(now) => {
-                        pos = self.check_position(now)?;
+                        tail = now;
                         continue;
                     }
                 }
@@ -560,7 +665,7 @@ impl MpmcRef {
                 if now == pos {
                     return Err(Error::Full);
                 }
-                pos = self.check_position(now)?;
+                tail = now;
                 continue;
             }
             // Any other stamp is legal only if `tail` moved past `pos`.
@@ -568,7 +673,7 @@ impl MpmcRef {
             if now == pos {
                 return Err(Error::Corrupt("queue slot stamp out of sequence"));
             }
-            pos = self.check_position(now)?;
+            tail = now;
         }
     }
 
@@ -579,23 +684,31 @@ impl MpmcRef {
     /// `slot` was returned by [`try_reserve`](Self::try_reserve) or
     /// [`try_claim`](Self::try_claim) on this ring and is still held; only
     /// the holder touches the `slot_size` bytes returned.
-    pub unsafe fn payload_ptr(&self, slot: SlotRef) -> *mut u8 {
+    pub unsafe fn payload_ptr(&self, slot: &SlotRef<'_>) -> *mut u8 {
+        debug_assert!(self.held(slot).is_ok());
         self.payload(slot.pos)
     }
 
     /// Publishes a reserved slot holding `len` bytes (`len <=
-    /// slot_size`); counts one more unfinished task on a joinable ring.
-    pub fn commit(&self, slot: SlotRef, len: usize) {
+    /// slot_size`, clamped); counts one more unfinished task on a
+    /// joinable ring. [`Error::InvalidArgument`] for a slot of another
+    /// ring (nothing is touched then).
+    pub fn commit(&self, slot: SlotRef<'_>, len: usize) -> Result<()> {
+        let pos = self.held(&slot)?;
         debug_assert!(len <= self.slot_size);
         if self.joinable {
             self.ring().tasks.0.unfinished.fetch_add(1, SeqCst);
         }
-        self.publish(slot.pos, len.min(self.slot_size) as u32);
+        self.publish(pos, len.min(self.slot_size) as u32);
+        Ok(())
     }
 
     /// Gives a reserved slot back uncommitted: consumers skip it.
-    pub fn cancel(&self, slot: SlotRef) {
-        self.publish(slot.pos, CANCELLED);
+    /// [`Error::InvalidArgument`] for a slot of another ring.
+    pub fn cancel(&self, slot: SlotRef<'_>) -> Result<()> {
+        let pos = self.held(&slot)?;
+        self.publish(pos, CANCELLED);
+        Ok(())
     }
 
     fn publish(&self, pos: u64, len: u32) {
@@ -612,16 +725,21 @@ impl MpmcRef {
     /// Claims the oldest committed message. `check(len)` may refuse it
     /// (too long for the caller's buffer) before it is claimed: the message
     /// then stays. `Empty` if none is committed (a slot reserved but not
-    /// yet committed counts as empty), `Closed` if empty and closed.
+    /// yet committed counts as empty), `Closed` once closed and every
+    /// reservation made before the close was consumed or skipped.
     /// Cancelled slots are skipped.
-    pub fn try_claim(&self, mut check: impl FnMut(usize) -> Result<()>) -> Result<SlotRef> {
+    pub fn try_claim(&self, mut check: impl FnMut(usize) -> Result<()>) -> Result<SlotRef<'_>> {
         let r = self.ring();
         let mut pos = self.check_position(r.head.0.load(Acquire))?;
         // Each cancelled slot is skipped once (and freed, so a garbage ring
-        // cannot make us go round for ever); the bound is a second line of
-        // defence. Lost CAS races do not count: each means another
-        // consumer made progress.
-        let mut skips = self.cap.saturating_mul(2).saturating_add(64);
+        // cannot make us go round for ever: alone, we skip at most `cap`
+        // slots); the budget bounds one call while producers keep dropping
+        // reservations as fast as we skip them. It starts afresh whenever
+        // another consumer moved `head` (progress, not garbage), and when
+        // it runs out we report `Empty` (a waiting caller looks again), not
+        // `Corrupt`: dropping reservations is legal.
+        let budget = self.cap.saturating_mul(2).saturating_add(64);
+        let mut skips = budget;
         loop {
             // SYNC POINT (Acquire): pairs with the Release store in
             // `publish`: the payload and `len` are visible.
@@ -648,6 +766,7 @@ impl MpmcRef {
                             return Err(e);
                         }
                         pos = self.check_position(r.head.0.load(Acquire))?;
+                        skips = budget;
                         continue;
                     }
                 }
@@ -657,15 +776,21 @@ impl MpmcRef {
                     .compare_exchange_weak(pos, self.next(pos), AcqRel, Acquire)
                 {
                     Ok(_) => match len {
-                        Some(len) => return Ok(SlotRef { pos, len }),
+                        Some(len) => return Ok(self.slot_ref(pos, len)),
                         None => {
                             self.release_pos(pos);
                             if raw != CANCELLED {
+                                // A committed message, discarded: it counted
+                                // as a task (saturating: the count itself
+                                // may be garbage), or `join` would hang.
+                                if self.joinable {
+                                    let _ = self.task_done();
+                                }
                                 return Err(Error::Corrupt("queue message longer than its slot"));
                             }
                             skips -= 1;
                             if skips == 0 {
-                                return Err(Error::Corrupt("queue positions do not settle"));
+                                return Err(Error::Empty);
                             }
                             pos = self.next(pos);
                             continue;
@@ -673,6 +798,7 @@ impl MpmcRef {
                     },
                     Err(now) => {
                         pos = self.check_position(now)?;
+                        skips = budget;
                         continue;
                     }
                 }
@@ -683,13 +809,24 @@ impl MpmcRef {
                 // previous lap's message is still borrowed).
                 let now = r.head.0.load(Acquire);
                 if now == pos {
-                    return Err(if self.is_closed() {
-                        Error::Closed
-                    } else {
-                        Error::Empty
-                    });
+                    // Closed only if `tail` is marked (final) and nothing
+                    // was reserved at or after `pos`: a marked `tail` never
+                    // changes again, so no message can follow. Otherwise a
+                    // reservation is open (or a message committed since
+                    // our stamp load): `Empty`, look again.
+                    // The hint spares the producers' line while open; a
+                    // close it misses wakes us later (`close` notifies
+                    // after setting it).
+                    if r.geo.0.closed.load(Acquire) != 0 {
+                        let tail = r.tail.0.load(Acquire);
+                        if tail & self.mark() != 0 && tail & !self.mark() == pos {
+                            return Err(Error::Closed);
+                        }
+                    }
+                    return Err(Error::Empty);
                 }
                 pos = self.check_position(now)?;
+                skips = budget;
                 continue;
             }
             let now = r.head.0.load(Acquire);
@@ -697,6 +834,7 @@ impl MpmcRef {
                 return Err(Error::Corrupt("queue slot stamp out of sequence"));
             }
             pos = self.check_position(now)?;
+            skips = budget;
         }
     }
 
@@ -733,14 +871,32 @@ impl MpmcRef {
         if mine.has_sleepers() {
             mine.notify(1);
         }
-        if other.has_sleepers() && self.slot(next).stamp.load(Acquire) == ready {
-            other.notify(1);
+        if other.has_sleepers() {
+            if self.slot(next).stamp.load(Acquire) == ready {
+                other.notify(1);
+            } else if std::ptr::eq(other, &self.ring().not_empty.0)
+                && self.ring().geo.0.closed.load(Acquire) != 0
+            {
+                // After a close, a consumer that released (or skipped) a
+                // slot with nothing committed behind it may have settled
+                // the last slot the others wait for before `Closed`: wake
+                // them all (`close`'s own wake-up came while a reservation
+                // was still open). A commit or cancel after the close wakes
+                // one consumer, which takes or skips that slot and so comes
+                // here. The fence above orders our stamp store before the
+                // load of the closed hint, against `EventCount::prepare`;
+                // a hint we miss is set before `close` notifies everyone.
+                other.notify_all();
+            }
         }
     }
 
-    /// Frees a claimed slot for the producers.
-    pub fn release(&self, slot: SlotRef) {
-        self.release_pos(slot.pos);
+    /// Frees a claimed slot for the producers. [`Error::InvalidArgument`]
+    /// for a slot of another ring (nothing is touched then).
+    pub fn release(&self, slot: SlotRef<'_>) -> Result<()> {
+        let pos = self.held(&slot)?;
+        self.release_pos(pos);
+        Ok(())
     }
 
     fn release_pos(&self, pos: u64) {
@@ -809,7 +965,7 @@ impl MpmcRef {
     }
 
     /// [`try_reserve`](Self::try_reserve), waiting for room until `until`.
-    pub(crate) fn reserve_until(&self, until: Option<Deadline>) -> Result<SlotRef> {
+    pub(crate) fn reserve_until(&self, until: Option<Deadline>) -> Result<SlotRef<'_>> {
         let ec = &self.ring().not_full.0;
         self.wait_on(
             ec,
@@ -824,7 +980,7 @@ impl MpmcRef {
         &self,
         until: Option<Deadline>,
         mut check: impl FnMut(usize) -> Result<()>,
-    ) -> Result<SlotRef> {
+    ) -> Result<SlotRef<'_>> {
         let ec = &self.ring().not_empty.0;
         self.wait_on(
             ec,
@@ -880,9 +1036,17 @@ impl MpmcRef {
 
     /// Moves the consumers' and producers' positions of an empty, fresh
     /// ring to `pos` (the slot stamps with them), so tests can run the
-    /// ring across the 2^64 wrap. Must be called before any other use.
+    /// ring across the 2^64 wrap.
+    ///
+    /// # Safety
+    ///
+    /// Nobody uses the ring meanwhile (no other thread or process touches
+    /// it during the call), and no slot is reserved or claimed: every
+    /// [`SlotRef`] (a `Reservation` or `Borrowed` of a queue) made before
+    /// would otherwise alias a slot handed out afresh afterwards. Messages
+    /// still queued are lost.
     #[doc(hidden)]
-    pub fn __start_positions_at(&self, pos: u64) {
+    pub unsafe fn __start_positions_at(&self, pos: u64) {
         let pos = pos & !(self.one_lap - 1);
         let r = self.ring();
         r.head.0.store(pos, SeqCst);
@@ -944,18 +1108,18 @@ pub fn __fuzz_garbage(data: &[u8]) {
                 if let Ok(s) = r.try_reserve() {
                     let n = r.slot_size().min(4);
                     // SAFETY: the reserved slot holds `slot_size >= n` bytes.
-                    unsafe { std::ptr::write_bytes(r.payload_ptr(s), 0xab, n) };
+                    unsafe { std::ptr::write_bytes(r.payload_ptr(&s), 0xab, n) };
                     if i % 2 == 0 {
-                        r.commit(s, n);
+                        let _ = r.commit(s, n);
                     } else {
-                        r.cancel(s);
+                        let _ = r.cancel(s);
                     }
                 }
             } else if let Ok(s) = r.try_claim(|_| Ok(())) {
                 // SAFETY: claimed: `len <= slot_size` was checked.
-                let b = unsafe { std::slice::from_raw_parts(r.payload_ptr(s), s.len) };
+                let b = unsafe { std::slice::from_raw_parts(r.payload_ptr(&s), s.len()) };
                 std::hint::black_box(b.iter().fold(0u8, |a, x| a ^ x));
-                r.release(s);
+                let _ = r.release(s);
             }
             let _ = r.task_done();
             let _ = r.join_until(Some(Deadline::PASSED));
@@ -984,17 +1148,17 @@ mod tests {
     fn send(r: &MpmcRef, bytes: &[u8]) -> Result<()> {
         let s = r.try_reserve()?;
         // SAFETY: the slot is ours; `bytes` fits (tests keep it small).
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), r.payload_ptr(s), bytes.len()) };
-        r.commit(s, bytes.len());
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), r.payload_ptr(&s), bytes.len()) };
+        r.commit(s, bytes.len()).unwrap();
         Ok(())
     }
 
     fn recv(r: &MpmcRef) -> Result<Vec<u8>> {
         let s = r.try_claim(|_| Ok(()))?;
-        let mut v = vec![0; s.len];
+        let mut v = vec![0; s.len()];
         // SAFETY: the slot is claimed by us; `len <= slot_size`.
-        unsafe { std::ptr::copy_nonoverlapping(r.payload_ptr(s), v.as_mut_ptr(), s.len) };
-        r.release(s);
+        unsafe { std::ptr::copy_nonoverlapping(r.payload_ptr(&s), v.as_mut_ptr(), s.len()) };
+        r.release(s).unwrap();
         Ok(v)
     }
 
@@ -1021,7 +1185,8 @@ mod tests {
     fn mpmc_wraps_positions_at_2_pow_64() {
         for cap in [1usize, 3, 4, 6] {
             let r = MpmcRing::new(cap, 8, 0).unwrap();
-            r.__start_positions_at(u64::MAX - 3 * r.one_lap + 1);
+            // SAFETY: a fresh ring, used by this thread only.
+            unsafe { r.__start_positions_at(u64::MAX - 3 * r.one_lap + 1) };
             let mut model = std::collections::VecDeque::new();
             for n in 0..(8 * cap as u64 + 5) {
                 send(&r, &n.to_le_bytes()).unwrap();
@@ -1042,7 +1207,7 @@ mod tests {
         let a = r.try_reserve().unwrap();
         send(&r, b"b").unwrap();
         assert!(matches!(recv(&r), Err(Error::Empty)));
-        r.cancel(a);
+        r.cancel(a).unwrap();
         assert_eq!(recv(&r).unwrap(), b"b");
         assert!(matches!(recv(&r), Err(Error::Empty)));
     }
@@ -1064,6 +1229,174 @@ mod tests {
         assert!(matches!(send(&r, b"b"), Err(Error::Closed)));
         assert_eq!(recv(&r).unwrap(), b"a");
         assert!(matches!(recv(&r), Err(Error::Closed)));
+    }
+
+    /// Review finding 1a: a message committed before `close` behind a
+    /// reservation still open is drained (not hidden behind `Closed`), and
+    /// so is the reservation's, committed after the close; only then is
+    /// the ring `Closed`, and a joinable ring's count reaches zero.
+    #[test]
+    fn mpmc_close_drains_a_message_behind_an_open_reservation() {
+        let r = MpmcRing::new(4, 8, FLAG_JOINABLE).unwrap();
+        let a = r.try_reserve().unwrap();
+        send(&r, b"b").unwrap();
+        r.close();
+        assert!(r.is_closed());
+        assert!(matches!(r.try_reserve(), Err(Error::Closed)));
+        // Not Closed while the reservation is open: wait for it.
+        assert!(matches!(recv(&r), Err(Error::Empty)));
+        // SAFETY: the slot is ours.
+        unsafe { r.payload_ptr(&a).write(b'a') };
+        r.commit(a, 1).unwrap();
+        assert_eq!(recv(&r).unwrap(), b"a");
+        r.task_done().unwrap();
+        assert_eq!(recv(&r).unwrap(), b"b");
+        r.task_done().unwrap();
+        assert!(matches!(recv(&r), Err(Error::Closed)));
+        r.join_until(Some(Deadline::PASSED)).unwrap();
+        // A reservation cancelled after the close: skipped, then Closed.
+        let r = MpmcRing::new(2, 8, 0).unwrap();
+        let a = r.try_reserve().unwrap();
+        r.close();
+        assert!(matches!(recv(&r), Err(Error::Empty)));
+        r.cancel(a).unwrap();
+        assert!(matches!(recv(&r), Err(Error::Closed)));
+        assert_eq!(r.len(), 0);
+    }
+
+    /// Review finding 4: producers dropping reservations as fast as a
+    /// lone consumer skips them (legal use) never make it report
+    /// `Corrupt` ("positions do not settle"); it may say `Empty`.
+    #[test]
+    fn mpmc_dropped_reservations_racing_a_consumer_are_not_corrupt() {
+        use std::sync::atomic::{AtomicBool, Ordering as O};
+        let r = std::sync::Arc::new(MpmcRing::new(1, 8, 0).unwrap());
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let ps: Vec<_> = (0..4)
+            .map(|_| {
+                let (r, stop) = (r.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(O::Relaxed) {
+                        if let Ok(s) = r.try_reserve() {
+                            r.cancel(s).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        let calls = if cfg!(miri) { 20 } else { 200_000 };
+        let mut corrupt = 0;
+        for _ in 0..calls {
+            match r.try_claim(|_| Ok(())) {
+                Err(Error::Corrupt(_)) => corrupt += 1,
+                Ok(s) => r.release(s).unwrap(),
+                Err(_) => {}
+            }
+        }
+        stop.store(true, O::Relaxed);
+        for p in ps {
+            p.join().unwrap();
+        }
+        assert_eq!(corrupt, 0, "spurious Corrupt in {calls} calls");
+    }
+
+    /// Review finding 4, deterministic: while a consumer looks at a
+    /// message (its `check`), another consumer takes it and producers drop
+    /// three reservations and send one more, round after round. Each round
+    /// is progress by others: the skip budget starts afresh, no `Corrupt`.
+    #[test]
+    fn mpmc_skips_across_other_consumers_progress_are_not_corrupt() {
+        let r = MpmcRing::new(4, 8, 0).unwrap();
+        let fill = |r: &MpmcRef| {
+            for _ in 0..3 {
+                let s = r.try_reserve().unwrap();
+                r.cancel(s).unwrap();
+            }
+            send(r, b"m").unwrap();
+        };
+        fill(&r);
+        let mut rounds = 0;
+        let res = r.try_claim(|_| {
+            rounds += 1;
+            if rounds > 1000 {
+                return Ok(());
+            }
+            let other = r.try_claim(|_| Ok(())).unwrap();
+            r.release(other).unwrap();
+            fill(&r);
+            Err(Error::BufferTooShort { needed: 1 })
+        });
+        assert!(
+            res.is_ok(),
+            "{res:?} after {rounds} rounds of progress by others"
+        );
+    }
+
+    /// Review finding 5: a `head` ahead of `tail` (a stale pair, or
+    /// garbage) is reported empty, never full.
+    #[test]
+    fn mpmc_len_never_reports_full_for_head_past_tail() {
+        let r = MpmcRing::new(3, 8, 0).unwrap();
+        send(&r, b"a").unwrap();
+        send(&r, b"b").unwrap();
+        recv(&r).unwrap();
+        recv(&r).unwrap();
+        assert_eq!(r.len(), 0);
+        r.ring().tail.0.store(1, SeqCst);
+        assert_eq!(r.len(), 0);
+        r.ring().tail.0.store(2, SeqCst);
+        assert_eq!(r.len(), 0);
+    }
+
+    /// Review finding 6: a garbage length (longer than the slot) is
+    /// discarded as `Corrupt` and lowers a joinable ring's count, so
+    /// `join` returns.
+    #[test]
+    fn mpmc_garbage_length_lowers_unfinished() {
+        let r = MpmcRing::new(2, 8, FLAG_JOINABLE).unwrap();
+        send(&r, b"a").unwrap();
+        send(&r, b"b").unwrap();
+        r.slot(0).len.store(9, SeqCst);
+        assert!(matches!(recv(&r), Err(Error::Corrupt(_))));
+        assert_eq!(r.unfinished(), 1);
+        assert_eq!(recv(&r).unwrap(), b"b");
+        r.task_done().unwrap();
+        r.join_until(Some(Deadline::PASSED)).unwrap();
+        // Saturating: a count already at zero stays there.
+        send(&r, b"c").unwrap();
+        r.task_done().unwrap();
+        r.slot(0).len.store(9, SeqCst);
+        assert!(matches!(recv(&r), Err(Error::Corrupt(_))));
+        assert_eq!(r.unfinished(), 0);
+    }
+
+    /// Review finding 2: a slot reference handed to another ring (whose
+    /// index may lie past that ring's slots, or name a slot someone holds
+    /// there) is refused before it is used, in release builds too.
+    #[test]
+    fn mpmc_slot_of_another_ring_is_refused() {
+        let a = MpmcRing::new(8, 8, 0).unwrap();
+        let b = MpmcRing::new(3, 8, FLAG_JOINABLE).unwrap();
+        let held: Vec<_> = (0..8).map(|_| a.try_reserve().unwrap()).collect();
+        let b0 = b.try_reserve().unwrap();
+        let mut it = held.into_iter();
+        // Index 0 names `b0`'s slot in `b`: committing it there would let
+        // consumers in while `b0` is still being written.
+        let s0 = it.next().unwrap();
+        assert!(matches!(b.commit(s0, 1), Err(Error::InvalidArgument(_))));
+        assert_eq!(b.unfinished(), 0);
+        assert!(matches!(recv(&b), Err(Error::Empty)));
+        // Index 7 is past `b`'s three slots.
+        let s7 = it.nth(6).unwrap();
+        assert_eq!(s7.pos() & (a.one_lap - 1), 7);
+        assert!(matches!(b.release(s7), Err(Error::InvalidArgument(_))));
+        for s in (0..2).map(|_| a.try_claim(|_| Ok(()))) {
+            assert!(matches!(s, Err(Error::Empty)));
+        }
+        b.cancel(b0).unwrap();
+        assert!(matches!(recv(&b), Err(Error::Empty)));
+        send(&b, b"ok").unwrap();
+        assert_eq!(recv(&b).unwrap(), b"ok");
     }
 
     #[test]
@@ -1116,8 +1449,8 @@ mod tests {
                         let s = r.reserve_until(None).unwrap();
                         let v = (id << 32 | i).to_le_bytes();
                         // SAFETY: slot ours; 8 bytes fit.
-                        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), r.payload_ptr(s), 8) };
-                        r.commit(s, 8);
+                        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), r.payload_ptr(&s), 8) };
+                        r.commit(s, 8).unwrap();
                     }
                 })
             })
@@ -1137,9 +1470,9 @@ mod tests {
                         let mut v = [0u8; 8];
                         // SAFETY: claimed by us.
                         unsafe {
-                            std::ptr::copy_nonoverlapping(r.payload_ptr(s), v.as_mut_ptr(), 8)
+                            std::ptr::copy_nonoverlapping(r.payload_ptr(&s), v.as_mut_ptr(), 8)
                         };
-                        r.release(s);
+                        r.release(s).unwrap();
                         let v = u64::from_le_bytes(v);
                         let (id, i) = ((v >> 32) as usize, v & 0xffff_ffff);
                         assert!(last[id].map_or(true, |l| l < i));
@@ -1173,16 +1506,16 @@ mod loom_tests {
     fn put(r: &MpmcRef, v: u8) {
         let s = r.reserve_until(None).unwrap();
         // SAFETY: the slot is ours.
-        unsafe { r.payload_ptr(s).write(v) };
-        r.commit(s, 1);
+        unsafe { r.payload_ptr(&s).write(v) };
+        r.commit(s, 1).unwrap();
     }
 
     fn take(r: &MpmcRef) -> u8 {
         let s = r.claim_until(None, |_| Ok(())).unwrap();
-        assert_eq!(s.len, 1, "a claimed slot must show its committed length");
+        assert_eq!(s.len(), 1, "a claimed slot must show its committed length");
         // SAFETY: claimed by us.
-        let v = unsafe { r.payload_ptr(s).read() };
-        r.release(s);
+        let v = unsafe { r.payload_ptr(&s).read() };
+        r.release(s).unwrap();
         v
     }
 
@@ -1241,6 +1574,94 @@ mod loom_tests {
         });
     }
 
+    /// Drains until `Closed`, counting the messages.
+    fn drain(r: &MpmcRef) -> u32 {
+        let mut got = 0;
+        loop {
+            match r.claim_until(None, |_| Ok(())) {
+                Ok(s) => {
+                    r.release(s).unwrap();
+                    got += 1;
+                }
+                Err(Error::Closed) => return got,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    }
+
+    /// Review finding 1b: the consumer finds the slot empty, the producer
+    /// commits and closes, the consumer then sees the close: the message
+    /// must still be drained before `Closed`.
+    #[test]
+    fn loom_mpmc_commit_then_close_is_drained() {
+        builder().check(|| {
+            let r = Arc::new(MpmcRing::new(2, 1, 0).unwrap());
+            let r1 = r.clone();
+            let p = loom::thread::spawn(move || {
+                put(&r1, 5);
+                r1.close();
+            });
+            let got = drain(&r);
+            p.join().unwrap();
+            assert_eq!(got, 1, "a message committed before close was not drained");
+        });
+    }
+
+    /// Review finding 1c: a send racing a close either fails with
+    /// `Closed` or is received; never `Ok` and lost.
+    #[test]
+    fn loom_mpmc_send_racing_close_is_not_lost() {
+        builder().check(|| {
+            let r = Arc::new(MpmcRing::new(2, 1, 0).unwrap());
+            let r1 = r.clone();
+            let p = loom::thread::spawn(move || match r1.try_reserve() {
+                Ok(s) => {
+                    r1.commit(s, 1).unwrap();
+                    1
+                }
+                Err(Error::Closed) => 0,
+                Err(e) => panic!("{e:?}"),
+            });
+            let r2 = r.clone();
+            let c = loom::thread::spawn(move || r2.close());
+            let got = drain(&r);
+            let sent = p.join().unwrap();
+            c.join().unwrap();
+            assert_eq!(
+                got, sent,
+                "send returned Ok but the message was never received"
+            );
+        });
+    }
+
+    /// Review finding 1a, with sleepers: a reservation open across the
+    /// close keeps two consumers waiting; when it is committed (or
+    /// cancelled), the message arrives once and both consumers wake to
+    /// `Closed` (a consumer left asleep shows as a loom deadlock).
+    #[test]
+    fn loom_mpmc_close_waits_for_open_reservation() {
+        for commit in [true, false] {
+            builder().check(move || {
+                let r = Arc::new(MpmcRing::new(2, 1, 0).unwrap());
+                let r1 = r.clone();
+                let c = loom::thread::spawn(move || drain(&r1));
+                let r2 = r.clone();
+                let p = loom::thread::spawn(move || {
+                    let s = r2.try_reserve().unwrap();
+                    r2.close();
+                    if commit {
+                        r2.commit(s, 1).unwrap();
+                    } else {
+                        r2.cancel(s).unwrap();
+                    }
+                });
+                let got = drain(&r) + c.join().unwrap();
+                p.join().unwrap();
+                assert_eq!(got, commit as u32);
+            });
+        }
+    }
+
     /// A cancelled reservation is skipped: the consumer gets the message
     /// behind it, and a joinable ring counts only the committed one.
     #[test]
@@ -1250,7 +1671,7 @@ mod loom_tests {
             let r1 = r.clone();
             let p = loom::thread::spawn(move || {
                 let s = r1.reserve_until(None).unwrap();
-                r1.cancel(s);
+                r1.cancel(s).unwrap();
                 put(&r1, 7);
             });
             let r2 = r.clone();
