@@ -41,9 +41,11 @@
 //! * Break (abort, a panicking action, a dead tripper, a timeout while
 //!   `count < parties`): set `BROKEN` in the current generation, wake
 //!   everybody. Waiters of that generation see `BROKEN` and return
-//!   [`Error::BrokenBarrier`], as do later arrivals. A timeout never breaks
-//!   a generation every party reached (`count == parties`): that one is
-//!   tripping, and its waiters wait for the trip.
+//!   [`Error::BrokenBarrier`], as do later arrivals. A timeout does not
+//!   break a generation every party reached (`count == parties`): that one
+//!   is tripping, and its waiters wait for the trip, a timed waiter until
+//!   [`ACTION_GRACE`] past its deadline at most (then it breaks it: an
+//!   action that long, or bytes naming a live process as the tripper).
 //! * Reset: break the current generation `g` (if not broken); then, while
 //!   `word` is still `(g, _, BROKEN)` (its fate sealed: no trip can
 //!   happen), write `reset_tags[g % 64] = g | VALID`, clear the tag of
@@ -76,8 +78,9 @@
 //! tripper killed while `count == parties` (in its action, or before its
 //! trip CAS) is noticed through its record: a waiter that finds the
 //! generation full after a slice, and the recorded tripper of that
-//! generation dead (pid + start time; a zombie counts as dead), breaks the
-//! generation. One window is covered only for waiters with a timeout: a
+//! generation dead (pid + start time; a zombie counts as dead; a record of
+//! pid 0 or, where start times can be read, of start time 0 is garbage and
+//! names nobody alive), breaks the generation. One window is covered only for waiters with a timeout: a
 //! tripper killed between its arrival CAS and writing its record (a few
 //! instructions). A waiter whose deadline has passed breaks a full
 //! generation that has had no record for a second; waiters without a
@@ -105,6 +108,12 @@ const RESET_TAGS: usize = 64;
 /// How long a waiter whose deadline has passed waits for the tripper of a
 /// full generation to record itself before presuming it dead.
 const UNRECORDED_GRACE: Duration = Duration::from_secs(1);
+/// How long past its own deadline a timed wait waits for a full generation
+/// to trip (its tripper running the action) before it breaks it anyway:
+/// the bound on a timed wait whatever the shared bytes say (a record that
+/// names a live process, by accident or forgery, could otherwise hold it
+/// for as long as that process lives).
+pub(crate) const ACTION_GRACE: Duration = Duration::from_secs(5);
 /// How far ahead of the generation being left the tag slot cleared lies.
 const CLEAR_AHEAD: u32 = RESET_TAGS as u32 / 2 + 1;
 
@@ -276,14 +285,6 @@ impl RawBarrier {
         }
     }
 
-    /// Whether every party reached the current generation and its last
-    /// arriver is tripping it (running the action), a snapshot.
-    #[cfg_attr(not(fuzzing), allow(dead_code))]
-    pub(crate) fn is_tripping(&self) -> bool {
-        let w = self.word.load(Acquire);
-        w & BROKEN == 0 && count(w) == self.parties()
-    }
-
     /// Whether the barrier is broken.
     pub fn is_broken(&self) -> bool {
         self.word.load(Acquire) & BROKEN != 0
@@ -328,10 +329,10 @@ impl RawBarrier {
             }
             if c == parties {
                 // The last arriver is running the action: ours is the next
-                // generation. Wait for the trip whatever our deadline (the
+                // generation. Wait for the trip past our deadline (the
                 // action is bounded by the user's code; a timeout now would
                 // break a generation every party reached), in slices, to
-                // notice a dead tripper.
+                // notice a dead tripper; [`ACTION_GRACE`] past it at most.
                 let _ = self.sleep(w, None);
                 self.watch_tripper(w, deadline, &mut unrecorded);
                 w = self.word.load(Acquire);
@@ -359,8 +360,8 @@ impl RawBarrier {
                 return Err(Error::Corrupt("barrier count above parties"));
             }
             if count(now) == parties {
-                // Everyone arrived: the trip is coming, whatever our
-                // deadline, unless the tripper died.
+                // Everyone arrived: the trip is coming, past our deadline
+                // (by ACTION_GRACE at most), unless the tripper died.
                 let _ = self.sleep(now, None);
                 self.watch_tripper(now, deadline, &mut unrecorded);
                 continue;
@@ -434,11 +435,12 @@ impl RawBarrier {
 
     /// After a slice in which `word` stayed `seen` (a full generation,
     /// tripping): breaks that generation (waking everybody) if its
-    /// recorded tripper is dead; or, once the caller's own deadline has
-    /// passed, if no tripper record has appeared for [`UNRECORDED_GRACE`]
-    /// (the tripper died, or is stopped, between its arrival and its
-    /// record: a few instructions). `unrecorded` is the caller's memory of
-    /// when it first saw no record.
+    /// recorded tripper is dead (see [`tripper_alive`]); or, once the
+    /// caller's own deadline has passed, if no tripper record has appeared
+    /// for [`UNRECORDED_GRACE`] (the tripper died, or is stopped, between
+    /// its arrival and its record: a few instructions), or whatever the
+    /// record says once [`ACTION_GRACE`] has passed since that deadline.
+    /// `unrecorded` is the caller's memory of when it first saw no record.
     fn watch_tripper(
         &self,
         seen: u32,
@@ -450,6 +452,10 @@ impl RawBarrier {
             return;
         }
         let g = gen(seen);
+        if deadline.is_some_and(|d| d.later_by(ACTION_GRACE).has_passed()) {
+            self.break_gen(g, true);
+            return;
+        }
         let tag = self.trip_gen.load(Acquire);
         if tag != g | VALID {
             if deadline.is_some_and(Deadline::has_passed)
@@ -465,7 +471,7 @@ impl RawBarrier {
         let pid = self.trip_pid.load(Relaxed);
         let start = self.trip_start.load(Relaxed);
         fence(Acquire);
-        if self.trip_gen.load(Relaxed) != tag || alive(pid, start) {
+        if self.trip_gen.load(Relaxed) != tag || tripper_alive(pid, start) {
             return;
         }
         if self.break_gen(g, true) {
@@ -577,6 +583,14 @@ fn alive(pid: u32, start: u64) -> bool {
 #[cfg(loom)]
 fn alive(_: u32, _: u64) -> bool {
     true
+}
+
+/// Whether the tripper recorded as (`pid`, `start`) may still be alive.
+/// A real tripper records its start time whenever start times can be read
+/// (then ours is known too): a record of pid 0, or of start time 0 while
+/// ours is known, is garbage and names nobody.
+fn tripper_alive(pid: u32, start: u64) -> bool {
+    pid != 0 && (start != 0 || me().1 == 0) && alive(pid, start)
 }
 
 #[cfg(all(test, not(loom), target_os = "linux"))]
@@ -765,6 +779,55 @@ mod tests {
         assert_eq!(gen(b.word.load(Relaxed)), 0);
         assert_eq!(b.wait().unwrap(), 0);
         assert_eq!(b.outcome(0, 0).unwrap(), 0, "a stale tag survived the wrap");
+    }
+
+    /// Garbage naming a live process (pid 1) with start time 0 as the
+    /// tripper of a full generation names nobody: a timed wait breaks the
+    /// generation at its first slice instead of waiting as long as pid 1
+    /// lives. (Review 2, finding 2.)
+    #[test]
+    fn a_tripper_record_with_start_time_zero_names_nobody() {
+        let b = Arc::new(RawBarrier::new(2, None).unwrap());
+        b.trip_pid.store(1, Relaxed);
+        b.trip_start.store(0, Relaxed);
+        b.trip_gen.store(5 | VALID, Release);
+        b.word.store(pack(5, 2, false), Release);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let b2 = b.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(b2.wait_timeout(Duration::from_millis(50)));
+        });
+        let r = rx.recv_timeout(Duration::from_secs(3));
+        assert!(
+            matches!(r, Ok(Err(Error::BrokenBarrier))),
+            "wait_timeout(50ms): {r:?} (still blocked after 3 s?)"
+        );
+        assert!(b.is_broken());
+    }
+
+    /// A full generation whose record names a live process with its true
+    /// start time (this one; by forgery, or an action that never ends)
+    /// holds a timed wait ACTION_GRACE past its deadline at most: then it
+    /// breaks the generation. (Review 2, finding 2.)
+    #[test]
+    fn a_timed_wait_for_a_live_tripper_is_bounded() {
+        let b = Arc::new(RawBarrier::new(2, None).unwrap());
+        let (pid, start) = me();
+        b.trip_pid.store(pid, Relaxed);
+        b.trip_start.store(start, Relaxed);
+        b.trip_gen.store(5 | VALID, Release);
+        b.word.store(pack(5, 2, false), Release);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let b2 = b.clone();
+        let t0 = std::time::Instant::now();
+        std::thread::spawn(move || {
+            let _ = tx.send(b2.wait_timeout(Duration::from_millis(50)));
+        });
+        let r = rx.recv_timeout(ACTION_GRACE + Duration::from_secs(20));
+        let took = t0.elapsed();
+        assert!(matches!(r, Ok(Err(Error::BrokenBarrier))), "{r:?}");
+        assert!(took >= ACTION_GRACE, "broken after {took:?}");
+        assert!(b.is_broken());
     }
 
     #[test]
