@@ -10,7 +10,7 @@
 //! |     12 | `sleepers`     | waiters announced as (about to be) asleep on `word` |
 //! |     16 | `timeout_ns`   | default timeout of `wait` (`u64::MAX`: none)        |
 //! |     24 | `trip_pid`     | pid of the party tripping the current generation    |
-//! |     28 | `trip_gen`     | `gen \| VALID` of that record (0: none)             |
+//! |     28 | `trip_gen`     | `gen \| VALID` of that record (0: none; 1: writing) |
 //! |     32 | `trip_start`   | that party's process start time                     |
 //! |     40 | `reset_tags`   | 64 × u32: slot `g % 64` holds `g \| VALID` once generation `g` was reset |
 //!
@@ -29,7 +29,12 @@
 //!   running the action: later arrivals belong to the next generation and
 //!   wait for `gen` to move (whatever their timeout: the trip is coming).
 //! * Trip: the arrival that made `c + 1 == parties` records itself (pid,
-//!   start time, `gen | VALID`, a seqlock), runs the action (if any),
+//!   start time, `gen | VALID`: only while `word` is still `(gen, parties,
+//!   !BROKEN)`, checked before and after; claimed by a CAS of `trip_gen`
+//!   from the value read before the check to `RECORDING`, published by a
+//!   CAS from `RECORDING`, retracted if the check after fails: so a stale
+//!   tripper, whose generation was reset, never replaces a live record),
+//!   runs the action (if any, and only while `word` is still full),
 //!   clears the reset tag of generation `gen + 33` if `word` is still
 //!   `(gen, parties, !BROKEN)` (see below), then CASes
 //!   `(gen, parties, !BROKEN)` to `(gen + 1, 0, !BROKEN)` (Release) and,
@@ -102,6 +107,8 @@ const GEN_MASK: u32 = 0xffff;
 const NO_TIMEOUT: u64 = u64::MAX;
 /// Marks a reset tag or a tripper record as written (above a 16-bit gen).
 const VALID: u32 = 1 << 16;
+/// `trip_gen` while a tripper writes its record (no `VALID`: no record).
+const RECORDING: u32 = 1;
 /// Reset tags kept (a power of two dividing 65536, so that the slot of a
 /// generation survives the counter's wrap).
 const RESET_TAGS: usize = 64;
@@ -379,14 +386,18 @@ impl RawBarrier {
 
     #[cold]
     fn trip(&self, g: u32, index: u32, parties: u32, action: Option<impl FnOnce()>) -> Result<u32> {
-        let recorded = parties > 1 && self.record_tripper(g);
+        let full = pack(g, parties, false);
+        let recorded = parties > 1 && self.record_tripper(g, parties);
         if let Some(action) = action {
-            let guard = BreakOnUnwind(self, g);
-            action();
-            drop(guard);
+            // Not once our generation was reset (broken, or moved on): it
+            // will not trip.
+            if self.word.load(Acquire) == full {
+                let guard = BreakOnUnwind(self, g);
+                action();
+                drop(guard);
+            }
         }
         let ng = g.wrapping_add(1) & GEN_MASK;
-        let full = pack(g, parties, false);
         if self.word.load(Acquire) == full {
             // Before the move (Release below), and only while it can still
             // succeed (not after our generation was reset under a long
@@ -422,14 +433,48 @@ impl RawBarrier {
     }
 
     /// Records this process as the tripper of generation `g` (a seqlock:
-    /// `trip_gen` is 0 while the fields change). Whether it did.
-    fn record_tripper(&self, g: u32) -> bool {
-        let (pid, start) = me();
-        self.trip_gen.store(0, Relaxed);
+    /// `trip_gen` is [`RECORDING`] while the fields change), only while
+    /// `word` is `(g, parties, !BROKEN)`: checked before claiming the record
+    /// (a CAS from the value read before that check, so that a record
+    /// written since is never replaced) and after publishing it (retracted
+    /// if the generation ended meanwhile). Whether it did. (Another
+    /// writer's claim, or one left by a writer that died, makes this skip:
+    /// the generation goes unrecorded, which only timed waiters notice, as
+    /// they do a tripper killed before its record; `reset` clears a stuck
+    /// claim.)
+    fn record_tripper(&self, g: u32, parties: u32) -> bool {
+        let full = pack(g, parties, false);
+        let old = self.trip_gen.load(Acquire);
+        if old == RECORDING || self.word.load(Acquire) != full {
+            return false;
+        }
+        if self
+            .trip_gen
+            .compare_exchange(old, RECORDING, Relaxed, Relaxed)
+            .is_err()
+        {
+            return false;
+        }
         fence(Release);
+        let (pid, start) = me();
         self.trip_pid.store(pid, Relaxed);
         self.trip_start.store(start, Relaxed);
-        self.trip_gen.store(g | VALID, Release);
+        if self
+            .trip_gen
+            .compare_exchange(RECORDING, g | VALID, Release, Relaxed)
+            .is_err()
+        {
+            return false; // a reset cleared our claim
+        }
+        fence(SeqCst);
+        if self.word.load(Acquire) != full {
+            // Our generation ended (reset) while we wrote: take it back,
+            // unless replaced already.
+            let _ = self
+                .trip_gen
+                .compare_exchange(g | VALID, 0, Relaxed, Relaxed);
+            return false;
+        }
         true
     }
 
@@ -560,6 +605,13 @@ impl RawBarrier {
             .compare_exchange(w, pack(g.wrapping_add(1), 0, false), AcqRel, Acquire)
             .is_ok();
         futex_wake(&self.word, i32::MAX as u32);
+        if moved {
+            // A record claim left by a writer killed while writing: clear it
+            // (a live writer's publish CAS then fails; it skips its record).
+            let _ = self
+                .trip_gen
+                .compare_exchange(RECORDING, 0, Relaxed, Relaxed);
+        }
         moved.then_some(g)
     }
 }
@@ -828,6 +880,58 @@ mod tests {
         assert!(matches!(r, Ok(Err(Error::BrokenBarrier))), "{r:?}");
         assert!(took >= ACTION_GRACE, "broken after {took:?}");
         assert!(b.is_broken());
+    }
+
+    /// A stale tripper (its generation reset before it recorded) must not
+    /// replace the record of the live tripper of a later generation: a
+    /// waiter whose deadline passed would then break that healthy
+    /// generation a second later, although its tripper lives and would
+    /// trip. (Review 2, finding 4.)
+    #[test]
+    fn a_stale_tripper_record_does_not_replace_a_live_one() {
+        let b = Arc::new(RawBarrier::new(2, None).unwrap());
+        let b2 = b.clone();
+        let t = std::thread::spawn(move || b2.wait_timeout(Duration::from_millis(100)));
+        until_waiting(&b, 1);
+        // The live last arrival of gen 0 and its record.
+        b.word
+            .compare_exchange(pack(0, 1, false), pack(0, 2, false), AcqRel, Acquire)
+            .unwrap();
+        assert!(b.record_tripper(0, 2));
+        // A stale tripper of a reset generation 7 records late: refused.
+        assert!(!b.record_tripper(7, 2));
+        assert_eq!(b.trip_gen.load(Relaxed), VALID);
+        // The live tripper's action takes 2 s, then it trips.
+        std::thread::sleep(Duration::from_secs(2));
+        let tripped = b
+            .word
+            .compare_exchange(pack(0, 2, false), pack(1, 0, false), AcqRel, Acquire)
+            .is_ok();
+        futex_wake(&b.word, i32::MAX as u32);
+        let r = t.join().unwrap();
+        assert!(tripped && r.is_ok(), "tripped {tripped}, waiter {r:?}");
+    }
+
+    /// A stale tripper does not run its action once its generation was
+    /// reset, and gets `BrokenBarrier`. A record claim left by a writer
+    /// that died is cleared by `reset`. (Review 2, finding 4.)
+    #[test]
+    fn a_stale_tripper_skips_its_action_and_reset_clears_a_stuck_claim() {
+        let b = RawBarrier::new(2, None).unwrap();
+        b.word.store(pack(3, 2, false), Release);
+        b.reset(); // generation 3 reset under its tripper
+        let mut ran = false;
+        let r = b.trip(3, 1, 2, Some(|| ran = true));
+        assert!(matches!(r, Err(Error::BrokenBarrier)), "{r:?}");
+        assert!(!ran, "the action of a reset generation ran");
+        assert_eq!(b.trip_gen.load(Relaxed), 0, "a stale record was written");
+        b.trip_gen.store(RECORDING, Relaxed); // a writer died mid-record
+        b.word.store(pack(9, 2, false), Release);
+        assert!(!b.record_tripper(9, 2));
+        b.reset();
+        b.word.store(pack(11, 2, false), Release);
+        assert!(b.record_tripper(11, 2));
+        assert_eq!(b.trip_gen.load(Relaxed), 11 | VALID);
     }
 
     #[test]
