@@ -227,13 +227,9 @@ pub mod __fuzz {
         }
         let _ = bar.n_waiting();
         let _ = bar.default_timeout();
-        // A full generation (its last party tripping) is waited for, timeout
-        // or not, while its recorded tripper lives (as in Python, where the
-        // action runs under the barrier's lock): bytes naming a live
-        // process there would wait as long as it lives.
-        if !bar.is_tripping() {
-            let _ = bar.wait_timeout(Duration::ZERO);
-        }
+        // A full generation naming a live tripper is waited for, a timed
+        // wait ACTION_GRACE past its deadline at most.
+        let _ = bar.wait_timeout(Duration::ZERO);
         bar.abort();
         bar.reset();
         let _ = bar.wait_timeout(Duration::ZERO);

@@ -24,11 +24,14 @@ use crate::Result;
 /// Timeouts: the default timeout given at creation applies to `wait` and
 /// `wait_with_action`; `wait_timeout` overrides it. A timeout elapses at
 /// about its value, never before; `Duration::ZERO` breaks the barrier at
-/// once unless this arrival completes it. A timeout never breaks a
+/// once unless this arrival completes it. A timeout does not break a
 /// generation that every party reached: the last arriver is running the
 /// action, and the others wait for its trip (as in Python, where the action
 /// runs under the barrier's lock); an arrival while that happens waits for
-/// the trip, then counts in the next generation.
+/// the trip, then counts in the next generation. A timed wait waits so for
+/// 5 seconds past its timeout at most, then breaks the generation (so an
+/// action longer than that breaks the barrier for timed waiters; waits
+/// without a timeout wait for the action as long as its process lives).
 ///
 /// Dead parties: a process killed while waiting stays counted, so the
 /// generation cannot trip: the others' timeouts break it (use a default

@@ -10,7 +10,7 @@
 //! |     12 | `sleepers`     | waiters announced as (about to be) asleep on `word` |
 //! |     16 | `timeout_ns`   | default timeout of `wait` (`u64::MAX`: none)        |
 //! |     24 | `trip_pid`     | pid of the party tripping the current generation    |
-//! |     28 | `trip_gen`     | `gen \| VALID` of that record (0: none)             |
+//! |     28 | `trip_gen`     | `gen \| VALID` of that record (0: none; 1: writing) |
 //! |     32 | `trip_start`   | that party's process start time                     |
 //! |     40 | `reset_tags`   | 64 × u32: slot `g % 64` holds `g \| VALID` once generation `g` was reset |
 //!
@@ -29,7 +29,12 @@
 //!   running the action: later arrivals belong to the next generation and
 //!   wait for `gen` to move (whatever their timeout: the trip is coming).
 //! * Trip: the arrival that made `c + 1 == parties` records itself (pid,
-//!   start time, `gen | VALID`, a seqlock), runs the action (if any),
+//!   start time, `gen | VALID`: only while `word` is still `(gen, parties,
+//!   !BROKEN)`, checked before and after; claimed by a CAS of `trip_gen`
+//!   from the value read before the check to `RECORDING`, published by a
+//!   CAS from `RECORDING`, retracted if the check after fails: so a stale
+//!   tripper, whose generation was reset, never replaces a live record),
+//!   runs the action (if any, and only while `word` is still full),
 //!   clears the reset tag of generation `gen + 33` if `word` is still
 //!   `(gen, parties, !BROKEN)` (see below), then CASes
 //!   `(gen, parties, !BROKEN)` to `(gen + 1, 0, !BROKEN)` (Release) and,
@@ -41,9 +46,11 @@
 //! * Break (abort, a panicking action, a dead tripper, a timeout while
 //!   `count < parties`): set `BROKEN` in the current generation, wake
 //!   everybody. Waiters of that generation see `BROKEN` and return
-//!   [`Error::BrokenBarrier`], as do later arrivals. A timeout never breaks
-//!   a generation every party reached (`count == parties`): that one is
-//!   tripping, and its waiters wait for the trip.
+//!   [`Error::BrokenBarrier`], as do later arrivals. A timeout does not
+//!   break a generation every party reached (`count == parties`): that one
+//!   is tripping, and its waiters wait for the trip, a timed waiter until
+//!   [`ACTION_GRACE`] past its deadline at most (then it breaks it: an
+//!   action that long, or bytes naming a live process as the tripper).
 //! * Reset: break the current generation `g` (if not broken); then, while
 //!   `word` is still `(g, _, BROKEN)` (its fate sealed: no trip can
 //!   happen), write `reset_tags[g % 64] = g | VALID`, clear the tag of
@@ -76,8 +83,9 @@
 //! tripper killed while `count == parties` (in its action, or before its
 //! trip CAS) is noticed through its record: a waiter that finds the
 //! generation full after a slice, and the recorded tripper of that
-//! generation dead (pid + start time; a zombie counts as dead), breaks the
-//! generation. One window is covered only for waiters with a timeout: a
+//! generation dead (pid + start time; a zombie counts as dead; a record of
+//! pid 0 or, where start times can be read, of start time 0 is garbage and
+//! names nobody alive), breaks the generation. One window is covered only for waiters with a timeout: a
 //! tripper killed between its arrival CAS and writing its record (a few
 //! instructions). A waiter whose deadline has passed breaks a full
 //! generation that has had no record for a second; waiters without a
@@ -99,12 +107,20 @@ const GEN_MASK: u32 = 0xffff;
 const NO_TIMEOUT: u64 = u64::MAX;
 /// Marks a reset tag or a tripper record as written (above a 16-bit gen).
 const VALID: u32 = 1 << 16;
+/// `trip_gen` while a tripper writes its record (no `VALID`: no record).
+const RECORDING: u32 = 1;
 /// Reset tags kept (a power of two dividing 65536, so that the slot of a
 /// generation survives the counter's wrap).
 const RESET_TAGS: usize = 64;
 /// How long a waiter whose deadline has passed waits for the tripper of a
 /// full generation to record itself before presuming it dead.
 const UNRECORDED_GRACE: Duration = Duration::from_secs(1);
+/// How long past its own deadline a timed wait waits for a full generation
+/// to trip (its tripper running the action) before it breaks it anyway:
+/// the bound on a timed wait whatever the shared bytes say (a record that
+/// names a live process, by accident or forgery, could otherwise hold it
+/// for as long as that process lives).
+pub(crate) const ACTION_GRACE: Duration = Duration::from_secs(5);
 /// How far ahead of the generation being left the tag slot cleared lies.
 const CLEAR_AHEAD: u32 = RESET_TAGS as u32 / 2 + 1;
 
@@ -276,14 +292,6 @@ impl RawBarrier {
         }
     }
 
-    /// Whether every party reached the current generation and its last
-    /// arriver is tripping it (running the action), a snapshot.
-    #[cfg_attr(not(fuzzing), allow(dead_code))]
-    pub(crate) fn is_tripping(&self) -> bool {
-        let w = self.word.load(Acquire);
-        w & BROKEN == 0 && count(w) == self.parties()
-    }
-
     /// Whether the barrier is broken.
     pub fn is_broken(&self) -> bool {
         self.word.load(Acquire) & BROKEN != 0
@@ -328,10 +336,10 @@ impl RawBarrier {
             }
             if c == parties {
                 // The last arriver is running the action: ours is the next
-                // generation. Wait for the trip whatever our deadline (the
+                // generation. Wait for the trip past our deadline (the
                 // action is bounded by the user's code; a timeout now would
                 // break a generation every party reached), in slices, to
-                // notice a dead tripper.
+                // notice a dead tripper; [`ACTION_GRACE`] past it at most.
                 let _ = self.sleep(w, None);
                 self.watch_tripper(w, deadline, &mut unrecorded);
                 w = self.word.load(Acquire);
@@ -359,8 +367,8 @@ impl RawBarrier {
                 return Err(Error::Corrupt("barrier count above parties"));
             }
             if count(now) == parties {
-                // Everyone arrived: the trip is coming, whatever our
-                // deadline, unless the tripper died.
+                // Everyone arrived: the trip is coming, past our deadline
+                // (by ACTION_GRACE at most), unless the tripper died.
                 let _ = self.sleep(now, None);
                 self.watch_tripper(now, deadline, &mut unrecorded);
                 continue;
@@ -378,14 +386,18 @@ impl RawBarrier {
 
     #[cold]
     fn trip(&self, g: u32, index: u32, parties: u32, action: Option<impl FnOnce()>) -> Result<u32> {
-        let recorded = parties > 1 && self.record_tripper(g);
+        let full = pack(g, parties, false);
+        let recorded = parties > 1 && self.record_tripper(g, parties);
         if let Some(action) = action {
-            let guard = BreakOnUnwind(self, g);
-            action();
-            drop(guard);
+            // Not once our generation was reset (broken, or moved on): it
+            // will not trip.
+            if self.word.load(Acquire) == full {
+                let guard = BreakOnUnwind(self, g);
+                action();
+                drop(guard);
+            }
         }
         let ng = g.wrapping_add(1) & GEN_MASK;
-        let full = pack(g, parties, false);
         if self.word.load(Acquire) == full {
             // Before the move (Release below), and only while it can still
             // succeed (not after our generation was reset under a long
@@ -421,24 +433,59 @@ impl RawBarrier {
     }
 
     /// Records this process as the tripper of generation `g` (a seqlock:
-    /// `trip_gen` is 0 while the fields change). Whether it did.
-    fn record_tripper(&self, g: u32) -> bool {
-        let (pid, start) = me();
-        self.trip_gen.store(0, Relaxed);
+    /// `trip_gen` is [`RECORDING`] while the fields change), only while
+    /// `word` is `(g, parties, !BROKEN)`: checked before claiming the record
+    /// (a CAS from the value read before that check, so that a record
+    /// written since is never replaced) and after publishing it (retracted
+    /// if the generation ended meanwhile). Whether it did. (Another
+    /// writer's claim, or one left by a writer that died, makes this skip:
+    /// the generation goes unrecorded, which only timed waiters notice, as
+    /// they do a tripper killed before its record; `reset` clears a stuck
+    /// claim.)
+    fn record_tripper(&self, g: u32, parties: u32) -> bool {
+        let full = pack(g, parties, false);
+        let old = self.trip_gen.load(Acquire);
+        if old == RECORDING || self.word.load(Acquire) != full {
+            return false;
+        }
+        if self
+            .trip_gen
+            .compare_exchange(old, RECORDING, Relaxed, Relaxed)
+            .is_err()
+        {
+            return false;
+        }
         fence(Release);
+        let (pid, start) = me();
         self.trip_pid.store(pid, Relaxed);
         self.trip_start.store(start, Relaxed);
-        self.trip_gen.store(g | VALID, Release);
+        if self
+            .trip_gen
+            .compare_exchange(RECORDING, g | VALID, Release, Relaxed)
+            .is_err()
+        {
+            return false; // a reset cleared our claim
+        }
+        fence(SeqCst);
+        if self.word.load(Acquire) != full {
+            // Our generation ended (reset) while we wrote: take it back,
+            // unless replaced already.
+            let _ = self
+                .trip_gen
+                .compare_exchange(g | VALID, 0, Relaxed, Relaxed);
+            return false;
+        }
         true
     }
 
     /// After a slice in which `word` stayed `seen` (a full generation,
     /// tripping): breaks that generation (waking everybody) if its
-    /// recorded tripper is dead; or, once the caller's own deadline has
-    /// passed, if no tripper record has appeared for [`UNRECORDED_GRACE`]
-    /// (the tripper died, or is stopped, between its arrival and its
-    /// record: a few instructions). `unrecorded` is the caller's memory of
-    /// when it first saw no record.
+    /// recorded tripper is dead (see [`tripper_alive`]); or, once the
+    /// caller's own deadline has passed, if no tripper record has appeared
+    /// for [`UNRECORDED_GRACE`] (the tripper died, or is stopped, between
+    /// its arrival and its record: a few instructions), or whatever the
+    /// record says once [`ACTION_GRACE`] has passed since that deadline.
+    /// `unrecorded` is the caller's memory of when it first saw no record.
     fn watch_tripper(
         &self,
         seen: u32,
@@ -450,6 +497,10 @@ impl RawBarrier {
             return;
         }
         let g = gen(seen);
+        if deadline.is_some_and(|d| d.later_by(ACTION_GRACE).has_passed()) {
+            self.break_gen(g, true);
+            return;
+        }
         let tag = self.trip_gen.load(Acquire);
         if tag != g | VALID {
             if deadline.is_some_and(Deadline::has_passed)
@@ -465,7 +516,7 @@ impl RawBarrier {
         let pid = self.trip_pid.load(Relaxed);
         let start = self.trip_start.load(Relaxed);
         fence(Acquire);
-        if self.trip_gen.load(Relaxed) != tag || alive(pid, start) {
+        if self.trip_gen.load(Relaxed) != tag || tripper_alive(pid, start) {
             return;
         }
         if self.break_gen(g, true) {
@@ -554,6 +605,13 @@ impl RawBarrier {
             .compare_exchange(w, pack(g.wrapping_add(1), 0, false), AcqRel, Acquire)
             .is_ok();
         futex_wake(&self.word, i32::MAX as u32);
+        if moved {
+            // A record claim left by a writer killed while writing: clear it
+            // (a live writer's publish CAS then fails; it skips its record).
+            let _ = self
+                .trip_gen
+                .compare_exchange(RECORDING, 0, Relaxed, Relaxed);
+        }
         moved.then_some(g)
     }
 }
@@ -577,6 +635,14 @@ fn alive(pid: u32, start: u64) -> bool {
 #[cfg(loom)]
 fn alive(_: u32, _: u64) -> bool {
     true
+}
+
+/// Whether the tripper recorded as (`pid`, `start`) may still be alive.
+/// A real tripper records its start time whenever start times can be read
+/// (then ours is known too): a record of pid 0, or of start time 0 while
+/// ours is known, is garbage and names nobody.
+fn tripper_alive(pid: u32, start: u64) -> bool {
+    pid != 0 && (start != 0 || me().1 == 0) && alive(pid, start)
 }
 
 #[cfg(all(test, not(loom), target_os = "linux"))]
@@ -765,6 +831,107 @@ mod tests {
         assert_eq!(gen(b.word.load(Relaxed)), 0);
         assert_eq!(b.wait().unwrap(), 0);
         assert_eq!(b.outcome(0, 0).unwrap(), 0, "a stale tag survived the wrap");
+    }
+
+    /// Garbage naming a live process (pid 1) with start time 0 as the
+    /// tripper of a full generation names nobody: a timed wait breaks the
+    /// generation at its first slice instead of waiting as long as pid 1
+    /// lives. (Review 2, finding 2.)
+    #[test]
+    fn a_tripper_record_with_start_time_zero_names_nobody() {
+        let b = Arc::new(RawBarrier::new(2, None).unwrap());
+        b.trip_pid.store(1, Relaxed);
+        b.trip_start.store(0, Relaxed);
+        b.trip_gen.store(5 | VALID, Release);
+        b.word.store(pack(5, 2, false), Release);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let b2 = b.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(b2.wait_timeout(Duration::from_millis(50)));
+        });
+        let r = rx.recv_timeout(Duration::from_secs(3));
+        assert!(
+            matches!(r, Ok(Err(Error::BrokenBarrier))),
+            "wait_timeout(50ms): {r:?} (still blocked after 3 s?)"
+        );
+        assert!(b.is_broken());
+    }
+
+    /// A full generation whose record names a live process with its true
+    /// start time (this one; by forgery, or an action that never ends)
+    /// holds a timed wait ACTION_GRACE past its deadline at most: then it
+    /// breaks the generation. (Review 2, finding 2.)
+    #[test]
+    fn a_timed_wait_for_a_live_tripper_is_bounded() {
+        let b = Arc::new(RawBarrier::new(2, None).unwrap());
+        let (pid, start) = me();
+        b.trip_pid.store(pid, Relaxed);
+        b.trip_start.store(start, Relaxed);
+        b.trip_gen.store(5 | VALID, Release);
+        b.word.store(pack(5, 2, false), Release);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let b2 = b.clone();
+        let t0 = std::time::Instant::now();
+        std::thread::spawn(move || {
+            let _ = tx.send(b2.wait_timeout(Duration::from_millis(50)));
+        });
+        let r = rx.recv_timeout(ACTION_GRACE + Duration::from_secs(20));
+        let took = t0.elapsed();
+        assert!(matches!(r, Ok(Err(Error::BrokenBarrier))), "{r:?}");
+        assert!(took >= ACTION_GRACE, "broken after {took:?}");
+        assert!(b.is_broken());
+    }
+
+    /// A stale tripper (its generation reset before it recorded) must not
+    /// replace the record of the live tripper of a later generation: a
+    /// waiter whose deadline passed would then break that healthy
+    /// generation a second later, although its tripper lives and would
+    /// trip. (Review 2, finding 4.)
+    #[test]
+    fn a_stale_tripper_record_does_not_replace_a_live_one() {
+        let b = Arc::new(RawBarrier::new(2, None).unwrap());
+        let b2 = b.clone();
+        let t = std::thread::spawn(move || b2.wait_timeout(Duration::from_millis(100)));
+        until_waiting(&b, 1);
+        // The live last arrival of gen 0 and its record.
+        b.word
+            .compare_exchange(pack(0, 1, false), pack(0, 2, false), AcqRel, Acquire)
+            .unwrap();
+        assert!(b.record_tripper(0, 2));
+        // A stale tripper of a reset generation 7 records late: refused.
+        assert!(!b.record_tripper(7, 2));
+        assert_eq!(b.trip_gen.load(Relaxed), VALID);
+        // The live tripper's action takes 2 s, then it trips.
+        std::thread::sleep(Duration::from_secs(2));
+        let tripped = b
+            .word
+            .compare_exchange(pack(0, 2, false), pack(1, 0, false), AcqRel, Acquire)
+            .is_ok();
+        futex_wake(&b.word, i32::MAX as u32);
+        let r = t.join().unwrap();
+        assert!(tripped && r.is_ok(), "tripped {tripped}, waiter {r:?}");
+    }
+
+    /// A stale tripper does not run its action once its generation was
+    /// reset, and gets `BrokenBarrier`. A record claim left by a writer
+    /// that died is cleared by `reset`. (Review 2, finding 4.)
+    #[test]
+    fn a_stale_tripper_skips_its_action_and_reset_clears_a_stuck_claim() {
+        let b = RawBarrier::new(2, None).unwrap();
+        b.word.store(pack(3, 2, false), Release);
+        b.reset(); // generation 3 reset under its tripper
+        let mut ran = false;
+        let r = b.trip(3, 1, 2, Some(|| ran = true));
+        assert!(matches!(r, Err(Error::BrokenBarrier)), "{r:?}");
+        assert!(!ran, "the action of a reset generation ran");
+        assert_eq!(b.trip_gen.load(Relaxed), 0, "a stale record was written");
+        b.trip_gen.store(RECORDING, Relaxed); // a writer died mid-record
+        b.word.store(pack(9, 2, false), Release);
+        assert!(!b.record_tripper(9, 2));
+        b.reset();
+        b.word.store(pack(11, 2, false), Release);
+        assert!(b.record_tripper(11, 2));
+        assert_eq!(b.trip_gen.load(Relaxed), 11 | VALID);
     }
 
     #[test]

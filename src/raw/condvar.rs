@@ -219,6 +219,8 @@ impl RawCondvar {
         };
         self.sleep(claim, deadline);
         let relocked = mutex.relock_after_wait(guard, levels);
+        // Lock held again, or not after a failed re-lock: `dequeue` frees
+        // the slot by CAS, safe either way against a notifier's CAS.
         let notified = self.dequeue(claim);
         relocked?;
         notified
@@ -279,7 +281,10 @@ impl RawCondvar {
         }
     }
 
-    /// Frees the claimed slot (lock held again); whether it was notified.
+    /// Frees the claimed slot; whether it was notified. Normally with the
+    /// lock held again; after a failed re-lock without it, so the slot
+    /// moves to `FREE` by a CAS from the state seen (a notifier's
+    /// `WAITING → SIGNALLED` is a CAS too: neither overwrites the other).
     /// A slot that is no longer ours (freed by someone who thought us dead,
     /// a pid seen through another pid namespace, and perhaps claimed by
     /// another waiter since) is left alone: a spurious wake-up.
@@ -288,18 +293,27 @@ impl RawCondvar {
             return Ok(true);
         }
         let s = &self.slots[c.i];
-        let state = s.state.swap(FREE, AcqRel);
-        if state != FREE {
-            self.occupied.fetch_sub(1, Relaxed);
+        let mut state = s.state.load(Acquire);
+        // Legitimately the state changes once under us (signalled); more
+        // changes are a peer writing garbage.
+        for _ in 0..4 {
+            match state {
+                SIGNALLED | WAITING => {
+                    match s.state.compare_exchange(state, FREE, AcqRel, Acquire) {
+                        Ok(_) => {
+                            self.occupied.fetch_sub(1, Relaxed);
+                            return Ok(state == SIGNALLED);
+                        }
+                        Err(now) => state = now,
+                    }
+                }
+                // Freed by someone who thought us dead, not claimed again:
+                // report a spurious wake-up.
+                FREE => return Ok(true),
+                _ => break,
+            }
         }
-        match state {
-            SIGNALLED => Ok(true),
-            WAITING => Ok(false),
-            // Freed by someone who thought us dead, not claimed again:
-            // report a spurious wake-up.
-            FREE => Ok(true),
-            _ => Err(Error::Corrupt("condition slot state")),
-        }
+        Err(Error::Corrupt("condition slot state"))
     }
 
     /// Wakes up to `n` waiters, oldest first, skipping (and freeing) dead
@@ -321,6 +335,9 @@ impl RawCondvar {
     /// The notify (lock held).
     pub(crate) fn signal(&self, n: u32) -> u32 {
         let mut woken = 0;
+        // Slots changed under us (a waiter whose re-lock failed frees its
+        // slot without the lock): bounded, against a peer writing garbage.
+        let mut raced = 0;
         while woken < n {
             let next = self.next_ticket.load(Relaxed);
             // The oldest waiter: the largest age `next - ticket` (wrapping).
@@ -333,11 +350,25 @@ impl RawCondvar {
                 break;
             };
             // SYNC POINT: Release pairs with the Acquire load in `sleep`.
-            s.state.store(SIGNALLED, Release);
+            // A CAS: the waiter may free its slot without the lock.
+            if s.state
+                .compare_exchange(WAITING, SIGNALLED, Release, Relaxed)
+                .is_err()
+            {
+                raced += 1;
+                if raced > self.slots.len() {
+                    break;
+                }
+                continue;
+            }
             if !wake_one(&s.state) && !alive(s) {
                 // Nobody asleep there, and its owner is dead: not a waiter.
-                s.state.store(FREE, Release);
-                self.occupied.fetch_sub(1, Relaxed);
+                if s.state
+                    .compare_exchange(SIGNALLED, FREE, Release, Relaxed)
+                    .is_ok()
+                {
+                    self.occupied.fetch_sub(1, Relaxed);
+                }
                 continue;
             }
             woken += 1;
@@ -426,6 +457,37 @@ mod tests {
         assert_eq!(cv.signal(1), 1);
         assert!(cv.dequeue(second).unwrap());
         assert_eq!(cv.n_waiting(), 0);
+        assert_eq!(cv.occupied.load(Relaxed), 0);
+    }
+
+    /// After a failed re-lock a waiter frees its slot without the lock,
+    /// racing notifiers: neither may overwrite the other (a notifier's
+    /// late `SIGNALLED` on a freed slot would leave it taken for ever, a
+    /// slot lost per race). Hammered: every slot ends `FREE`. (Review 2,
+    /// finding 5.)
+    #[test]
+    fn a_dequeue_without_the_lock_never_strands_a_slot() {
+        let cv = RawCondvar::new();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(Relaxed) {
+                    cv.signal(1);
+                }
+            });
+            let t = std::time::Instant::now();
+            let mut stranded = false;
+            while t.elapsed() < Duration::from_millis(300) {
+                let Ok(c) = cv.enqueue() else {
+                    stranded = true; // every slot stranded
+                    break;
+                };
+                let _ = cv.dequeue(c);
+            }
+            stop.store(true, Relaxed);
+            assert!(!stranded, "every slot was stranded");
+        });
+        assert!(cv.slots.iter().all(|s| s.state.load(Relaxed) == FREE));
         assert_eq!(cv.occupied.load(Relaxed), 0);
     }
 }

@@ -17,6 +17,14 @@
 //! `Segment::keep_mapped_while` and `RawMutex::must_stay_mapped`), so an
 //! address is not reused under an entry.
 //!
+//! A condition wait that cannot take its lock back leaves the levels it
+//! released held by nothing: the guards and `acquire()`s that took them
+//! still exist and will be dropped or released. Those levels stay in the
+//! record as orphans, not held (not counted by [`total`]), each consumed,
+//! without unlocking, by the next drop or release of its kind, so that no
+//! later, real level is given up in its place (which would unlock the lock
+//! under a live guard).
+//!
 //! A child made by `fork` holds none of its parent's locks: the record is
 //! cleared in the child, and the fork generation moves on so that guards
 //! copied into the child do nothing when dropped there.
@@ -44,6 +52,21 @@ struct Entry {
     guards: u32,
     raw: u32,
     data: u32,
+    /// Guard levels released by a condition wait that could not take the
+    /// lock back: not held, each consumed by a guard's drop.
+    orphan_guards: u32,
+    /// The same for `acquire()` levels, consumed by `release()`.
+    orphan_raw: u32,
+}
+
+/// What [`pop`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Popped {
+    /// A held level; this many levels are left held in all (0: the lock is
+    /// to be unlocked).
+    Held(u64),
+    /// An orphaned level: not held, nothing to unlock.
+    Orphan,
 }
 
 impl Entry {
@@ -57,6 +80,19 @@ impl Entry {
 
     fn total(&self) -> u64 {
         u64::from(self.guards) + u64::from(self.raw) + u64::from(self.data)
+    }
+
+    /// Whether the entry records nothing any more (held or orphaned).
+    fn is_empty(&self) -> bool {
+        self.total() == 0 && self.orphan_guards == 0 && self.orphan_raw == 0
+    }
+
+    fn orphans(&mut self, via: Via) -> Option<&mut u32> {
+        match via {
+            Via::Guard => Some(&mut self.orphan_guards),
+            Via::Raw => Some(&mut self.orphan_raw),
+            Via::Data => None,
+        }
     }
 }
 
@@ -158,6 +194,8 @@ pub(super) fn push(addr: usize, via: Via) -> bool {
                 guards: 0,
                 raw: 0,
                 data: 0,
+                orphan_guards: 0,
+                orphan_raw: 0,
             };
             *e.count(via) = 1;
             h.push(e);
@@ -167,26 +205,34 @@ pub(super) fn push(addr: usize, via: Via) -> bool {
     .unwrap_or(false)
 }
 
-/// Removes one level taken `via`; returns the levels left in all, or
-/// `None` if this thread holds no level of that kind.
+/// Removes one level taken `via`, an orphaned one first; `None` if this
+/// thread has no level of that kind, held or orphaned.
 #[inline]
-pub(super) fn pop(addr: usize, via: Via) -> Option<u64> {
+pub(super) fn pop(addr: usize, via: Via) -> Option<Popped> {
     if ENTRIES.try_with(Cell::get).unwrap_or(1) == 0 {
         return None;
     }
     pop_recorded(addr, via)
 }
 
-fn pop_recorded(addr: usize, via: Via) -> Option<u64> {
+fn pop_recorded(addr: usize, via: Via) -> Option<Popped> {
     with(|h| {
         let i = h.iter().position(|e| e.addr == addr)?;
-        let c = h[i].count(via);
-        *c = c.checked_sub(1)?;
-        let left = h[i].total();
-        if left == 0 {
+        let popped = match h[i].orphans(via) {
+            Some(o) if *o > 0 => {
+                *o -= 1;
+                Popped::Orphan
+            }
+            _ => {
+                let c = h[i].count(via);
+                *c = c.checked_sub(1)?;
+                Popped::Held(h[i].total())
+            }
+        };
+        if h[i].is_empty() {
             h.swap_remove(i);
         }
-        Some(left)
+        Some(popped)
     })
     .flatten()
 }
@@ -200,35 +246,79 @@ pub(super) fn data_levels(addr: usize) -> u32 {
     with(|h| h.iter().find(|e| e.addr == addr).map_or(0, |e| e.data)).unwrap_or(0)
 }
 
-/// Removes this thread's record of the lock at `addr` entirely (for a
-/// condition wait); returns its `(guards, raw)` levels, or `None` if none
-/// or if a level is held through a `Value`/`Array` guard ([`Via::Data`]:
-/// such a level must never be released by a wait; nothing is removed).
+/// Removes the levels this thread holds of the lock at `addr` from its
+/// record (for a condition wait; orphans stay); returns its `(guards,
+/// raw)` levels, or `None` if none or if a level is held through a
+/// `Value`/`Array` guard ([`Via::Data`]: such a level must never be
+/// released by a wait; nothing is removed).
 pub(super) fn take(addr: usize) -> Option<(u32, u32)> {
     with(|h| {
         let i = h.iter().position(|e| e.addr == addr)?;
-        if h[i].data != 0 {
+        let e = &mut h[i];
+        if e.data != 0 || e.total() == 0 {
             return None;
         }
-        let e = h.swap_remove(i);
-        Some((e.guards, e.raw))
+        let levels = (e.guards, e.raw);
+        (e.guards, e.raw) = (0, 0);
+        if e.is_empty() {
+            h.swap_remove(i);
+        }
+        Some(levels)
     })
     .flatten()
 }
 
-/// Puts back a record removed by [`take`]. `false` if the record is gone.
-pub(super) fn restore(addr: usize, guards: u32, raw: u32) -> bool {
+/// Adds levels to the record of the lock at `addr`: held ones (`orphan`
+/// false: levels removed by [`take`], the lock taken back) or orphans
+/// (levels removed by [`take`] whose lock could not be taken back).
+/// `false` if the record is gone or a count would overflow.
+fn add(addr: usize, guards: u32, raw: u32, orphan: bool) -> bool {
     with(|h| {
-        debug_assert!(
-            h.iter().all(|e| e.addr != addr),
-            "held::restore: still recorded"
-        );
-        h.push(Entry {
-            addr,
-            guards,
-            raw,
-            data: 0,
-        });
+        let i = match h.iter().position(|e| e.addr == addr) {
+            Some(i) => i,
+            None => {
+                h.push(Entry {
+                    addr,
+                    guards: 0,
+                    raw: 0,
+                    data: 0,
+                    orphan_guards: 0,
+                    orphan_raw: 0,
+                });
+                h.len() - 1
+            }
+        };
+        let e = &mut h[i];
+        let (g, r) = if orphan {
+            (&mut e.orphan_guards, &mut e.orphan_raw)
+        } else {
+            (&mut e.guards, &mut e.raw)
+        };
+        match (g.checked_add(guards), r.checked_add(raw)) {
+            (Some(ng), Some(nr)) => {
+                (*g, *r) = (ng, nr);
+                true
+            }
+            _ => {
+                if h[i].is_empty() {
+                    h.swap_remove(i);
+                }
+                false
+            }
+        }
     })
-    .is_some()
+    .unwrap_or(false)
+}
+
+/// Puts back levels removed by [`take`], the lock taken back. `false` if
+/// the record is gone.
+pub(super) fn restore(addr: usize, guards: u32, raw: u32) -> bool {
+    add(addr, guards, raw, false)
+}
+
+/// Records levels removed by [`take`] whose lock could not be taken back
+/// as orphans (see the module documentation). `false` if the record is
+/// gone.
+pub(super) fn orphan(addr: usize, guards: u32, raw: u32) -> bool {
+    add(addr, guards, raw, true)
 }

@@ -40,7 +40,7 @@ use std::time::Duration;
 use static_assertions::const_assert_eq;
 
 use super::backoff::Backoff;
-use super::held::{self, Via};
+use super::held::{self, Popped, Via};
 use super::lock_error::{sealed, LockError, LockResult, OwnerDied, RecoverableGuard};
 use crate::sys::clock::Deadline;
 use crate::sys::{proc, pthread};
@@ -565,14 +565,15 @@ impl RawMutex {
     /// [`RawMutex::make_consistent`] makes it not recoverable.
     pub fn release(&self) -> Result<()> {
         self.check_layout()?;
-        let left = held::pop(self.addr(), Via::Raw).ok_or(Error::NotOwner)?;
+        let popped = held::pop(self.addr(), Via::Raw).ok_or(Error::NotOwner)?;
         if Self::COUNTS_LEVELS {
             held::levels_sub();
         }
-        if left == 0 {
-            self.unlock_outermost()
-        } else {
-            Ok(())
+        match popped {
+            Popped::Held(0) => self.unlock_outermost(),
+            // An inner level; or one a failed condition wait released and
+            // could not take back (already reported by that wait).
+            Popped::Held(_) | Popped::Orphan => Ok(()),
         }
     }
 
@@ -759,12 +760,15 @@ impl Drop for RawMutexGuard<'_> {
         }
         if self.stamp & STAMP_TRACKED != 0 {
             match held::pop(self.mutex.addr(), self.via()) {
-                Some(0) => {}
-                // An inner level: still held. Or no record left (the
+                Some(Popped::Held(0)) => {}
+                // An inner level: still held. Or an orphan: a level a
+                // failed condition wait released and could not take back
+                // (not held; consuming it keeps a later level from being
+                // given up here). Or no record left (the
                 // thread's locals are torn down): which level this is cannot
                 // be known, so it stays held and the thread's exit hands it
                 // on as owner-died, rather than free it under an outer guard.
-                Some(_) | None => return,
+                Some(Popped::Held(_) | Popped::Orphan) | None => return,
             }
         }
         // An error here would mean the bytes were overwritten under us;
@@ -830,13 +834,27 @@ impl RawMutex {
     /// while the lock word does not name this thread, and a peer can forge
     /// the word to name it, making the C library unlink the mutex from this
     /// thread's robust list through pointers taken from shared memory.)
+    /// The other levels the wait released (outer guards, `acquire()`s of a
+    /// recursive lock) are recorded as orphans: each is consumed by the
+    /// next guard drop or `release()` of its kind without unlocking, so
+    /// none of them gives up a level this thread takes later.
     pub(crate) fn relock_after_wait(
         &self,
         guard: &mut RawMutexGuard<'_>,
         levels: WaitLevels,
     ) -> Result<()> {
+        let (guards, raw) = (levels.guards, levels.raw);
         let r = self.relock(levels);
         if matches!(&r, Err(e) if !matches!(e, Error::OwnerDied)) {
+            // `guard`'s own level, if recorded, is one of `guards`: it is
+            // defused rather than orphaned.
+            let tracked = guard.stamp & STAMP_TRACKED != 0;
+            let guards = guards.saturating_sub(u32::from(tracked));
+            if guards > 0 || raw > 0 {
+                // If the record is gone (thread exiting), nothing will
+                // consume them; nothing can take the lock here any more.
+                let _ = held::orphan(self.addr(), guards, raw);
+            }
             guard.defuse();
         }
         r
@@ -902,6 +920,76 @@ mod tests {
                 .add(offset)
                 .cast::<AtomicU32>()
         }
+    }
+
+    /// Makes `cv.wait_until(guard)` fail to re-lock (a peer corrupts the
+    /// mutex's kind during the wait), then repairs the bytes.
+    fn fail_a_relock(m: &RawMutex, guard: &mut RawMutexGuard<'_>) {
+        use crate::raw::RawCondvar;
+        let cv = RawCondvar::new();
+        let good_kind = m.kind.load(Relaxed);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                m.kind.store(0xdead, Relaxed);
+            });
+            let r = cv.wait_until(guard, Some(Deadline::after(Duration::from_millis(200))));
+            assert!(matches!(r, Err(Error::Corrupt(_))), "{r:?}");
+        });
+        m.kind.store(good_kind, Relaxed); // the peer repairs the bytes
+    }
+
+    /// Whether another thread can take `m` now.
+    fn free_for_others(m: &RawMutex) -> bool {
+        std::thread::scope(|s| s.spawn(|| m.try_lock().map(drop).is_ok()).join().unwrap())
+    }
+
+    /// After a condition wait whose re-lock failed, an outer guard of the
+    /// same recursive lock (its level released by the wait) must not give
+    /// up a level this thread takes later: dropping it while a new guard C
+    /// lives leaves the lock held under C; C's drop frees it. (Review 2,
+    /// finding 3.)
+    #[test]
+    fn an_outer_guard_after_a_failed_relock_leaves_a_later_guard_held() {
+        let b = boxed(MutexKind::Recursive);
+        let m = get(&b);
+        let a = m.lock().unwrap();
+        let mut inner = m.lock().unwrap();
+        fail_a_relock(m, &mut inner);
+        assert!(!m.held_by_this_thread());
+        drop(inner); // defused: nothing
+        let c = m.lock().unwrap(); // a fresh, real hold
+        drop(a); // the outer guard's orphaned level: nothing
+        assert!(m.held_by_this_thread());
+        assert!(
+            !free_for_others(m),
+            "another thread took the lock while guard C was alive"
+        );
+        drop(c);
+        assert!(!m.held_by_this_thread());
+        assert!(free_for_others(m), "guard C's drop did not unlock");
+    }
+
+    /// The same for a level taken by `acquire()`: after the failed re-lock
+    /// its `release()` succeeds without unlocking, and a later real level
+    /// is not given up in its place. (Review 2, finding 3.)
+    #[test]
+    fn a_release_after_a_failed_relock_leaves_a_later_guard_held() {
+        let b = boxed(MutexKind::Recursive);
+        let m = get(&b);
+        assert_eq!(m.acquire().unwrap(), Acquire::Clean);
+        let mut inner = m.lock().unwrap();
+        fail_a_relock(m, &mut inner);
+        drop(inner);
+        let c = m.lock().unwrap();
+        m.release().unwrap(); // the orphaned acquire() level: nothing
+        assert!(matches!(m.release(), Err(Error::NotOwner)));
+        assert!(
+            !free_for_others(m),
+            "another thread took the lock while guard C was alive"
+        );
+        drop(c);
+        assert!(free_for_others(m), "guard C's drop did not unlock");
     }
 
     #[test]

@@ -42,6 +42,14 @@ impl Deadline {
     /// no clock, so `try_*` calls cost nothing extra.
     pub(crate) const PASSED: Deadline = Deadline { ns: 0 };
 
+    /// This deadline moved `by` later (saturating).
+    pub(crate) fn later_by(self, by: Duration) -> Deadline {
+        let add = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        Deadline {
+            ns: self.ns.saturating_add(add),
+        }
+    }
+
     /// The time left, zero once passed.
     pub(crate) fn remaining(self) -> Duration {
         Duration::from_nanos(self.ns.saturating_sub(monotonic_ns()))

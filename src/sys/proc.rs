@@ -15,7 +15,7 @@ pub(crate) fn pid() -> u32 {
 pub(crate) fn start_time(pid: u32) -> Option<u64> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
         parse_start_time(&stat)
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -25,14 +25,34 @@ pub(crate) fn start_time(pid: u32) -> Option<u64> {
     }
 }
 
-/// Field 22 of a `/proc/PID/stat` line. The command name (field 2) sits in
-/// parentheses and may itself hold spaces and parentheses, so counting starts
-/// after the last `)`.
+/// Fields 3 and on of a `/proc/PID/stat` line, as bytes. The command name
+/// (field 2) sits in parentheses and may itself hold spaces, parentheses and
+/// bytes that are not UTF-8, so the fields start after the last `)`.
+fn stat_fields(stat: &[u8]) -> Option<impl Iterator<Item = &[u8]>> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    Some(
+        stat[close + 1..]
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|f| !f.is_empty()),
+    )
+}
+
+/// Field `n` (1-based, `n >= 3`) of a `/proc/PID/stat` line as a number.
+fn stat_number(stat: &[u8], n: usize) -> Option<u64> {
+    let field = stat_fields(stat)?.nth(n.checked_sub(3)?)?;
+    std::str::from_utf8(field).ok()?.parse().ok()
+}
+
+/// Field 22 of a `/proc/PID/stat` line (the start time).
 #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
-pub(crate) fn parse_start_time(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // `rest` starts at field 3 (state); field 22 is the 20th from there.
-    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+pub(crate) fn parse_start_time(stat: &[u8]) -> Option<u64> {
+    stat_number(stat, 22)
+}
+
+/// Field 20 of a `/proc/PID/stat` line (the number of threads).
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+fn parse_num_threads(stat: &[u8]) -> Option<u64> {
+    stat_number(stat, 20)
 }
 
 /// Whether `tid` may be a thread of the calling process: yes for the
@@ -60,21 +80,42 @@ pub(crate) fn may_be_own_thread(tid: u32) -> bool {
 /// Field 3 (the state letter) of a `/proc/PID/stat` line, read after the
 /// last `)` as in [`parse_start_time`].
 #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
-pub(crate) fn parse_state(stat: &str) -> Option<char> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let field = rest.split_ascii_whitespace().next()?;
-    let mut chars = field.chars();
-    match (chars.next(), chars.next()) {
-        (Some(c), None) => Some(c),
+pub(crate) fn parse_state(stat: &[u8]) -> Option<char> {
+    match stat_fields(stat)?.next()? {
+        &[c] if c.is_ascii() => Some(char::from(c)),
         _ => None,
     }
 }
 
-/// Whether a `/proc/PID/stat` state letter means the process has died: a
-/// zombie (`Z`, killed or exited but not yet reaped by its parent) or dead
-/// (`X`, `x`). Its pid still exists, but it will never run again.
+/// Whether a `/proc/PID/stat` state letter means the task has died: a
+/// zombie (`Z`, exited but not yet reaped) or dead (`X`, `x`). Of a
+/// process's main thread this alone does not mean the process died: a main
+/// thread that called `pthread_exit` shows `Z` while the other threads run.
 fn is_dead_state(state: char) -> bool {
     matches!(state, 'Z' | 'X' | 'x')
+}
+
+/// Whether the process whose main thread's `/proc/PID/stat` line is `stat`
+/// has died: that thread is dead and so is every other (a real zombie shows
+/// one thread, its dead main thread; a process whose main thread called
+/// `pthread_exit` shows more, and a live one under `/proc/PID/task`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn has_died(pid: u32, stat: &[u8]) -> bool {
+    if !parse_state(stat).is_some_and(is_dead_state) {
+        return false;
+    }
+    if !matches!(parse_num_threads(stat), Some(n) if n > 1) {
+        return true;
+    }
+    // Some other thread may still run: dead only if none is listed alive.
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    !tasks.flatten().any(|task| {
+        std::fs::read(task.path().join("stat"))
+            .ok()
+            .is_some_and(|s| parse_state(&s).is_some_and(|c| !is_dead_state(c)))
+    })
 }
 
 /// Whether a process or thread with this id exists (in our pid namespace).
@@ -93,16 +134,16 @@ pub(crate) fn id_exists(id: u32) -> bool {
 
 /// Whether the process recorded as (`pid`, `start`) is still alive: the pid
 /// exists, it is not a zombie (dead, not yet reaped: `kill(pid, 0)` still
-/// succeeds on one) and, where start times are known, it is the same
-/// process.
+/// succeeds on one; a process whose main thread alone exited is no zombie)
+/// and, where start times are known, it is the same process.
 pub(crate) fn is_alive(pid: u32, start: u64) -> bool {
     if !id_exists(pid) {
         return false;
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            if parse_state(&stat).is_some_and(is_dead_state) {
+        if let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) {
+            if has_died(pid, &stat) {
                 return false;
             }
             if let Some(now) = parse_start_time(&stat) {
@@ -121,20 +162,26 @@ mod tests {
 
     #[test]
     fn parses_field_22_past_odd_command_names() {
-        let line = "42 (a b) c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
+        let line = b"42 (a b) c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 3 0 98765 1000 10";
         assert_eq!(parse_start_time(line), Some(98765));
-        assert_eq!(parse_start_time("garbage"), None);
-        assert_eq!(parse_start_time("1 (x) S 1 2"), None);
+        assert_eq!(parse_num_threads(line), Some(3));
+        assert_eq!(parse_start_time(b"garbage"), None);
+        assert_eq!(parse_start_time(b"1 (x) S 1 2"), None);
+        // A command name that is not UTF-8.
+        let odd = b"42 (\xff\xfe) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 777 1000 10";
+        assert_eq!(parse_start_time(odd), Some(777));
+        assert_eq!(parse_state(odd), Some('S'));
     }
 
     #[test]
     fn parses_the_state_past_odd_command_names() {
-        let line = "42 (a) Z (b)) R 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
+        let line = b"42 (a) Z (b)) R 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
         assert_eq!(parse_state(line), Some('R'));
-        assert_eq!(parse_state("7 (zombie) Z 1 7"), Some('Z'));
-        assert_eq!(parse_state("7 (x)"), None);
-        assert_eq!(parse_state("7 (x) ZZ 1"), None);
-        assert_eq!(parse_state("garbage"), None);
+        assert_eq!(parse_state(b"7 (zombie) Z 1 7"), Some('Z'));
+        assert_eq!(parse_state(b"7 (x)"), None);
+        assert_eq!(parse_state(b"7 (x) ZZ 1"), None);
+        assert_eq!(parse_state(b"7 (x) \xc3\xa9 1"), None);
+        assert_eq!(parse_state(b"garbage"), None);
         assert!(is_dead_state('Z') && is_dead_state('X') && !is_dead_state('S'));
     }
 
@@ -162,6 +209,88 @@ mod tests {
         }
         assert!(id_exists(id), "reaped already?");
         child.wait().unwrap();
+    }
+
+    /// A process whose main thread called `pthread_exit` while another
+    /// thread runs shows state `Z` in `/proc/PID/stat`, but it is alive
+    /// (review 2, finding 1). The child is forked from this test; its main
+    /// thread starts a sleeping thread with `pthread_create` (no allocation
+    /// in the forked child), then exits alone (the `exit` system call, as
+    /// `pthread_exit` does).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_process_whose_main_thread_exited_is_alive() {
+        extern "C" fn sleeper(_: *mut libc::c_void) -> *mut libc::c_void {
+            // SAFETY: sleep has no preconditions.
+            unsafe { libc::sleep(30) };
+            std::ptr::null_mut()
+        }
+        // SAFETY: the child calls only pthread_create, the exit system call
+        // and _exit (no allocation, no locks taken by other threads of ours).
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork");
+        if child == 0 {
+            // SAFETY: a zeroed pthread_t is a valid out-slot; `sleeper`
+            // matches the start routine's signature and ignores its arg.
+            unsafe {
+                let mut t: libc::pthread_t = std::mem::zeroed();
+                if libc::pthread_create(&mut t, std::ptr::null(), sleeper, std::ptr::null_mut())
+                    != 0
+                {
+                    libc::_exit(1);
+                }
+                // What pthread_exit does in the end, without its unwinding
+                // (which would abort at a Rust frame): exit this thread only.
+                libc::syscall(libc::SYS_exit, 0);
+                libc::_exit(2);
+            }
+        }
+        let id = child as u32;
+        let start = start_time(id).expect("procfs");
+        let t = std::time::Instant::now();
+        let mut stat = Vec::new();
+        // Wait until the main thread has exited (state Z, two threads).
+        while t.elapsed() < std::time::Duration::from_secs(10) {
+            stat = std::fs::read(format!("/proc/{id}/stat")).unwrap_or_default();
+            if parse_state(&stat) == Some('Z') && parse_num_threads(&stat) == Some(2) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let zombie_leader = parse_state(&stat) == Some('Z');
+        let alive = is_alive(id, start);
+        // SAFETY: our own unreaped child.
+        unsafe { libc::kill(child, libc::SIGKILL) };
+        // Once killed it is a real zombie: one thread (checked here, the
+        // premise of `has_died`), and dead.
+        let t = std::time::Instant::now();
+        while is_alive(id, start) {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(10),
+                "killed, still alive"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let zstat = std::fs::read(format!("/proc/{id}/stat")).unwrap_or_default();
+        let mut status = 0;
+        // SAFETY: reaps our own child.
+        unsafe { libc::waitpid(child, &mut status, 0) };
+        assert!(
+            zombie_leader,
+            "the exited main thread never showed Z: {}",
+            String::from_utf8_lossy(&stat)
+        );
+        assert!(
+            alive,
+            "a live process whose main thread exited was reported dead: {}",
+            String::from_utf8_lossy(&stat)
+        );
+        assert_eq!(parse_state(&zstat), Some('Z'));
+        assert!(
+            parse_num_threads(&zstat).is_some_and(|n| n <= 1),
+            "{}",
+            String::from_utf8_lossy(&zstat)
+        );
     }
 
     #[cfg(target_os = "linux")]
