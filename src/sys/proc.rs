@@ -91,6 +91,7 @@ pub(crate) fn parse_state(stat: &[u8]) -> Option<char> {
 /// zombie (`Z`, exited but not yet reaped) or dead (`X`, `x`). Of a
 /// process's main thread this alone does not mean the process died: a main
 /// thread that called `pthread_exit` shows `Z` while the other threads run.
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
 fn is_dead_state(state: char) -> bool {
     matches!(state, 'Z' | 'X' | 'x')
 }
