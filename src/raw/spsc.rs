@@ -120,7 +120,9 @@ struct Ends {
     writer_closed: AtomicU32,
     /// Non-zero once the consumer's end closed.
     reader_closed: AtomicU32,
-    /// Claimant of the producer's end: pid (0 = unclaimed) and start time.
+    /// Claimant of the producer's end: low 32 bits the pid (0 =
+    /// unclaimed), high 32 bits a count of claims (so a reader can tell
+    /// that the record changed and changed back); and the start time.
     writer_pid: AtomicU64,
     writer_start: AtomicU64,
     /// Claimant of the consumer's end.
@@ -130,6 +132,12 @@ struct Ends {
     /// layer above's state, kept here so that a consumer taking the end
     /// over knows to skip the rest of that message).
     reader_in_message: AtomicU32,
+}
+
+/// The claim word after `cur` for `pid`: the pid in the low half, the
+/// claim count (wrapping) in the high half.
+fn next_claim(cur: u64, pid: u32) -> u64 {
+    (((cur >> 32) as u32).wrapping_add(1) as u64) << 32 | pid as u64
 }
 
 /// An event count with an asymmetric fence: "sleep until changed" for one
@@ -608,12 +616,17 @@ impl<'a> Ring<'a> {
     pub fn claim(&self, role: Role, pid: u32, start: u64, exclusive: bool) -> Result<()> {
         let (p, s) = self.claim_words(role);
         if exclusive {
-            if p.compare_exchange(0, pid as u64, AcqRel, Acquire).is_err() {
+            let cur = p.load(Acquire);
+            if cur as u32 != 0
+                || p.compare_exchange(cur, next_claim(cur, pid), AcqRel, Acquire)
+                    .is_err()
+            {
                 return Err(Error::AlreadyClaimed);
             }
         } else {
             s.store(0, Release);
-            p.store(pid as u64, Release);
+            let cur = p.load(Acquire);
+            p.store(next_claim(cur, pid), Release);
         }
         s.store(start, Release);
         Ok(())
@@ -623,35 +636,39 @@ impl<'a> Ring<'a> {
     pub fn unclaim(&self, role: Role) {
         let (p, s) = self.claim_words(role);
         s.store(0, Relaxed);
-        p.store(0, Release);
+        let cur = p.load(Acquire);
+        p.store(next_claim(cur, 0), Release);
     }
 
     /// `role`'s claimant: `(pid, start)`, pid 0 if unclaimed. The start
     /// reads 0 (unknown: check the pid only) while a claim is being made.
     ///
-    /// The pair is consistent: pid, start, pid again are loaded, and the
-    /// loads are retried while the two pids differ (a re-claim seen
+    /// The pair is consistent: claim word, start, claim word again are
+    /// loaded (the word counts claims, so a record that changed and changed
+    /// back is seen to differ), and the loads are retried while the two differ (a re-claim seen
     /// half-way, which [`claim`](Self::claim) orders as start 0, pid,
     /// start). After a few changing rounds the start is reported as 0.
     pub fn claimant(&self, role: Role) -> (u32, u64) {
         let (p, s) = self.claim_words(role);
-        let mut pid = p.load(Acquire);
+        let mut word = p.load(Acquire);
         for _ in 0..4 {
             let start = s.load(Acquire);
             let again = p.load(Acquire);
-            if again == pid {
-                return (u32::try_from(pid).unwrap_or(u32::MAX), start);
+            // The claim count in the high half makes "changed and changed
+            // back" (pid A, then B, then A again) compare unequal.
+            if again == word {
+                return (word as u32, start);
             }
-            pid = again;
+            word = again;
         }
-        (u32::try_from(pid).unwrap_or(u32::MAX), 0)
+        (word as u32, 0)
     }
 
     /// `role`'s claimant pid alone (0 if unclaimed): one load.
     #[inline]
     pub fn claimant_pid(&self, role: Role) -> u32 {
-        let pid = self.claim_words(role).0.load(Acquire);
-        u32::try_from(pid).unwrap_or(u32::MAX)
+        // The low half of the claim word (the high half counts claims).
+        self.claim_words(role).0.load(Acquire) as u32
     }
 
     /// Whether the consumer recorded that it is inside a fragmented
