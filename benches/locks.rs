@@ -13,6 +13,9 @@
 //! thread benchmark comes last. Everything lives in anonymous shared
 //! mappings: nothing is left in `/dev/shm`.
 
+mod common;
+
+use common::{fork_child, median, wait_child};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -175,16 +178,6 @@ fn mono_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// Times `ops` calls of `f`; nanoseconds per call.
 fn time_loop(ops: u64, mut f: impl FnMut()) -> f64 {
     let t = Instant::now();
@@ -250,70 +243,6 @@ impl StartLine {
     }
 }
 
-/// Whether this process has exactly one thread (so `fork` is safe here).
-fn single_threaded() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Threads:"))
-                .map(|n| n.trim() == "1")
-        })
-        .unwrap_or(true)
-}
-
-/// Forks a child that runs `body` and exits with 0, or 101 if it panicked.
-fn fork_child(body: impl FnOnce()) -> libc::pid_t {
-    assert!(
-        single_threaded(),
-        "fork from a multi-threaded bench process"
-    );
-    // SAFETY: the process is single-threaded (checked above), so the child
-    // is a full copy in a consistent state and may run ordinary Rust code.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
-            Ok(()) => 0,
-            Err(_) => 101,
-        };
-        // SAFETY: `_exit` ends the child at once without running the
-        // parent's destructors or atexit handlers (which would, e.g., let
-        // the child unmap or unlink what the parent still uses).
-        unsafe { libc::_exit(code) };
-    }
-    pid
-}
-
-/// Waits for `pid` (killing it at the deadline); panics unless it exited 0.
-fn wait_child(pid: libc::pid_t, deadline: Instant) {
-    loop {
-        let mut status = 0;
-        // SAFETY: `pid` is our child; `status` is a valid int to fill.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            assert!(
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-                "bench child {pid} failed (wait status {status:#x})"
-            );
-            return;
-        }
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "waitpid: {e}");
-            continue;
-        }
-        if Instant::now() > deadline {
-            // SAFETY: `pid` is our child and has not been reaped yet.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            // SAFETY: as above; reaps the killed child.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
-            panic!("bench child {pid} hung and was killed");
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 /// One contended run with two forked processes, each running `body` once;
 /// returns ns per operation over `2 * per_worker` operations.
 fn two_processes(line: &SharedMap<StartLine>, per_worker: u64, body: impl Fn() + Copy) -> f64 {
@@ -363,7 +292,7 @@ impl Row {
     }
 
     fn median(&self) -> f64 {
-        median(&mut self.samples.clone())
+        median(self.samples.clone())
     }
 
     fn spread(&self) -> (f64, f64) {

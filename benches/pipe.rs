@@ -13,6 +13,9 @@
 //! Each figure is the median of a few runs. The bench `fork`s itself (it
 //! has a single thread); everything lives in anonymous shared mappings.
 
+mod common;
+
+use common::{fork_child, median, wait_child};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
@@ -50,63 +53,6 @@ const CHILD_DEADLINE: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------
 // Processes and mappings
-
-fn single_threaded() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Threads:"))
-                .map(|n| n.trim() == "1")
-        })
-        .unwrap_or(true)
-}
-
-/// Forks a child that runs `body` and exits with 0, or 101 if it panicked.
-fn fork_child(body: impl FnOnce()) -> libc::pid_t {
-    assert!(
-        single_threaded(),
-        "fork from a multi-threaded bench process"
-    );
-    // SAFETY: the process is single-threaded (checked), so the child is a
-    // consistent copy and may run ordinary Rust code.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
-            Ok(()) => 0,
-            Err(_) => 101,
-        };
-        // SAFETY: ends the child without running the parent's destructors.
-        unsafe { libc::_exit(code) };
-    }
-    pid
-}
-
-fn wait_child(pid: libc::pid_t) {
-    let deadline = Instant::now() + CHILD_DEADLINE;
-    loop {
-        let mut status = 0;
-        // SAFETY: `pid` is our child; `status` is a valid int to fill.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            assert!(
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-                "bench child failed ({status:#x})"
-            );
-            return;
-        }
-        if Instant::now() > deadline {
-            // SAFETY: our unreaped child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            panic!("bench child hung");
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
 /// `len` zeroed bytes in an anonymous shared mapping, 4096-aligned, never
 /// unmapped (the bench is short-lived).
@@ -148,13 +94,8 @@ fn pair(child: impl FnOnce(), parent: impl FnOnce()) -> Duration {
     let t = Instant::now();
     parent();
     let e = t.elapsed();
-    wait_child(pid);
+    wait_child(pid, Instant::now() + CHILD_DEADLINE);
     e
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 /// Runs every contender once per round, `runs` rounds (interleaved, so

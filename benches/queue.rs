@@ -16,6 +16,9 @@
 //! fork. Everything lives in anonymous shared mappings: nothing is left in
 //! `/dev/shm`.
 
+mod common;
+
+use common::{fork_child, median, wait_child};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -59,16 +62,6 @@ fn mono_ns() -> u64 {
     // SAFETY: `ts` is a valid timespec to fill.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 /// Shared by the workers of one run: they start together; each records
@@ -131,66 +124,6 @@ impl StartLine {
     /// Producer side: true for the last producer to finish.
     fn producer_done(&self) -> bool {
         self.producers_left.fetch_sub(1, Ordering::SeqCst) == 1
-    }
-}
-
-fn single_threaded() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Threads:"))
-                .map(|n| n.trim() == "1")
-        })
-        .unwrap_or(true)
-}
-
-fn fork_child(body: impl FnOnce()) -> libc::pid_t {
-    assert!(
-        single_threaded(),
-        "fork from a multi-threaded bench process"
-    );
-    // SAFETY: the process is single-threaded (checked above), so the child
-    // is a full copy in a consistent state and may run ordinary Rust code.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
-            Ok(()) => 0,
-            Err(_) => 101,
-        };
-        // SAFETY: `_exit` ends the child at once without running the
-        // parent's destructors (which would unmap what the parent uses).
-        unsafe { libc::_exit(code) };
-    }
-    pid
-}
-
-fn wait_child(pid: libc::pid_t, deadline: Instant) {
-    loop {
-        let mut status = 0;
-        // SAFETY: `pid` is our child; `status` is a valid int to fill.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            assert!(
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-                "bench child {pid} failed (wait status {status:#x})"
-            );
-            return;
-        }
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "waitpid: {e}");
-            continue;
-        }
-        if Instant::now() > deadline {
-            // SAFETY: `pid` is our child and has not been reaped yet.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            // SAFETY: as above; reaps the killed child.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
-            panic!("bench child {pid} hung and was killed");
-        }
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -577,7 +510,7 @@ fn main() {
                 b.push(crossbeam_sized(size, p, c, plan.per_producer));
                 l.push(locked_run(line, &locked, p, c, plan.per_producer));
             }
-            let (a, b, l) = (median(&mut a), median(&mut b), median(&mut l));
+            let (a, b, l) = (median(a), median(b), median(l));
             if (p, c, size) == (1, 1, 64) {
                 one_one_64 = Some(a);
             }

@@ -17,6 +17,9 @@
 //! run. Medians of several runs; the process benchmarks fork the bench
 //! process itself, so they run first, while it is single-threaded.
 
+mod common;
+
+use common::{fork_child, median, wait_child};
 use std::hint::black_box;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -43,16 +46,6 @@ const QUICK: Plan = Plan {
 
 const CHILD_DEADLINE: Duration = Duration::from_secs(120);
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// Median over `runs` of the nanoseconds per call of `f`, `ops` calls a run.
 fn time_ns(runs: usize, ops: u64, mut f: impl FnMut()) -> f64 {
     median(
@@ -66,61 +59,6 @@ fn time_ns(runs: usize, ops: u64, mut f: impl FnMut()) -> f64 {
             })
             .collect(),
     )
-}
-
-fn single_threaded() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Threads:"))
-                .map(|n| n.trim() == "1")
-        })
-        .unwrap_or(true)
-}
-
-/// Forks a child that runs `body`, exiting 0 (or 101 if it panicked).
-fn fork_child(body: impl FnOnce()) -> libc::pid_t {
-    assert!(
-        single_threaded(),
-        "fork from a multi-threaded bench process"
-    );
-    // SAFETY: the process is single-threaded (checked above), so the child
-    // is a consistent copy and may run ordinary Rust code.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
-            Ok(()) => 0,
-            Err(_) => 101,
-        };
-        // SAFETY: ends the child without running the parent's destructors.
-        unsafe { libc::_exit(code) };
-    }
-    pid
-}
-
-/// Waits for `pid`, killing it at the deadline; panics unless it exited 0.
-fn wait_child(pid: libc::pid_t) {
-    let deadline = Instant::now() + CHILD_DEADLINE;
-    loop {
-        let mut status = 0;
-        // SAFETY: `pid` is our child; `status` is a valid int to fill.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            assert!(
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-                "bench child failed ({status:#x})"
-            );
-            return;
-        }
-        if Instant::now() > deadline {
-            // SAFETY: our unreaped child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("bench child hung");
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// Half the round-trip time of an Event ping-pong with a forked child.
@@ -141,7 +79,7 @@ fn event_ping_pong(n: u64) -> f64 {
         b.clear();
     }
     let ns = t.elapsed().as_nanos() as f64 / n as f64 / 2.0;
-    wait_child(pid);
+    wait_child(pid, Instant::now() + CHILD_DEADLINE);
     ns
 }
 
@@ -178,7 +116,7 @@ fn pipe_ping_pong(n: u64) -> f64 {
         io(q[0], false);
     }
     let ns = t.elapsed().as_nanos() as f64 / n as f64 / 2.0;
-    wait_child(pid);
+    wait_child(pid, Instant::now() + CHILD_DEADLINE);
     for fd in p.into_iter().chain(q) {
         // SAFETY: fds we opened and no longer use.
         unsafe { libc::close(fd) };
@@ -200,7 +138,7 @@ fn barrier_two_processes(n: u64) -> f64 {
         b.wait().unwrap();
     }
     let ns = t.elapsed().as_nanos() as f64 / n as f64;
-    wait_child(pid);
+    wait_child(pid, Instant::now() + CHILD_DEADLINE);
     ns
 }
 
