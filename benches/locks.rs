@@ -17,7 +17,6 @@ mod common;
 
 use common::{fork_child, median, wait_child};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -168,16 +167,6 @@ fn pthread_value(c: &SharedMap<PthreadCounter>) -> u64 {
 // Timing helpers.
 
 /// CLOCK_MONOTONIC in nanoseconds: comparable between processes.
-fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// Times `ops` calls of `f`; nanoseconds per call.
 fn time_loop(ops: u64, mut f: impl FnMut()) -> f64 {
     let t = Instant::now();
@@ -191,57 +180,7 @@ fn time_loop(ops: u64, mut f: impl FnMut()) -> f64 {
 // Contended runs: two workers started together.
 
 /// The start line shared by the workers of one contended run.
-#[repr(C)]
-struct StartLine {
-    ready: AtomicU32,
-    go: AtomicU32,
-    end_ns: [AtomicU64; 2],
-}
-
-impl StartLine {
-    fn reset(&self) {
-        self.ready.store(0, Ordering::SeqCst);
-        self.go.store(0, Ordering::SeqCst);
-        for e in &self.end_ns {
-            e.store(0, Ordering::SeqCst);
-        }
-    }
-
-    /// Worker side: announce, wait for the start, run, record the end.
-    fn run(&self, worker: usize, body: impl FnOnce()) {
-        self.ready.fetch_add(1, Ordering::SeqCst);
-        while self.go.load(Ordering::Acquire) == 0 {
-            std::thread::yield_now();
-        }
-        body();
-        self.end_ns[worker].store(mono_ns(), Ordering::SeqCst);
-    }
-
-    /// Coordinator side: wait until `n` workers are ready, start them, and
-    /// return the start time.
-    fn start(&self, n: u32) -> u64 {
-        let deadline = Instant::now() + CHILD_DEADLINE;
-        while self.ready.load(Ordering::SeqCst) < n {
-            assert!(Instant::now() < deadline, "workers never became ready");
-            std::thread::yield_now();
-        }
-        let t0 = mono_ns();
-        self.go.store(1, Ordering::Release);
-        t0
-    }
-
-    /// Nanoseconds from `t0` to the last worker's end.
-    fn elapsed_since(&self, t0: u64) -> u64 {
-        let end = self
-            .end_ns
-            .iter()
-            .map(|e| e.load(Ordering::SeqCst))
-            .max()
-            .unwrap_or(0);
-        assert!(end >= t0, "a worker did not record its end");
-        end - t0
-    }
-}
+type StartLine = common::StartLine<2>;
 
 /// One contended run with two forked processes, each running `body` once;
 /// returns ns per operation over `2 * per_worker` operations.
@@ -253,7 +192,7 @@ fn two_processes(line: &SharedMap<StartLine>, per_worker: u64, body: impl Fn() +
     let pids: Vec<_> = (0..2)
         .map(|w| fork_child(move || line.run(w, body)))
         .collect();
-    let t0 = line.start(2);
+    let t0 = line.start(2, CHILD_DEADLINE);
     let deadline = Instant::now() + CHILD_DEADLINE;
     for pid in pids {
         wait_child(pid, deadline);
@@ -270,7 +209,7 @@ fn two_threads(line: &StartLine, per_worker: u64, body: impl Fn() + Sync) -> f64
             let body = &body;
             s.spawn(move || line.run(w, body));
         }
-        line.start(2)
+        line.start(2, CHILD_DEADLINE)
     });
     line.elapsed_since(t0) as f64 / (2 * per_worker) as f64
 }

@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::{fork_child, median, wait_child};
+use common::{fork_child, median, mono_ns, wait_child};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -54,71 +54,36 @@ const CHILD_DEADLINE: Duration = Duration::from_secs(120);
 // ---------------------------------------------------------------------------
 // Processes and the start line.
 
-fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// Shared by the workers of one run: they start together; each records
 /// when it ended; the last producer to finish closes the queue.
 #[repr(C)]
 struct StartLine {
-    ready: AtomicU32,
-    go: AtomicU32,
+    line: common::StartLine<8>,
     producers_left: AtomicU32,
     closed: AtomicU32,
     received: AtomicU64,
     checksum: AtomicU64,
-    end_ns: [AtomicU64; 8],
 }
 
 impl StartLine {
     fn reset(&self, producers: u32) {
-        self.ready.store(0, Ordering::SeqCst);
-        self.go.store(0, Ordering::SeqCst);
+        self.line.reset();
         self.producers_left.store(producers, Ordering::SeqCst);
         self.closed.store(0, Ordering::SeqCst);
         self.received.store(0, Ordering::SeqCst);
         self.checksum.store(0, Ordering::SeqCst);
-        for e in &self.end_ns {
-            e.store(0, Ordering::SeqCst);
-        }
     }
 
     fn run(&self, worker: usize, body: impl FnOnce()) {
-        self.ready.fetch_add(1, Ordering::SeqCst);
-        while self.go.load(Ordering::Acquire) == 0 {
-            std::thread::yield_now();
-        }
-        body();
-        self.end_ns[worker].store(mono_ns(), Ordering::SeqCst);
+        self.line.run(worker, body)
     }
 
     fn start(&self, n: u32) -> u64 {
-        let deadline = Instant::now() + CHILD_DEADLINE;
-        while self.ready.load(Ordering::SeqCst) < n {
-            assert!(Instant::now() < deadline, "workers never became ready");
-            std::thread::yield_now();
-        }
-        let t0 = mono_ns();
-        self.go.store(1, Ordering::Release);
-        t0
+        self.line.start(n, CHILD_DEADLINE)
     }
 
     fn elapsed_since(&self, t0: u64) -> u64 {
-        let end = self
-            .end_ns
-            .iter()
-            .map(|e| e.load(Ordering::SeqCst))
-            .max()
-            .unwrap_or(0);
-        assert!(end >= t0, "a worker did not record its end");
-        end - t0
+        self.line.elapsed_since(t0)
     }
 
     /// Producer side: true for the last producer to finish.

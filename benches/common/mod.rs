@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // not every bench uses every piece
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Whether this process has exactly one thread (so `fork` is safe here).
@@ -79,5 +80,73 @@ pub fn median(mut v: Vec<f64>) -> f64 {
         v[n / 2]
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Nanoseconds on `CLOCK_MONOTONIC`, readable alike in every process (so a
+/// start taken in one process and an end taken in another compare).
+pub fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A start line for up to `N` workers (threads or processes sharing it in
+/// a mapping): they start together and each records when it ended. All
+/// zero is the reset state, so a zeroed shared mapping holds a valid one.
+#[repr(C)]
+pub struct StartLine<const N: usize> {
+    ready: AtomicU32,
+    go: AtomicU32,
+    end_ns: [AtomicU64; N],
+}
+
+impl<const N: usize> StartLine<N> {
+    /// Back to the all-zero state, between runs.
+    pub fn reset(&self) {
+        self.ready.store(0, Ordering::SeqCst);
+        self.go.store(0, Ordering::SeqCst);
+        for e in &self.end_ns {
+            e.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// Worker side: announce, wait for the start, run, record the end.
+    pub fn run(&self, worker: usize, body: impl FnOnce()) {
+        self.ready.fetch_add(1, Ordering::SeqCst);
+        while self.go.load(Ordering::Acquire) == 0 {
+            std::thread::yield_now();
+        }
+        body();
+        self.end_ns[worker].store(mono_ns(), Ordering::SeqCst);
+    }
+
+    /// Coordinator side: wait (at most `patience`) until `n` workers are
+    /// ready, start them, and return the start time.
+    pub fn start(&self, n: u32, patience: Duration) -> u64 {
+        let deadline = Instant::now() + patience;
+        while self.ready.load(Ordering::SeqCst) < n {
+            assert!(Instant::now() < deadline, "workers never became ready");
+            std::thread::yield_now();
+        }
+        let t0 = mono_ns();
+        self.go.store(1, Ordering::Release);
+        t0
+    }
+
+    /// Nanoseconds from `t0` to the last worker's end.
+    pub fn elapsed_since(&self, t0: u64) -> u64 {
+        let end = self
+            .end_ns
+            .iter()
+            .map(|e| e.load(Ordering::SeqCst))
+            .max()
+            .unwrap_or(0);
+        assert!(end >= t0, "a worker did not record its end");
+        end - t0
     }
 }
