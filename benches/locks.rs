@@ -66,23 +66,7 @@ impl<T> SharedMap<T> {
     /// Maps zeroed memory for one `T`; `init` may then initialise it in place.
     fn new(init: impl FnOnce(*mut T)) -> Self {
         let len = std::mem::size_of::<T>().max(1);
-        // SAFETY: an anonymous shared mapping with no address hint and no
-        // file; the result is checked against MAP_FAILED before use.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert!(
-            p != libc::MAP_FAILED,
-            "mmap: {}",
-            std::io::Error::last_os_error()
-        );
+        let p = common::shared_zeroed(len);
         assert!(
             p as usize % std::mem::align_of::<T>() == 0,
             "mapping misaligned"

@@ -57,19 +57,7 @@ const CHILD_DEADLINE: Duration = Duration::from_secs(120);
 /// `len` zeroed bytes in an anonymous shared mapping, 4096-aligned, never
 /// unmapped (the bench is short-lived).
 fn shared(len: usize) -> *mut u8 {
-    // SAFETY: anonymous shared mapping, no hint; checked against MAP_FAILED.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert!(p != libc::MAP_FAILED, "mmap failed");
-    p.cast()
+    common::shared_zeroed(len)
 }
 
 /// Spins until `f()`; panics after a long time (a hung peer).

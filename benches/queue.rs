@@ -94,21 +94,11 @@ impl StartLine {
 
 /// A `StartLine` in an anonymous shared mapping.
 fn start_line() -> &'static StartLine {
-    // SAFETY: a fresh anonymous shared mapping, never unmapped (the bench
-    // keeps it for its whole life), checked against MAP_FAILED; all-zero
-    // atomics are valid.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            std::mem::size_of::<StartLine>(),
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-        assert!(p != libc::MAP_FAILED, "mmap");
-        &*p.cast::<StartLine>()
-    }
+    let p = common::shared_zeroed(std::mem::size_of::<StartLine>());
+    // SAFETY: a fresh, page-aligned shared mapping of the right size, never
+    // unmapped (the bench keeps it for its whole life); all-zero atomics
+    // are valid.
+    unsafe { &*p.cast::<StartLine>() }
 }
 
 /// Runs `p` producer and `c` consumer processes; messages per second.

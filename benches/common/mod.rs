@@ -150,3 +150,27 @@ impl<const N: usize> StartLine<N> {
         end - t0
     }
 }
+
+/// `len` zeroed bytes (at least 1) in an anonymous shared mapping,
+/// page-aligned and inherited by forked children. The caller unmaps it, or
+/// keeps it for the bench's life.
+pub fn shared_zeroed(len: usize) -> *mut u8 {
+    // SAFETY: an anonymous shared mapping with no address hint and no file;
+    // the result is checked against MAP_FAILED before use.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len.max(1),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert!(
+        p != libc::MAP_FAILED,
+        "mmap: {}",
+        std::io::Error::last_os_error()
+    );
+    p.cast()
+}

@@ -98,6 +98,16 @@ impl std::fmt::Debug for Queue {
     }
 }
 
+/// The initialiser a new queue segment runs on its object.
+fn ring_init(kind: Kind, capacity: usize, slot_size: usize) -> impl Fn(*mut u8) -> Result<()> {
+    move |p: *mut u8| {
+        // SAFETY: `Segment::create_object` / `open_or_create_object` pass the
+        // 64-aligned object start of a fresh, unpublished segment with
+        // `spec(kind, capacity, slot_size)`'s object size, `bytes_for` bytes.
+        unsafe { MpmcRing::init(p, capacity, slot_size, flags(kind)) }
+    }
+}
+
 impl Queue {
     fn make(
         kind: Kind,
@@ -107,11 +117,7 @@ impl Queue {
         opts: &Options,
     ) -> Result<Self> {
         let spec = spec(kind, capacity, slot_size)?;
-        let init = |p: *mut u8| {
-            // SAFETY: `p` is the 64-aligned object start of a fresh,
-            // unpublished segment with `bytes_for` bytes of room.
-            unsafe { MpmcRing::init(p, capacity, slot_size, flags(kind)) }
-        };
+        let init = ring_init(kind, capacity, slot_size);
         let seg = Segment::create_object(place, &spec, opts, None, init)?;
         Self::checked(kind, seg)
     }
@@ -131,10 +137,7 @@ impl Queue {
         opts: &Options,
     ) -> Result<Self> {
         let spec = spec(kind, capacity, slot_size)?;
-        let init = |p: *mut u8| {
-            // SAFETY: as in `make`.
-            unsafe { MpmcRing::init(p, capacity, slot_size, flags(kind)) }
-        };
+        let init = ring_init(kind, capacity, slot_size);
         let seg = Segment::open_or_create_object(name, &spec, opts, None, init)?;
         Self::checked(kind, seg)
     }
