@@ -76,6 +76,8 @@
 #[cfg(feature = "serde")]
 mod codec;
 mod error;
+#[doc(hidden)]
+pub mod fault;
 mod handle;
 mod plain;
 pub mod raw;
