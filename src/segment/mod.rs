@@ -13,6 +13,7 @@
 //! kind and type before anything else is read.
 
 pub mod header;
+mod inventory;
 pub(crate) mod name;
 
 use std::ffi::CString;
@@ -27,9 +28,10 @@ use memmap2::{MmapOptions, MmapRaw};
 use crate::sys::clock::Deadline;
 use crate::sys::{proc, shm};
 use crate::{Error, Result};
-use header::{Header, HeaderInfo, Spec, HEADER_SIZE, READY};
+use header::{Claim, Header, HeaderInfo, Spec, HEADER_SIZE, READY};
 
-pub use header::{Fingerprint, Kind, FORMAT_VERSION};
+pub use header::{Attacher, Fingerprint, Kind, FORMAT_VERSION};
+pub use inventory::{inspect, list, remove_if_stale, remove_stale, SegmentReport};
 pub use name::{unique_name, MAX_NAME_LEN};
 
 /// How segments are created and opened. The defaults suit most uses:
@@ -40,6 +42,8 @@ pub struct Options {
     pub(crate) mode: u32,
     pub(crate) persist: bool,
     pub(crate) open_timeout: Duration,
+    pub(crate) allow_foreign_owner: bool,
+    pub(crate) allow_loose_mode: bool,
 }
 
 impl Default for Options {
@@ -48,6 +52,8 @@ impl Default for Options {
             mode: 0o600,
             persist: false,
             open_timeout: Duration::from_secs(2),
+            allow_foreign_owner: false,
+            allow_loose_mode: false,
         }
     }
 }
@@ -79,6 +85,24 @@ impl Options {
         self.open_timeout = timeout;
         self
     }
+
+    /// Let `open` accept a segment owned by another user (default: refused
+    /// with [`Error::ForeignOwner`]). Another user's segment may be
+    /// rewritten or truncated by that user at any time; accept one only
+    /// from a user you trust with this process's memory safety.
+    pub fn allow_foreign_owner(mut self, allow: bool) -> Self {
+        self.allow_foreign_owner = allow;
+        self
+    }
+
+    /// Let `open` accept a segment whose permission bits grant more than
+    /// [`Options::mode`] (default: refused with [`Error::LooseMode`]): with
+    /// the default 0600, a segment that group or others may write (or
+    /// read) is refused, since anyone it admits can corrupt it or read it.
+    pub fn allow_loose_mode(mut self, allow: bool) -> Self {
+        self.allow_loose_mode = allow;
+        self
+    }
 }
 
 /// One shared-memory mapping with its header.
@@ -92,6 +116,14 @@ impl Options {
 /// handles that only opened never unlink (PITFALLS.md, "Segments"). A child
 /// that inherited the creator's handle through `fork` does not unlink
 /// either: only the creating process does.
+///
+/// Every handle on a named segment records its process (pid and start
+/// time) in the header's attach table while it lives, so that
+/// [`remove_stale`] can tell a segment in use from debris. A `fork` child
+/// inherits its parent's handles but not their rows: it counts as a user
+/// of the segment only through handles it opens itself (a child that
+/// outlives its parent and keeps using an inherited handle should open its
+/// own). Anonymous segments are never in `/dev/shm` and record nobody.
 pub struct Segment {
     map: ManuallyDrop<MmapRaw>,
     name: Option<(String, CString)>,
@@ -102,6 +134,9 @@ pub struct Segment {
     identity: Option<(u64, u64)>,
     unlink_on_drop: AtomicBool,
     info: HeaderInfo,
+    /// This handle's row in the header's attach table, and the process
+    /// that claimed it (a `fork` child inherits the handle, not the row).
+    claim: Option<(Claim, u32)>,
     /// Asked on drop: must the mapping stay (a robust mutex in it is held
     /// by a thread of this process)?
     keep_mapped: Option<fn(&Segment) -> bool>,
@@ -354,7 +389,9 @@ impl Segment {
         let map = map_fd(&fd, total)?;
         let header = header_of(&map);
         let me = proc::pid();
-        header.write(spec, total, (me, proc::start_time(me).unwrap_or(0)), link)?;
+        let my_start = proc::start_time(me).unwrap_or(0);
+        header.write(spec, total, (me, my_start), link)?;
+        let claim = name.is_some().then(|| (header.attach(me, my_start), me));
         let offset = spec.object_offset()? as usize;
         // SAFETY: `offset + object_size <= total` (Spec::total_size), so the
         // pointer is inside the mapping; the segment is fresh and unpublished,
@@ -371,6 +408,7 @@ impl Segment {
             identity,
             unlink_on_drop: AtomicBool::new(!opts.persist),
             info,
+            claim,
             keep_mapped: None,
         })
     }
@@ -380,8 +418,20 @@ impl Segment {
     pub(crate) fn open_object(name: &str, spec: &Spec, opts: &Options) -> Result<Segment> {
         let c = name::validate(name)?;
         let fd = shm::shm_open(&c, shm::OpenMode::Existing, 0)?;
+        check_owner_and_mode(&fd, opts)?;
         let mut seg = Self::attach_fd(&fd, spec, opts)?;
         seg.name = Some((name.to_owned(), c));
+        // Record this process, then look for a cleaner's mark (the order
+        // matters: see `Header::attach`). A segment being removed as stale
+        // is as good as gone.
+        let me = proc::pid();
+        let header = header_of(&seg.map);
+        let claim = header.attach(me, proc::start_time(me).unwrap_or(0));
+        if header.doomed_by().is_some_and(|pid| pid != me) {
+            header.detach(claim);
+            return Err(Error::NotFound);
+        }
+        seg.claim = Some((claim, me));
         Ok(seg)
     }
 
@@ -396,7 +446,12 @@ impl Segment {
         // A creator may unlink between our EEXIST and our open; a few rounds
         // settle any realistic race.
         let mut last = Error::NotFound;
-        for _ in 0..32 {
+        for round in 0..32u32 {
+            if round > 0 {
+                // The name came and went under us: let the other side
+                // finish (a creator publishing, a cleaner unlinking).
+                std::thread::sleep(Duration::from_micros(100 << round.min(6)));
+            }
             match Self::create_object(Place::Named(name), spec, opts, link, &init) {
                 Err(Error::AlreadyExists) => {}
                 other => return other,
@@ -480,6 +535,7 @@ impl Segment {
             identity: None,
             unlink_on_drop: AtomicBool::new(false),
             info,
+            claim: None,
             keep_mapped,
         }
     }
@@ -515,8 +571,34 @@ fn header_of(map: &MmapRaw) -> &Header {
     unsafe { &*map.as_ptr().cast::<Header>() }
 }
 
+/// Refuses (unless `opts` allows it) a segment that another user owns or
+/// whose mode grants more than `opts.mode`.
+fn check_owner_and_mode(fd: &OwnedFd, opts: &Options) -> Result<()> {
+    let st = shm::fstat(fd)?;
+    let me = proc::euid();
+    if st.uid != me && !opts.allow_foreign_owner {
+        return Err(Error::ForeignOwner {
+            owner: st.uid,
+            expected: me,
+        });
+    }
+    let mode = st.mode & 0o777;
+    if mode & !opts.mode != 0 && !opts.allow_loose_mode {
+        return Err(Error::LooseMode {
+            mode,
+            requested: opts.mode,
+        });
+    }
+    Ok(())
+}
+
 impl Drop for Segment {
     fn drop(&mut self) {
+        if let Some((claim, pid)) = self.claim.take() {
+            if pid == proc::pid() {
+                header_of(&self.map).detach(claim);
+            }
+        }
         if let Some((_, c)) = &self.name {
             if self.unlink_on_drop.load(Ordering::Relaxed) && proc::pid() == self.creator_pid {
                 // Only if the name still names what we created: someone may

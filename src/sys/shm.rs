@@ -114,9 +114,7 @@ pub(crate) struct Stat {
     pub(crate) size: u64,
     pub(crate) dev: u64,
     pub(crate) ino: u64,
-    #[allow(dead_code)]
     pub(crate) uid: u32,
-    #[allow(dead_code)]
     pub(crate) mode: u32,
 }
 
