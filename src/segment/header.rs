@@ -264,8 +264,15 @@ pub(crate) struct Header {
 }
 
 /// Where the attach table starts: the v1 header size, so that every field
-/// of v1 keeps its offset.
-const TABLE_OFFSET: usize = 512;
+/// of v1 keeps its offset. Rows are 16 bytes: a `u64` word (`pid` in the
+/// low 32 bits, a busy bit, a generation above) and a `u64` start time.
+pub const ATTACH_TABLE_OFFSET: usize = 512;
+use ATTACH_TABLE_OFFSET as TABLE_OFFSET;
+/// Where the `doomed` word lies (a cleaner's pid; see
+/// [`remove_if_stale`](crate::segment::remove_if_stale)).
+pub const DOOMED_OFFSET: usize = std::mem::offset_of!(Header, doomed);
+/// Where the `overflow` count lies.
+pub const OVERFLOW_OFFSET: usize = std::mem::offset_of!(Header, overflow);
 /// End of the `doomed` word (112 + link + two u32).
 const DOOMED_END: usize = 112 + LINK_LEN + 8;
 
