@@ -52,7 +52,10 @@ fn usage_errors_exit_2_with_the_usage_on_stderr() {
     ] {
         let (o, e) = run(args, 2);
         assert!(o.is_empty(), "{args:?}: {o}");
-        assert!(e.starts_with("shmprim: ") && e.contains("usage:"), "{args:?}: {e}");
+        assert!(
+            e.starts_with("shmprim: ") && e.contains("usage:"),
+            "{args:?}: {e}"
+        );
     }
     let (o, _) = run(&["--help"], 0);
     assert!(o.contains("exit codes"));

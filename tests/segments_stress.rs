@@ -26,7 +26,11 @@ fn leftovers(name: &str) -> Vec<String> {
         .filter(|p| p.starts_with(&path))
         .collect();
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    out.extend(maps.lines().filter(|l| l.contains(&path)).map(str::to_owned));
+    out.extend(
+        maps.lines()
+            .filter(|l| l.contains(&path))
+            .map(str::to_owned),
+    );
     out
 }
 

@@ -68,7 +68,10 @@ child!(fn holder(ctx) {
 
 /// A child that created `name` (persisted) and was then SIGKILLed.
 fn killed_creator(name: &str, extra: usize) -> u32 {
-    let mut kid = spawn("holder").arg("name", name).arg("extra", extra).start();
+    let mut kid = spawn("holder")
+        .arg("name", name)
+        .arg("extra", extra)
+        .start();
     kid.expect("ready");
     let pid = kid.pid();
     kid.kill();
@@ -268,7 +271,10 @@ fn corrupt_headers_are_reported_and_foreign_files_ignored() {
     std::fs::write(shm_path(&bad), &bytes).unwrap();
     std::fs::write(shm_path(&foreign), b"not ours").unwrap();
     let listed = segment::list().unwrap();
-    let r = listed.iter().find(|r| r.name == bad).expect("corrupt listed");
+    let r = listed
+        .iter()
+        .find(|r| r.name == bad)
+        .expect("corrupt listed");
     assert!(r.header.is_err() && !r.is_stale(), "{r:?}");
     assert!(!listed.iter().any(|r| r.name == foreign));
     assert!(!segment::remove_if_stale(&bad).unwrap());
@@ -310,7 +316,9 @@ fn open_refuses_another_users_segment_unless_allowed() {
     let _v = Value::<u64>::create(&name, 1).unwrap();
     let other = 65534; // nobody
     if std::os::unix::fs::chown(shm_path(&name), Some(other), None).is_err() {
-        eprintln!("open_refuses_another_users_segment_unless_allowed: skipped, cannot chown (not root)");
+        eprintln!(
+            "open_refuses_another_users_segment_unless_allowed: skipped, cannot chown (not root)"
+        );
         return;
     }
     match Value::<u64>::open(&name) {
@@ -416,7 +424,9 @@ fn remove_stale_sweeps_only_stale_segments() {
         .recv(Duration::from_secs(60))
         .unwrap_or_else(|| panic!("no report\n{}", kid.output()));
     if let Some(why) = msg.strip_prefix("skip: ") {
-        eprintln!("remove_stale_sweeps_only_stale_segments: skipped, no private mount namespace ({why})");
+        eprintln!(
+            "remove_stale_sweeps_only_stale_segments: skipped, no private mount namespace ({why})"
+        );
     } else {
         assert_eq!(msg, "ok", "{}", kid.output());
     }

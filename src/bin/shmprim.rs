@@ -168,7 +168,10 @@ fn inspect(name: &str) -> Result<(), Failure> {
     println!("name:       {}", r.name);
     println!("size:       {} bytes", r.size);
     println!("owner:      uid {}, mode {:#o}", r.owner, r.mode);
-    println!("ready:      {}", if r.ready { "yes" } else { "no (initialising)" });
+    println!(
+        "ready:      {}",
+        if r.ready { "yes" } else { "no (initialising)" }
+    );
     let h = match &r.header {
         Ok(h) => h,
         Err(e) => {
@@ -330,7 +333,9 @@ fn clean(args: &[&str]) -> Result<(), Failure> {
         }
     }
     if failed {
-        Err(Failure::Error("some stale segments could not be removed".into()))
+        Err(Failure::Error(
+            "some stale segments could not be removed".into(),
+        ))
     } else {
         Ok(())
     }

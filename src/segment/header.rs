@@ -27,7 +27,7 @@
 //! |    512 | `attach`         | [`ATTACH_SLOTS`] entries of 16 bytes (mutable)    |
 //!
 //! The attach table records every process that holds a handle on the
-//! segment (see [`AttachEntry`]): a cleaner tells a segment in use from a
+//! segment (see `AttachEntry`): a cleaner tells a segment in use from a
 //! stale one by it. `overflow`, `doomed` and the table change after `READY`
 //! and are outside the checksum; nothing in them is trusted (a pid is only
 //! ever a pid to ask the kernel about).

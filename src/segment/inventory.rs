@@ -26,7 +26,7 @@
 //! table, checks the name still names the same object, and only then
 //! unlinks. An opener records itself before it looks at the mark, and
 //! gives [`Error::NotFound`] if a live cleaner marked the segment (a
-//! Dekker pair, see [`Header::attach`]): either the cleaner sees the opener
+//! Dekker pair, see `Header::attach`): either the cleaner sees the opener
 //! and keeps the segment, or the opener sees the mark and backs off.
 
 use std::fs::File;
@@ -96,7 +96,12 @@ fn read(name: &str, fd: OwnedFd) -> Result<Option<SegmentReport>> {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::Os { call: "pread", source: e }),
+            Err(e) => {
+                return Err(Error::Os {
+                    call: "pread",
+                    source: e,
+                })
+            }
         }
     }
     if got < 8 || copy.0[..8] != MAGIC.to_le_bytes() {
@@ -215,10 +220,13 @@ pub fn remove_if_stale(name: &str) -> Result<bool> {
     let c = name::validate(name)?;
     let fd = shm::shm_open(&c, shm::OpenMode::Existing, 0)?;
     let st = shm::fstat(&fd)?;
-    let Some(report) = read(name, fd.try_clone().map_err(|e| Error::Os {
-        call: "dup",
-        source: e,
-    })?)?
+    let Some(report) = read(
+        name,
+        fd.try_clone().map_err(|e| Error::Os {
+            call: "dup",
+            source: e,
+        })?,
+    )?
     else {
         return Ok(false);
     };
@@ -256,4 +264,35 @@ pub fn remove_if_stale(name: &str) -> Result<bool> {
     }
     shm::shm_unlink(&c)?;
     Ok(true)
+}
+
+/// Arbitrary bytes as a segment seen by a cleaner: the report [`inspect`]
+/// would give, then a claim, a scan and a release of the attach table and
+/// the cleaner's mark, on a private copy. For the fuzz targets; returns
+/// whether the bytes passed for a stale segment.
+#[cfg(fuzzing)]
+pub fn __fuzz_inspect(bytes: &[u8]) -> bool {
+    let Ok(fd) = super::Segment::__fuzz_fd(bytes) else {
+        return false;
+    };
+    let Ok(dup) = fd.try_clone() else {
+        return false;
+    };
+    let stale = matches!(read("/fuzz", dup), Ok(Some(r)) if r.is_stale());
+    if bytes.len() >= HEADER_SIZE {
+        if let Ok(map) = MmapOptions::new().len(HEADER_SIZE).map_raw(&File::from(fd)) {
+            // SAFETY: the mapping is HEADER_SIZE bytes of a private memfd,
+            // page-aligned; `Header` is only atomics, valid for any bits.
+            let header = unsafe { &*map.as_ptr().cast::<Header>() };
+            let me = proc::pid();
+            let claim = header.attach(me, 1);
+            let _ = header.attachers();
+            let _ = header.doomed_by();
+            if header.doom(me) {
+                header.undoom(me);
+            }
+            header.detach(claim);
+        }
+    }
+    stale
 }

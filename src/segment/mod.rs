@@ -10,10 +10,16 @@
 //! otherwise), reserves its memory with `posix_fallocate`, writes the header
 //! and the object, and publishes `READY` last. Opening waits, bounded, for
 //! `READY`, then checks the header against the real size and the expected
-//! kind and type before anything else is read.
+//! kind and type before anything else is read. `open` refuses a segment
+//! that another user owns or whose mode grants more than asked for, unless
+//! [`Options`] says otherwise: either lets someone else corrupt it.
+//!
+//! Each handle records its process in the header's attach table; the
+//! [`inventory`] functions ([`list`], [`inspect`], [`remove_stale`]) read it
+//! to tell segments in use from debris left by killed processes.
 
 pub mod header;
-mod inventory;
+pub mod inventory;
 pub(crate) mod name;
 
 use std::ffi::CString;
@@ -31,6 +37,8 @@ use crate::{Error, Result};
 use header::{Claim, Header, HeaderInfo, Spec, HEADER_SIZE, READY};
 
 pub use header::{Attacher, Fingerprint, Kind, FORMAT_VERSION};
+#[cfg(fuzzing)]
+pub use inventory::__fuzz_inspect;
 pub use inventory::{inspect, list, remove_if_stale, remove_stale, SegmentReport};
 pub use name::{unique_name, MAX_NAME_LEN};
 
