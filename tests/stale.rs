@@ -331,8 +331,10 @@ fn open_refuses_another_users_segment_unless_allowed() {
     Value::<u64>::open_with(&name, &Options::new().allow_foreign_owner(true)).unwrap();
 }
 
-/// Every descriptor the crate opens is close-on-exec: an exec'd child sees
-/// none on the segment.
+/// An exec'd child sees no descriptor on any segment, whatever the crate
+/// did before (create, open, inspect, list, anonymous). The flag itself is
+/// checked on every descriptor by `sys::shm`'s
+/// `every_descriptor_is_close_on_exec` unit test.
 #[test]
 fn no_descriptor_reaches_an_execd_child() {
     let name = unique("cloexec");

@@ -43,6 +43,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
 use static_assertions::const_assert_eq;
 
+use super::attach::{AttachEntry, BUSY};
 use crate::sys::proc;
 use crate::{Error, Result};
 
@@ -278,37 +279,22 @@ const DOOMED_END: usize = 112 + LINK_LEN + 8;
 
 // Another build of the crate in another process reads these bytes: pin
 // the layout.
-const_assert_eq!(std::mem::size_of::<Header>(), 1024);
+// (Not under loom, whose atomics are larger: see `raw::sync`.)
+#[cfg(not(loom))]
+mod layout {
+    use super::*;
+    const_assert_eq!(std::mem::size_of::<Header>(), 1024);
+    const_assert_eq!(std::mem::offset_of!(Header, attach), TABLE_OFFSET);
+    const_assert_eq!(std::mem::size_of::<AttachEntry>(), 16);
+}
 const_assert_eq!(std::mem::align_of::<Header>(), 64);
 const_assert_eq!(std::mem::offset_of!(Header, overflow), 112 + LINK_LEN);
 const_assert_eq!(std::mem::offset_of!(Header, doomed), DOOMED_END - 4);
-const_assert_eq!(std::mem::offset_of!(Header, attach), TABLE_OFFSET);
-const_assert_eq!(std::mem::size_of::<AttachEntry>(), 16);
 const_assert_eq!(std::mem::offset_of!(Header, state), 12);
 const_assert_eq!(std::mem::offset_of!(Header, kind), 16);
 const_assert_eq!(std::mem::offset_of!(Header, creator_pid), 88);
 const_assert_eq!(std::mem::offset_of!(Header, checksum), 104);
 const_assert_eq!(std::mem::offset_of!(Header, link), 112);
-
-/// One row of the attach table: a process that holds a handle on the
-/// segment.
-///
-/// `word` packs `generation << 33 | busy << 32 | pid`; 0 is a free row.
-/// `start` is that process's start time (0: unknown). A claimant CASes
-/// `word` from 0, or from the word of a process found dead, to its pid with
-/// `busy` set and a bumped generation, stores `start`, then clears `busy`.
-/// A reader loads `word`, `start`, `word` again: if both words are equal and
-/// not busy, the pair is consistent (a seqlock; the generation makes a
-/// reuse by the same pid visible). A busy row, or one that keeps changing,
-/// is judged by whether its pid exists at all.
-#[repr(C)]
-pub(crate) struct AttachEntry {
-    word: AtomicU64,
-    start: AtomicU64,
-}
-
-const BUSY: u64 = 1 << 32;
-const GEN_SHIFT: u32 = 33;
 
 /// What a reader made of one row of the attach table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -333,19 +319,6 @@ pub(crate) enum Claim {
 }
 
 impl AttachEntry {
-    /// A consistent `(word, start)` pair, or `None` if a writer kept
-    /// changing it.
-    fn snapshot(&self) -> Option<(u64, u64)> {
-        for _ in 0..8 {
-            let w1 = self.word.load(SeqCst);
-            let start = self.start.load(SeqCst);
-            if w1 == self.word.load(SeqCst) {
-                return Some((w1, start));
-            }
-        }
-        None
-    }
-
     /// The row as seen by a reader; `None` for a free row.
     fn read(&self) -> Option<Attacher> {
         match self.snapshot() {
@@ -360,7 +333,7 @@ impl AttachEntry {
             }
             // Being claimed, or changing under us: only the pid is known.
             Some((w, _)) => Some(Attacher::pid_only(w as u32)),
-            None => Some(Attacher::pid_only(self.word.load(SeqCst) as u32)),
+            None => Some(Attacher::pid_only(self.word() as u32)),
         }
     }
 }
@@ -486,17 +459,11 @@ impl Header {
     /// its scan (Dekker): one of the two sees the other.
     pub(crate) fn attach(&self, pid: u32, start: u64) -> Claim {
         let claim = |index: usize, old: u64| -> Option<Claim> {
-            let e = &self.attach[index];
-            let generation = ((old >> GEN_SHIFT) + 1) & (u64::MAX >> GEN_SHIFT);
-            let busy = generation << GEN_SHIFT | BUSY | u64::from(pid);
-            e.word.compare_exchange(old, busy, SeqCst, Relaxed).ok()?;
-            e.start.store(start, SeqCst);
-            let word = busy & !BUSY;
-            e.word.store(word, SeqCst);
+            let word = self.attach[index].try_claim(old, pid, start)?;
             Some(Claim::Row { index, word })
         };
         for i in 0..ATTACH_SLOTS {
-            if self.attach[i].word.load(Relaxed) == 0 {
+            if self.attach[i].word() == 0 {
                 if let Some(c) = claim(i, 0) {
                     return c;
                 }
@@ -530,7 +497,7 @@ impl Header {
         match claim {
             Claim::Row { index, word } => {
                 if let Some(e) = self.attach.get(index) {
-                    let _ = e.word.compare_exchange(word, 0, SeqCst, Relaxed);
+                    e.release(word);
                 }
             }
             Claim::Overflow => {

@@ -18,6 +18,7 @@
 //! [`inventory`] functions ([`list`], [`inspect`], [`remove_stale`]) read it
 //! to tell segments in use from debris left by killed processes.
 
+mod attach;
 pub mod header;
 pub mod inventory;
 pub(crate) mod name;
@@ -74,6 +75,8 @@ impl Options {
 
     /// Permission bits for a created segment, applied exactly (the umask
     /// does not narrow them). Default 0600: only the creating user.
+    /// For `open`, the loosest mode accepted: a segment that grants any bit
+    /// outside it is refused with [`Error::LooseMode`].
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode & 0o777;
         self
