@@ -19,6 +19,10 @@ use crate::raw::sync::{AtomicU64, Ordering::*};
 /// Bit 32 of `word`: the claimant has not yet stored its start time.
 pub(crate) const BUSY: u64 = 1 << 32;
 const GEN_SHIFT: u32 = 33;
+/// Reads of a changing row before a reader gives up on a consistent copy
+/// (fewer under loom, to keep the model small; one retry already covers
+/// every interleaving of a single writer).
+const SNAPSHOT_TRIES: usize = if cfg!(loom) { 2 } else { 8 };
 
 /// A row of the attach table, in shared memory.
 #[repr(C)]
@@ -45,7 +49,7 @@ impl AttachEntry {
     /// A consistent `(word, start)` pair, or `None` if a writer kept
     /// changing the row.
     pub(crate) fn snapshot(&self) -> Option<(u64, u64)> {
-        for _ in 0..8 {
+        for _ in 0..SNAPSHOT_TRIES {
             let w1 = self.word.load(SeqCst);
             let start = self.start.load(SeqCst);
             if w1 == self.word.load(SeqCst) {
@@ -82,6 +86,12 @@ mod tests {
     use loom::sync::Arc;
     use loom::thread;
 
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(3);
+        model.check(f);
+    }
+
     /// A consistent snapshot is one process's (pid, start), never a mix of
     /// two claimants', and a busy word is never reported as consistent.
     fn check(snapshot: Option<(u64, u64)>, allowed: &[(u32, u64)]) {
@@ -100,7 +110,7 @@ mod tests {
     /// other may then take it, while a reader snapshots.
     #[test]
     fn loom_attach_row_claims_are_exclusive_and_reads_consistent() {
-        loom::model(|| {
+        model(|| {
             let row = Arc::new(AttachEntry::new());
             let claimers: Vec<_> = [(1u32, 11u64), (2, 22)]
                 .into_iter()
@@ -139,7 +149,7 @@ mod tests {
     /// snapshot mixes the two processes.
     #[test]
     fn loom_attach_row_takeover_is_not_undone_by_a_stale_release() {
-        loom::model(|| {
+        model(|| {
             let row = Arc::new(AttachEntry::new());
             let dead = row.try_claim(0, 3, 33).unwrap();
             let taker = {
