@@ -12,7 +12,7 @@ use harness::*;
 
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shmprim::segment::header::{ATTACH_TABLE_OFFSET, DOOMED_OFFSET, OVERFLOW_OFFSET};
 use shmprim::segment::{self, Kind};
@@ -433,4 +433,103 @@ fn remove_stale_sweeps_only_stale_segments() {
         assert_eq!(msg, "ok", "{}", kid.output());
     }
     kid.join();
+}
+
+// ------------------------------------- fault points: creator and cleaner
+
+/// Stops this process for good at `point` (the parent kills it).
+#[cfg(feature = "fault-injection")]
+fn stop_at(point: &'static str) {
+    if point == std::env::var("STOP_AT_POINT").as_deref().unwrap_or("") {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+child!(fn paused_creator(ctx) {
+    std::env::set_var("STOP_AT_POINT", "segment.create.before_publish");
+    shmprim::fault::set_hook(Some(stop_at));
+    let _v = Value::<u64>::create(&ctx.arg("name"), 1)?;
+    panic!("the fault point was not reached");
+});
+
+/// Polls `f` until it gives `Some`, for at most 30 s.
+#[cfg(feature = "fault-injection")]
+fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let t = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "{what}: gave up");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A segment not yet `READY` is being created: kept while its creator
+/// runs, stale once it died.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_segment_being_created_is_stale_only_once_its_creator_died() {
+    let name = unique("paused");
+    let _rm = RemoveOnDrop(name.clone());
+    let mut kid = spawn("paused_creator").arg("name", &name).start();
+    let r = poll("header written", || {
+        segment::inspect(&name).ok().filter(|r| r.header.is_ok())
+    });
+    assert!(!r.ready && r.creator_alive && !r.is_stale(), "{r:?}");
+    assert!(!segment::remove_if_stale(&name).unwrap());
+    let short = Options::new().open_timeout(Duration::from_millis(50));
+    assert!(matches!(
+        Value::<u64>::open_with(&name, &short),
+        Err(Error::NotReady)
+    ));
+    kid.kill();
+    kid.wait();
+    let r = segment::inspect(&name).unwrap();
+    assert!(!r.ready && !r.creator_alive && r.is_stale(), "{r:?}");
+    assert!(segment::remove_if_stale(&name).unwrap());
+    assert!(!shm_path(&name).exists());
+}
+
+#[cfg(feature = "fault-injection")]
+child!(fn paused_cleaner(ctx) {
+    std::env::set_var("STOP_AT_POINT", "segment.clean.after_doom");
+    shmprim::fault::set_hook(Some(stop_at));
+    segment::remove_if_stale(&ctx.arg("name"))?;
+    panic!("the fault point was not reached");
+});
+
+/// The Dekker pair between a cleaner and an opener: while a live cleaner
+/// has marked a segment, openers back off with `NotFound`; a killed
+/// cleaner's mark is ignored, and the opener that then attaches keeps the
+/// segment from the next cleaner.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn openers_back_off_from_a_live_cleaner_and_ignore_a_dead_one() {
+    let name = unique("cleaner");
+    let _rm = RemoveOnDrop(name.clone());
+    killed_creator(&name, 0);
+    let mut cleaner = spawn("paused_cleaner").arg("name", &name).start();
+    let pid = cleaner.pid();
+    poll("doomed mark", || {
+        let mut word = [0u8; 4];
+        let f = std::fs::File::open(shm_path(&name)).ok()?;
+        f.read_exact_at(&mut word, DOOMED_OFFSET as u64).ok()?;
+        (u32::from_le_bytes(word) == pid).then_some(())
+    });
+    assert!(matches!(Value::<u64>::open(&name), Err(Error::NotFound)));
+    assert!(
+        !segment::remove_if_stale(&name).unwrap(),
+        "two cleaners at once"
+    );
+    cleaner.kill();
+    cleaner.wait();
+    let v = Value::<u64>::open(&name).unwrap();
+    assert_eq!(v.get().unwrap(), 5);
+    assert!(!segment::remove_if_stale(&name).unwrap());
+    drop(v);
+    assert!(segment::remove_if_stale(&name).unwrap());
 }

@@ -251,6 +251,9 @@ pub fn remove_if_stale(name: &str) -> Result<bool> {
     if !header.doom(me) {
         return Ok(false);
     }
+    // Marked, not yet re-checked: openers now back off; a cleaner killed
+    // here leaves a mark that openers ignore (its pid is dead).
+    crate::fault::fault_point!("segment.clean.after_doom");
     let (attachers, overflow) = header.attachers();
     let creator_alive = header
         .info()

@@ -409,6 +409,10 @@ impl Segment {
         // so nobody else touches the object while `init` runs.
         init(unsafe { map.as_mut_ptr().add(offset) })?;
         let info = header.info()?;
+        // Header and object written, not yet READY: a creator killed here
+        // leaves a segment that openers wait for and cleaners judge by the
+        // creator's liveness.
+        crate::fault::fault_point!("segment.create.before_publish");
         header.publish();
         undo.0 = None;
         Ok(Segment {
