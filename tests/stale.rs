@@ -12,7 +12,7 @@ use harness::*;
 
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shmprim::segment::header::{ATTACH_TABLE_OFFSET, DOOMED_OFFSET, OVERFLOW_OFFSET};
 use shmprim::segment::{self, Kind};
@@ -458,7 +458,7 @@ child!(fn paused_creator(ctx) {
 /// Polls `f` until it gives `Some`, for at most 30 s.
 #[cfg(feature = "fault-injection")]
 fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let t = Instant::now();
+    let t = std::time::Instant::now();
     loop {
         if let Some(v) = f() {
             return v;
