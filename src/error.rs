@@ -61,6 +61,24 @@ pub enum Error {
     NotFound,
     /// The operating system refused access to the segment (mode or owner).
     PermissionDenied,
+    /// `open` found a segment owned by another user: that user can rewrite
+    /// or truncate it at any time. Refused unless
+    /// [`Options::allow_foreign_owner`](crate::Options::allow_foreign_owner).
+    ForeignOwner {
+        /// The segment's owner (uid).
+        owner: u32,
+        /// This process's effective uid.
+        expected: u32,
+    },
+    /// `open` found a segment whose permission bits grant more than the
+    /// mode asked for (by default 0600). Refused unless
+    /// [`Options::allow_loose_mode`](crate::Options::allow_loose_mode).
+    LooseMode {
+        /// The segment's permission bits.
+        mode: u32,
+        /// The mode asked for ([`Options::mode`](crate::Options::mode)).
+        requested: u32,
+    },
     /// `/dev/shm` (or the memory behind it) is full. Reported at creation by
     /// `posix_fallocate`, so it never turns into `SIGBUS` later.
     OutOfSpace,
@@ -203,6 +221,14 @@ impl fmt::Display for Error {
             Error::AlreadyExists => f.write_str("a segment of that name already exists"),
             Error::NotFound => f.write_str("no segment of that name exists"),
             Error::PermissionDenied => f.write_str("permission denied"),
+            Error::ForeignOwner { owner, expected } => write!(
+                f,
+                "segment is owned by uid {owner}, not by this process's uid {expected} (see Options::allow_foreign_owner)"
+            ),
+            Error::LooseMode { mode, requested } => write!(
+                f,
+                "segment mode {mode:#o} grants more than the requested {requested:#o} (see Options::allow_loose_mode)"
+            ),
             Error::OutOfSpace => f.write_str("no space left for the shared-memory segment"),
             Error::NotReady => f.write_str(
                 "segment not initialised within the open timeout (creator busy or dead)",
@@ -271,7 +297,9 @@ impl From<Error> for io::Error {
         let kind = match &e {
             Error::AlreadyExists => io::ErrorKind::AlreadyExists,
             Error::NotFound => io::ErrorKind::NotFound,
-            Error::PermissionDenied => io::ErrorKind::PermissionDenied,
+            Error::PermissionDenied | Error::ForeignOwner { .. } | Error::LooseMode { .. } => {
+                io::ErrorKind::PermissionDenied
+            }
             Error::Timeout => io::ErrorKind::TimedOut,
             Error::WouldBlock | Error::Empty | Error::Full => io::ErrorKind::WouldBlock,
             Error::Disconnected => io::ErrorKind::BrokenPipe,

@@ -32,6 +32,13 @@ fn shm_path(name: &str) -> PathBuf {
     PathBuf::from(format!("/dev/shm/{}", name.trim_start_matches('/')))
 }
 
+/// Writes `bytes` as a file of mode 0600, as the crate would create it:
+/// opening a looser one is refused before its header is read.
+fn write_0600(path: &std::path::Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// Open options for garbage: do not wait long for a "creator".
 fn short() -> Options {
     Options::new().open_timeout(SHORT)
@@ -430,7 +437,7 @@ fn explicit_mode_is_applied_exactly_whatever_the_umask() {
 fn open_garbage(tag: &str, bytes: &[u8], check: impl Fn(&str, &Error, Duration)) {
     let name = unique(tag);
     let _rm = RemoveOnDrop(name.clone());
-    std::fs::write(shm_path(&name), bytes).unwrap();
+    write_0600(&shm_path(&name), bytes);
     for (what, open) in openers() {
         let t = Instant::now();
         let r = open(&name, &short());
@@ -515,7 +522,7 @@ fn random_segment_with_magic_and_ready_state_is_corrupt() {
 fn segment_shorter_than_its_header_is_corrupt() {
     let _s = space();
     // A creator goes from size 0 to its full size in one ftruncate, so a
-    // size between 1 and 511 is never "still initialising": Corrupt, once
+    // size between 1 and HEADER_SIZE - 1 is never "still initialising": Corrupt, once
     // the open timeout has passed.
     let check = |what: &str, e: &Error, elapsed: Duration| {
         assert!(
@@ -557,14 +564,14 @@ fn valid_header_with_garbage_object_is_corrupt() {
             let _rm = RemoveOnDrop(copy.clone());
             let mut garbage = bytes.clone();
             garbage[HEADER..].fill(fill);
-            std::fs::write(shm_path(&copy), &garbage).unwrap();
+            write_0600(&shm_path(&copy), &garbage);
             let e = fail(orig, open(&copy, &short()));
             assert!(
                 matches!(e, Error::Corrupt(_)),
                 "{orig} object filled with {fill:#x}: {e:?}"
             );
             // The untouched copy opens: it was the object that was refused.
-            std::fs::write(shm_path(&copy), &bytes).unwrap();
+            write_0600(&shm_path(&copy), &bytes);
             open(&copy, &short()).expect("an intact copy opens");
         }
     }

@@ -1,7 +1,8 @@
 //! Segments that start with a *valid* header, so that the fuzzer gets past
 //! the magic, the checksum and the kind checks and reaches what lies behind
 //! them: the per-kind size checks, the in-place mutex's own checks and the
-//! lock calls on whatever bytes the object holds.
+//! lock calls on whatever bytes the object holds, and a cleaner's reading
+//! of the attach table (`shmprim::segment::__fuzz_inspect`).
 //!
 //! The header is copied from a real object made by this build of the crate
 //! (`Value::<u64>::anonymous`, `Array::<u32>::anonymous(n)`, ...), so it
@@ -18,7 +19,8 @@
 //! * mode 0 — header intact: only the object part changes.
 //! * mode 1 — header bytes flipped (offset, xor) with the checksum left
 //!   alone: nearly always "checksum mismatch", except for the bytes it does
-//!   not cover (the `state` word, the reserved tail).
+//!   not cover (the `state` word, `overflow`, `doomed`, the reserved tail
+//!   and the attach table).
 //! * mode 2 — header fields overwritten with fuzz values and the checksum
 //!   computed again, so that lengths, offsets, sizes, flags and the lock
 //!   link reach the checks after the checksum. Flag bit 2 makes the image
@@ -37,7 +39,9 @@ use std::sync::Mutex;
 use libfuzzer_sys::fuzz_target;
 use shmprim::{Array, AtomicValue, Lock, RLock, Segment, Value};
 
-const HEADER_SIZE: usize = 512;
+const HEADER_SIZE: usize = 1024;
+/// The attach table: 32 rows of (word, start).
+const TABLE_AT: usize = 512;
 const CHECKSUM_AT: usize = 104;
 const LINK_AT: usize = 112;
 const LINK_LEN: usize = 256;
@@ -66,7 +70,14 @@ const FIELDS: &[(usize, usize)] = &[
     (112, 8), // link, first word (a name starts here)
     (120, 8), // link, second word
     (128, 8), // link, third word
-    (368, 8), // reserved tail, first word
+    (368, 4), // overflow (not covered by the checksum)
+    (372, 4), // doomed (not covered by the checksum)
+    (376, 8), // reserved tail, first word
+    (TABLE_AT, 8),      // attach row 0: word (pid, busy bit, generation)
+    (TABLE_AT + 8, 8),  // attach row 0: start time
+    (TABLE_AT + 16, 8), // attach row 1: word
+    (TABLE_AT + 24, 8), // attach row 1: start time
+    (TABLE_AT + 31 * 16, 8), // attach row 31: word
 ];
 
 /// Checksum-covered fields, as the header's `fields()` lists them: each is
@@ -252,4 +263,5 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let _ = shmprim::__fuzz::open_all(&img);
+    let _ = shmprim::segment::__fuzz_inspect(&img);
 });

@@ -21,7 +21,16 @@
 //! |     96 | `creator_start`  | creator's start time (`/proc/PID/stat` field 22)  |
 //! |    104 | `checksum`       | FNV-1a of every field above but `state`, + link   |
 //! |    112 | `link`           | NUL-padded name of a linked lock segment          |
-//! |    368 | reserved         | zero                                              |
+//! |    368 | `overflow`       | attachers that found the table full (mutable)     |
+//! |    372 | `doomed`         | pid of a cleaner about to unlink it (mutable)     |
+//! |    376 | reserved         | zero                                              |
+//! |    512 | `attach`         | [`ATTACH_SLOTS`] entries of 16 bytes (mutable)    |
+//!
+//! The attach table records every process that holds a handle on the
+//! segment (see `AttachEntry`): a cleaner tells a segment in use from a
+//! stale one by it. `overflow`, `doomed` and the table change after `READY`
+//! and are outside the checksum; nothing in them is trusted (a pid is only
+//! ever a pid to ask the kernel about).
 //!
 //! Every field is an atomic: a header is read while other processes may be
 //! writing it (the creator before `READY`, or a buggy peer at any time), and
@@ -34,17 +43,23 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
 use static_assertions::const_assert_eq;
 
+use super::attach::{AttachEntry, BUSY};
+use crate::sys::proc;
 use crate::{Error, Result};
 
 /// `b"SHMPRIM\0"`, little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPRIM\0");
-/// The header format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The header format this build writes and reads. 2: attach table.
+pub const FORMAT_VERSION: u32 = 2;
 /// The value of `state` once the creator has published the segment. Not 1,
 /// so that garbage is unlikely to pass for it.
 pub(crate) const READY: u32 = 0x5244_5952; // "RYDR"
 /// Bytes reserved for the header at the start of every segment.
-pub const HEADER_SIZE: usize = 512;
+pub const HEADER_SIZE: usize = std::mem::size_of::<Header>();
+/// Entries in a header's attach table: processes (handles) recorded as
+/// using the segment. Beyond that, attachers are only counted (`overflow`)
+/// and the segment is never judged stale while the count is non-zero.
+pub const ATTACH_SLOTS: usize = 32;
 /// The largest alignment an object may need: the smallest page size of the
 /// supported platforms, which is all `mmap` promises.
 pub(crate) const MAX_ALIGN: u64 = 4096;
@@ -243,18 +258,95 @@ pub(crate) struct Header {
     creator_start: AtomicU64,
     checksum: AtomicU64,
     link: [AtomicU64; LINK_LEN / 8],
-    _reserved: [AtomicU64; (HEADER_SIZE - 112 - LINK_LEN) / 8],
+    overflow: AtomicU32,
+    doomed: AtomicU32,
+    _reserved: [AtomicU64; (TABLE_OFFSET - DOOMED_END) / 8],
+    attach: [AttachEntry; ATTACH_SLOTS],
 }
+
+/// Where the attach table starts: the v1 header size, so that every field
+/// of v1 keeps its offset. Rows are 16 bytes: a `u64` word (`pid` in the
+/// low 32 bits, a busy bit, a generation above) and a `u64` start time.
+pub const ATTACH_TABLE_OFFSET: usize = 512;
+use ATTACH_TABLE_OFFSET as TABLE_OFFSET;
+/// Where the `doomed` word lies (a cleaner's pid; see
+/// [`remove_if_stale`](crate::segment::remove_if_stale)).
+pub const DOOMED_OFFSET: usize = std::mem::offset_of!(Header, doomed);
+/// Where the `overflow` count lies.
+pub const OVERFLOW_OFFSET: usize = std::mem::offset_of!(Header, overflow);
+/// End of the `doomed` word (112 + link + two u32).
+const DOOMED_END: usize = 112 + LINK_LEN + 8;
 
 // Another build of the crate in another process reads these bytes: pin
 // the layout.
-const_assert_eq!(std::mem::size_of::<Header>(), HEADER_SIZE);
+// (Not under loom, whose atomics are larger: see `raw::sync`.)
+#[cfg(not(loom))]
+mod layout {
+    use super::*;
+    const_assert_eq!(std::mem::size_of::<Header>(), 1024);
+    const_assert_eq!(std::mem::offset_of!(Header, attach), TABLE_OFFSET);
+    const_assert_eq!(std::mem::size_of::<AttachEntry>(), 16);
+}
 const_assert_eq!(std::mem::align_of::<Header>(), 64);
+const_assert_eq!(std::mem::offset_of!(Header, overflow), 112 + LINK_LEN);
+const_assert_eq!(std::mem::offset_of!(Header, doomed), DOOMED_END - 4);
 const_assert_eq!(std::mem::offset_of!(Header, state), 12);
 const_assert_eq!(std::mem::offset_of!(Header, kind), 16);
 const_assert_eq!(std::mem::offset_of!(Header, creator_pid), 88);
 const_assert_eq!(std::mem::offset_of!(Header, checksum), 104);
 const_assert_eq!(std::mem::offset_of!(Header, link), 112);
+
+/// What a reader made of one row of the attach table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attacher {
+    /// The process id.
+    pub pid: u32,
+    /// Its start time in clock ticks since boot, or 0 while it is being
+    /// written or where unknown.
+    pub start: u64,
+    /// Whether that process still runs (same pid and start time).
+    pub alive: bool,
+}
+
+/// The attach-table row a handle claimed: released on drop by its own
+/// process only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// Row `index`, holding `word`.
+    Row { index: usize, word: u64 },
+    /// The table was full: counted in `overflow`.
+    Overflow,
+}
+
+impl AttachEntry {
+    /// The row as seen by a reader; `None` for a free row.
+    fn read(&self) -> Option<Attacher> {
+        match self.snapshot() {
+            Some((0, _)) => None,
+            Some((w, start)) if w & BUSY == 0 => {
+                let pid = w as u32;
+                Some(Attacher {
+                    pid,
+                    start,
+                    alive: proc::is_alive(pid, start),
+                })
+            }
+            // Being claimed, or changing under us: only the pid is known.
+            Some((w, _)) => Some(Attacher::pid_only(w as u32)),
+            None => Some(Attacher::pid_only(self.word() as u32)),
+        }
+    }
+}
+
+impl Attacher {
+    fn pid_only(pid: u32) -> Attacher {
+        Attacher {
+            pid,
+            start: 0,
+            alive: proc::is_alive(pid, 0),
+        }
+    }
+}
 
 /// 64-bit FNV-1a, usable in `const` context.
 pub(crate) const fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
@@ -358,6 +450,94 @@ impl Header {
     /// SYNC POINT (Acquire), pairs with [`Header::publish`].
     pub(crate) fn state(&self) -> u32 {
         self.state.load(Acquire)
+    }
+
+    /// Records process (`pid`, `start`) in the attach table: a free row,
+    /// else the row of a process found dead, else the overflow count.
+    /// SYNC POINT (SeqCst): the claim is ordered before the caller's load of
+    /// [`Header::doomed_by`], against a cleaner's [`Header::doom`] before
+    /// its scan (Dekker): one of the two sees the other.
+    pub(crate) fn attach(&self, pid: u32, start: u64) -> Claim {
+        let claim = |index: usize, old: u64| -> Option<Claim> {
+            let word = self.attach[index].try_claim(old, pid, start)?;
+            Some(Claim::Row { index, word })
+        };
+        for i in 0..ATTACH_SLOTS {
+            if self.attach[i].word() == 0 {
+                if let Some(c) = claim(i, 0) {
+                    return c;
+                }
+            }
+        }
+        for i in 0..ATTACH_SLOTS {
+            let e = &self.attach[i];
+            if let Some((w, s)) = e.snapshot() {
+                let dead = w != 0
+                    && if w & BUSY == 0 {
+                        !proc::is_alive(w as u32, s)
+                    } else {
+                        !proc::is_alive(w as u32, 0)
+                    };
+                if dead {
+                    if let Some(c) = claim(i, w) {
+                        return c;
+                    }
+                }
+            }
+        }
+        let _ = self
+            .overflow
+            .fetch_update(SeqCst, Relaxed, |n| n.checked_add(1));
+        Claim::Overflow
+    }
+
+    /// Releases `claim`, unless the row was since reclaimed by another
+    /// process (which took this one for dead).
+    pub(crate) fn detach(&self, claim: Claim) {
+        match claim {
+            Claim::Row { index, word } => {
+                if let Some(e) = self.attach.get(index) {
+                    e.release(word);
+                }
+            }
+            Claim::Overflow => {
+                let _ = self
+                    .overflow
+                    .fetch_update(SeqCst, Relaxed, |n| n.checked_sub(1));
+            }
+        }
+    }
+
+    /// Every occupied row of the attach table, and the overflow count.
+    pub(crate) fn attachers(&self) -> (Vec<Attacher>, u32) {
+        let rows = self.attach.iter().filter_map(AttachEntry::read).collect();
+        (rows, self.overflow.load(SeqCst))
+    }
+
+    /// The pid of a live cleaner about to unlink this segment, if any.
+    pub(crate) fn doomed_by(&self) -> Option<u32> {
+        match self.doomed.load(SeqCst) {
+            0 => None,
+            pid if proc::is_alive(pid, 0) => Some(pid),
+            _ => None,
+        }
+    }
+
+    /// Marks the segment as about to be unlinked by `me`, unless a live
+    /// cleaner marked it first. SYNC POINT (SeqCst): see [`Header::attach`].
+    pub(crate) fn doom(&self, me: u32) -> bool {
+        let cur = self.doomed.load(SeqCst);
+        if cur != 0 && cur != me && proc::is_alive(cur, 0) {
+            return false;
+        }
+        self.doomed
+            .compare_exchange(cur, me, SeqCst, Relaxed)
+            .is_ok()
+    }
+
+    /// Withdraws a mark set by [`Header::doom`].
+    pub(crate) fn undoom(&self, me: u32) {
+        let _ = self.doomed.compare_exchange(me, 0, SeqCst, Relaxed);
     }
 
     /// Checks every field against the segment's real size and `expect`.

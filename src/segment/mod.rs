@@ -10,9 +10,17 @@
 //! otherwise), reserves its memory with `posix_fallocate`, writes the header
 //! and the object, and publishes `READY` last. Opening waits, bounded, for
 //! `READY`, then checks the header against the real size and the expected
-//! kind and type before anything else is read.
+//! kind and type before anything else is read. `open` refuses a segment
+//! that another user owns or whose mode grants more than asked for, unless
+//! [`Options`] says otherwise: either lets someone else corrupt it.
+//!
+//! Each handle records its process in the header's attach table; the
+//! [`inventory`] functions ([`list`], [`inspect`], [`remove_stale`]) read it
+//! to tell segments in use from debris left by killed processes.
 
+mod attach;
 pub mod header;
+pub mod inventory;
 pub(crate) mod name;
 
 use std::ffi::CString;
@@ -27,9 +35,12 @@ use memmap2::{MmapOptions, MmapRaw};
 use crate::sys::clock::Deadline;
 use crate::sys::{proc, shm};
 use crate::{Error, Result};
-use header::{Header, HeaderInfo, Spec, HEADER_SIZE, READY};
+use header::{Claim, Header, HeaderInfo, Spec, HEADER_SIZE, READY};
 
-pub use header::{Fingerprint, Kind, FORMAT_VERSION};
+pub use header::{Attacher, Fingerprint, Kind, FORMAT_VERSION};
+#[cfg(fuzzing)]
+pub use inventory::__fuzz_inspect;
+pub use inventory::{inspect, list, remove_if_stale, remove_stale, SegmentReport};
 pub use name::{unique_name, MAX_NAME_LEN};
 
 /// How segments are created and opened. The defaults suit most uses:
@@ -40,6 +51,8 @@ pub struct Options {
     pub(crate) mode: u32,
     pub(crate) persist: bool,
     pub(crate) open_timeout: Duration,
+    pub(crate) allow_foreign_owner: bool,
+    pub(crate) allow_loose_mode: bool,
 }
 
 impl Default for Options {
@@ -48,6 +61,8 @@ impl Default for Options {
             mode: 0o600,
             persist: false,
             open_timeout: Duration::from_secs(2),
+            allow_foreign_owner: false,
+            allow_loose_mode: false,
         }
     }
 }
@@ -60,6 +75,8 @@ impl Options {
 
     /// Permission bits for a created segment, applied exactly (the umask
     /// does not narrow them). Default 0600: only the creating user.
+    /// For `open`, the loosest mode accepted: a segment that grants any bit
+    /// outside it is refused with [`Error::LooseMode`].
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode & 0o777;
         self
@@ -79,6 +96,24 @@ impl Options {
         self.open_timeout = timeout;
         self
     }
+
+    /// Let `open` accept a segment owned by another user (default: refused
+    /// with [`Error::ForeignOwner`]). Another user's segment may be
+    /// rewritten or truncated by that user at any time; accept one only
+    /// from a user you trust with this process's memory safety.
+    pub fn allow_foreign_owner(mut self, allow: bool) -> Self {
+        self.allow_foreign_owner = allow;
+        self
+    }
+
+    /// Let `open` accept a segment whose permission bits grant more than
+    /// [`Options::mode`] (default: refused with [`Error::LooseMode`]): with
+    /// the default 0600, a segment that group or others may write (or
+    /// read) is refused, since anyone it admits can corrupt it or read it.
+    pub fn allow_loose_mode(mut self, allow: bool) -> Self {
+        self.allow_loose_mode = allow;
+        self
+    }
 }
 
 /// One shared-memory mapping with its header.
@@ -92,6 +127,14 @@ impl Options {
 /// handles that only opened never unlink (PITFALLS.md, "Segments"). A child
 /// that inherited the creator's handle through `fork` does not unlink
 /// either: only the creating process does.
+///
+/// Every handle on a named segment records its process (pid and start
+/// time) in the header's attach table while it lives, so that
+/// [`remove_stale`] can tell a segment in use from debris. A `fork` child
+/// inherits its parent's handles but not their rows: it counts as a user
+/// of the segment only through handles it opens itself (a child that
+/// outlives its parent and keeps using an inherited handle should open its
+/// own). Anonymous segments are never in `/dev/shm` and record nobody.
 pub struct Segment {
     map: ManuallyDrop<MmapRaw>,
     name: Option<(String, CString)>,
@@ -102,6 +145,9 @@ pub struct Segment {
     identity: Option<(u64, u64)>,
     unlink_on_drop: AtomicBool,
     info: HeaderInfo,
+    /// This handle's row in the header's attach table, and the process
+    /// that claimed it (a `fork` child inherits the handle, not the row).
+    claim: Option<(Claim, u32)>,
     /// Asked on drop: must the mapping stay (a robust mutex in it is held
     /// by a thread of this process)?
     keep_mapped: Option<fn(&Segment) -> bool>,
@@ -354,13 +400,19 @@ impl Segment {
         let map = map_fd(&fd, total)?;
         let header = header_of(&map);
         let me = proc::pid();
-        header.write(spec, total, (me, proc::start_time(me).unwrap_or(0)), link)?;
+        let my_start = proc::start_time(me).unwrap_or(0);
+        header.write(spec, total, (me, my_start), link)?;
+        let claim = name.is_some().then(|| (header.attach(me, my_start), me));
         let offset = spec.object_offset()? as usize;
         // SAFETY: `offset + object_size <= total` (Spec::total_size), so the
         // pointer is inside the mapping; the segment is fresh and unpublished,
         // so nobody else touches the object while `init` runs.
         init(unsafe { map.as_mut_ptr().add(offset) })?;
         let info = header.info()?;
+        // Header and object written, not yet READY: a creator killed here
+        // leaves a segment that openers wait for and cleaners judge by the
+        // creator's liveness.
+        crate::fault::fault_point!("segment.create.before_publish");
         header.publish();
         undo.0 = None;
         Ok(Segment {
@@ -371,6 +423,7 @@ impl Segment {
             identity,
             unlink_on_drop: AtomicBool::new(!opts.persist),
             info,
+            claim,
             keep_mapped: None,
         })
     }
@@ -380,8 +433,20 @@ impl Segment {
     pub(crate) fn open_object(name: &str, spec: &Spec, opts: &Options) -> Result<Segment> {
         let c = name::validate(name)?;
         let fd = shm::shm_open(&c, shm::OpenMode::Existing, 0)?;
+        check_owner_and_mode(&fd, opts)?;
         let mut seg = Self::attach_fd(&fd, spec, opts)?;
         seg.name = Some((name.to_owned(), c));
+        // Record this process, then look for a cleaner's mark (the order
+        // matters: see `Header::attach`). A segment being removed as stale
+        // is as good as gone.
+        let me = proc::pid();
+        let header = header_of(&seg.map);
+        let claim = header.attach(me, proc::start_time(me).unwrap_or(0));
+        if header.doomed_by().is_some_and(|pid| pid != me) {
+            header.detach(claim);
+            return Err(Error::NotFound);
+        }
+        seg.claim = Some((claim, me));
         Ok(seg)
     }
 
@@ -396,7 +461,12 @@ impl Segment {
         // A creator may unlink between our EEXIST and our open; a few rounds
         // settle any realistic race.
         let mut last = Error::NotFound;
-        for _ in 0..32 {
+        for round in 0..32u32 {
+            if round > 0 {
+                // The name came and went under us: let the other side
+                // finish (a creator publishing, a cleaner unlinking).
+                std::thread::sleep(Duration::from_micros(100 << round.min(6)));
+            }
             match Self::create_object(Place::Named(name), spec, opts, link, &init) {
                 Err(Error::AlreadyExists) => {}
                 other => return other,
@@ -480,6 +550,7 @@ impl Segment {
             identity: None,
             unlink_on_drop: AtomicBool::new(false),
             info,
+            claim: None,
             keep_mapped,
         }
     }
@@ -515,8 +586,34 @@ fn header_of(map: &MmapRaw) -> &Header {
     unsafe { &*map.as_ptr().cast::<Header>() }
 }
 
+/// Refuses (unless `opts` allows it) a segment that another user owns or
+/// whose mode grants more than `opts.mode`.
+fn check_owner_and_mode(fd: &OwnedFd, opts: &Options) -> Result<()> {
+    let st = shm::fstat(fd)?;
+    let me = proc::euid();
+    if st.uid != me && !opts.allow_foreign_owner {
+        return Err(Error::ForeignOwner {
+            owner: st.uid,
+            expected: me,
+        });
+    }
+    let mode = st.mode & 0o777;
+    if mode & !opts.mode != 0 && !opts.allow_loose_mode {
+        return Err(Error::LooseMode {
+            mode,
+            requested: opts.mode,
+        });
+    }
+    Ok(())
+}
+
 impl Drop for Segment {
     fn drop(&mut self) {
+        if let Some((claim, pid)) = self.claim.take() {
+            if pid == proc::pid() {
+                header_of(&self.map).detach(claim);
+            }
+        }
         if let Some((_, c)) = &self.name {
             if self.unlink_on_drop.load(Ordering::Relaxed) && proc::pid() == self.creator_pid {
                 // Only if the name still names what we created: someone may

@@ -10,6 +10,12 @@ pub(crate) fn pid() -> u32 {
     std::process::id()
 }
 
+/// The calling process's effective user id (the owner of what it creates).
+pub(crate) fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// The start time of process `pid` in clock ticks since boot (field 22 of
 /// `/proc/PID/stat`), or `None` where unknown (no such process, no procfs).
 pub(crate) fn start_time(pid: u32) -> Option<u64> {

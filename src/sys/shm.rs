@@ -114,9 +114,7 @@ pub(crate) struct Stat {
     pub(crate) size: u64,
     pub(crate) dev: u64,
     pub(crate) ino: u64,
-    #[allow(dead_code)]
     pub(crate) uid: u32,
-    #[allow(dead_code)]
     pub(crate) mode: u32,
 }
 
@@ -149,4 +147,37 @@ pub(crate) fn fchmod(fd: &OwnedFd, perm: u32) -> Result<()> {
         return Err(Error::last_os("fchmod"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cloexec(fd: &OwnedFd) -> bool {
+        // SAFETY: F_GETFD on an open descriptor we own reads its flags.
+        let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
+        assert!(flags >= 0, "fcntl: {}", std::io::Error::last_os_error());
+        flags & libc::FD_CLOEXEC != 0
+    }
+
+    /// Every descriptor the crate opens is close-on-exec, so none reaches a
+    /// program a thread `exec`s while another holds it open.
+    #[test]
+    fn every_descriptor_is_close_on_exec() {
+        let name = crate::segment::unique_name("cloexec");
+        let c = std::ffi::CString::new(name).unwrap();
+        let created = shm_open(&c, OpenMode::CreateExclusive, 0o600).unwrap();
+        let opened = shm_open(&c, OpenMode::Existing, 0).unwrap();
+        let read_only = shm_open(&c, OpenMode::ReadOnly, 0).unwrap();
+        shm_unlink(&c).unwrap();
+        let anon = anonymous_fd().unwrap();
+        for (what, fd) in [
+            ("created", &created),
+            ("opened", &opened),
+            ("read-only", &read_only),
+            ("anonymous", &anon),
+        ] {
+            assert!(cloexec(fd), "{what} descriptor lacks FD_CLOEXEC");
+        }
+    }
 }
