@@ -1491,7 +1491,15 @@ mod loom_tests {
         // 100, 120 and 40 bytes in a 256-byte ring: the third needs padding
         // at the end and space the consumer frees.
         let len = [100, 120, 40][i];
-        (0..len).map(|j| (j as u8) ^ (0x5A + i as u8)).collect()
+        let mut m: Vec<u8> = (0..len).map(|j| (j as u8) ^ (0x5A + i as u8)).collect();
+        if i == 0 {
+            // Bytes 40..48 of the first payload (ring offset 48) read as
+            // the header due at position 304, just past the third record:
+            // only the zero the producer writes ahead of that record's
+            // header keeps the consumer from taking them for a fourth.
+            m[40..48].copy_from_slice(&header_word(304, 256, 8, 0).to_le_bytes());
+        }
+        m
     }
 
     fn push_blocking(p: &mut Producer<'_>, m: &[u8]) {
@@ -1550,6 +1558,42 @@ mod loom_tests {
                 let n = pop_blocking(&mut c, &mut buf);
                 assert_eq!(&buf[..n], &msg(i)[..], "record {i}");
             }
+            // Before the join: the slot past the last record must read
+            // "not published" however the producer's stores interleave.
+            assert_eq!(c.try_pop(&mut buf).unwrap(), None, "a phantom record");
+            t.join().unwrap();
+        });
+    }
+
+    /// An exactly full ring: the producer cannot zero the slot after the
+    /// last record (it is the first record's header, not consumed yet), so
+    /// the consumer meets the previous lap's header there and must tell it
+    /// apart by its tag; the producer refreshes `head` (Acquire) before it
+    /// reuses the space. Two records of 120 bytes fill 256, then a third
+    /// reuses the first one's space.
+    #[test]
+    fn loom_spsc_full_ring_lap_tag() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
+            let heap = Arc::new(SpscRing::new(256).unwrap());
+            let h2 = heap.clone();
+            let m = |i: u8| vec![i.wrapping_mul(37) ^ 0xA5; 120];
+            let t = loom::thread::spawn(move || {
+                // SAFETY: the only producer.
+                let mut p = unsafe { h2.ring().producer().unwrap() };
+                for i in 0..3 {
+                    push_blocking(&mut p, &m(i));
+                }
+            });
+            // SAFETY: the only consumer.
+            let mut c = unsafe { heap.ring().consumer().unwrap() };
+            let mut buf = [0u8; 256];
+            for i in 0..3 {
+                let n = pop_blocking(&mut c, &mut buf);
+                assert_eq!(&buf[..n], &m(i)[..], "record {i}");
+            }
+            assert_eq!(c.try_pop(&mut buf).unwrap(), None, "a phantom record");
             t.join().unwrap();
         });
     }
