@@ -1071,6 +1071,13 @@ impl<'a> Producer<'a> {
         {
             return Err(Error::InvalidArgument("write outside the reserved record"));
         }
+        self.write_checked(g, at, src);
+        Ok(())
+    }
+
+    /// `write` once `g` and the range are known good.
+    #[inline]
+    fn write_checked(&mut self, g: &Grant, at: usize, src: &[u8]) {
         let base = g.off + RECORD_HEADER as u64 + at as u64;
         #[cfg(feature = "fault-injection")]
         {
@@ -1082,7 +1089,6 @@ impl<'a> Producer<'a> {
         }
         #[cfg(not(feature = "fault-injection"))]
         self.ring.copy_in(base, src);
-        Ok(())
     }
 
     /// The address of `g`'s payload: `g.len()` bytes this producer alone
@@ -1100,20 +1106,28 @@ impl<'a> Producer<'a> {
     /// (another ring's, or stale).
     pub fn commit(&mut self, g: Grant) -> Result<()> {
         self.check(&g)?;
+        self.commit_checked(g);
+        Ok(())
+    }
+
+    /// `commit` once `g` is known good.
+    #[inline]
+    fn commit_checked(&mut self, g: Grant) {
         crate::fault::fault_point!("spsc.write.before_publish");
         let word = header_word(g.pos, self.ring.cap, g.len, g.flags);
         self.publish(record_size(g.len as u64), word);
         crate::fault::fault_point!("spsc.write.published_before_wake");
         self.ring.data_ready().notify(1);
-        Ok(())
     }
 
     /// Reserves, writes `src` and commits: `Ok(false)` if no room now.
     pub fn try_push(&mut self, src: &[u8], flags: u32) -> Result<bool> {
         match self.try_reserve(src.len(), flags)? {
             Some(g) => {
-                self.write(&g, 0, src)?;
-                self.commit(g)?;
+                // Made just now for `src.len()` bytes at the current tail:
+                // the grant checks of `write` and `commit` cannot fail.
+                self.write_checked(&g, 0, src);
+                self.commit_checked(g);
                 Ok(true)
             }
             None => Ok(false),
@@ -1223,6 +1237,27 @@ impl<'a> Consumer<'a> {
         Ok(())
     }
 
+    /// Copies the next record into `dst` and consumes it if it carries no
+    /// flags and fits: `Ok(Some(len))`; otherwise (empty, flagged, too
+    /// long) consumes nothing and says `Ok(None)`. The receive fast path of
+    /// the layer above, which handles everything else itself.
+    #[inline]
+    pub fn try_pop_plain(&mut self, dst: &mut [u8]) -> Result<Option<usize>> {
+        let Some(r) = self.try_peek()? else {
+            return Ok(None);
+        };
+        let len = r.len();
+        if r.flags != 0 || len > dst.len() {
+            return Ok(None);
+        }
+        // Found just now at the head and inside the data area (try_peek):
+        // the record checks of `read` and `release` cannot fail.
+        self.ring
+            .copy_out(r.off + RECORD_HEADER as u64, &mut dst[..len]);
+        self.release_checked(r);
+        Ok(Some(len))
+    }
+
     /// The address of `r`'s payload: `r.len()` bytes nobody writes until
     /// this consumer releases `r`. `InvalidArgument` if `r` is not this
     /// consumer's current record.
@@ -1238,9 +1273,15 @@ impl<'a> Consumer<'a> {
     /// (another ring's, or stale).
     pub fn release(&mut self, r: Record) -> Result<()> {
         self.check(&r)?;
+        self.release_checked(r);
+        Ok(())
+    }
+
+    /// `release` once `r` is known good.
+    #[inline]
+    fn release_checked(&mut self, r: Record) {
         crate::fault::fault_point!("spsc.read.before_release");
         self.advance(record_size(r.len as u64));
-        Ok(())
     }
 
     /// Copies the next record into `dst`: `Ok(Some(len))`, `Ok(None)` if
