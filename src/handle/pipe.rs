@@ -1467,7 +1467,7 @@ pub struct Borrowed<'a> {
 impl std::ops::Deref for Borrowed<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: the record is published (Acquire on tail) and not
+        // SAFETY: the record is published (Acquire on its header) and not
         // released: the producer does not write it until `drop`.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
