@@ -588,7 +588,8 @@ impl<'a> Ring<'a> {
     /// At most one `Producer` of this ring is used at a time, in all
     /// processes together.
     pub unsafe fn producer(self) -> Result<Producer<'a>> {
-        let mut tail = self.ctl.prod.tail.load(Relaxed);
+        let hint = self.ctl.prod.tail.load(Relaxed);
+        let mut tail = hint;
         let head = self.ctl.cons.head.load(Acquire);
         // `tail` is a hint stored after each header: a producer that died
         // between the two left it one record behind, and the consumer may
@@ -622,7 +623,9 @@ impl<'a> Ring<'a> {
         if head > tail {
             return Err(Error::Corrupt("ring positions"));
         }
-        self.ctl.prod.tail.store(tail, Release);
+        if tail != hint {
+            self.ctl.prod.tail.store(tail, Release);
+        }
         Ok(Producer {
             ring: self,
             tail,
@@ -1157,7 +1160,10 @@ impl<'a> Consumer<'a> {
     /// it, are visible.
     #[inline]
     fn published_header(&self) -> Option<u64> {
-        let word = self.ring.word(self.head & (self.ring.cap - 1)).load(Acquire);
+        let word = self
+            .ring
+            .word(self.head & (self.ring.cap - 1))
+            .load(Acquire);
         (word >> TAG_SHIFT == lap_tag(self.head, self.ring.cap)).then_some(word)
     }
 
@@ -1436,9 +1442,11 @@ mod tests {
         assert!(matches!(c.try_peek(), Err(Error::Corrupt(_))));
         ring.word(0).store(tag0 | 249, Relaxed);
         assert!(matches!(c.try_peek(), Err(Error::Corrupt(_))));
-        ring.word(0).store(tag0 | ((PAD as u64) << FLAGS_SHIFT), Relaxed);
+        ring.word(0)
+            .store(tag0 | ((PAD as u64) << FLAGS_SHIFT), Relaxed);
         assert!(matches!(c.try_peek(), Err(Error::Corrupt(_))));
-        ring.word(0).store(tag0 | ((PAD as u64) << FLAGS_SHIFT) | 8, Relaxed);
+        ring.word(0)
+            .store(tag0 | ((PAD as u64) << FLAGS_SHIFT) | 8, Relaxed);
         assert!(matches!(c.try_peek(), Err(Error::Corrupt(_))));
         // SAFETY (all below): one producer and one consumer, this thread.
         // Positions are multiples of 8 (found by the spsc_garbage fuzz target).
@@ -1505,7 +1513,9 @@ mod tests {
         // that word before it publishes the record in front of it.
         let pos = 5 * 256;
         let next = pos + 48;
-        h.ring().word(48).store(header_word(next, 256, 8, 0), Relaxed);
+        h.ring()
+            .word(48)
+            .store(header_word(next, 256, 8, 0), Relaxed);
         assert!(p.try_push(&[3; 40], 0).unwrap());
         assert_eq!(c.try_pop(&mut buf).unwrap(), Some((40, 0)));
         assert_eq!(c.try_pop(&mut buf).unwrap(), None);
