@@ -228,9 +228,9 @@ fn pipe_failed_wait_withdraws_its_sleeper() {
     // position 0 (lap 0: tag 1, bits 40..64) with unknown flags (0x80,
     // bits 32..40), so that the reader's re-check finds it published and
     // corrupt. (The `tail` word is only a hint the reader does not read.)
+    let word = (1u64 << 40) | (0x80 << 32);
     // SAFETY: the first header word (ring offset 256, the data area's
     // start) is an AtomicU64.
-    let word = (1u64 << 40) | (0x80 << 32);
     unsafe { (*((base + 256) as *const AtomicU64)).store(word, Ordering::Release) };
     let res = t.join().unwrap();
     assert!(matches!(res, Err(Error::Corrupt(_))), "{res:?}");

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! offset   0  meta line      magic, capacity                 (written once, at init)
-//! offset  64  producer line  tail                            (written by the producer)
+//! offset  64  producer line  tail (a hint, see below)        (written by the producer)
 //! offset 128  consumer line  head                            (written by the consumer)
 //! offset 192  ends line      event counts, closed flags, claimants, in-message
 //! offset 256  data           `capacity` bytes of records
@@ -17,9 +17,9 @@
 //! cached copy of the other side's position in its own handle
 //! ([`Producer`], [`Consumer`]), not in shared memory: a producer trusts its
 //! cached `head` until the ring looks full, and only then re-reads `head`
-//! with Acquire (likewise the consumer with `tail` when the ring looks
-//! empty). Kept in the handle, the caches never leave this CPU's cache and
-//! a peer cannot corrupt them.
+//! with Acquire; the consumer learns what was published from the record
+//! headers themselves (below). Kept in the handle, the caches never leave
+//! this CPU's cache and a peer cannot corrupt them.
 //!
 //! ## Records
 //!
@@ -73,14 +73,21 @@
 //! load unless the other side announced that it sleeps; the sleeper's
 //! re-check reads the header word (or `head`), the location published.
 //!
+//! A producer that dies between a header and the `tail` hint leaves the
+//! hint one record behind (the consumer may already be past it): attach
+//! accepts `head` and `tail` up to `capacity` apart either way, and a new
+//! producer walks forward from the hint over correctly tagged records
+//! (bounded by `head + capacity`) to the real frontier.
+//!
 //! ## Trust
 //!
 //! Everything read from shared memory is checked before use: the magic and
-//! capacity at attach (the handle keeps its own copy of the capacity), and on
-//! every refresh that positions are multiples of 8 and only move forward,
-//! `head <= tail`, `tail - head <= capacity`, and that every record header
-//! carries known flags and describes a record inside the data area. A
-//! header with a foreign tag reads as "not published yet". A violation is
+//! capacity at attach (the handle keeps its own copy of the capacity), that
+//! positions are multiples of 8, below 2^62 and at most `capacity` apart,
+//! that a refreshed `head` only moves forward and stays below `tail`, and
+//! that every record header carries known flags and describes a record
+//! inside the data area. A header with a foreign tag reads as "not
+//! published yet". A violation is
 //! [`Error::Corrupt`]: never an out-of-bounds access, a panic, or a loop
 //! without a bound.
 
@@ -1448,15 +1455,16 @@ mod tests {
         ring.word(0)
             .store(tag0 | ((PAD as u64) << FLAGS_SHIFT) | 8, Relaxed);
         assert!(matches!(c.try_peek(), Err(Error::Corrupt(_))));
-        // SAFETY (all below): one producer and one consumer, this thread.
         // Positions are multiples of 8 (found by the spsc_garbage fuzz target).
         ring.ctl.prod.tail.store(9, Relaxed);
+        // SAFETY: one producer and one consumer, this thread.
         unsafe {
             assert!(matches!(ring.consumer(), Err(Error::Corrupt(_))));
             assert!(matches!(ring.producer(), Err(Error::Corrupt(_))));
         }
         // Farther apart than the capacity.
         ring.ctl.prod.tail.store(1000, Relaxed);
+        // SAFETY: one producer and one consumer, this thread.
         unsafe {
             assert!(matches!(ring.consumer(), Err(Error::Corrupt(_))));
             assert!(matches!(ring.producer(), Err(Error::Corrupt(_))));
@@ -1464,6 +1472,7 @@ mod tests {
         // Near 2^64 (found by the spsc_garbage fuzz target).
         ring.ctl.cons.head.store(u64::MAX - 7, Relaxed);
         ring.ctl.prod.tail.store(u64::MAX - 7, Relaxed);
+        // SAFETY: one producer and one consumer, this thread.
         unsafe {
             assert!(matches!(ring.producer(), Err(Error::Corrupt(_))));
             assert!(matches!(ring.consumer(), Err(Error::Corrupt(_))));
@@ -1474,11 +1483,13 @@ mod tests {
         ring.ctl.prod.tail.store(0, Relaxed);
         ring.word(0).store(tag0 | 8, Relaxed);
         ring.word(16).store(0, Relaxed);
+        // SAFETY: one producer and one consumer, this thread.
         let p = unsafe { ring.producer().unwrap() };
         assert_eq!(p.tail, 16);
         assert_eq!(ring.ctl.prod.tail.load(Relaxed), 16);
         ring.ctl.prod.tail.store(0, Relaxed);
         ring.word(16).store(tag0 | 240, Relaxed);
+        // SAFETY: one producer and one consumer, this thread.
         unsafe { assert!(matches!(ring.producer(), Err(Error::Corrupt(_)))) };
     }
 
@@ -1522,8 +1533,7 @@ mod tests {
         // Takeover after a lost `tail` hint.
         assert!(p.try_push(&[9; 8], 0).unwrap());
         h.ring().ctl.prod.tail.store(next, Relaxed);
-        drop(p);
-        // SAFETY: the previous producer is gone.
+        // SAFETY: the previous producer is no longer used (shadowed).
         let mut p = unsafe { h.ring().producer().unwrap() };
         assert!(p.try_push(&[10; 8], 0).unwrap());
         assert_eq!(c.try_pop(&mut buf).unwrap(), Some((8, 0)));
