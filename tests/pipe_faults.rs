@@ -224,9 +224,14 @@ fn pipe_failed_wait_withdraws_its_sleeper() {
     let base = pipe.segment().data_ptr() as usize;
     let t = std::thread::spawn(move || r.recv_bytes_timeout(Duration::from_secs(5)));
     std::thread::sleep(Duration::from_millis(200));
-    // A garbage tail (not a multiple of 8), written while the reader sleeps.
-    // SAFETY: the producer line's `tail` (ring offset 64) is an AtomicU64.
-    unsafe { (*((base + 64) as *const AtomicU64)).store(9, Ordering::Release) };
+    // A garbage record header, written while the reader sleeps: the tag of
+    // position 0 (lap 0: tag 1, bits 40..64) with unknown flags (0x80,
+    // bits 32..40), so that the reader's re-check finds it published and
+    // corrupt. (The `tail` word is only a hint the reader does not read.)
+    let word = (1u64 << 40) | (0x80 << 32);
+    // SAFETY: the first header word (ring offset 256, the data area's
+    // start) is an AtomicU64.
+    unsafe { (*((base + 256) as *const AtomicU64)).store(word, Ordering::Release) };
     let res = t.join().unwrap();
     assert!(matches!(res, Err(Error::Corrupt(_))), "{res:?}");
     // SAFETY: Ends.data_ready.sleepers (ring offset 192 + 4) is an AtomicU32.

@@ -62,14 +62,29 @@ fn near_valid(data: &[u8]) {
     let head = u32::from_le_bytes(data[1..5].try_into().unwrap()) as u64;
     let tail = head.wrapping_add(u16::from_le_bytes(data[5..7].try_into().unwrap()) as u64);
     let body = &data[7..];
+    // Half the inputs get the lap tag of their position stamped on every
+    // word, so that garbage headers pass the "published" test and reach
+    // the length and flag checks (format 2: tag in bits 40..64).
+    let stamp = data[0] & 0x80 != 0;
     with_region(cap, |r| {
-        r[..8].copy_from_slice(b"shmspsc1");
+        r[..8].copy_from_slice(b"shmspsc2");
         r[8..16].copy_from_slice(&(cap as u64).to_le_bytes());
         r[64..72].copy_from_slice(&tail.to_le_bytes());
         r[128..136].copy_from_slice(&head.to_le_bytes());
         for (i, b) in r[256..].iter_mut().enumerate() {
             if !body.is_empty() {
                 *b = body[i % body.len()];
+            }
+        }
+        if stamp {
+            let lap = |pos: u64| (((pos >> cap.trailing_zeros()) & 0x7F_FFFF) << 1) | 1;
+            for (k, w) in r[256..].chunks_exact_mut(8).enumerate() {
+                // The position of this word in the lap of `head`, or the next.
+                let off = (k * 8) as u64;
+                let base = head & !(cap as u64 - 1);
+                let pos = if base + off >= head { base + off } else { base + cap as u64 + off };
+                let word = u64::from_le_bytes(w.try_into().unwrap()) & ((1 << 40) - 1);
+                w.copy_from_slice(&(word | lap(pos) << 40).to_le_bytes());
             }
         }
     });

@@ -1,6 +1,7 @@
 //! A random sequence of producer and consumer operations on one heap ring,
 //! checked against a model queue: every record comes out once, whole, in
-//! order; a full ring refuses; an uncommitted reservation sends nothing.
+//! order; a full ring refuses; an uncommitted reservation sends nothing;
+//! ends taken over mid-stream lose nothing.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -22,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     while let Some(op) = it.next() {
         n = n.wrapping_add(1);
         let arg = it.next().unwrap_or(0) as usize;
-        match op % 6 {
+        match op % 7 {
             0 | 1 => {
                 let len = (arg * arg * (1 + op as usize / 6)) % (cap + 16);
                 let msg: Vec<u8> = (0..len).map(|i| (i as u32 ^ n) as u8).collect();
@@ -67,6 +68,15 @@ fuzz_target!(|data: &[u8]| {
                 Ok(None) => assert!(model.is_empty(), "a record was lost"),
                 Err(e) => panic!("peek: {e:?}"),
             },
+            5 => {
+                // Both ends taken over: the new producer starts from the
+                // `tail` hint and walks published records.
+                // SAFETY: the previous handles are replaced; one of each.
+                unsafe {
+                    p = heap.ring().producer().unwrap();
+                    c = heap.ring().consumer().unwrap();
+                }
+            }
             _ => {
                 // Drain everything.
                 while let Some((len, _)) = c.try_pop(&mut buf).unwrap() {

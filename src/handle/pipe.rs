@@ -860,11 +860,9 @@ impl Connection {
             if let Some(Tx { ring, p: Some(p) }) = &mut self.tx {
                 if spsc::record_size(buf.len() as u64) <= ring.capacity() as u64 / 2
                     && !ring.is_closed(Role::Reader)
+                    && matches!(p.try_push(buf, 0), Ok(true))
                 {
-                    if let Ok(Some(g)) = p.try_reserve(buf.len(), 0) {
-                        p.write(&g, 0, buf)?;
-                        return p.commit(g);
-                    }
+                    return Ok(());
                 }
             }
         }
@@ -948,6 +946,22 @@ impl Connection {
     }
 
     fn reserve_inner(&mut self, len: usize, deadline: Option<Deadline>) -> Result<Reservation<'_>> {
+        // Fast path: room now, nothing pending. Anything else (including
+        // any error) takes the general path below.
+        let mut fast = None;
+        if !self.abort_pending && self.ready_fast() {
+            if let Some(Tx { ring, p: Some(p) }) = &mut self.tx {
+                if !ring.is_closed(Role::Reader) {
+                    fast = p.try_reserve(len, 0).ok().flatten();
+                }
+            }
+        }
+        if let Some(grant) = fast {
+            let p = self.tx.as_mut().and_then(|t| t.p.as_mut());
+            let p = p.ok_or(Error::Corrupt("reservation vanished"))?;
+            let ptr = p.payload_ptr(&grant)?;
+            return Ok(Reservation { p, grant, ptr, len });
+        }
         self.ready()?;
         let max = self.max_record();
         if len > max {
@@ -1208,14 +1222,8 @@ impl Connection {
         // (including any error) takes the general path below.
         if self.partial.is_none() && !self.skipping && offset <= buf.len() && self.ready_fast() {
             if let Some(Rx { c: Some(c), .. }) = &mut self.rx {
-                if let Ok(Some(r)) = c.try_peek() {
-                    let out = &mut buf[offset..];
-                    let len = r.len();
-                    if r.flags() == 0 && len <= out.len() {
-                        c.read(&r, 0, &mut out[..len])?;
-                        c.release(r)?;
-                        return Ok(len);
-                    }
+                if let Ok(Some(len)) = c.try_pop_plain(&mut buf[offset..]) {
+                    return Ok(len);
                 }
             }
         }
@@ -1353,8 +1361,20 @@ impl Connection {
     }
 
     fn in_place(&mut self, deadline: Option<Deadline>) -> Result<Borrowed<'_>> {
+        // Fast path: a single record is there. Anything else (including
+        // any error) takes the general path below.
+        let mut fast = None;
+        if self.partial.is_none() && !self.skipping && self.ready_fast() {
+            if let Some(Rx { c: Some(c), .. }) = &mut self.rx {
+                fast = c.try_peek().ok().flatten().filter(|r| r.flags() == 0);
+            }
+        }
+        let next = match fast {
+            Some(r) => Next::Record(r),
+            None => self.next(Limit::InPlace(self.max_record()), deadline)?,
+        };
         let max = self.max_record();
-        match self.next(Limit::InPlace(max), deadline)? {
+        match next {
             Next::Whole => Err(Error::MessageTooLarge {
                 size: self.partial.as_ref().map_or(0, |p| p.total),
                 max,
@@ -1447,7 +1467,7 @@ pub struct Borrowed<'a> {
 impl std::ops::Deref for Borrowed<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: the record is published (Acquire on tail) and not
+        // SAFETY: the record is published (Acquire on its header) and not
         // released: the producer does not write it until `drop`.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! offset   0  meta line      magic, capacity                 (written once, at init)
-//! offset  64  producer line  tail                            (written by the producer)
+//! offset  64  producer line  tail (a hint, see below)        (written by the producer)
 //! offset 128  consumer line  head                            (written by the consumer)
 //! offset 192  ends line      event counts, closed flags, claimants, in-message
 //! offset 256  data           `capacity` bytes of records
@@ -17,18 +17,33 @@
 //! cached copy of the other side's position in its own handle
 //! ([`Producer`], [`Consumer`]), not in shared memory: a producer trusts its
 //! cached `head` until the ring looks full, and only then re-reads `head`
-//! with Acquire (likewise the consumer with `tail` when the ring looks
-//! empty). Kept in the handle, the caches never leave this CPU's cache and
-//! a peer cannot corrupt them.
+//! with Acquire; the consumer learns what was published from the record
+//! headers themselves (below). Kept in the handle, the caches never leave
+//! this CPU's cache and a peer cannot corrupt them.
 //!
 //! ## Records
 //!
-//! Each record starts 8-aligned with an 8-byte header word, `len` in the low
-//! 32 bits and flags in the high 32, followed by `len` payload bytes padded
-//! to 8. A record never wraps: when one does not fit before the end of the
-//! data area, the producer first writes a [`PAD`] header there (its extent
-//! is "to the end of the data area") and continues at offset 0. So a record
-//! of up to `capacity - 8` payload bytes always fits once the ring drains.
+//! Each record starts 8-aligned with an 8-byte header word, followed by
+//! `len` payload bytes padded to 8. A record never wraps: when one does not
+//! fit before the end of the data area, the producer first writes a [`PAD`]
+//! header there (its extent is "to the end of the data area") and continues
+//! at offset 0. So a record of up to `capacity - 8` payload bytes always
+//! fits once the ring drains.
+//!
+//! | bits   | header word field                                             |
+//! |--------|---------------------------------------------------------------|
+//! | 0..32  | `len`, payload bytes                                          |
+//! | 32..40 | flags (below)                                                 |
+//! | 40..64 | lap tag: `(lap mod 2^23) * 2 + 1`, `lap = pos / capacity`; never 0 |
+//!
+//! A header word is the record's publication: it counts only if its tag is
+//! the one of its own position's lap. Before a slot is published it holds
+//! either 0 (the producer zeroes the word just past each record it
+//! publishes, when that word is free) or, when the ring was exactly full,
+//! the header of the record one lap earlier (whose tag is the previous
+//! lap's, always different). Nothing else can be there, so stale payload
+//! bytes are never taken for a header. Format version 2 (magic
+//! `shmspsc2`): version 1 had no tag and published through `tail` alone.
 //!
 //! | flag            | meaning                                                      |
 //! |-----------------|--------------------------------------------------------------|
@@ -42,22 +57,37 @@
 //!
 //! ## Publish and consume (SYNC POINTs)
 //!
-//! The producer writes the payload and the header word, then stores `tail`
-//! with Release; the consumer loads `tail` with Acquire before reading a
-//! header or payload below it. The consumer stores `head` with Release after
-//! it has finished reading a record; the producer loads `head` with Acquire
-//! before overwriting the space below it. After each publish the publisher
-//! calls `EventCount::notify` on the other side's event count, which costs
-//! a fence and a load unless the other side announced that it sleeps.
+//! The producer writes the payload and zeroes the word just past the
+//! record (if free), then stores the tagged header word with Release; the
+//! consumer polls the header word at its `head` with Acquire, so a message
+//! moves the record's own cache line and nothing else (Aeron and FastFlow
+//! poll the slot the same way). The producer then stores `tail` with
+//! Release as well: it is a hint for [`Producer`] takeover, the debug view
+//! and the attach checks, never read on the consumer's fast path (an
+//! unread store keeps its line in the producer's cache and costs no
+//! traffic). The consumer stores `head` with Release after it has finished
+//! reading a record; the producer loads `head` with Acquire (only when its
+//! cached copy says the ring is full) before overwriting the space below
+//! it. After each publish the publisher calls `Wake::notify` on the other
+//! side's event count, which costs a compiler barrier (or a fence) and a
+//! load unless the other side announced that it sleeps; the sleeper's
+//! re-check reads the header word (or `head`), the location published.
+//!
+//! A producer that dies between a header and the `tail` hint leaves the
+//! hint one record behind (the consumer may already be past it): attach
+//! accepts `head` and `tail` up to `capacity` apart either way, and a new
+//! producer walks forward from the hint over correctly tagged records
+//! (bounded by `head + capacity`) to the real frontier.
 //!
 //! ## Trust
 //!
 //! Everything read from shared memory is checked before use: the magic and
-//! capacity at attach (the handle keeps its own copy of the capacity), and on
-//! every refresh that positions are multiples of 8 and only move forward,
-//! `head <= tail`,
-//! `tail - head <= capacity`, and that every record header describes a record
-//! inside what was published and inside the data area. A violation is
+//! capacity at attach (the handle keeps its own copy of the capacity), that
+//! positions are multiples of 8, below 2^62 and at most `capacity` apart,
+//! that a refreshed `head` only moves forward and stays below `tail`, and
+//! that every record header carries known flags and describes a record
+//! inside the data area. A header with a foreign tag reads as "not
+//! published yet". A violation is
 //! [`Error::Corrupt`]: never an out-of-bounds access, a panic, or a loop
 //! without a bound.
 
@@ -77,8 +107,14 @@ pub const MORE: u32 = 4;
 pub const ABORT: u32 = 8;
 const KNOWN_FLAGS: u32 = PAD | FIRST | MORE | ABORT;
 
-/// "shmspsc1".
-const MAGIC: u64 = u64::from_le_bytes(*b"shmspsc1");
+/// The in-place format version (see the module docs: 2 tags headers).
+pub const FORMAT_VERSION: u8 = 2;
+/// "shmspsc2": the last byte is [`FORMAT_VERSION`] in ASCII.
+const MAGIC: u64 = u64::from_le_bytes(*b"shmspsc2");
+/// Bits of the header word holding the flags, then the lap tag.
+const FLAGS_SHIFT: u32 = 32;
+const TAG_SHIFT: u32 = 40;
+const FLAGS_MASK: u64 = 0xFF;
 /// Smallest data area, in bytes.
 pub const MIN_CAPACITY: usize = 256;
 /// Largest data area, in bytes (a record length is 32 bits).
@@ -277,6 +313,12 @@ mod layout {
     const_assert_eq!(offset_of!(Ends, writer_pid), 24);
     const_assert_eq!(offset_of!(Ends, reader_start), 48);
     const_assert_eq!(offset_of!(Ends, reader_in_message), 56);
+    // Format version 2: tagged record headers (module docs).
+    const_assert_eq!(FORMAT_VERSION, 2);
+    const_assert_eq!(MAGIC, u64::from_le_bytes(*b"shmspsc2"));
+    const_assert_eq!(FLAGS_SHIFT, 32);
+    const_assert_eq!(TAG_SHIFT, 40);
+    const_assert_eq!(KNOWN_FLAGS as u64 & !FLAGS_MASK, 0);
 }
 
 /// Which end of a ring.
@@ -371,6 +413,13 @@ impl SpscRing {
         // SAFETY: the caller gives us `size` writable, aligned, unshared
         // bytes at `ptr`; the control block is the first CONTROL_SIZE.
         unsafe { ptr.cast::<SpscRing>().write(ring) };
+        // The first header slot reads "not published" (a zero word).
+        #[cfg(not(loom))]
+        // SAFETY: the data area follows the control block, 64-aligned and
+        // at least MIN_CAPACITY bytes, inside the caller's `size` bytes.
+        unsafe {
+            ptr.add(Self::CONTROL_SIZE).cast::<u64>().write(0)
+        };
         #[cfg(loom)]
         for i in 0..capacity / 8 {
             // SAFETY: the data area follows, `capacity / 8` loom atomics.
@@ -546,10 +595,43 @@ impl<'a> Ring<'a> {
     /// At most one `Producer` of this ring is used at a time, in all
     /// processes together.
     pub unsafe fn producer(self) -> Result<Producer<'a>> {
-        let tail = self.ctl.prod.tail.load(Relaxed);
+        let hint = self.ctl.prod.tail.load(Relaxed);
+        let mut tail = hint;
         let head = self.ctl.cons.head.load(Acquire);
-        if head > tail || tail - head > self.cap || (head | tail) % 8 != 0 || tail > MAX_POSITION {
+        // `tail` is a hint stored after each header: a producer that died
+        // between the two left it one record behind, and the consumer may
+        // have gone past it already.
+        if (head | tail) % 8 != 0
+            || tail > MAX_POSITION
+            || head > MAX_POSITION
+            || tail.abs_diff(head) > self.cap
+        {
             return Err(Error::Corrupt("ring positions"));
+        }
+        // Walk over records published past the hint (bounded: each step
+        // advances, and the walk stops at a full ring). The frontier's word
+        // is 0 or the previous lap's header: it stops there.
+        let mask = self.cap - 1;
+        for _ in 0..=self.cap / 8 {
+            if tail >= head + self.cap {
+                break;
+            }
+            let off = tail & mask;
+            let word = self.word(off).load(Acquire);
+            if word >> TAG_SHIFT != lap_tag(tail, self.cap) {
+                break;
+            }
+            let size = record_extent(word, off, self.cap)?;
+            if tail + size > head + self.cap {
+                return Err(Error::Corrupt("record beyond the consumer's head"));
+            }
+            tail += size;
+        }
+        if head > tail {
+            return Err(Error::Corrupt("ring positions"));
+        }
+        if tail != hint {
+            self.ctl.prod.tail.store(tail, Release);
         }
         Ok(Producer {
             ring: self,
@@ -567,13 +649,18 @@ impl<'a> Ring<'a> {
     pub unsafe fn consumer(self) -> Result<Consumer<'a>> {
         let head = self.ctl.cons.head.load(Relaxed);
         let tail = self.ctl.prod.tail.load(Acquire);
-        if head > tail || tail - head > self.cap || (head | tail) % 8 != 0 || tail > MAX_POSITION {
+        // The `tail` hint may lag one record behind `head` (see `producer`).
+        if (head | tail) % 8 != 0
+            || tail > MAX_POSITION
+            || head > MAX_POSITION
+            || tail.abs_diff(head) > self.cap
+        {
             return Err(Error::Corrupt("ring positions"));
         }
         Ok(Consumer {
             ring: self,
             head,
-            tail,
+            tail: tail.max(head),
         })
     }
 
@@ -757,6 +844,42 @@ pub const fn record_size(len: u64) -> u64 {
     RECORD_HEADER as u64 + ((len + 7) & !7)
 }
 
+/// The lap tag of a header at `pos` in a ring of `cap` bytes (a power of
+/// two): odd, so never 0, and different for consecutive laps.
+#[inline]
+fn lap_tag(pos: u64, cap: u64) -> u64 {
+    (((pos >> cap.trailing_zeros()) & 0x7F_FFFF) << 1) | 1
+}
+
+/// The header word of a record (or padding) at `pos`.
+#[inline]
+fn header_word(pos: u64, cap: u64, len: u32, flags: u32) -> u64 {
+    (lap_tag(pos, cap) << TAG_SHIFT) | ((flags as u64) << FLAGS_SHIFT) | len as u64
+}
+
+/// Bytes the record whose (correctly tagged) header `word` sits at data
+/// offset `off` spans: padding to the end of the data area, or header and
+/// payload. `Corrupt` for unknown flags, malformed padding, or a record
+/// crossing the end of the data area.
+#[inline]
+fn record_extent(word: u64, off: u64, cap: u64) -> Result<u64> {
+    let (len, flags) = (word as u32, ((word >> FLAGS_SHIFT) & FLAGS_MASK) as u32);
+    if flags & !KNOWN_FLAGS != 0 {
+        return Err(Error::Corrupt("unknown record flags"));
+    }
+    if flags & PAD != 0 {
+        if flags != PAD || len != 0 || off == 0 {
+            return Err(Error::Corrupt("bad padding record"));
+        }
+        return Ok(cap - off);
+    }
+    let need = record_size(len as u64);
+    if off + need > cap {
+        return Err(Error::Corrupt("record crosses the end of the data area"));
+    }
+    Ok(need)
+}
+
 /// Space reserved by [`Producer::try_reserve`], not yet published.
 ///
 /// Neither `Copy` nor `Clone`: [`Producer::commit`] consumes it. The
@@ -855,12 +978,26 @@ impl<'a> Producer<'a> {
         Ok(())
     }
 
-    /// Publishes `tail` (SYNC POINT: pairs with the consumer's Acquire load
-    /// in `refresh_tail`) and wakes a sleeping consumer.
+    /// Publishes the record (or padding) of `size` bytes at the current
+    /// tail whose header is `word`; the caller then wakes the consumer.
+    ///
+    /// SYNC POINT (pairs with the consumer's Acquire load of the header in
+    /// `try_peek`): the payload, and the zero written just past the record,
+    /// happen before the header. The zero makes the next slot read "not
+    /// published" whatever the previous lap left there; when that word is
+    /// not free (the ring is exactly full) it holds the previous lap's
+    /// header at the cached `head`, whose tag differs.
     #[inline]
-    fn publish(&mut self) {
-        self.ring.ctl.prod.tail.store(self.tail, Release);
-        self.ring.data_ready().notify(1);
+    fn publish(&mut self, size: u64, word: u64) {
+        let mask = self.ring.cap - 1;
+        let end = self.tail + size;
+        if end + RECORD_HEADER as u64 - self.head <= self.ring.cap {
+            self.ring.word(end & mask).store(0, Relaxed);
+        }
+        self.ring.word(self.tail & mask).store(word, Release);
+        self.tail = end;
+        // A hint (takeover, attach checks): not on the consumer's path.
+        self.ring.ctl.prod.tail.store(end, Release);
     }
 
     /// Reserves a record of `len` payload bytes with header `flags`, or
@@ -890,9 +1027,9 @@ impl<'a> Producer<'a> {
                         return Ok(None);
                     }
                 }
-                self.ring.word(off).store((PAD as u64) << 32, Relaxed);
-                self.tail += pad;
-                self.publish();
+                let word = header_word(self.tail, self.ring.cap, 0, PAD);
+                self.publish(pad, word);
+                self.ring.data_ready().notify(1);
                 continue;
             }
             if self.free() < need {
@@ -901,6 +1038,7 @@ impl<'a> Producer<'a> {
                     return Ok(None);
                 }
             }
+            crate::fault::fault_point!("spsc.write.reserved");
             return Ok(Some(Grant {
                 ring: self.ring.id(),
                 pos: self.tail,
@@ -943,9 +1081,24 @@ impl<'a> Producer<'a> {
         {
             return Err(Error::InvalidArgument("write outside the reserved record"));
         }
-        self.ring
-            .copy_in(g.off + RECORD_HEADER as u64 + at as u64, src);
+        self.write_checked(g, at, src);
         Ok(())
+    }
+
+    /// `write` once `g` and the range are known good.
+    #[inline]
+    fn write_checked(&mut self, g: &Grant, at: usize, src: &[u8]) {
+        let base = g.off + RECORD_HEADER as u64 + at as u64;
+        #[cfg(feature = "fault-injection")]
+        {
+            // Two halves, so that a fault test can stop in between.
+            let half = (src.len() / 2) & !7;
+            self.ring.copy_in(base, &src[..half]);
+            crate::fault::fault_point!("spsc.write.payload_partial");
+            self.ring.copy_in(base + half as u64, &src[half..]);
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        self.ring.copy_in(base, src);
     }
 
     /// The address of `g`'s payload: `g.len()` bytes this producer alone
@@ -963,20 +1116,28 @@ impl<'a> Producer<'a> {
     /// (another ring's, or stale).
     pub fn commit(&mut self, g: Grant) -> Result<()> {
         self.check(&g)?;
-        self.ring
-            .word(g.off)
-            .store(((g.flags as u64) << 32) | g.len as u64, Relaxed);
-        self.tail += record_size(g.len as u64);
-        self.publish();
+        self.commit_checked(g);
         Ok(())
+    }
+
+    /// `commit` once `g` is known good.
+    #[inline]
+    fn commit_checked(&mut self, g: Grant) {
+        crate::fault::fault_point!("spsc.write.before_publish");
+        let word = header_word(g.pos, self.ring.cap, g.len, g.flags);
+        self.publish(record_size(g.len as u64), word);
+        crate::fault::fault_point!("spsc.write.published_before_wake");
+        self.ring.data_ready().notify(1);
     }
 
     /// Reserves, writes `src` and commits: `Ok(false)` if no room now.
     pub fn try_push(&mut self, src: &[u8], flags: u32) -> Result<bool> {
         match self.try_reserve(src.len(), flags)? {
             Some(g) => {
-                self.write(&g, 0, src)?;
-                self.commit(g)?;
+                // Made just now for `src.len()` bytes at the current tail:
+                // the grant checks of `write` and `commit` cannot fail.
+                self.write_checked(&g, 0, src);
+                self.commit_checked(g);
                 Ok(true)
             }
             None => Ok(false),
@@ -998,16 +1159,19 @@ impl<'a> Consumer<'a> {
         self.ring
     }
 
-    /// SYNC POINT (producer's Release store of `tail` in `publish`): after
-    /// this Acquire load, every record below `tail` is fully written.
+    /// The header word at `head` if it is published (its tag is the one
+    /// of `head`'s lap), else `None`.
+    ///
+    /// SYNC POINT (producer's Release store of the header in `publish`):
+    /// after this Acquire load the record's payload, and the zero just past
+    /// it, are visible.
     #[inline]
-    fn refresh_tail(&mut self) -> Result<()> {
-        let t = self.ring.ctl.prod.tail.load(Acquire);
-        if t < self.tail || t - self.head > self.ring.cap || t % 8 != 0 {
-            return Err(Error::Corrupt("ring tail moved backwards or too far"));
-        }
-        self.tail = t;
-        Ok(())
+    fn published_header(&self) -> Option<u64> {
+        let word = self
+            .ring
+            .word(self.head & (self.ring.cap - 1))
+            .load(Acquire);
+        (word >> TAG_SHIFT == lap_tag(self.head, self.ring.cap)).then_some(word)
     }
 
     /// Releases `n` bytes (SYNC POINT: pairs with the producer's Acquire
@@ -1021,43 +1185,25 @@ impl<'a> Consumer<'a> {
 
     /// Whether a record (or padding) is published and unconsumed.
     pub fn has_data(&mut self) -> Result<bool> {
-        if self.head != self.tail {
-            return Ok(true);
-        }
-        self.refresh_tail()?;
-        Ok(self.head != self.tail)
+        Ok(self.published_header().is_some())
     }
 
     /// The next published record, or `Ok(None)` if there is none now.
     /// Padding is skipped (and released) here. Does not consume.
     pub fn try_peek(&mut self) -> Result<Option<Record>> {
-        let mask = self.ring.cap - 1;
         // At most one padding record precedes a record.
         for _ in 0..2 {
-            if self.head == self.tail {
-                self.refresh_tail()?;
-                if self.head == self.tail {
-                    return Ok(None);
-                }
-            }
-            let off = self.head & mask;
-            let avail = self.tail - self.head;
-            let word = self.ring.word(off).load(Relaxed);
-            let (len, flags) = (word as u32, (word >> 32) as u32);
-            if flags & !KNOWN_FLAGS != 0 {
-                return Err(Error::Corrupt("unknown record flags"));
-            }
+            let Some(word) = self.published_header() else {
+                return Ok(None);
+            };
+            let off = self.head & (self.ring.cap - 1);
+            let size = record_extent(word, off, self.ring.cap)?;
+            // What this header publishes: the bound `check` holds records to.
+            self.tail = self.tail.max(self.head + size);
+            let (len, flags) = (word as u32, ((word >> FLAGS_SHIFT) & FLAGS_MASK) as u32);
             if flags & PAD != 0 {
-                let pad = self.ring.cap - off;
-                if flags != PAD || len != 0 || off == 0 || pad > avail {
-                    return Err(Error::Corrupt("bad padding record"));
-                }
-                self.advance(pad);
+                self.advance(size);
                 continue;
-            }
-            let need = record_size(len as u64);
-            if off + need > self.ring.cap || need > avail {
-                return Err(Error::Corrupt("record length beyond what was published"));
             }
             return Ok(Some(Record {
                 ring: self.ring.id(),
@@ -1104,6 +1250,27 @@ impl<'a> Consumer<'a> {
         Ok(())
     }
 
+    /// Copies the next record into `dst` and consumes it if it carries no
+    /// flags and fits: `Ok(Some(len))`; otherwise (empty, flagged, too
+    /// long) consumes nothing and says `Ok(None)`. The receive fast path of
+    /// the layer above, which handles everything else itself.
+    #[inline]
+    pub fn try_pop_plain(&mut self, dst: &mut [u8]) -> Result<Option<usize>> {
+        let Some(r) = self.try_peek()? else {
+            return Ok(None);
+        };
+        let len = r.len();
+        if r.flags != 0 || len > dst.len() {
+            return Ok(None);
+        }
+        // Found just now at the head and inside the data area (try_peek):
+        // the record checks of `read` and `release` cannot fail.
+        self.ring
+            .copy_out(r.off + RECORD_HEADER as u64, &mut dst[..len]);
+        self.release_checked(r);
+        Ok(Some(len))
+    }
+
     /// The address of `r`'s payload: `r.len()` bytes nobody writes until
     /// this consumer releases `r`. `InvalidArgument` if `r` is not this
     /// consumer's current record.
@@ -1119,8 +1286,15 @@ impl<'a> Consumer<'a> {
     /// (another ring's, or stale).
     pub fn release(&mut self, r: Record) -> Result<()> {
         self.check(&r)?;
-        self.advance(record_size(r.len as u64));
+        self.release_checked(r);
         Ok(())
+    }
+
+    /// `release` once `r` is known good.
+    #[inline]
+    fn release_checked(&mut self, r: Record) {
+        crate::fault::fault_point!("spsc.read.before_release");
+        self.advance(record_size(r.len as u64));
     }
 
     /// Copies the next record into `dst`: `Ok(Some(len))`, `Ok(None)` if
@@ -1257,26 +1431,42 @@ mod tests {
     }
 
     #[test]
-    fn spsc_garbage_positions_are_corrupt() {
+    fn spsc_garbage_positions_and_headers_are_corrupt() {
         let h = SpscRing::new(256).unwrap();
         let ring = h.ring();
+        let tag0 = lap_tag(0, 256) << TAG_SHIFT;
         // SAFETY: one producer and one consumer, this thread.
         let mut c = unsafe { ring.consumer().unwrap() };
+        // A garbage `tail` hint is not read on the consumer's path; a
+        // header with a foreign tag reads as "not published".
         ring.ctl.prod.tail.store(1000, Relaxed);
+        assert_eq!(c.try_peek().unwrap(), None);
+        ring.word(0).store(u64::MAX >> 24, Relaxed);
+        assert_eq!(c.try_peek().unwrap(), None);
+        // Tagged garbage: unknown flags, a record crossing the end of the
+        // data area, padding at offset 0.
+        ring.word(0).store(tag0 | (0x80 << FLAGS_SHIFT), Relaxed);
         assert!(matches!(c.try_peek(), Err(Error::Corrupt(_))));
-        ring.ctl.prod.tail.store(8, Relaxed);
-        ring.word(0).store(u64::MAX, Relaxed);
+        ring.word(0).store(tag0 | 249, Relaxed);
         assert!(matches!(c.try_peek(), Err(Error::Corrupt(_))));
-        ring.word(0).store(100, Relaxed);
+        ring.word(0)
+            .store(tag0 | ((PAD as u64) << FLAGS_SHIFT), Relaxed);
         assert!(matches!(c.try_peek(), Err(Error::Corrupt(_))));
-        ring.word(0).store((PAD as u64) << 32, Relaxed);
+        ring.word(0)
+            .store(tag0 | ((PAD as u64) << FLAGS_SHIFT) | 8, Relaxed);
         assert!(matches!(c.try_peek(), Err(Error::Corrupt(_))));
         // Positions are multiples of 8 (found by the spsc_garbage fuzz target).
         ring.ctl.prod.tail.store(9, Relaxed);
-        assert!(matches!(c.try_peek(), Err(Error::Corrupt(_))));
-        ring.ctl.prod.tail.store(1, Relaxed);
         // SAFETY: one producer and one consumer, this thread.
         unsafe {
+            assert!(matches!(ring.consumer(), Err(Error::Corrupt(_))));
+            assert!(matches!(ring.producer(), Err(Error::Corrupt(_))));
+        }
+        // Farther apart than the capacity.
+        ring.ctl.prod.tail.store(1000, Relaxed);
+        // SAFETY: one producer and one consumer, this thread.
+        unsafe {
+            assert!(matches!(ring.consumer(), Err(Error::Corrupt(_))));
             assert!(matches!(ring.producer(), Err(Error::Corrupt(_))));
         }
         // Near 2^64 (found by the spsc_garbage fuzz target).
@@ -1287,6 +1477,69 @@ mod tests {
             assert!(matches!(ring.producer(), Err(Error::Corrupt(_))));
             assert!(matches!(ring.consumer(), Err(Error::Corrupt(_))));
         }
+        // A producer taking over walks tagged records past a stale hint,
+        // and refuses one that would overrun the consumer's head.
+        ring.ctl.cons.head.store(0, Relaxed);
+        ring.ctl.prod.tail.store(0, Relaxed);
+        ring.word(0).store(tag0 | 8, Relaxed);
+        ring.word(16).store(0, Relaxed);
+        // SAFETY: one producer and one consumer, this thread.
+        let p = unsafe { ring.producer().unwrap() };
+        assert_eq!(p.tail, 16);
+        assert_eq!(ring.ctl.prod.tail.load(Relaxed), 16);
+        ring.ctl.prod.tail.store(0, Relaxed);
+        ring.word(16).store(tag0 | 240, Relaxed);
+        // SAFETY: one producer and one consumer, this thread.
+        unsafe { assert!(matches!(ring.producer(), Err(Error::Corrupt(_)))) };
+    }
+
+    /// The tagged-header protocol: a full ring leaves the previous lap's
+    /// header in the next slot (no zero written ahead), and the consumer
+    /// must not take it for a new record; a producer that died after the
+    /// header but before the `tail` hint is taken over without loss.
+    #[test]
+    fn spsc_full_ring_stale_header_is_not_a_record() {
+        let h = SpscRing::new(256).unwrap();
+        // SAFETY: one producer and one consumer, this thread.
+        let (mut p, mut c) =
+            unsafe { (h.ring().producer().unwrap(), h.ring().consumer().unwrap()) };
+        let mut buf = [0u8; 256];
+        for lap in 0..5u8 {
+            // Exactly full: 8 records of 32 bytes.
+            for i in 0..8u8 {
+                assert!(p.try_push(&[lap ^ i; 24], 0).unwrap());
+            }
+            assert!(!p.try_push(&[0; 1], 0).unwrap());
+            for i in 0..8u8 {
+                assert_eq!(c.try_pop(&mut buf).unwrap(), Some((24, 0)));
+                assert_eq!(buf[..24], [lap ^ i; 24]);
+            }
+            // The slot at head holds the header of this lap's first record.
+            assert_ne!(h.ring().word(0).load(Relaxed), 0);
+            assert_eq!(c.try_pop(&mut buf).unwrap(), None);
+            assert!(!c.has_data().unwrap());
+        }
+        // Stale bytes (a previous lap's payload) that look like the header
+        // due at the next slot are never read as one: the producer zeroes
+        // that word before it publishes the record in front of it.
+        let pos = 5 * 256;
+        let next = pos + 48;
+        h.ring()
+            .word(48)
+            .store(header_word(next, 256, 8, 0), Relaxed);
+        assert!(p.try_push(&[3; 40], 0).unwrap());
+        assert_eq!(c.try_pop(&mut buf).unwrap(), Some((40, 0)));
+        assert_eq!(c.try_pop(&mut buf).unwrap(), None);
+        // Takeover after a lost `tail` hint.
+        assert!(p.try_push(&[9; 8], 0).unwrap());
+        h.ring().ctl.prod.tail.store(next, Relaxed);
+        // SAFETY: the previous producer is no longer used (shadowed).
+        let mut p = unsafe { h.ring().producer().unwrap() };
+        assert!(p.try_push(&[10; 8], 0).unwrap());
+        assert_eq!(c.try_pop(&mut buf).unwrap(), Some((8, 0)));
+        assert_eq!(buf[..8], [9; 8]);
+        assert_eq!(c.try_pop(&mut buf).unwrap(), Some((8, 0)));
+        assert_eq!(buf[..8], [10; 8]);
     }
 }
 
@@ -1299,7 +1552,15 @@ mod loom_tests {
         // 100, 120 and 40 bytes in a 256-byte ring: the third needs padding
         // at the end and space the consumer frees.
         let len = [100, 120, 40][i];
-        (0..len).map(|j| (j as u8) ^ (0x5A + i as u8)).collect()
+        let mut m: Vec<u8> = (0..len).map(|j| (j as u8) ^ (0x5A + i as u8)).collect();
+        if i == 0 {
+            // Bytes 40..48 of the first payload (ring offset 48) read as
+            // the header due at position 304, just past the third record:
+            // only the zero the producer writes ahead of that record's
+            // header keeps the consumer from taking them for a fourth.
+            m[40..48].copy_from_slice(&header_word(304, 256, 8, 0).to_le_bytes());
+        }
+        m
     }
 
     fn push_blocking(p: &mut Producer<'_>, m: &[u8]) {
@@ -1358,6 +1619,42 @@ mod loom_tests {
                 let n = pop_blocking(&mut c, &mut buf);
                 assert_eq!(&buf[..n], &msg(i)[..], "record {i}");
             }
+            // Before the join: the slot past the last record must read
+            // "not published" however the producer's stores interleave.
+            assert_eq!(c.try_pop(&mut buf).unwrap(), None, "a phantom record");
+            t.join().unwrap();
+        });
+    }
+
+    /// An exactly full ring: the producer cannot zero the slot after the
+    /// last record (it is the first record's header, not consumed yet), so
+    /// the consumer meets the previous lap's header there and must tell it
+    /// apart by its tag; the producer refreshes `head` (Acquire) before it
+    /// reuses the space. Two records of 120 bytes fill 256, then a third
+    /// reuses the first one's space.
+    #[test]
+    fn loom_spsc_full_ring_lap_tag() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
+            let heap = Arc::new(SpscRing::new(256).unwrap());
+            let h2 = heap.clone();
+            let m = |i: u8| vec![i.wrapping_mul(37) ^ 0xA5; 120];
+            let t = loom::thread::spawn(move || {
+                // SAFETY: the only producer.
+                let mut p = unsafe { h2.ring().producer().unwrap() };
+                for i in 0..3 {
+                    push_blocking(&mut p, &m(i));
+                }
+            });
+            // SAFETY: the only consumer.
+            let mut c = unsafe { heap.ring().consumer().unwrap() };
+            let mut buf = [0u8; 256];
+            for i in 0..3 {
+                let n = pop_blocking(&mut c, &mut buf);
+                assert_eq!(&buf[..n], &m(i)[..], "record {i}");
+            }
+            assert_eq!(c.try_pop(&mut buf).unwrap(), None, "a phantom record");
             t.join().unwrap();
         });
     }
