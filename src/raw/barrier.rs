@@ -354,6 +354,9 @@ impl RawBarrier {
         if index + 1 == parties {
             return self.trip(g, index, parties, action);
         }
+        // A party killed here is counted and never leaves: as one killed
+        // asleep, the generation cannot trip; the survivors' timeout breaks it.
+        crate::fault::fault_point!("barrier.wait.arrived");
         // Wait for the trip.
         loop {
             let now = self.word.load(Acquire);
@@ -388,6 +391,9 @@ impl RawBarrier {
     fn trip(&self, g: u32, index: u32, parties: u32, action: Option<impl FnOnce()>) -> Result<u32> {
         let full = pack(g, parties, false);
         let recorded = parties > 1 && self.record_tripper(g, parties);
+        // A tripper killed here (generation full, record written) is found
+        // dead by the waiters' next slice: they break the generation.
+        crate::fault::fault_point!("barrier.trip.recorded");
         if let Some(action) = action {
             // Not once our generation was reset (broken, or moved on): it
             // will not trip.
@@ -409,6 +415,9 @@ impl RawBarrier {
         let r = self
             .word
             .compare_exchange(full, pack(ng, 0, false), AcqRel, Acquire);
+        // A tripper killed here (generation moved, nobody woken) is noticed
+        // at the waiters' next slice: the word moved, they return tripped.
+        crate::fault::fault_point!("barrier.trip.moved");
         fence(SeqCst); // SYNC POINT: pairs with the fence in `sleep`.
         if self.sleepers.load(Relaxed) != 0 {
             futex_wake(&self.word, i32::MAX as u32);

@@ -361,6 +361,10 @@ impl RawCondvar {
                 }
                 continue;
             }
+            // A notifier killed here (holding the lock) leaves the waiter
+            // signalled but asleep: it sees `SIGNALLED` at the end of its
+            // slice and takes the lock back as `OwnerDied`.
+            crate::fault::fault_point!("condvar.notify.signalled");
             if !wake_one(&s.state) && !alive(s) {
                 // Nobody asleep there, and its owner is dead: not a waiter.
                 if s.state

@@ -118,6 +118,9 @@ impl RawEvent {
                 .compare_exchange_weak(w, (w.wrapping_add(2)) | SET, Release, Relaxed)
             {
                 Ok(_) => {
+                    // A setter killed here leaves the flag set and its
+                    // sleepers unwoken: they see it at the end of their slice.
+                    crate::fault::fault_point!("event.set.flagged");
                     fence(SeqCst); // SYNC POINT: pairs with the fence in `wait_until`.
                     if self.sleepers.load(Relaxed) != 0 {
                         futex_wake(&self.word, i32::MAX as u32);
