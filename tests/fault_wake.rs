@@ -345,3 +345,52 @@ fn barrier_party_killed_between_arrival_and_sleep() {
     b.reset();
     trips_normally(&b);
 }
+
+child!(fn bar_resetter(ctx) {
+    let b = Barrier::open(&ctx.arg("barrier"))?;
+    arm(ctx)?;
+    b.reset();
+    return Err("reset past the fault point".into());
+});
+
+child!(fn bar_retrier(ctx) {
+    let b = Barrier::open(&ctx.arg("barrier"))?;
+    ctx.send("arriving");
+    let first = b.wait();
+    // Retries at once, as a caller looping on `BrokenBarrier` would.
+    let second = b.wait_timeout(Duration::from_secs(20));
+    ctx.send(&format!("{first:?} {second:?}"));
+});
+
+/// A resetter killed between breaking the generation and moving it on
+/// (`barrier.reset.broken`): its waiter gets `BrokenBarrier`, and its
+/// retry (an arrival while the reset is under way, here for ever) is not
+/// refused: it finishes the reset and waits in the next generation, which
+/// trips with the parent. (Before the fix, an arrival in that window got
+/// `BrokenBarrier` too, and after a resetter's death the barrier stayed
+/// broken until another `reset`.)
+#[test]
+fn barrier_resetter_killed_between_its_break_and_its_move() {
+    let _w = watchdog("barrier_reset_broken", Duration::from_secs(60));
+    let bn = unique("fwbx");
+    let b = Barrier::create(&bn, 2, None).unwrap();
+    let waiter = spawn("bar_retrier").arg("barrier", &bn).start();
+    waiter.expect("arriving");
+    eventually("1 waiting", || b.n_waiting() == 1);
+    std::thread::sleep(SETTLE);
+    kill_at("bar_resetter", "barrier.reset.broken", &[("barrier", &bn)]);
+    // The retry finishes the reset: the barrier is no longer broken.
+    eventually("the reset finished by the retrying arrival", || {
+        !b.is_broken() && b.n_waiting() == 1
+    });
+    let mine = b.wait_timeout(Duration::from_secs(20));
+    assert!(matches!(mine, Ok(0 | 1)), "{mine:?}");
+    let got = waiter.recv(WAKE_BOUND).unwrap_or_default();
+    assert!(
+        got.starts_with("Err(BrokenBarrier) Ok("),
+        "the waiter got {got:?}"
+    );
+    waiter.join();
+    assert!(!b.is_broken());
+    trips_normally(&b);
+}
