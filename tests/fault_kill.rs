@@ -325,6 +325,67 @@ fn killed_joinable_queue_joiner() {
     );
 }
 
+child!(fn take_task_and_hang(ctx) {
+    let q = JoinableQueue::open(&ctx.arg("q"))?;
+    let v: u64 = q.recv_timeout(Duration::from_secs(20))?;
+    ctx.send(&format!("took {v}"));
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+});
+
+/// A worker killed after taking a task, before `task_done`: the task stays
+/// unfinished (`join` would wait for ever: a timed join times out, at its
+/// deadline), the other tasks are unaffected, and a `task_done` on the dead
+/// worker's behalf completes the join.
+#[test]
+fn killed_worker_leaves_its_task_unfinished() {
+    let _w = watchdog("killed_worker", Duration::from_secs(60));
+    let n = unique("fkwk");
+    let q = JoinableQueue::create(&n, 4, 8).unwrap();
+    q.send(&1u64).unwrap();
+    q.send(&2u64).unwrap();
+    let mut worker = spawn("take_task_and_hang").arg("q", &n).start();
+    worker.expect("took 1");
+    worker.kill();
+    assert_eq!(q.recv::<u64>().unwrap(), 2);
+    q.task_done().unwrap();
+    assert_eq!(q.unfinished(), 1);
+    let t = Instant::now();
+    assert!(matches!(q.join_timeout(SETTLE), Err(Error::Timeout)));
+    assert!(t.elapsed() >= SETTLE);
+    q.task_done().unwrap(); // on the dead worker's behalf
+    q.join_timeout(BOUND).unwrap();
+}
+
+child!(fn atomic_store_without_wake(ctx) {
+    let x = AtomicValue::<u32>::open(&ctx.arg("x"))?;
+    x.store(1); // killed before its wake_all
+    ctx.send("stored");
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+});
+
+/// A writer killed between its store and its `wake_all`: an untimed
+/// `wait_while` should still return (the sync primitives' sleepers re-check
+/// every 200 ms for exactly this).
+#[test]
+#[ignore = "bug: AtomicValue::wait_while (src/handle/atomic.rs) sleeps on the futex with no slices: a writer killed between its store and its wake_all leaves an untimed waiter asleep for ever (the value changed, nobody wakes it); sleeping in 200 ms slices, as park::slice does for the sync primitives, would fix it"]
+fn atomic_writer_killed_before_its_wake() {
+    let n = unique("fkatw");
+    let x = AtomicValue::<u32>::create(&n, 0).unwrap();
+    let x2 = x.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(x2.wait_while(0, None)));
+    std::thread::sleep(SETTLE);
+    let mut writer = spawn("atomic_store_without_wake").arg("x", &n).start();
+    writer.expect("stored");
+    writer.kill();
+    let r = rx.recv_timeout(BOUND);
+    assert!(matches!(r, Ok(Ok(1))), "the waiter slept on: {r:?}");
+}
+
 // ---------------------------------------------------------------- pipes
 
 child!(fn pipe_blocked(ctx) {

@@ -88,6 +88,26 @@ fn semaphore_count_at_its_maximum() {
     ));
 }
 
+/// `AtomicValue` arithmetic wraps as `std`'s atomics do, across
+/// processes' views of the same word, and a waiter sees the wrapped value.
+#[test]
+fn atomic_value_wraps_like_std_atomics() {
+    let x = AtomicValue::<u32>::anonymous(u32::MAX).unwrap();
+    assert_eq!(x.fetch_add(2), u32::MAX);
+    assert_eq!(x.load(), 1);
+    assert_eq!(x.fetch_sub(2), 1);
+    assert_eq!(x.load(), u32::MAX);
+    let y = AtomicValue::<u64>::anonymous(u64::MAX).unwrap();
+    assert_eq!(y.fetch_add(1), u64::MAX);
+    assert_eq!(y.load(), 0);
+    let x2 = x.clone();
+    let t = std::thread::spawn(move || x2.wait_while(u32::MAX, Some(Duration::from_secs(20))));
+    std::thread::sleep(Duration::from_millis(50));
+    x.fetch_add(1);
+    x.wake_all().unwrap();
+    assert_eq!(t.join().unwrap().unwrap(), 0);
+}
+
 // ---------------------------------------------------------------- barrier
 
 /// Generations crossed by the lockstep phase.
