@@ -176,8 +176,16 @@ fn killed_waiter_leaves_the_other_served(kind: &str, setup: Setup<'_>) {
     let mut victim = start("victim");
     let survivor = start("survivor");
     std::thread::sleep(SETTLE);
-    assert_eq!(victim.recv(Duration::ZERO), None, "{kind}: victim not blocked");
-    assert_eq!(survivor.recv(Duration::ZERO), None, "{kind}: survivor not blocked");
+    assert_eq!(
+        victim.recv(Duration::ZERO),
+        None,
+        "{kind}: victim not blocked"
+    );
+    assert_eq!(
+        survivor.recv(Duration::ZERO),
+        None,
+        "{kind}: survivor not blocked"
+    );
     victim.kill();
     (setup.serve_one)();
     assert_eq!(
@@ -416,7 +424,10 @@ fn killed_blocked_pipe_peers() {
     let n = unique("fkpr");
     let pipe = Pipe::create(&n, 4096).unwrap();
     let mut a = pipe.connect(End::A).unwrap();
-    let mut reader = spawn("pipe_blocked").arg("pipe", &n).arg("op", "recv").start();
+    let mut reader = spawn("pipe_blocked")
+        .arg("pipe", &n)
+        .arg("op", "recv")
+        .start();
     reader.expect("blocking 0");
     std::thread::sleep(SETTLE);
     reader.kill();
@@ -433,13 +444,14 @@ fn killed_blocked_pipe_peers() {
     let n = unique("fkpw");
     let pipe = Pipe::create(&n, 4096).unwrap();
     let mut a = pipe.connect(End::A).unwrap();
-    let mut writer = spawn("pipe_blocked").arg("pipe", &n).arg("op", "send").start();
-    let sent: u64 = loop {
-        if let Some(m) = writer.recv(BOUND) {
-            break m.strip_prefix("blocking ").unwrap().parse().unwrap();
-        }
+    let mut writer = spawn("pipe_blocked")
+        .arg("pipe", &n)
+        .arg("op", "send")
+        .start();
+    let Some(m) = writer.recv(BOUND) else {
         panic!("writer silent\n{}", writer.output());
     };
+    let sent: u64 = m.strip_prefix("blocking ").unwrap().parse().unwrap();
     assert!(sent > 0);
     std::thread::sleep(SETTLE);
     writer.kill();

@@ -50,7 +50,9 @@ fn storm<R: Send + 'static>(
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let waiter = std::thread::spawn(move || {
         // SAFETY: pthread_self has no preconditions.
-        tid_tx.send(unsafe { libc::pthread_self() } as usize).unwrap();
+        tid_tx
+            .send(unsafe { libc::pthread_self() } as usize)
+            .unwrap();
         let t = Instant::now();
         let r = wait();
         res_tx.send((t.elapsed(), Instant::now())).unwrap();
@@ -141,7 +143,12 @@ fn storm_lock_rlock_value_array() {
         |r| r == "Failed(Timeout)",
     );
     let l2 = l.clone();
-    untimed("Lock::lock", move || d(l2.lock()), || drop(g), |r| r == "ok");
+    untimed(
+        "Lock::lock",
+        move || d(l2.lock()),
+        || drop(g),
+        |r| r == "ok",
+    );
 
     let r = RLock::anonymous().unwrap();
     let g = r.lock().unwrap();
@@ -152,7 +159,12 @@ fn storm_lock_rlock_value_array() {
         |r| r == "Failed(Timeout)",
     );
     let r2 = r.clone();
-    untimed("RLock::lock", move || d(r2.lock()), || drop(g), |r| r == "ok");
+    untimed(
+        "RLock::lock",
+        move || d(r2.lock()),
+        || drop(g),
+        |r| r == "ok",
+    );
 
     let v = Value::<u64>::anonymous(0).unwrap();
     let g = v.lock().unwrap();
@@ -163,7 +175,12 @@ fn storm_lock_rlock_value_array() {
         |r| r == "Failed(Timeout)",
     );
     let v2 = v.clone();
-    untimed("Value::get", move || v2.get(), || drop(g), |r| matches!(r, Ok(0)));
+    untimed(
+        "Value::get",
+        move || v2.get(),
+        || drop(g),
+        |r| matches!(r, Ok(0)),
+    );
 
     let a = Array::<u64>::anonymous(2).unwrap();
     let g = a.lock().unwrap();
@@ -174,7 +191,12 @@ fn storm_lock_rlock_value_array() {
         |r| r == "Failed(Timeout)",
     );
     let a2 = a.clone();
-    untimed("Array::to_vec", move || a2.to_vec(), || drop(g), Result::is_ok);
+    untimed(
+        "Array::to_vec",
+        move || a2.to_vec(),
+        || drop(g),
+        Result::is_ok,
+    );
 }
 
 // ---------------------------------------------------------------- sync
@@ -194,7 +216,11 @@ fn storm_semaphores_and_atomic_wait() {
     let b = BoundedSemaphore::anonymous(1).unwrap();
     b.acquire().unwrap();
     let b2 = b.clone();
-    timed("BoundedSemaphore::acquire_timeout", move || b2.acquire_timeout(T), is_timeout);
+    timed(
+        "BoundedSemaphore::acquire_timeout",
+        move || b2.acquire_timeout(T),
+        is_timeout,
+    );
     let (b2, b3) = (b.clone(), b.clone());
     untimed(
         "BoundedSemaphore::acquire",
@@ -206,7 +232,11 @@ fn storm_semaphores_and_atomic_wait() {
 
     let x = AtomicValue::<u32>::anonymous(0).unwrap();
     let x2 = x.clone();
-    timed("AtomicValue::wait_while", move || x2.wait_while(0, Some(T)), is_timeout);
+    timed(
+        "AtomicValue::wait_while",
+        move || x2.wait_while(0, Some(T)),
+        is_timeout,
+    );
     let x2 = x.clone();
     untimed(
         "AtomicValue::wait_while (untimed)",
@@ -280,7 +310,11 @@ fn storm_event_condition_barrier() {
 fn storm_queue_and_joinable_queue() {
     let q = Queue::anonymous(1, 8).unwrap();
     let q2 = q.clone();
-    timed("Queue::recv_timeout", move || q2.recv_timeout::<u64>(T), is_timeout);
+    timed(
+        "Queue::recv_timeout",
+        move || q2.recv_timeout::<u64>(T),
+        is_timeout,
+    );
     let q2 = q.clone();
     untimed(
         "Queue::recv",
@@ -290,7 +324,11 @@ fn storm_queue_and_joinable_queue() {
     );
     q.send(&1u64).unwrap(); // full
     let q2 = q.clone();
-    timed("Queue::send_timeout", move || q2.send_timeout(&2u64, T), is_timeout);
+    timed(
+        "Queue::send_timeout",
+        move || q2.send_timeout(&2u64, T),
+        is_timeout,
+    );
     let q2 = q.clone();
     untimed(
         "Queue::send",
@@ -303,7 +341,11 @@ fn storm_queue_and_joinable_queue() {
     let j = JoinableQueue::anonymous(2, 8).unwrap();
     j.send(&1u64).unwrap();
     let j2 = j.clone();
-    timed("JoinableQueue::join_timeout", move || j2.join_timeout(T), is_timeout);
+    timed(
+        "JoinableQueue::join_timeout",
+        move || j2.join_timeout(T),
+        is_timeout,
+    );
     let j2 = j.clone();
     untimed(
         "JoinableQueue::join",
@@ -330,8 +372,14 @@ fn storm_pipe_send_and_recv() {
         },
         None,
     );
-    assert!(matches!(r, Err(Error::Timeout)), "recv_bytes_timeout: {r:?}");
-    assert!(took >= T && took < T + SLACK, "recv_bytes_timeout: {took:?}");
+    assert!(
+        matches!(r, Err(Error::Timeout)),
+        "recv_bytes_timeout: {r:?}"
+    );
+    assert!(
+        took >= T && took < T + SLACK,
+        "recv_bytes_timeout: {took:?}"
+    );
 
     let a_ref = &mut a;
     let ((r, b), _, _) = storm(
@@ -356,8 +404,14 @@ fn storm_pipe_send_and_recv() {
         },
         None,
     );
-    assert!(matches!(r, Err(Error::Timeout)), "send_bytes_timeout: {r:?}");
-    assert!(took >= T && took < T + SLACK, "send_bytes_timeout: {took:?}");
+    assert!(
+        matches!(r, Err(Error::Timeout)),
+        "send_bytes_timeout: {r:?}"
+    );
+    assert!(
+        took >= T && took < T + SLACK,
+        "send_bytes_timeout: {took:?}"
+    );
 
     let a_ref = &mut a;
     let ((r, _b), _, _) = storm(
@@ -365,7 +419,9 @@ fn storm_pipe_send_and_recv() {
             let mut b = b;
             (b.send_bytes(&[3; 100]), b)
         },
-        Some(Box::new(move || assert_eq!(a_ref.recv_bytes().unwrap(), [1; 100]))),
+        Some(Box::new(move || {
+            assert_eq!(a_ref.recv_bytes().unwrap(), [1; 100])
+        })),
     );
     assert!(r.is_ok(), "send_bytes: {r:?}");
     // Nothing lost or duplicated: the rest of the queue, then the last.

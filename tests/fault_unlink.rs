@@ -82,7 +82,10 @@ child!(fn consumer(ctx) {
 
 #[test]
 fn names_unlinked_while_four_peers_talk() {
-    let _w = watchdog("names_unlinked_while_four_peers_talk", Duration::from_secs(90));
+    let _w = watchdog(
+        "names_unlinked_while_four_peers_talk",
+        Duration::from_secs(90),
+    );
     let (qn, pn, cn, gn) = (unique("fuq"), unique("fup"), unique("fuc"), unique("fug"));
     let q = Queue::create(&qn, 8, 8).unwrap();
     let pipe = Pipe::create(&pn, 4096).unwrap();

@@ -70,10 +70,7 @@ fn kill_at(role: &str, point: &str, args: &[(&str, &str)]) {
     }
     let mut victim = s.start();
     if let Err(e) = gate_wait(&at, Duration::from_secs(30)) {
-        panic!(
-            "victim never reached {point}: {e:?}\n{}",
-            victim.output()
-        );
+        panic!("victim never reached {point}: {e:?}\n{}", victim.output());
     }
     victim.kill();
 }
@@ -105,7 +102,12 @@ fn semaphore_releaser_killed_before_its_wake() {
     let s = Semaphore::create(&sn, 0).unwrap();
     let got = AtomicValue::<u32>::create(&gn, 0).unwrap();
     let kids: Vec<Child> = (0..2)
-        .map(|_| spawn("sem_acquirer").arg("sem", &sn).arg("got", &gn).start())
+        .map(|_| {
+            spawn("sem_acquirer")
+                .arg("sem", &sn)
+                .arg("got", &gn)
+                .start()
+        })
         .collect();
     for k in &kids {
         k.expect("waiting");
@@ -206,7 +208,11 @@ fn condition_notifier_killed_before_its_wake() {
     let second = spawn("cond_waiter").arg("cond", &cn).start();
     second.expect("waiting");
     eventually("second waiting", || c.n_waiting() == 2);
-    kill_at("cond_notifier", "condvar.notify.signalled", &[("cond", &cn)]);
+    kill_at(
+        "cond_notifier",
+        "condvar.notify.signalled",
+        &[("cond", &cn)],
+    );
     assert_eq!(
         first.recv(WAKE_BOUND).as_deref(),
         Some("OwnerDied, repaired")

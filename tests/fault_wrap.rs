@@ -137,7 +137,10 @@ child!(fn bar_lockstep(ctx) {
 /// the generation after it trips.
 #[test]
 fn barrier_generation_across_its_wrap() {
-    let _w = watchdog("barrier_generation_across_its_wrap", Duration::from_secs(90));
+    let _w = watchdog(
+        "barrier_generation_across_its_wrap",
+        Duration::from_secs(90),
+    );
     let n = unique("fwrb");
     let b = Barrier::create(&n, 3, None).unwrap();
     for _ in 0..(65_536 - 20) {
