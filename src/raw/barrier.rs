@@ -96,7 +96,9 @@
 //! tripper killed between its arrival CAS and writing its record (a few
 //! instructions). A waiter whose deadline has passed breaks a full
 //! generation that has had no record for a second; waiters without a
-//! timeout stay asleep until a `reset` or `abort`.
+//! timeout stay asleep until a `reset` or `abort`. A resetter killed
+//! between its break and its move leaves the generation broken with its
+//! reset announced: the next arrival finishes the reset.
 
 use std::time::Duration;
 
@@ -1054,9 +1056,10 @@ mod loom_tests {
 
     /// Trips racing resets: every generation a reset moved on from must
     /// read as reset, every other (tripped) one as tripped, whatever the
-    /// interleaving (including arrivals that finish a reset under way). The old scheme failed here: a tripper whose
-    /// generation was reset before its trip CAS cleared the reset mark of
-    /// the next generation after a second reset had set it.
+    /// interleaving (including arrivals that finish a reset under way).
+    /// The old scheme failed here: a tripper whose generation was reset
+    /// before its trip CAS cleared the reset mark of the next generation
+    /// after a second reset had set it.
     #[test]
     fn barrier_loom_reset_tags_exact() {
         let mut model = loom::model::Builder::new();
