@@ -382,6 +382,8 @@ child!(fn atomic_store_without_wake(ctx) {
 #[ignore = "bug: AtomicValue::wait_while (src/handle/atomic.rs) sleeps on the futex with no slices: a writer killed between its store and its wake_all leaves an untimed waiter asleep for ever (the value changed, nobody wakes it); sleeping in 200 ms slices, as park::slice does for the sync primitives, would fix it"]
 fn atomic_writer_killed_before_its_wake() {
     let n = unique("fkatw");
+    // The name goes even if the waiter (holding a clone) never returns.
+    let _rm = RemoveOnDrop(n.clone());
     let x = AtomicValue::<u32>::create(&n, 0).unwrap();
     let x2 = x.clone();
     let (tx, rx) = std::sync::mpsc::channel();
