@@ -12,7 +12,7 @@
 //! |     24 | `trip_pid`     | pid of the party tripping the current generation    |
 //! |     28 | `trip_gen`     | `gen \| VALID` of that record (0: none; 1: writing) |
 //! |     32 | `trip_start`   | that party's process start time                     |
-//! |     40 | `reset_tags`   | 64 × u32: slot `g % 64` holds `g \| VALID` once generation `g` was reset |
+//! |     40 | `reset_tags`   | 64 × u32: slot `g % 64` holds `g \| VALID` once generation `g` was reset (`g \| PENDING` while its reset is under way) |
 //!
 //! `word`: bit 0 `BROKEN`; bits 1..16 `count` (arrivals in this generation);
 //! bits 16..32 `gen` (the generation, wrapping; only compared for
@@ -51,12 +51,19 @@
 //!   is tripping, and its waiters wait for the trip, a timed waiter until
 //!   [`ACTION_GRACE`] past its deadline at most (then it breaks it: an
 //!   action that long, or bytes naming a live process as the tripper).
-//! * Reset: break the current generation `g` (if not broken); then, while
+//! * Reset: mark the tag of the current generation `g` as `g | PENDING`
+//!   (a CAS, never over a true `g | VALID`), break `g` (if not broken);
+//!   then, while
 //!   `word` is still `(g, _, BROKEN)` (its fate sealed: no trip can
 //!   happen), write `reset_tags[g % 64] = g | VALID`, clear the tag of
 //!   generation `g + 33`, and CAS `(g, _, BROKEN)` to `(g + 1, 0,
 //!   !BROKEN)`, wake everybody. Racing resetters of `g` all write the same
-//!   true tag; one CAS wins.
+//!   true tag; one CAS wins. An arrival that finds `g` broken with its tag
+//!   `g | PENDING` (or `g | VALID`) does the same steps instead of failing,
+//!   then arrives in `g + 1`: a party that retries right after a reset
+//!   broke its wait is not refused by the reset's own break, and a
+//!   resetter killed between its break and its move leaves nothing broken
+//!   for longer than the next arrival.
 //! * Outcome: a waiter of `g` that wakes to find `gen` moved on reads the
 //!   tag of `g` (its Acquire load of `word` ordered the tag write before):
 //!   `g | VALID` means reset (broken), anything else tripped. A trip
@@ -89,7 +96,9 @@
 //! tripper killed between its arrival CAS and writing its record (a few
 //! instructions). A waiter whose deadline has passed breaks a full
 //! generation that has had no record for a second; waiters without a
-//! timeout stay asleep until a `reset` or `abort`.
+//! timeout stay asleep until a `reset` or `abort`. A resetter killed
+//! between its break and its move leaves the generation broken with its
+//! reset announced: the next arrival finishes the reset.
 
 use std::time::Duration;
 
@@ -109,6 +118,10 @@ const NO_TIMEOUT: u64 = u64::MAX;
 const VALID: u32 = 1 << 16;
 /// `trip_gen` while a tripper writes its record (no `VALID`: no record).
 const RECORDING: u32 = 1;
+/// Marks a reset tag `g | PENDING` while generation `g`'s reset is under
+/// way (no `VALID`: not an outcome yet; a trip that wins the race leaves it
+/// behind, harmlessly, until the slot is cleared ahead).
+const PENDING: u32 = 1 << 17;
 /// Reset tags kept (a power of two dividing 65536, so that the slot of a
 /// generation survives the counter's wrap).
 const RESET_TAGS: usize = 64;
@@ -328,6 +341,13 @@ impl RawBarrier {
         let mut unrecorded = None;
         let (g, index) = loop {
             if w & BROKEN != 0 {
+                if self.reset_pending(gen(w)) {
+                    // Broken by a reset under way (or whose resetter died
+                    // half-way): finish it, arrive in the next generation.
+                    self.finish_reset(gen(w));
+                    w = self.word.load(Acquire);
+                    continue;
+                }
                 return Err(Error::BrokenBarrier);
             }
             let c = count(w);
@@ -354,6 +374,9 @@ impl RawBarrier {
         if index + 1 == parties {
             return self.trip(g, index, parties, action);
         }
+        // A party killed here is counted and never leaves: as one killed
+        // asleep, the generation cannot trip; the survivors' timeout breaks it.
+        crate::fault::fault_point!("barrier.wait.arrived");
         // Wait for the trip.
         loop {
             let now = self.word.load(Acquire);
@@ -388,6 +411,9 @@ impl RawBarrier {
     fn trip(&self, g: u32, index: u32, parties: u32, action: Option<impl FnOnce()>) -> Result<u32> {
         let full = pack(g, parties, false);
         let recorded = parties > 1 && self.record_tripper(g, parties);
+        // A tripper killed here (generation full, record written) is found
+        // dead by the waiters' next slice: they break the generation.
+        crate::fault::fault_point!("barrier.trip.recorded");
         if let Some(action) = action {
             // Not once our generation was reset (broken, or moved on): it
             // will not trip.
@@ -409,6 +435,9 @@ impl RawBarrier {
         let r = self
             .word
             .compare_exchange(full, pack(ng, 0, false), AcqRel, Acquire);
+        // A tripper killed here (generation moved, nobody woken) is noticed
+        // at the waiters' next slice: the word moved, they return tripped.
+        crate::fault::fault_point!("barrier.trip.moved");
         fence(SeqCst); // SYNC POINT: pairs with the fence in `sleep`.
         if self.sleepers.load(Relaxed) != 0 {
             futex_wake(&self.word, i32::MAX as u32);
@@ -588,10 +617,40 @@ impl RawBarrier {
     /// from, if its CAS did (for the models).
     fn reset_moved(&self) -> Option<u32> {
         let g = gen(self.word.load(Acquire));
+        self.announce_reset(g);
         self.break_gen(g, true);
+        // A resetter killed here leaves `g` broken with its reset announced:
+        // the next arrival finishes the reset.
+        crate::fault::fault_point!("barrier.reset.broken");
+        self.finish_reset(g)
+    }
+
+    /// Marks generation `g`'s reset as under way (`g | PENDING`), before
+    /// breaking it (the Release of the break publishes the mark): an
+    /// arrival that then finds `g` broken finishes the reset and waits in
+    /// the next generation instead of failing. Never overwrites the true
+    /// tag of a reset already done (a CAS from the value seen).
+    fn announce_reset(&self, g: u32) {
+        let slot = &self.reset_tags[tag_slot(g)];
+        let cur = slot.load(Relaxed);
+        if cur != g | VALID {
+            let _ = slot.compare_exchange(cur, g | PENDING, Relaxed, Relaxed);
+        }
+    }
+
+    /// Whether a reset of generation `g` (seen broken) is under way.
+    fn reset_pending(&self, g: u32) -> bool {
+        let t = self.reset_tags[tag_slot(g)].load(Relaxed);
+        t == g | PENDING || t == g | VALID
+    }
+
+    /// Moves a broken generation `g` on to `g + 1` as reset (tag, clear
+    /// ahead, CAS, wake): by its resetter, or by an arrival that found the
+    /// reset under way. Returns `g` if this call's CAS moved it.
+    fn finish_reset(&self, g: u32) -> Option<u32> {
         // `g` is broken (by us or another) unless it moved on already.
         let w = self.word.load(Acquire);
-        if gen(w) != g {
+        if gen(w) != g || w & BROKEN == 0 {
             return None; // someone else reset (or it was never ours to reset)
         }
         // Sealed: `(g, _, BROKEN)` changes only by a reset. The tag is
@@ -997,9 +1056,10 @@ mod loom_tests {
 
     /// Trips racing resets: every generation a reset moved on from must
     /// read as reset, every other (tripped) one as tripped, whatever the
-    /// interleaving. The old scheme failed here: a tripper whose
-    /// generation was reset before its trip CAS cleared the reset mark of
-    /// the next generation after a second reset had set it.
+    /// interleaving (including arrivals that finish a reset under way).
+    /// The old scheme failed here: a tripper whose generation was reset
+    /// before its trip CAS cleared the reset mark of the next generation
+    /// after a second reset had set it.
     #[test]
     fn barrier_loom_reset_tags_exact() {
         let mut model = loom::model::Builder::new();
@@ -1016,19 +1076,56 @@ mod loom_tests {
             let mut tripped = 0;
             for g in 0..last {
                 let reset = b.outcome(g, 0).is_err();
-                assert_eq!(reset, resets.contains(&g), "generation {g}");
+                // Moved on by our reset's CAS: reads as reset. (The other
+                // thread's arrival may finish a reset too, with its own CAS:
+                // such a generation is counted by the totals below.)
+                if resets.contains(&g) {
+                    assert!(reset, "generation {g} reset, reads as tripped");
+                }
                 tripped += usize::from(!reset);
             }
+            // Every generation was moved on by exactly one CAS, a trip or a
+            // reset: the trips counted by the waiter read as tripped, all
+            // others as reset.
             assert_eq!(tripped, trips);
+        });
+    }
+
+    /// A party that retries once after `BrokenBarrier`, racing a reset and
+    /// then an arrival: the retry is never refused by the reset's own
+    /// break (an arrival while the reset is under way finishes it), so
+    /// both meet in the generation after the reset. (Before, a retry in
+    /// the reset's window got `BrokenBarrier` again and the other party
+    /// waited for ever: a loom deadlock.)
+    #[test]
+    fn barrier_loom_retry_during_a_reset_is_not_refused() {
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(3);
+        model.check(|| {
+            let b = Arc::new(RawBarrier::new(2, None).unwrap());
+            let b2 = b.clone();
+            let t = loom::thread::spawn(move || match b2.wait() {
+                Err(Error::BrokenBarrier) => b2.wait(),
+                other => other,
+            });
+            b.reset();
+            let mine = b.wait();
+            let theirs = t.join().unwrap();
+            assert!(mine.is_ok() && theirs.is_ok(), "{mine:?} {theirs:?}");
         });
     }
 
     /// A reset, then an abort, racing a waiter: whichever generation the
     /// waiter arrived in was broken, so it gets `BrokenBarrier` and is never
     /// left parked (a reset that forgot to wake would be a loom deadlock).
+    /// Preemptions bounded (as in `barrier_loom_reset_tags_exact`): an
+    /// arrival that finishes a reset under way doubles the reset's steps,
+    /// and the unbounded model takes minutes.
     #[test]
     fn barrier_loom_reset_wakes_waiter() {
-        loom::model(|| {
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(3);
+        model.check(|| {
             let b = Arc::new(RawBarrier::new(2, None).unwrap());
             let b2 = b.clone();
             let t = loom::thread::spawn(move || b2.wait());

@@ -361,6 +361,10 @@ impl RawCondvar {
                 }
                 continue;
             }
+            // A notifier killed here (holding the lock) leaves the waiter
+            // signalled but asleep: it sees `SIGNALLED` at the end of its
+            // slice and takes the lock back as `OwnerDied`.
+            crate::fault::fault_point!("condvar.notify.signalled");
             if !wake_one(&s.state) && !alive(s) {
                 // Nobody asleep there, and its owner is dead: not a waiter.
                 if s.state
@@ -488,6 +492,37 @@ mod tests {
             assert!(!stranded, "every slot was stranded");
         });
         assert!(cv.slots.iter().all(|s| s.state.load(Relaxed) == FREE));
+        assert_eq!(cv.occupied.load(Relaxed), 0);
+    }
+
+    /// Tickets near their wrap (the fault suite's counter-wrap case):
+    /// waiters whose tickets straddle `u32::MAX -> 0` are still notified
+    /// oldest first, one per `notify(1)`.
+    #[test]
+    fn tickets_wrapping_keep_fifo_order() {
+        let cv = RawCondvar::new();
+        cv.next_ticket.store(u32::MAX - 2, Relaxed);
+        let claims: Vec<Claim> = (0..6).map(|_| cv.enqueue().unwrap()).collect();
+        let tickets: Vec<u32> = claims.iter().map(|c| c.ticket).collect();
+        assert_eq!(tickets, [u32::MAX - 2, u32::MAX - 1, u32::MAX, 0, 1, 2]);
+        for (k, c) in claims.iter().enumerate() {
+            assert_eq!(cv.signal(1), 1);
+            for (j, other) in claims.iter().enumerate() {
+                let want = match j.cmp(&k) {
+                    std::cmp::Ordering::Less => FREE, // notified and gone
+                    std::cmp::Ordering::Equal => SIGNALLED,
+                    std::cmp::Ordering::Greater => WAITING,
+                };
+                assert_eq!(
+                    cv.slots[other.i].state.load(Relaxed),
+                    want,
+                    "after {} notifies, waiter {j}",
+                    k + 1
+                );
+            }
+            assert!(cv.dequeue(*c).unwrap(), "waiter {k} notified");
+        }
+        assert_eq!(cv.signal(1), 0);
         assert_eq!(cv.occupied.load(Relaxed), 0);
     }
 }

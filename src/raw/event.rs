@@ -118,6 +118,9 @@ impl RawEvent {
                 .compare_exchange_weak(w, (w.wrapping_add(2)) | SET, Release, Relaxed)
             {
                 Ok(_) => {
+                    // A setter killed here leaves the flag set and its
+                    // sleepers unwoken: they see it at the end of their slice.
+                    crate::fault::fault_point!("event.set.flagged");
                     fence(SeqCst); // SYNC POINT: pairs with the fence in `wait_until`.
                     if self.sleepers.load(Relaxed) != 0 {
                         futex_wake(&self.word, i32::MAX as u32);
@@ -233,6 +236,29 @@ mod tests {
             took < Duration::from_secs(4),
             "event set, waiter slept on for {took:?}"
         );
+    }
+
+    /// The set counter near its wrap (the fault suite's counter-wrap case):
+    /// a `set` that wraps the counter to 0 still changes the word, so a
+    /// sleeper that read the word before it is released.
+    #[test]
+    fn a_set_that_wraps_the_counter_releases_sleepers() {
+        let e = Arc::new(RawEvent::new());
+        e.word.store(u32::MAX - 1, Relaxed); // counter at its maximum, clear
+        let e2 = e.clone();
+        let t = std::thread::spawn(move || e2.wait_timeout(Duration::from_secs(20)));
+        let start = std::time::Instant::now();
+        while e.sleepers.load(Relaxed) != 1 {
+            assert!(start.elapsed() < Duration::from_secs(10), "never asleep");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        e.set();
+        assert!(t.join().unwrap());
+        assert_eq!(e.word.load(Relaxed), SET, "the counter wrapped to 0");
+        e.clear();
+        assert!(!e.wait_timeout(Duration::ZERO));
+        e.set();
+        assert!(e.wait_timeout(Duration::ZERO));
     }
 }
 

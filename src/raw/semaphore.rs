@@ -263,6 +263,9 @@ impl RawSemaphore {
                 Err(now) => c = now,
             }
         }
+        // A releaser killed here leaves the permit counted and its sleepers
+        // unwoken: they find it at the end of their slice.
+        crate::fault::fault_point!("semaphore.release.counted");
         fence(SeqCst); // SYNC POINT: pairs with the fence in `acquire_slow`.
         if self.sleepers.load(Relaxed) != 0 {
             futex_wake(&self.count, 1);
