@@ -379,7 +379,6 @@ child!(fn atomic_store_without_wake(ctx) {
 /// `wait_while` should still return (the sync primitives' sleepers re-check
 /// every 200 ms for exactly this).
 #[test]
-#[ignore = "bug: AtomicValue::wait_while (src/handle/atomic.rs) sleeps on the futex with no slices: a writer killed between its store and its wake_all leaves an untimed waiter asleep for ever (the value changed, nobody wakes it); sleeping in 200 ms slices, as park::slice does for the sync primitives, would fix it"]
 fn atomic_writer_killed_before_its_wake() {
     let n = unique("fkatw");
     // The name goes even if the waiter (holding a clone) never returns.

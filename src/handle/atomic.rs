@@ -8,7 +8,7 @@ use std::sync::atomic::{
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::raw::sealed;
+use crate::raw::{park, sealed};
 use crate::segment::header::Spec;
 use crate::segment::{Fingerprint, Kind, Options, Place, Segment};
 use crate::sys::clock::Deadline;
@@ -228,7 +228,9 @@ macro_rules! futex_ops {
             /// returns the new value once it differs, or
             /// [`Error::Timeout`] when `timeout` (if any) has elapsed.
             /// Writers must call [`wake_all`](Self::wake_all) or
-            /// [`wake`](Self::wake) after changing the value.
+            /// [`wake`](Self::wake) after changing the value; a writer
+            /// that dies between the two delays waiters by at most one
+            /// 200 ms sleep slice, after which they see the new value.
             pub fn wait_while(&self, current: $t, timeout: Option<Duration>) -> Result<$t> {
                 let deadline = timeout.map(Deadline::after);
                 let word = self.word();
@@ -237,7 +239,14 @@ macro_rules! futex_ops {
                     if now != current {
                         return Ok(now);
                     }
-                    futex::wait_until(word, current as u32, deadline)?;
+                    // Sleep in slices: a writer killed between its store
+                    // and its wake leaves nobody to wake us, and the
+                    // re-check at the top sees its store.
+                    match futex::wait_until(word, current as u32, park::slice(deadline)) {
+                        Ok(()) => {}
+                        Err(Error::Timeout) if !deadline.is_some_and(Deadline::has_passed) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
             }
 

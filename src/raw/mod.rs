@@ -17,7 +17,7 @@ mod held;
 mod lock_error;
 pub mod mpmc;
 mod mutex;
-mod park;
+pub(crate) mod park;
 mod semaphore;
 pub mod spsc;
 pub(crate) mod sync;
