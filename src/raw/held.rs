@@ -135,6 +135,7 @@ extern "C" fn after_fork_in_child() {
     // none of the locks recorded here.
     let _ = HELD.try_with(|h| h.try_borrow_mut().map(|mut h| h.clear()));
     let _ = ENTRIES.try_with(|n| n.set(0));
+    super::owner::forget();
 }
 
 /// The current fork generation; registers the fork handler on first use,
