@@ -625,9 +625,9 @@ impl<'a> RawMutexGuard<'a> {
 
     /// Makes the guard inert: its lock is no longer held by this thread (a
     /// condition wait could not take it back). Dropping it, or marking it
-    /// consistent, then does nothing: the C library is never asked to
-    /// unlock a mutex whose word may since have been forged to name this
-    /// thread (it would unlink it through pointers read from shared memory).
+    /// consistent, then does nothing: a lock word that may since have been
+    /// forged to name this thread (or taken by this thread again, under
+    /// another guard) is never released in its name.
     fn defuse(&mut self) {
         if self.made_here() && RawMutex::COUNTS_LEVELS {
             held::levels_sub();
@@ -769,10 +769,9 @@ impl RawMutex {
     /// holder died meanwhile (repair, then mark it consistent through the
     /// guard). Any other error: the lock is not held, and `guard` is
     /// defused before this returns, so that its drop does nothing. (Left
-    /// armed, its drop would ask the C library to unlock: that fails only
-    /// while the lock word does not name this thread, and a peer can forge
-    /// the word to name it, making the C library unlink the mutex from this
-    /// thread's robust list through pointers taken from shared memory.)
+    /// armed, its drop would release the lock word whenever it names this
+    /// thread: a peer can forge the word to name it, or this thread may
+    /// hold the lock again under another guard.)
     /// The other levels the wait released (outer guards, `acquire()`s of a
     /// recursive lock) are recorded as orphans: each is consumed by the
     /// next guard drop or `release()` of its kind without unlocking, so
@@ -1073,11 +1072,9 @@ mod tests {
                 continue;
             }
             let t = std::time::Instant::now();
-            let died = loop {
-                match m.lock_timeout(Duration::from_secs(5)) {
-                    Err(LockError::OwnerDied(d)) => break d,
-                    other => panic!("{:?}", other.map(drop)),
-                }
+            let died = match m.lock_timeout(Duration::from_secs(5)) {
+                Err(LockError::OwnerDied(d)) => d,
+                other => panic!("{:?}", other.map(drop)),
             };
             assert!(t.elapsed() < Duration::from_secs(5));
             drop(died.make_consistent().unwrap());
