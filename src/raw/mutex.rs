@@ -4,9 +4,9 @@
 //!
 //! | offset | field       | meaning                                              |
 //! |-------:|-------------|------------------------------------------------------|
-//! |      0 | `word`      | the lock word: owner thread id, `WAITERS`, owner stamp (`raw::lockword`) |
-//! |      8 | `state`     | `STATE_MAGIC` in bits 8..32, flags in bits 0..8      |
-//! |     12 | `kind`      | [`MutexKind`] code                                   |
+//! |      0 | `state`     | `STATE_MAGIC` in bits 8..32, flags in bits 0..8      |
+//! |      4 | `kind`      | [`MutexKind`] code                                   |
+//! |      8 | `word`      | the lock word: owner thread id, `WAITERS`, owner stamp (`raw::lockword`) |
 //! |     16 | reserved    | zero                                                 |
 //!
 //! Version 1 (a `pthread_mutex_t` at offset 16, magic "MTX") is refused
@@ -125,9 +125,9 @@ pub enum Acquire {
 /// not memory safety of this process.
 #[repr(C, align(64))]
 pub struct RawMutex {
-    word: LockWord,
     state: AtomicU32,
     kind: AtomicU32,
+    word: LockWord,
     _reserved: [AtomicU32; 12],
 }
 
@@ -136,9 +136,9 @@ const _: () = {
     use static_assertions::const_assert_eq;
     const_assert_eq!(std::mem::size_of::<RawMutex>(), 64);
     const_assert_eq!(std::mem::align_of::<RawMutex>(), 64);
-    const_assert_eq!(std::mem::offset_of!(RawMutex, word), 0);
-    const_assert_eq!(std::mem::offset_of!(RawMutex, state), 8);
-    const_assert_eq!(std::mem::offset_of!(RawMutex, kind), 12);
+    const_assert_eq!(std::mem::offset_of!(RawMutex, state), 0);
+    const_assert_eq!(std::mem::offset_of!(RawMutex, kind), 4);
+    const_assert_eq!(std::mem::offset_of!(RawMutex, word), 8);
 };
 
 impl RawMutex {
@@ -980,7 +980,7 @@ mod tests {
         let m = get(&b);
         // Bit 30 set, or a thread id above PID_MAX_LIMIT.
         for low in [0x4000_0001u32, 0x3fff_fff0, 0x0040_0000] {
-            word(m, 0).store(low, Relaxed);
+            word(m, 8).store(low, Relaxed);
             let t = std::time::Instant::now();
             let r = m.lock();
             assert!(
@@ -992,7 +992,7 @@ mod tests {
             assert!(m.try_lock().is_err());
         }
         // The not-recoverable word, forged: refused as such.
-        word(m, 0).store(0x3fff_ffff, Relaxed);
+        word(m, 8).store(0x3fff_ffff, Relaxed);
         assert!(matches!(
             m.lock_timeout(Duration::from_secs(10)),
             Err(LockError::Failed(Error::NotRecoverable))
@@ -1023,8 +1023,8 @@ mod tests {
             for kind in [MutexKind::Normal, MutexKind::Recursive] {
                 let b = boxed(kind);
                 let m = get(&b);
-                word(m, 0).store(forged as u32, Relaxed);
-                word(m, 4).store((forged >> 32) as u32, Relaxed);
+                word(m, 8).store(forged as u32, Relaxed);
+                word(m, 12).store((forged >> 32) as u32, Relaxed);
                 let r = m.try_lock();
                 assert!(
                     matches!(r, Err(LockError::Failed(Error::Deadlock))),
@@ -1061,8 +1061,8 @@ mod tests {
         for dead in [exited, recycled] {
             let b = boxed(MutexKind::Normal);
             let m = get(&b);
-            word(m, 0).store(dead as u32 | lockword::WAITERS as u32, Relaxed);
-            word(m, 4).store((dead >> 32) as u32, Relaxed);
+            word(m, 8).store(dead as u32 | lockword::WAITERS as u32, Relaxed);
+            word(m, 12).store((dead >> 32) as u32, Relaxed);
             if dead == recycled {
                 // Naming this thread's id is a deadlock whatever the stamp.
                 assert!(matches!(
