@@ -417,10 +417,12 @@ mod loom_tests {
     }
 
     /// Releasing for good wakes every sleeper, and each sees not
-    /// recoverable.
+    /// recoverable. (Three threads: bounded preemptions, as above.)
     #[test]
     fn loom_lockword_not_recoverable_wakes_all() {
-        loom::model(|| {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(2);
+        b.check(|| {
             let w = Arc::new(LockWord::new());
             w.try_fast(A).unwrap();
             let hs: Vec<_> = [B, C]
