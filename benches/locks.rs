@@ -256,10 +256,57 @@ fn print_table(
 
 // ---------------------------------------------------------------------------
 
+/// `--count WHAT N`: runs only N uncontended lock + increment + unlock
+/// rounds of WHAT (`lock`, `std`, `pthread`, `parking_lot`), untimed, for
+/// `valgrind --tool=callgrind`: the difference between the instruction
+/// counts of two N is the cost of that many rounds, free of start-up.
+fn count_only(what: &str, n: u64) {
+    match what {
+        "lock" => {
+            let lock = Lock::anonymous().expect("Lock::anonymous");
+            let mut x = 0u64;
+            for _ in 0..n {
+                let _g = black_box(lock.lock().expect("Lock::lock"));
+                x = black_box(x) + 1;
+            }
+            black_box(x);
+        }
+        "std" => {
+            let m = Mutex::new(0u64);
+            for _ in 0..n {
+                *black_box(&m).lock().expect("Mutex::lock") += 1;
+            }
+        }
+        "parking_lot" => {
+            let m = parking_lot::Mutex::new(0u64);
+            for _ in 0..n {
+                *black_box(&m).lock() += 1;
+            }
+        }
+        "pthread" => {
+            let c = pthread_counter();
+            for _ in 0..n {
+                pthread_increment(black_box(c.get()));
+            }
+        }
+        other => panic!("--count: unknown {other:?}"),
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a name filter or other flags meant
     // for libtest harnesses are ignored too.
-    let quick = std::env::args().skip(1).any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--count") {
+        let what = args.get(i + 1).map_or("lock", String::as_str);
+        let n = args
+            .get(i + 2)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(100_000);
+        count_only(what, n);
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
     let plan = if quick { QUICK } else { FULL };
     let started = Instant::now();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -352,7 +399,11 @@ fn main() {
         Row::new("std::sync::Mutex<u64> lock + add"),
         Row::new("robust pthread mutex lock + add + unlock"),
         Row::new("shmprim AtomicValue<u64> fetch_add (no lock)"),
+        Row::new("parking_lot::Mutex<u64> lock + add"),
+        Row::new("shmprim Lock lock() + add + guard drop"),
     ];
+    let pl_mutex = parking_lot::Mutex::new(0u64);
+    let mut guarded_solo = 0u64;
     let ops = plan.ops;
     for _ in 0..plan.runs {
         uncontended[0].samples.push(time_loop(ops, || {
@@ -379,7 +430,16 @@ fn main() {
         uncontended[6].samples.push(time_loop(ops, || {
             black_box(atomic.fetch_add(1));
         }));
+        uncontended[7].samples.push(time_loop(ops, || {
+            *black_box(&pl_mutex).lock() += 1;
+        }));
+        uncontended[8].samples.push(time_loop(ops, || {
+            let _g = black_box(lock.lock().expect("Lock::lock"));
+            guarded_solo = black_box(guarded_solo) + 1;
+        }));
     }
+    assert_eq!(guarded_solo, ops * plan.runs as u64);
+    assert_eq!(*pl_mutex.lock(), ops * plan.runs as u64);
     let runs = plan.runs as u64;
     assert_eq!(
         solo.get().expect("Value::get"),

@@ -25,9 +25,10 @@
 //! ## Layers
 //!
 //! * [`sys`] and [`segment`]: the platform — futexes, `shm_open`,
-//!   `posix_fallocate`, the robust pthread mutex, and segment headers.
-//! * [`raw`]: in-place `#[repr(C)]` objects ([`RawMutex`]) that embedders
-//!   may place in their own mappings.
+//!   `posix_fallocate`, thread liveness from `/proc`, and segment headers.
+//! * [`raw`]: in-place `#[repr(C)]` objects ([`RawMutex`], a futex mutex
+//!   of the crate's own that detects a dead owner on its slow path) that
+//!   embedders may place in their own mappings.
 //! * Handles ([`Lock`], [`RLock`], [`Value`], [`Array`], [`AtomicValue`],
 //!   [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`],
 //!   [`Barrier`]):

@@ -73,31 +73,31 @@ fn condition_wait_refuses_while_a_value_guard_holds_the_lock() {
 }
 
 /// After a condition wait whose re-lock fails (here: `Corrupt`, a lock word
-/// naming a thread that does not exist), the caller's guard no longer holds
-/// the lock and must be inert: a peer that then forges the word to name the
-/// waiting thread, with robust-list pointers of its choosing, must not make
-/// the guard's drop call the C library's unlock (which would unlink the
-/// mutex through those pointers: a write to an address the peer chose).
-#[cfg(all(target_env = "gnu", target_pointer_width = "64"))]
+/// naming no possible thread), the caller's guard no longer holds the lock
+/// and must be inert: a peer that then forges the word to name the waiting
+/// thread exactly (its id and start-time stamp) must not make the guard's
+/// drop release the lock in that thread's name.
+#[cfg(target_os = "linux")]
 #[test]
 fn a_guard_whose_relock_failed_is_inert() {
-    use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::SeqCst};
+    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
     use std::sync::mpsc::channel;
     let _w = watchdog("failed relock", Duration::from_secs(30));
     let c = Condition::anonymous().unwrap();
-    // The pthread mutex: RawMutex at object offset 0, pthread_mutex_t at 16.
-    let pm = c.segment().data_ptr() as usize + 16;
+    // The lock word: RawMutex at object offset 0, its lock word at 8 (the
+    // futex, with the owner's thread id, is the low half).
+    let lw = c.segment().data_ptr() as usize + 8;
     let (tx, rx) = channel();
     let (go_tx, go_rx) = channel::<()>();
     let c2 = c.clone();
     let t = std::thread::spawn(move || {
-        // SAFETY: gettid has no preconditions.
-        let tid = unsafe { libc::gettid() } as u32;
         let mut g = c2.lock().unwrap();
+        // SAFETY: the lock word, 8-aligned, inside the mapping `c2` keeps.
+        let owned = unsafe { &*(lw as *const AtomicU64) }.load(SeqCst);
         let r = c2.wait(&mut g);
         let again = c2.wait_timeout(&mut g, Duration::ZERO);
         let notify = c2.notify(&g, 1);
-        tx.send((tid, format!("{r:?} {again:?} {notify:?}")))
+        tx.send((owned, format!("{r:?} {again:?} {notify:?}")))
             .unwrap();
         go_rx.recv().unwrap();
         drop(g); // the caller drops its guard after the error, as `?` would
@@ -106,28 +106,24 @@ fn a_guard_whose_relock_failed_is_inert() {
     let g = c.lock().unwrap();
     c.notify(&g, 1).unwrap();
     std::mem::forget(g);
-    // SAFETY: the lock word, 4-aligned, inside the mapping `c` keeps.
-    let word = unsafe { &*(pm as *const AtomicU32) };
-    word.store(0x3fff_fff0, SeqCst); // a thread that does not exist
-    let (tid, r) = rx.recv_timeout(Duration::from_secs(20)).unwrap();
-    assert_eq!(r, "Err(Corrupt(\"lock word names a thread that does not exist\")) Err(NotOwner) Err(NotOwner)");
-    // The "peer" forges: owner = the waiter, __list.{__prev,__next} = ours.
-    static TARGET: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
-    let target = &TARGET as *const _ as usize;
-    // SAFETY: the robust-list pointer words of the pthread mutex, 8-aligned,
-    // inside the mapping.
-    unsafe {
-        (*((pm + 24) as *const AtomicUsize)).store(target, SeqCst); // __prev
-        (*((pm + 32) as *const AtomicUsize)).store(target, SeqCst); // __next
-    }
-    word.store(tid, SeqCst);
+    // SAFETY: the low half of the lock word, 4-aligned, inside the mapping.
+    let low = unsafe { &*(lw as *const AtomicU32) };
+    low.store(0x3fff_fff0, SeqCst); // no possible thread id
+    let (owned, r) = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(
+        r,
+        "Err(Corrupt(\"mutex lock word names no possible thread\")) Err(NotOwner) Err(NotOwner)"
+    );
+    // The "peer" forges the word to name the waiter exactly.
+    // SAFETY: as above.
+    let word = unsafe { &*(lw as *const AtomicU64) };
+    word.store(owned, SeqCst);
     go_tx.send(()).unwrap();
     t.join().unwrap();
-    let written = (TARGET[0].load(SeqCst), TARGET[1].load(SeqCst));
     assert_eq!(
-        written,
-        (0, 0),
-        "the C library wrote through pointers taken from shared memory"
+        word.load(SeqCst),
+        owned,
+        "an inert guard released a lock word forged to name its thread"
     );
 }
 

@@ -2,11 +2,10 @@
 //!
 //! The lock word in shared memory says which thread owns a lock, but any
 //! process can write it. If this thread trusted it, a forged word naming
-//! this thread would make the C library "unlock" a mutex it never locked,
-//! following the robust-list pointers stored in the shared mutex: a write
-//! through garbage addresses. So the thread's own record decides whether it
-//! holds a lock (and how deeply, for a recursive one); the C library is only
-//! asked to unlock what this record (or a live guard) says it locked.
+//! this thread would let it "unlock" (or re-enter) a lock it never took,
+//! under another holder. So the thread's own record decides whether it
+//! holds a lock (and how deeply, for a recursive one); the lock word is
+//! only released for what this record (or a live guard) says was taken.
 //!
 //! Levels taken by guards, by `Value`/`Array` guards and by `acquire()` are
 //! counted apart, so that `release()` can never free a level a guard still
@@ -135,6 +134,7 @@ extern "C" fn after_fork_in_child() {
     // none of the locks recorded here.
     let _ = HELD.try_with(|h| h.try_borrow_mut().map(|mut h| h.clear()));
     let _ = ENTRIES.try_with(|n| n.set(0));
+    super::owner::forget();
 }
 
 /// The current fork generation; registers the fork handler on first use,

@@ -5,8 +5,8 @@
 //! repair the data, and then either calls [`OwnerDied::make_consistent`]
 //! (the lock works normally again) or drops the guard (the lock becomes
 //! [`Error::NotRecoverable`] in every process). Calling "consistent" is
-//! possible only on an `OwnerDied`, so the C library's `EINVAL` for a
-//! consistent lock cannot happen (PITFALLS.md, "Robust locks").
+//! possible only on an `OwnerDied`, so "consistent" on a lock that was
+//! never inconsistent cannot happen (PITFALLS.md, "Robust locks").
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};

@@ -6,9 +6,9 @@
 //! loom model explores every interleaving of a protocol, and a lost wake-up
 //! shows as a deadlock that loom reports.
 //!
-//! Only the futex-and-ring protocols (event counts, semaphores, events,
-//! condition sequences, barriers, rings) go through this facade; the robust
-//! mutex is the C library's and is not modelled.
+//! The futex-and-ring protocols (event counts, semaphores, events,
+//! condition sequences, barriers, rings) and the robust mutex's lock word
+//! (`raw::lockword`) go through this facade.
 //!
 //! Loom's atomics are larger than `std`'s, so size assertions on in-place
 //! structs are made under `#[cfg(not(loom))]`, and models build their
@@ -41,6 +41,59 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, until: Option<Deadline
 #[inline]
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
     imp::wake(word, n)
+}
+
+/// Index of the low-order 32-bit half of a `u64` in memory: the half that
+/// [`futex_wait_low`] sleeps on.
+#[cfg(not(loom))]
+const LOW_HALF: usize = if cfg!(target_endian = "little") { 0 } else { 1 };
+
+/// [`futex_wait`] on the low-order half of a 64-bit word: sleeps while
+/// `word as u32 == expected`. The kernel compares (and keys the futex by)
+/// those 4 bytes only; the high half may change without waking anyone.
+#[inline]
+pub(crate) fn futex_wait_low(
+    word: &AtomicU64,
+    expected: u32,
+    until: Option<Deadline>,
+) -> Result<()> {
+    #[cfg(not(loom))]
+    {
+        imp::wait(low_half(word), expected, until)
+    }
+    #[cfg(loom)]
+    {
+        imp::wait_on(
+            word as *const AtomicU64 as usize,
+            || word.load(Ordering::SeqCst) as u32,
+            expected,
+            until,
+        )
+    }
+}
+
+/// [`futex_wake`] on the low-order half of a 64-bit word.
+#[inline]
+pub(crate) fn futex_wake_low(word: &AtomicU64, n: u32) {
+    #[cfg(not(loom))]
+    imp::wake(low_half(word), n);
+    #[cfg(loom)]
+    imp::wake_addr(word as *const AtomicU64 as usize, n);
+}
+
+/// The low-order half of `word` as a futex word. Only its address is used
+/// (by the futex system call, outside Rust's memory model): nothing reads
+/// or writes through the returned reference from Rust, so no mixed-size
+/// atomic access happens in the program.
+#[cfg(not(loom))]
+#[inline]
+fn low_half(word: &AtomicU64) -> &AtomicU32 {
+    // SAFETY: the 4 bytes at `LOW_HALF * 4` lie inside the 8-byte, 8-aligned
+    // atomic, so they are in bounds and 4-aligned, and live as long as
+    // `word`; `AtomicU32` has the layout of `u32` and allows shared
+    // mutation, so a shared reference to those bytes is valid. See above
+    // for why no Rust access goes through it.
+    unsafe { &*word.as_ptr().cast::<AtomicU32>().add(LOW_HALF) }
 }
 
 #[cfg(not(loom))]
@@ -94,12 +147,21 @@ mod imp {
     }
 
     pub(super) fn wait(word: &AtomicU32, expected: u32, until: Option<Deadline>) -> Result<()> {
+        let addr = word as *const AtomicU32 as usize;
+        wait_on(addr, || word.load(Ordering::SeqCst), expected, until)
+    }
+
+    pub(super) fn wait_on(
+        addr: usize,
+        load: impl Fn() -> u32,
+        expected: u32,
+        until: Option<Deadline>,
+    ) -> Result<()> {
         if until == Some(Deadline::PASSED) {
             return Err(crate::Error::Timeout);
         }
-        let addr = word as *const AtomicU32 as usize;
         let mut g = PARK.state.lock().unwrap();
-        if word.load(Ordering::SeqCst) != expected {
+        if load() != expected {
             return Ok(());
         }
         let id = g.0;
@@ -119,7 +181,10 @@ mod imp {
     }
 
     pub(super) fn wake(word: &AtomicU32, n: u32) {
-        let addr = word as *const AtomicU32 as usize;
+        wake_addr(word as *const AtomicU32 as usize, n)
+    }
+
+    pub(super) fn wake_addr(addr: usize, n: u32) {
         let mut g = PARK.state.lock().unwrap();
         let mut woken = 0;
         for p in g.1.iter_mut().filter(|p| p.addr == addr && !p.woken) {

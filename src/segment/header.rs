@@ -49,7 +49,9 @@ use crate::{Error, Result};
 
 /// `b"SHMPRIM\0"`, little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMPRIM\0");
-/// The header format this build writes and reads. 2: attach table.
+/// The header format this build writes and reads. 2: the attach table,
+/// and `RawMutex` layout version 2 (the crate's own lock word instead of a
+/// pthread mutex).
 pub const FORMAT_VERSION: u32 = 2;
 /// The value of `state` once the creator has published the segment. Not 1,
 /// so that garbage is unlikely to pass for it.

@@ -355,10 +355,9 @@ impl Segment {
     /// Registers the question asked on drop: if `keep` says so, the mapping
     /// is left in place (leaked) instead of unmapped. The handle layer uses
     /// it for segments holding a robust mutex that a thread of this process
-    /// holds: the C library's per-thread robust list points into the
-    /// mapping, and unmapping it would leave that list pointing at freed
-    /// memory (a guard forgotten with `mem::forget`, an `acquire()` never
-    /// released).
+    /// holds (a guard forgotten with `mem::forget`, an `acquire()` never
+    /// released): the thread's record of held locks is keyed by the
+    /// mutex's address, which a later mapping must not reuse.
     pub(crate) fn keep_mapped_while(&mut self, keep: fn(&Segment) -> bool) {
         self.keep_mapped = Some(keep);
     }

@@ -125,6 +125,69 @@ fn has_died(pid: u32, stat: &[u8]) -> bool {
     })
 }
 
+/// The calling thread's id (`gettid`); on systems without it, the process id
+/// (only Linux runs the crate's own lock, which needs a real thread id).
+pub(crate) fn tid() -> u32 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: gettid has no preconditions and cannot fail.
+        (unsafe { libc::gettid() }) as u32
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        pid()
+    }
+}
+
+/// The calling thread's start time in clock ticks since boot (field 22 of
+/// `/proc/thread-self/stat`), or `None` where unknown.
+pub(crate) fn this_thread_start_time() -> Option<u64> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        parse_start_time(&std::fs::read("/proc/thread-self/stat").ok()?)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        None
+    }
+}
+
+/// What can be learnt of a thread, by id, from this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+pub(crate) enum ThreadState {
+    /// No such thread: it exited (or never existed) and was reaped.
+    Gone,
+    /// It has died (zombie or dead), not yet reaped.
+    Dead,
+    /// It runs; its start time where `/proc` shows it.
+    Running(Option<u64>),
+}
+
+/// The state of thread `tid` (any process of our pid namespace), from
+/// `/proc/TID/stat` (readable for every thread id, though only process ids
+/// are listed), falling back on `kill(tid, 0)` where `/proc` hides it (no
+/// procfs, `hidepid`). Unlike [`is_alive`], a dead thread is dead even when
+/// other threads of its process run: the thread is what holds a lock.
+pub(crate) fn thread_state(tid: u32) -> ThreadState {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        if tid != 0 {
+            if let Ok(stat) = std::fs::read(format!("/proc/{tid}/stat")) {
+                if parse_state(&stat).is_some_and(is_dead_state) {
+                    return ThreadState::Dead;
+                }
+                return ThreadState::Running(parse_start_time(&stat));
+            }
+        }
+    }
+    if id_exists(tid) {
+        ThreadState::Running(None)
+    } else {
+        ThreadState::Gone
+    }
+}
+
 /// Whether a process or thread with this id exists (in our pid namespace).
 /// `kill(id, 0)` sends nothing; `EPERM` still proves existence.
 pub(crate) fn id_exists(id: u32) -> bool {
