@@ -15,7 +15,12 @@ fuzz_target!(|data: &[u8]| {
     let cap = 256usize << (first % 5);
     let heap = SpscRing::new(cap).unwrap();
     // SAFETY: one producer and one consumer, this thread.
-    let (mut p, mut c) = unsafe { (heap.ring().producer().unwrap(), heap.ring().consumer().unwrap()) };
+    let (mut p, mut c) = unsafe {
+        (
+            heap.ring().producer().unwrap(),
+            heap.ring().consumer().unwrap(),
+        )
+    };
     let mut model: VecDeque<(Vec<u8>, u32)> = VecDeque::new();
     let mut buf = vec![0u8; cap];
     let mut it = ops.iter().copied();
@@ -45,7 +50,10 @@ fuzz_target!(|data: &[u8]| {
                 }
                 Ok(None) => assert!(model.is_empty(), "a record was lost"),
                 Err(shmprim::Error::BufferTooShort { needed }) => {
-                    assert_eq!(needed, model.front().expect("too short for nothing").0.len());
+                    assert_eq!(
+                        needed,
+                        model.front().expect("too short for nothing").0.len()
+                    );
                 }
                 Err(e) => panic!("pop: {e:?}"),
             },

@@ -1134,4 +1134,65 @@ mod loom_tests {
             assert!(matches!(t.join().unwrap(), Err(Error::BrokenBarrier)));
         });
     }
+
+    /// A barrier whose generation 0 is full (its tripper about to record
+    /// itself) over a stale record of generation 5 by process (7, 7).
+    fn full_with_stale_record() -> RawBarrier {
+        let b = RawBarrier::new(2, None).unwrap();
+        b.word.store(pack(0, 2, false), SeqCst);
+        b.trip_pid.store(7, SeqCst);
+        b.trip_start.store(7, SeqCst);
+        b.trip_gen.store(5 | VALID, SeqCst);
+        b
+    }
+
+    /// The tripper record is a seqlock: a reader that reads it as
+    /// `watch_tripper` does (tag, fields, Acquire fence, tag again;
+    /// `watch_tripper` itself is off under loom, where nobody dies) and
+    /// validates the new generation's tag sees the new fields, never the
+    /// stale ones.
+    #[test]
+    fn loom_barrier_tripper_record_not_torn() {
+        loom::model(|| {
+            let b = Arc::new(full_with_stale_record());
+            let b2 = b.clone();
+            let reader = loom::thread::spawn(move || {
+                let tag = b2.trip_gen.load(Acquire);
+                if tag != VALID {
+                    return false;
+                }
+                let pid = b2.trip_pid.load(Relaxed);
+                let start = b2.trip_start.load(Relaxed);
+                fence(Acquire);
+                if b2.trip_gen.load(Relaxed) != tag {
+                    return false;
+                }
+                assert_eq!((pid, start), me(), "torn tripper record");
+                true
+            });
+            assert!(b.record_tripper(0, 2));
+            reader.join().unwrap();
+        });
+    }
+
+    /// A tripper records itself while the generation is reset: the claim
+    /// is never left stuck, and a record stays only if the tripper
+    /// believes it recorded (otherwise it was retracted or never made).
+    #[test]
+    fn loom_barrier_tripper_record_vs_reset() {
+        loom::model(|| {
+            let b = Arc::new(full_with_stale_record());
+            let b2 = b.clone();
+            let t = loom::thread::spawn(move || b2.record_tripper(0, 2));
+            b.reset();
+            let recorded = t.join().unwrap();
+            let tag = b.trip_gen.load(SeqCst);
+            assert_ne!(tag, RECORDING, "claim left stuck");
+            assert_eq!(
+                tag == VALID,
+                recorded,
+                "record {tag:#x}, recorded {recorded}"
+            );
+        });
+    }
 }

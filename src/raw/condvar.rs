@@ -567,4 +567,73 @@ mod loom_tests {
             assert_eq!(cv.n_waiting(), 0);
         });
     }
+
+    /// Two waiters, one `notify_all` (a signal of `u32::MAX`) under the
+    /// lock: both return. A signal that stopped after one slot, or one
+    /// that marked a slot without waking its sleeper, leaves a waiter
+    /// parked for ever (loom deadlock).
+    #[test]
+    fn loom_condvar_notify_all_wakes_two() {
+        let mut model = loom::model::Builder::new();
+        // Three threads: a preemption bound keeps it to seconds.
+        model.preemption_bound = Some(2);
+        model.check(|| {
+            let cv = Arc::new(RawCondvar::new());
+            let m = Arc::new(Mutex::new(false));
+            let ts: Vec<_> = (0..2)
+                .map(|_| {
+                    let (cv, m) = (cv.clone(), m.clone());
+                    loom::thread::spawn(move || {
+                        let mut g = m.lock().unwrap();
+                        while !*g {
+                            let c = cv.enqueue().unwrap();
+                            drop(g);
+                            cv.sleep(c, None);
+                            g = m.lock().unwrap();
+                            cv.dequeue(c).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            {
+                let mut g = m.lock().unwrap();
+                *g = true;
+                cv.signal(u32::MAX);
+            }
+            for t in ts {
+                t.join().unwrap();
+            }
+            let _g = m.lock().unwrap();
+            assert_eq!(cv.n_waiting(), 0);
+            assert_eq!(cv.occupied.load(SeqCst), 0);
+        });
+    }
+
+    /// A waiter whose deadline has passed (it does not sleep) against a
+    /// notify: it reports being notified exactly when the notify counted
+    /// it, and its slot is freed either way.
+    #[test]
+    fn loom_condvar_timed_out_waiter_is_counted_once() {
+        loom::model(|| {
+            let cv = Arc::new(RawCondvar::new());
+            let m = Arc::new(Mutex::new(()));
+            let (cv2, m2) = (cv.clone(), m.clone());
+            let t = loom::thread::spawn(move || {
+                let g = m2.lock().unwrap();
+                let c = cv2.enqueue().unwrap();
+                drop(g);
+                cv2.sleep(c, Some(Deadline::PASSED));
+                let _g = m2.lock().unwrap();
+                cv2.dequeue(c).unwrap()
+            });
+            let woken = {
+                let _g = m.lock().unwrap();
+                cv.signal(1)
+            };
+            let notified = t.join().unwrap();
+            assert_eq!(notified, woken == 1);
+            let _g = m.lock().unwrap();
+            assert_eq!(cv.occupied.load(SeqCst), 0);
+        });
+    }
 }

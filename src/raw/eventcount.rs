@@ -189,4 +189,57 @@ mod loom_tests {
             t.join().unwrap();
         });
     }
+
+    /// Two waiters, one `notify_all`: both wake. A notify that woke only
+    /// one (or skipped the bump of `seq`) leaves the other parked for ever
+    /// (loom deadlock).
+    #[test]
+    fn loom_eventcount_notify_all_wakes_two() {
+        let mut model = loom::model::Builder::new();
+        // Three threads: a preemption bound keeps it to seconds.
+        model.preemption_bound = Some(2);
+        model.check(|| {
+            let ec = Arc::new(EventCount::new());
+            let flag = Arc::new(AtomicBool::new(false));
+            let ts: Vec<_> = (0..2)
+                .map(|_| {
+                    let (ec, flag) = (ec.clone(), flag.clone());
+                    loom::thread::spawn(move || {
+                        while !flag.load(Acquire) {
+                            let k = ec.prepare();
+                            if flag.load(Acquire) {
+                                ec.cancel(k);
+                                break;
+                            }
+                            ec.wait(k, None).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            flag.store(true, Release);
+            ec.notify_all();
+            for t in ts {
+                t.join().unwrap();
+            }
+            assert!(!ec.has_sleepers());
+        });
+    }
+
+    /// A waiter whose deadline has passed races a notify: it times out or
+    /// returns, and withdraws its announcement either way.
+    #[test]
+    fn loom_eventcount_timed_out_waiter_withdraws() {
+        loom::model(|| {
+            let ec = Arc::new(EventCount::new());
+            let ec2 = ec.clone();
+            let t = loom::thread::spawn(move || {
+                let k = ec2.prepare();
+                let r = ec2.wait(k, Some(Deadline::PASSED));
+                assert!(matches!(r, Err(crate::Error::Timeout)));
+            });
+            ec.notify(1);
+            t.join().unwrap();
+            assert!(!ec.has_sleepers());
+        });
+    }
 }

@@ -389,4 +389,43 @@ mod loom_tests {
             assert_eq!(s.value(), 1);
         });
     }
+
+    /// A bounded semaphore at 0 of 1 with a sleeping acquirer: the release
+    /// wakes it (or it never slept), and the bound then refuses exactly
+    /// one of the two releases that follow.
+    #[test]
+    fn loom_bounded_semaphore_sleeper_then_bound() {
+        loom::model(|| {
+            let s = Arc::new(RawSemaphore::new(1, true).unwrap());
+            s.try_acquire().unwrap();
+            let s2 = s.clone();
+            let t = loom::thread::spawn(move || {
+                s2.acquire().unwrap();
+                s2.release().is_ok()
+            });
+            s.release().unwrap();
+            let mine = s.release().is_ok();
+            let theirs = t.join().unwrap();
+            assert!(mine ^ theirs, "mine {mine}, theirs {theirs}");
+            assert_eq!(s.value(), 1);
+        });
+    }
+
+    /// An acquirer whose deadline has passed races a release: it takes the
+    /// permit or times out, and no permit is lost or made up.
+    #[test]
+    fn loom_semaphore_timeout_races_release() {
+        loom::model(|| {
+            let s = Arc::new(RawSemaphore::new(0, false).unwrap());
+            let s2 = s.clone();
+            let t = loom::thread::spawn(move || match s2.acquire_until(Some(Deadline::PASSED)) {
+                Ok(()) => 1,
+                Err(Error::Timeout) => 0,
+                Err(e) => panic!("{e:?}"),
+            });
+            s.release().unwrap();
+            let took = t.join().unwrap();
+            assert_eq!(s.value() + took, 1);
+        });
+    }
 }
