@@ -204,7 +204,120 @@ fn reader_killed_before_releasing() {
             Ok(()) => sent += 1,
             Err(e) => break e,
         }
-        assert!(sent <= 4096 / 72, "more sent than the ring holds");
+        // 64-byte messages take 72 bytes; the dead reader still holds the
+        // 192-byte record it was reading (message BEFORE), which must never
+        // be handed out again.
+        assert!(
+            sent <= (4096 - (64 + 24 * BEFORE as u64 + 8)) / 72,
+            "more sent than the ring holds beside the held record"
+        );
     };
     assert!(matches!(end, Error::Disconnected), "{end:?}");
+}
+
+/// Forks of the takeover test run one at a time.
+static ONE_FORK_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Message `i` of the takeover test: lengths cycle so that records land at
+/// many offsets, some deaths falling on a wrap's PAD record.
+fn varied(i: usize) -> Vec<u8> {
+    (0..64 + 24 * (i % 9))
+        .map(|j| (i * 31 + j * 7) as u8)
+        .collect()
+}
+
+/// A writer killed at `point` inside a send, on an anonymous pipe whose
+/// writer end the parent then takes over (`claim`): the parent's reader
+/// gets the completed message, the interrupted one only if it was
+/// published, and then the new writer's messages, whole and in order —
+/// the takeover walks over records published past the `tail` hint.
+fn takeover_after(point: &'static str, zero_copy: bool, published: bool, pre: usize) {
+    let (mut r, mut w) = Pipe::anonymous_simplex(512).unwrap();
+    let flag = AtomicValue::<u32>::anonymous(0).unwrap();
+    for i in 0..pre {
+        w.send_bytes(&varied(i)).unwrap();
+        assert_eq!(r.recv_bytes().unwrap(), varied(i));
+    }
+    let child = fork_child(|| {
+        if w.send_bytes(&varied(999)).is_err() || STOP.set((point, flag.clone())).is_err() {
+            return 2;
+        }
+        shmprim::fault::set_hook(Some(stop_here));
+        let m = varied(1000);
+        if zero_copy {
+            match w.reserve(m.len()) {
+                Ok(mut g) => {
+                    g.copy_from_slice(&m);
+                    let _ = g.commit();
+                }
+                Err(_) => return 3,
+            }
+        } else {
+            let _ = w.send_bytes(&m);
+        }
+        4 // the point was never reached
+    });
+    let until = Instant::now() + REACH;
+    while flag.load() == 0 {
+        if Instant::now() > until {
+            // SAFETY: our child, not yet reaped.
+            unsafe { libc::kill(child, libc::SIGKILL) };
+            panic!(
+                "{point}: the child never reached its point (exit {})",
+                reap(child)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // SAFETY: our child, not yet reaped.
+    unsafe { libc::kill(child, libc::SIGKILL) };
+    let mut status = 0;
+    // SAFETY: our child; `status` is a valid out-pointer.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    let what = format!("{point} zero_copy={zero_copy} pre={pre}");
+    w.claim().unwrap();
+    let first = r.recv_bytes_timeout(Duration::from_secs(5));
+    assert_eq!(first.as_deref().ok(), Some(&varied(999)[..]), "{what}");
+    if published {
+        // Published unless the point was reached by a wrap's PAD record
+        // (then the message itself was never started).
+        if let Ok(m) = r.recv_bytes_timeout(Duration::from_millis(300)) {
+            assert_eq!(m, varied(1000), "{what}");
+        }
+    }
+    for k in 0..64 {
+        w.send_bytes_timeout(&varied(2000 + k), Duration::from_secs(5))
+            .unwrap();
+        let got = r.recv_bytes_timeout(Duration::from_secs(5));
+        assert_eq!(
+            got.as_deref().ok(),
+            Some(&varied(2000 + k)[..]),
+            "{what} k={k}"
+        );
+    }
+    assert!(matches!(r.try_recv_bytes(), Err(Error::Empty)), "{what}");
+}
+
+#[test]
+fn writer_taken_over_after_dying_at_each_point() {
+    let _w = watchdog(
+        "writer_taken_over_after_dying_at_each_point",
+        Duration::from_secs(120),
+    );
+    let _one = ONE_FORK_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let points = [
+        ("spsc.write.reserved", false),
+        ("spsc.write.payload_partial", false),
+        ("spsc.write.before_publish", false),
+        ("spsc.write.before_hint", true),
+        ("spsc.write.published_before_wake", true),
+    ];
+    for pre in 0..9 {
+        for (point, published) in points {
+            takeover_after(point, false, published, pre);
+            if point != "spsc.write.payload_partial" {
+                takeover_after(point, true, published, pre);
+            }
+        }
+    }
 }

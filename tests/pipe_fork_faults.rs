@@ -13,51 +13,9 @@ mod harness;
 use harness::*;
 use shmprim::{End, Error, Pipe};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// Forks; the child runs `body` and `_exit`s with its result.
-fn fork_child(body: impl FnOnce() -> i32) -> libc::pid_t {
-    // SAFETY: the tests of this binary run one at a time (ONE_AT_A_TIME);
-    // the child runs only pipe code and leaves with `_exit`, never returning
-    // into the test harness.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let code = body();
-        // SAFETY: ends the child at once.
-        unsafe { libc::_exit(code) };
-    }
-    pid
-}
-
-/// Waits up to 20 s for the child and returns its exit code (killed and
-/// failing after that).
-fn reap(pid: libc::pid_t) -> i32 {
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut status = 0;
-        // SAFETY: `pid` is our child; `status` is a valid out-pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            assert!(
-                libc::WIFEXITED(status),
-                "child ended by a signal: {status:#x}"
-            );
-            return libc::WEXITSTATUS(status);
-        }
-        if Instant::now() > until {
-            // SAFETY: our child, not yet reaped.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            panic!("child still running after 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 /// Python's idiom: after the fork each process closes the end the other
 /// uses. Neither close disturbs the other process's end.

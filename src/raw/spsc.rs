@@ -452,7 +452,17 @@ impl SpscRing {
         // SAFETY: aligned, in bounds (len >= CONTROL_SIZE), valid for 'a; the
         // struct is atomics only, so any bit pattern is a valid value.
         let ctl = unsafe { &*ptr.cast::<SpscRing>() };
-        if ctl.meta.magic.load(Acquire) != MAGIC {
+        let magic = ctl.meta.magic.load(Acquire);
+        if magic != MAGIC {
+            // Another format of this ring ("shmspsc" and a version digit)
+            // is a version mismatch, not corruption: mixed builds say so.
+            let bytes = magic.to_le_bytes();
+            if bytes[..7] == MAGIC.to_le_bytes()[..7] && bytes[7].is_ascii_digit() {
+                return Err(Error::VersionMismatch {
+                    found: u32::from(bytes[7] - b'0'),
+                    expected: u32::from(MAGIC.to_le_bytes()[7] - b'0'),
+                });
+            }
             return Err(Error::Corrupt("ring magic"));
         }
         let cap = ctl.meta.capacity.load(Relaxed);
@@ -595,7 +605,9 @@ impl<'a> Ring<'a> {
     /// At most one `Producer` of this ring is used at a time, in all
     /// processes together.
     pub unsafe fn producer(self) -> Result<Producer<'a>> {
-        let hint = self.ctl.prod.tail.load(Relaxed);
+        // Acquire: the walk below must see every header published up to
+        // the hint (a takeover may come after the previous producer died).
+        let hint = self.ctl.prod.tail.load(Acquire);
         let mut tail = hint;
         let head = self.ctl.cons.head.load(Acquire);
         // `tail` is a hint stored after each header: a producer that died
@@ -647,7 +659,10 @@ impl<'a> Ring<'a> {
     /// At most one `Consumer` of this ring is used at a time, in all
     /// processes together.
     pub unsafe fn consumer(self) -> Result<Consumer<'a>> {
-        let head = self.ctl.cons.head.load(Relaxed);
+        // Acquire: a consumer taking an end over must see the producer's
+        // zero-ahead at `head`, which the previous consumer's release of
+        // the record before it happened after.
+        let head = self.ctl.cons.head.load(Acquire);
         let tail = self.ctl.prod.tail.load(Acquire);
         // The `tail` hint may lag one record behind `head` (see `producer`).
         if (head | tail) % 8 != 0
@@ -996,6 +1011,7 @@ impl<'a> Producer<'a> {
         }
         self.ring.word(self.tail & mask).store(word, Release);
         self.tail = end;
+        crate::fault::fault_point!("spsc.write.before_hint");
         // A hint (takeover, attach checks): not on the consumer's path.
         self.ring.ctl.prod.tail.store(end, Release);
     }
@@ -1428,6 +1444,31 @@ mod tests {
                     .all(|(j, &b)| b == (i ^ j as u32) as u8));
             }
         });
+    }
+
+    #[test]
+    fn spsc_ring_of_another_format_is_a_version_mismatch() {
+        let h = SpscRing::new(256).unwrap();
+        let magic = &h.ring().ctl.meta.magic;
+        magic.store(u64::from_le_bytes(*b"shmspsc1"), Relaxed);
+        // SAFETY: the heap ring's own pointer and size.
+        let r = unsafe { SpscRing::attach(h.ptr, h.layout.size()) };
+        assert!(
+            matches!(
+                r,
+                Err(Error::VersionMismatch {
+                    found: 1,
+                    expected: 2
+                })
+            ),
+            "{:?}",
+            r.err()
+        );
+        magic.store(u64::from_le_bytes(*b"shmspscX"), Relaxed);
+        // SAFETY: as above.
+        let r = unsafe { SpscRing::attach(h.ptr, h.layout.size()) };
+        assert!(matches!(r, Err(Error::Corrupt(_))), "{:?}", r.err());
+        magic.store(MAGIC, Relaxed);
     }
 
     #[test]

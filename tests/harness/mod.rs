@@ -371,3 +371,51 @@ pub fn gate_open(flag: &shmprim::AtomicValue<u32>) {
     flag.store(1);
     flag.wake_all().expect("futex wake");
 }
+
+/// Forks; the child runs `body` and `_exit`s with its result.
+///
+/// Only for tests that serialise their forks (the test harness runs
+/// other tests on other threads) and whose child runs code that neither
+/// allocates nor takes locks another thread may hold.
+#[allow(dead_code)]
+pub fn fork_child(body: impl FnOnce() -> i32) -> libc::pid_t {
+    // SAFETY: callers serialise their forks and the child runs only code
+    // that takes no lock another thread may hold; it leaves with `_exit`,
+    // never returning into the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = body();
+        // SAFETY: ends the child at once.
+        unsafe { libc::_exit(code) };
+    }
+    pid
+}
+
+/// Waits up to 20 s for the child and returns its exit code (killed and
+/// failing after that).
+#[allow(dead_code)]
+pub fn reap(pid: libc::pid_t) -> i32 {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut status = 0;
+        // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            assert!(
+                libc::WIFEXITED(status),
+                "child ended by a signal: {status:#x}"
+            );
+            return libc::WEXITSTATUS(status);
+        }
+        if Instant::now() > until {
+            // SAFETY: our child, not yet reaped.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("child still running after 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
