@@ -168,7 +168,11 @@ pub(crate) type StartLine = common::StartLine<2>;
 
 /// One contended run with two forked processes, each running `body` once;
 /// returns ns per operation over `2 * per_worker` operations.
-pub(crate) fn two_processes(line: &SharedMap<StartLine>, per_worker: u64, body: impl Fn() + Copy) -> f64 {
+pub(crate) fn two_processes(
+    line: &SharedMap<StartLine>,
+    per_worker: u64,
+    body: impl Fn() + Copy,
+) -> f64 {
     // SAFETY: the start line lives in a shared mapping alive for the whole
     // run; it is made only of atomics, so shared references are fine.
     let line = unsafe { &*line.get() };

@@ -16,7 +16,10 @@ fn main() {
     let suite = root.join("benches/peers");
     let target = root.join("target/peers");
     // `cargo bench` passes `--bench`; everything else goes to the suite.
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let built = Command::new(cargo)
         .args(["build", "--release", "--locked", "--manifest-path"])

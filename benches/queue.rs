@@ -150,7 +150,14 @@ fn read_stamp(buf: &[u8]) -> u64 {
 // ---------------------------------------------------------------------------
 // shmprim's Queue between processes.
 
-pub(crate) fn shm_run(line: &StartLine, q: &Queue, p: usize, c: usize, size: usize, per: u64) -> f64 {
+pub(crate) fn shm_run(
+    line: &StartLine,
+    q: &Queue,
+    p: usize,
+    c: usize,
+    size: usize,
+    per: u64,
+) -> f64 {
     let producer = |line: &StartLine| {
         let mut buf = vec![0u8; size];
         for i in 0..per {

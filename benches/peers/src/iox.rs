@@ -2,9 +2,12 @@
 //! its own node after the fork; the parent creates the services, the child
 //! opens them, and timing starts only once both sides' ports exist (node
 //! and service creation are setup, not messaging). Every port and node is
-//! dropped before its process ends, so iceoryx2 removes its files.
+//! dropped before its process ends, so iceoryx2 removes their files; the
+//! run uses a domain of its own (a prefix with the suite's pid), whose
+//! global management segment [`cleanup`] removes at the end.
 
 use std::sync::atomic::{AtomicU32, Ordering::*};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use iceoryx2::port::publisher::Publisher;
@@ -24,9 +27,41 @@ fn name(tag: &str) -> String {
     )
 }
 
+/// This run's iceoryx2 domain: set up in the suite's process before any
+/// fork, so that every child inherits the same one.
+fn config() -> &'static Config {
+    static CONFIG: OnceLock<Config> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let mut c = Config::default();
+        let prefix = format!("iox2_shmprim_peers_{}_", std::process::id());
+        c.global.prefix = FileName::new(prefix.as_bytes()).expect("iceoryx2 prefix");
+        c
+    })
+}
+
+/// Fixes this run's domain (call before forking).
+pub fn init() {
+    config();
+}
+
+/// Removes what this run's domain leaves behind once every node is gone:
+/// the global management segment in `/dev/shm`, and iceoryx2's directories
+/// under `/tmp` if they are empty.
+pub fn cleanup() {
+    // SAFETY: the domain's prefix holds this process's pid, so no process
+    // of another run uses it; every child has exited and every node of this
+    // process has been dropped.
+    let _ = unsafe { iceoryx2::testing::remove_global_mgmt_segment::<ipc::Service>(config()) };
+    let root = config().global.root_path().to_string();
+    for d in ["nodes", "services", ""] {
+        let _ = std::fs::remove_dir(std::path::Path::new(&root).join(d));
+    }
+}
+
 fn node() -> Node<ipc::Service> {
     set_log_level(LogLevel::Error);
     NodeBuilder::new()
+        .config(config())
         .signal_handling_mode(SignalHandlingMode::Disabled)
         .create::<ipc::Service>()
         .expect("iceoryx2 node")
@@ -89,7 +124,11 @@ pub fn ping_pong(n: u64) -> Vec<u64> {
                     v = sub.receive().unwrap().map(|s| *s.payload());
                     v.is_some()
                 });
-                publ.loan_uninit().unwrap().write_payload(v.unwrap()).send().unwrap();
+                publ.loan_uninit()
+                    .unwrap()
+                    .write_payload(v.unwrap())
+                    .send()
+                    .unwrap();
             }
         },
         || {
@@ -169,7 +208,11 @@ pub fn stream(n: u64, size: usize, in_place: bool) -> f64 {
                 .enable_safe_overflow(false)
                 .create()
                 .expect("iceoryx2 service");
-            let sub = svc.subscriber_builder().buffer_size(depth).create().unwrap();
+            let sub = svc
+                .subscriber_builder()
+                .buffer_size(depth)
+                .create()
+                .unwrap();
             let mut buf = vec![0u8; size];
             f.store(1, Release);
             wait_for(f, 2);
@@ -190,7 +233,10 @@ pub fn stream(n: u64, size: usize, in_place: bool) -> f64 {
                     None => {
                         idle = idle.wrapping_add(1);
                         if idle % 65536 == 0 {
-                            assert!(started.elapsed() < Duration::from_secs(120), "iceoryx2 stream hung at {got}/{n}");
+                            assert!(
+                                started.elapsed() < Duration::from_secs(120),
+                                "iceoryx2 stream hung at {got}/{n}"
+                            );
                         }
                         std::hint::spin_loop()
                     }

@@ -11,8 +11,14 @@ use crate::{Point, Results};
 /// The plot files and their titles.
 pub const FILES: [(&str, &str); 3] = [
     ("w1-latency.svg", "W1: round-trip latency distribution"),
-    ("w2-throughput.svg", "W2: streaming throughput against message size"),
-    ("w3-throughput.svg", "W3: streaming throughput against message size"),
+    (
+        "w2-throughput.svg",
+        "W2: streaming throughput against message size",
+    ),
+    (
+        "w3-throughput.svg",
+        "W3: streaming throughput against message size",
+    ),
 ];
 
 const W: u32 = 960;
@@ -51,7 +57,11 @@ fn bounds(v: impl Iterator<Item = f64>) -> (f64, f64) {
 fn latency(res: &Results, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let root = SVGBackend::new(path, (W, H)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (lo, hi) = bounds(res.latencies.iter().flat_map(|e| e.1.iter().map(|&x| x as f64)));
+    let (lo, hi) = bounds(
+        res.latencies
+            .iter()
+            .flat_map(|e| e.1.iter().map(|&x| x as f64)),
+    );
     let mut chart = ChartBuilder::on(&root)
         .caption(
             "W1: 8-byte ping-pong round trip, cumulative distribution",

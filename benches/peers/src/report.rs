@@ -13,7 +13,8 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-pub const BEGIN: &str = "<!-- peers:begin (written by `cargo bench --bench peers -- --publish`) -->";
+pub const BEGIN: &str =
+    "<!-- peers:begin (written by `cargo bench --bench peers -- --publish`) -->";
 pub const END: &str = "<!-- peers:end -->";
 
 /// How many times better shmprim is than `v` (above 1: shmprim leads).
@@ -38,7 +39,9 @@ fn fmt_value(v: f64, unit: &str) -> String {
 /// (value / shmprim's) and shmprim's lead (how many times better shmprim is).
 pub fn table(res: &Results) -> String {
     let mut s = String::new();
-    s.push_str("| workload | system | value | unit | better | ratio to shmprim | shmprim's lead |\n");
+    s.push_str(
+        "| workload | system | value | unit | better | ratio to shmprim | shmprim's lead |\n",
+    );
     s.push_str("|---|---|---:|---|---|---:|---:|\n");
     let mut workloads: Vec<&str> = Vec::new();
     for r in &res.recs {
@@ -73,6 +76,60 @@ pub fn table(res: &Results) -> String {
     s
 }
 
+/// The targets: `(workload, peer, relation, bound, text)`. The
+/// measured figure is shmprim's value over the peer's; "<=" targets are on
+/// lower-is-better figures, ">=" ones on higher-is-better figures, except
+/// the "x faster" ones, which are the peer's value over shmprim's.
+const TARGETS: [(&str, &str, &str, f64, &str); 11] = [
+    ("W1", "hw-reference", "<=", 1.5, "W1: at most 1.5x the hardware reference"),
+    ("W1", "iceoryx2", "<=", 1.0 / 3.0, "W1: at most 1/3 of iceoryx2"),
+    ("W1", "unix-socket", "faster", 100.0, "W1: at least 100x faster than the Unix socket"),
+    ("W1", "python-mp", "faster", 100.0, "W1: at least 100x faster than Python"),
+    ("W2", "hw-reference", ">=", 0.8, "W2: at least 0.8x the spin-ring reference"),
+    ("W2", "unix-socket", ">=", 15.0, "W2: at least 15x the Unix socket"),
+    ("W3-copy", "hw-reference", ">=", 0.9, "W3 (copy): at least 0.9x the reference"),
+    ("W3-loan", "iceoryx2", ">=", 1.0, "W3 (zero copy): at least 1.0x iceoryx2"),
+    ("W4-1proc", "std-mutex", "<=", 1.5, "W4 uncontended: at most 1.5x std::sync::Mutex"),
+    ("W4-2proc", "pthread-robust", "<=", 1.0, "W4 two processes: at most 1.0x the robust pthread mutex"),
+    ("W5", "crossbeam-arrayqueue", ">=", 1.0, "W5: at least 1.0x ArrayQueue between threads"),
+];
+
+/// The targets, each with the ratio measured in this run.
+pub fn targets(res: &Results) -> String {
+    let get = |w: &str, sys: &str| {
+        res.recs
+            .iter()
+            .find(|r| r.workload == w && r.system == sys)
+            .map(|r| r.value)
+    };
+    let mut s = String::from("| target | measured | met |\n|---|---:|---|\n");
+    let rows: Vec<(String, Option<f64>, bool)> = TARGETS
+        .iter()
+        .map(|&(w, peer, rel, bound, text)| {
+            let (shm, other) = (get(w, "shmprim"), get(w, peer));
+            let (ratio, met) = match (shm, other) {
+                (Some(a), Some(b)) => match rel {
+                    "faster" => (b / a, b / a >= bound),
+                    "<=" => (a / b, a / b <= bound),
+                    _ => (a / b, a / b >= bound),
+                },
+                _ => (f64::NAN, false),
+            };
+            (text.to_string(), shm.and(other).map(|_| ratio), met)
+        })
+        .collect();
+    for (text, ratio, met) in rows {
+        let m = ratio.map_or("-".into(), |r| format!("{r:.2}x"));
+        let ok = match (ratio, met) {
+            (None, _) => "not measured",
+            (_, true) => "yes",
+            _ => "**no**",
+        };
+        let _ = writeln!(s, "| {text} | {m} | {ok} |");
+    }
+    s
+}
+
 fn json(res: &Results) -> String {
     let v: Vec<_> = res
         .recs
@@ -99,6 +156,10 @@ fn section(res: &Results, table: &str, machine: &str, command: &str, took: Durat
     let _ = writeln!(s, "- Command: `{command}` ({:.0} s)", took.as_secs_f64());
     let _ = writeln!(s);
     s.push_str(table);
+    let _ = writeln!(s);
+    let _ = writeln!(s, "Targets, as measured in this run (ratios as in the targets table):");
+    let _ = writeln!(s);
+    s.push_str(&targets(res));
     if !res.absent.is_empty() {
         let _ = writeln!(s);
         let _ = writeln!(s, "Absent by design:");
@@ -123,8 +184,10 @@ pub fn write(res: &Results, machine: &str, command: &str, took: Duration, publis
     println!("\nmachine: {machine}");
     println!("command: {command} ({:.0} s)\n", took.as_secs_f64());
     println!("{table}");
+    let targets = targets(res);
+    println!("targets (this run):\n\n{targets}");
     std::fs::write(dir.join("peers.json"), json(res)).expect("write peers.json");
-    let md = format!("Machine: {machine}\n\nCommand: `{command}`\n\n{table}");
+    let md = format!("Machine: {machine}\n\nCommand: `{command}`\n\n{table}\nTargets (this run):\n\n{targets}");
     std::fs::write(dir.join("peers.md"), md).expect("write peers.md");
     plot::draw(res, &dir);
     println!(

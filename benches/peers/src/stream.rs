@@ -6,7 +6,9 @@
 use shmprim::{Pipe, WaitPolicy};
 
 use crate::common::median;
-use crate::pipe_bench::{close, hw_stream, kernel_stream, pair, pipe2, socketpair, spin_ring_stream};
+use crate::pipe_bench::{
+    close, hw_stream, kernel_stream, pair, pipe2, socketpair, spin_ring_stream,
+};
 use crate::python::Python;
 use crate::{iox, rounds, Contender, Plan, Point, Results, LARGE, SMALL};
 
@@ -141,14 +143,17 @@ fn arrayqueue_sized(n: u64, size: usize) -> Option<f64> {
 fn small_point(plan: &Plan, py: &Python, size: usize) -> Vec<(String, Vec<f64>)> {
     let (fast, slow) = (plan.small, plan.small_slow);
     let mut cs: Vec<Contender<'_>> = vec![
-        ("hw-reference".into(), Box::new(move || spin_ring_stream(fast, size))),
+        (
+            "hw-reference".into(),
+            Box::new(move || spin_ring_stream(fast, size)),
+        ),
         (
             "shmprim".into(),
             Box::new(move || shm(fast, size, WaitPolicy::default(), false)),
         ),
         (
             "shmprim-park".into(),
-            Box::new(move || shm(fast, size, WaitPolicy::park(), false)),
+            Box::new(move || shm(slow, size, WaitPolicy::park(), false)),
         ),
         (
             "unix-socket".into(),
@@ -158,7 +163,7 @@ fn small_point(plan: &Plan, py: &Python, size: usize) -> Vec<(String, Vec<f64>)>
         ("ipc-channel".into(), Box::new(move || ipc(slow, size))),
         (
             "iceoryx2".into(),
-            Box::new(move || iox::stream(fast, size, false)),
+            Box::new(move || iox::stream(slow, size, false)),
         ),
         (
             "crossbeam-arrayqueue".into(),
@@ -171,10 +176,7 @@ fn small_point(plan: &Plan, py: &Python, size: usize) -> Vec<(String, Vec<f64>)>
     ];
     if py.ok() {
         let n = slow / 4;
-        cs.push((
-            "python-mp".into(),
-            Box::new(move || py.stream(n, size)),
-        ));
+        cs.push(("python-mp".into(), Box::new(move || py.stream(n, size))));
     }
     rounds(plan.rounds, cs)
 }
@@ -190,7 +192,7 @@ fn large_point(plan: &Plan, py: &Python, size: usize) -> Vec<(String, Vec<f64>)>
         ),
         (
             "shmprim-park".into(),
-            Box::new(move || shm(n, size, WaitPolicy::park(), false)),
+            Box::new(move || shm(slow, size, WaitPolicy::park(), false)),
         ),
         (
             "unix-socket".into(),
@@ -200,7 +202,7 @@ fn large_point(plan: &Plan, py: &Python, size: usize) -> Vec<(String, Vec<f64>)>
         ("ipc-channel".into(), Box::new(move || ipc(slow, size))),
         (
             "iceoryx2".into(),
-            Box::new(move || iox::stream(n, size, false)),
+            Box::new(move || iox::stream(slow, size, false)),
         ),
         (
             "crossbeam-channel".into(),
@@ -212,22 +214,28 @@ fn large_point(plan: &Plan, py: &Python, size: usize) -> Vec<(String, Vec<f64>)>
         ),
         (
             "shmprim-park/loan".into(),
-            Box::new(move || shm(n, size, WaitPolicy::park(), true)),
+            Box::new(move || shm(slow, size, WaitPolicy::park(), true)),
         ),
         (
             "iceoryx2/loan".into(),
-            Box::new(move || iox::stream(n, size, true)),
+            Box::new(move || iox::stream(slow, size, true)),
         ),
     ];
     if py.ok() {
         let m = slow / 4;
-        cs.push(("python-mp".into(), Box::new(move || py.stream(m.max(16), size))));
+        cs.push((
+            "python-mp".into(),
+            Box::new(move || py.stream(m.max(16), size)),
+        ));
     }
     rounds(plan.rounds, cs)
 }
 
 pub fn run(plan: &Plan, py: &Python, res: &mut Results) {
-    println!("\nW2: streaming, messages/s (sweep {:?} bytes; W2 is 64 B)", plan.small_sizes);
+    println!(
+        "\nW2: streaming, messages/s (sweep {:?} bytes; W2 is 64 B)",
+        plan.small_sizes
+    );
     for &size in plan.small_sizes {
         for (name, ns) in small_point(plan, py, size) {
             let rate = 1e9 / median(ns);

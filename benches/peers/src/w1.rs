@@ -206,7 +206,10 @@ pub fn run(plan: &Plan, py: &Python, res: &mut Results) {
         m
     };
     let mut cs: Vec<Contender<'_>> = vec![
-        ("hw-reference".into(), Box::new(|| keep("hw-reference", hw(fast)))),
+        (
+            "hw-reference".into(),
+            Box::new(|| keep("hw-reference", hw(fast))),
+        ),
         (
             "shmprim".into(),
             Box::new(|| keep("shmprim", shm(fast, WaitPolicy::default()))),

@@ -148,7 +148,11 @@ pub fn run(plan: &Plan, py: &Python, res: &mut Results) {
     assert_eq!(shm.value(), want, "shmprim Lock lost increments");
     assert_eq!(pthread_value(&pth), want, "pthread mutex lost increments");
     assert_eq!(rs.value(), want, "raw_sync mutex lost increments");
-    assert_eq!(*std_mutex.lock().unwrap(), want, "std Mutex lost increments");
+    assert_eq!(
+        *std_mutex.lock().unwrap(),
+        want,
+        "std Mutex lost increments"
+    );
 
     let ops = plan.lock_ops;
     let mut one: Vec<Contender<'_>> = vec![
