@@ -151,14 +151,18 @@ pub fn ping_pong(n: u64) -> Vec<u64> {
     out
 }
 
-/// Loans a slice, retrying while every chunk is in flight.
+/// Sends `src` in a loaned slice: retries the loan while every chunk is in
+/// flight, and the whole send while it reached no subscriber (it can, at
+/// the very start, before the publisher has seen the subscriber).
 fn loan(p: &Publisher<ipc::Service, [u8], ()>, src: &[u8]) {
-    let mut s = None;
+    let mut delivered = false;
     spin_until(|| {
-        s = p.loan_slice_uninit(src.len()).ok();
-        s.is_some()
+        let Ok(s) = p.loan_slice_uninit(src.len()) else {
+            return false;
+        };
+        delivered = s.write_from_slice(src).send().unwrap() > 0;
+        delivered
     });
-    s.unwrap().write_from_slice(src).send().unwrap();
 }
 
 /// `n` messages of `size` bytes child→parent: ns per message. The

@@ -221,6 +221,15 @@ fn main() {
     let mut res = Results::default();
     let py = python::Python::find();
     iox::init();
+    // Removes iceoryx2's leftovers however the run ends (children leave
+    // through `_exit` and never drop it).
+    struct Cleanup;
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            iox::cleanup();
+        }
+    }
+    let cleanup = Cleanup;
 
     // Process workloads fork this process: they run while it has a single
     // thread; thread baselines join their threads before the next fork.
@@ -237,7 +246,7 @@ fn main() {
     let t = Instant::now();
     w5::run(plan, &py, &mut res);
     lap("W5", t);
-    iox::cleanup();
+    drop(cleanup);
 
     let elapsed = started.elapsed();
     let command = format!(

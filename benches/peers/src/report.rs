@@ -81,17 +81,83 @@ pub fn table(res: &Results) -> String {
 /// lower-is-better figures, ">=" ones on higher-is-better figures, except
 /// the "x faster" ones, which are the peer's value over shmprim's.
 const TARGETS: [(&str, &str, &str, f64, &str); 11] = [
-    ("W1", "hw-reference", "<=", 1.5, "W1: at most 1.5x the hardware reference"),
-    ("W1", "iceoryx2", "<=", 1.0 / 3.0, "W1: at most 1/3 of iceoryx2"),
-    ("W1", "unix-socket", "faster", 100.0, "W1: at least 100x faster than the Unix socket"),
-    ("W1", "python-mp", "faster", 100.0, "W1: at least 100x faster than Python"),
-    ("W2", "hw-reference", ">=", 0.8, "W2: at least 0.8x the spin-ring reference"),
-    ("W2", "unix-socket", ">=", 15.0, "W2: at least 15x the Unix socket"),
-    ("W3-copy", "hw-reference", ">=", 0.9, "W3 (copy): at least 0.9x the reference"),
-    ("W3-loan", "iceoryx2", ">=", 1.0, "W3 (zero copy): at least 1.0x iceoryx2"),
-    ("W4-1proc", "std-mutex", "<=", 1.5, "W4 uncontended: at most 1.5x std::sync::Mutex"),
-    ("W4-2proc", "pthread-robust", "<=", 1.0, "W4 two processes: at most 1.0x the robust pthread mutex"),
-    ("W5", "crossbeam-arrayqueue", ">=", 1.0, "W5: at least 1.0x ArrayQueue between threads"),
+    (
+        "W1",
+        "hw-reference",
+        "<=",
+        1.5,
+        "W1: at most 1.5x the hardware reference",
+    ),
+    (
+        "W1",
+        "iceoryx2",
+        "<=",
+        1.0 / 3.0,
+        "W1: at most 1/3 of iceoryx2",
+    ),
+    (
+        "W1",
+        "unix-socket",
+        "faster",
+        100.0,
+        "W1: at least 100x faster than the Unix socket",
+    ),
+    (
+        "W1",
+        "python-mp",
+        "faster",
+        100.0,
+        "W1: at least 100x faster than Python",
+    ),
+    (
+        "W2",
+        "hw-reference",
+        ">=",
+        0.8,
+        "W2: at least 0.8x the spin-ring reference",
+    ),
+    (
+        "W2",
+        "unix-socket",
+        ">=",
+        15.0,
+        "W2: at least 15x the Unix socket",
+    ),
+    (
+        "W3-copy",
+        "hw-reference",
+        ">=",
+        0.9,
+        "W3 (copy): at least 0.9x the reference",
+    ),
+    (
+        "W3-loan",
+        "iceoryx2",
+        ">=",
+        1.0,
+        "W3 (zero copy): at least 1.0x iceoryx2",
+    ),
+    (
+        "W4-1proc",
+        "std-mutex",
+        "<=",
+        1.5,
+        "W4 uncontended: at most 1.5x std::sync::Mutex",
+    ),
+    (
+        "W4-2proc",
+        "pthread-robust",
+        "<=",
+        1.0,
+        "W4 two processes: at most 1.0x the robust pthread mutex",
+    ),
+    (
+        "W5",
+        "crossbeam-arrayqueue",
+        ">=",
+        1.0,
+        "W5: at least 1.0x ArrayQueue between threads",
+    ),
 ];
 
 /// The targets, each with the ratio measured in this run.
@@ -157,7 +223,10 @@ fn section(res: &Results, table: &str, machine: &str, command: &str, took: Durat
     let _ = writeln!(s);
     s.push_str(table);
     let _ = writeln!(s);
-    let _ = writeln!(s, "Targets, as measured in this run (ratios as in the targets table):");
+    let _ = writeln!(
+        s,
+        "Targets, as measured in this run (ratios as in the targets table):"
+    );
     let _ = writeln!(s);
     s.push_str(&targets(res));
     if !res.absent.is_empty() {
@@ -187,7 +256,9 @@ pub fn write(res: &Results, machine: &str, command: &str, took: Duration, publis
     let targets = targets(res);
     println!("targets (this run):\n\n{targets}");
     std::fs::write(dir.join("peers.json"), json(res)).expect("write peers.json");
-    let md = format!("Machine: {machine}\n\nCommand: `{command}`\n\n{table}\nTargets (this run):\n\n{targets}");
+    let md = format!(
+        "Machine: {machine}\n\nCommand: `{command}`\n\n{table}\nTargets (this run):\n\n{targets}"
+    );
     std::fs::write(dir.join("peers.md"), md).expect("write peers.md");
     plot::draw(res, &dir);
     println!(
