@@ -57,14 +57,14 @@ const CHILD_DEADLINE: Duration = Duration::from_secs(60);
 
 /// A `T` in an anonymous `MAP_SHARED` mapping: shared with children forked
 /// afterwards, gone when the last process unmaps it.
-struct SharedMap<T> {
+pub(crate) struct SharedMap<T> {
     ptr: *mut T,
     len: usize,
 }
 
 impl<T> SharedMap<T> {
     /// Maps zeroed memory for one `T`; `init` may then initialise it in place.
-    fn new(init: impl FnOnce(*mut T)) -> Self {
+    pub(crate) fn new(init: impl FnOnce(*mut T)) -> Self {
         let len = std::mem::size_of::<T>().max(1);
         let p = common::shared_zeroed(len);
         assert!(
@@ -76,7 +76,7 @@ impl<T> SharedMap<T> {
         SharedMap { ptr, len }
     }
 
-    fn get(&self) -> *mut T {
+    pub(crate) fn get(&self) -> *mut T {
         self.ptr
     }
 }
@@ -92,12 +92,12 @@ impl<T> Drop for SharedMap<T> {
 /// A u64 guarded by a plain robust, process-shared pthread mutex (default
 /// type), as a C program would put it in shared memory.
 #[repr(C)]
-struct PthreadCounter {
+pub(crate) struct PthreadCounter {
     mutex: libc::pthread_mutex_t,
     value: u64,
 }
 
-fn pthread_counter() -> SharedMap<PthreadCounter> {
+pub(crate) fn pthread_counter() -> SharedMap<PthreadCounter> {
     SharedMap::new(|p: *mut PthreadCounter| {
         let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
         // SAFETY: `attr` is initialised by pthread_mutexattr_init before
@@ -127,7 +127,7 @@ fn pthread_counter() -> SharedMap<PthreadCounter> {
 
 /// One locked increment of a [`PthreadCounter`].
 #[inline(always)]
-fn pthread_increment(c: *mut PthreadCounter) {
+pub(crate) fn pthread_increment(c: *mut PthreadCounter) {
     // SAFETY: `c` points to a counter initialised by `pthread_counter`, in
     // a mapping that outlives the call; the value is only touched while
     // the mutex is held. Nobody dies holding it here, so lock returns 0.
@@ -141,7 +141,7 @@ fn pthread_increment(c: *mut PthreadCounter) {
     }
 }
 
-fn pthread_value(c: &SharedMap<PthreadCounter>) -> u64 {
+pub(crate) fn pthread_value(c: &SharedMap<PthreadCounter>) -> u64 {
     // SAFETY: read between runs, when no other thread or process is
     // running (children have exited, threads have been joined).
     unsafe { std::ptr::addr_of!((*c.get()).value).read() }
@@ -152,7 +152,7 @@ fn pthread_value(c: &SharedMap<PthreadCounter>) -> u64 {
 
 /// CLOCK_MONOTONIC in nanoseconds: comparable between processes.
 /// Times `ops` calls of `f`; nanoseconds per call.
-fn time_loop(ops: u64, mut f: impl FnMut()) -> f64 {
+pub(crate) fn time_loop(ops: u64, mut f: impl FnMut()) -> f64 {
     let t = Instant::now();
     for _ in 0..ops {
         f();
@@ -164,11 +164,15 @@ fn time_loop(ops: u64, mut f: impl FnMut()) -> f64 {
 // Contended runs: two workers started together.
 
 /// The start line shared by the workers of one contended run.
-type StartLine = common::StartLine<2>;
+pub(crate) type StartLine = common::StartLine<2>;
 
 /// One contended run with two forked processes, each running `body` once;
 /// returns ns per operation over `2 * per_worker` operations.
-fn two_processes(line: &SharedMap<StartLine>, per_worker: u64, body: impl Fn() + Copy) -> f64 {
+pub(crate) fn two_processes(
+    line: &SharedMap<StartLine>,
+    per_worker: u64,
+    body: impl Fn() + Copy,
+) -> f64 {
     // SAFETY: the start line lives in a shared mapping alive for the whole
     // run; it is made only of atomics, so shared references are fine.
     let line = unsafe { &*line.get() };
@@ -185,7 +189,7 @@ fn two_processes(line: &SharedMap<StartLine>, per_worker: u64, body: impl Fn() +
 }
 
 /// One contended run with two threads of this process.
-fn two_threads(line: &StartLine, per_worker: u64, body: impl Fn() + Sync) -> f64 {
+pub(crate) fn two_threads(line: &StartLine, per_worker: u64, body: impl Fn() + Sync) -> f64 {
     line.reset();
     // The scope joins both threads before it returns the start time.
     let t0 = std::thread::scope(|s| {

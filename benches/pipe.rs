@@ -62,7 +62,7 @@ fn shared(len: usize) -> *mut u8 {
 
 /// Spins until `f()`; panics after a long time (a hung peer).
 #[inline]
-fn spin_until(mut f: impl FnMut() -> bool) {
+pub(crate) fn spin_until(mut f: impl FnMut() -> bool) {
     let mut n = 0u32;
     let mut start = None;
     while !f() {
@@ -77,7 +77,7 @@ fn spin_until(mut f: impl FnMut() -> bool) {
 
 /// Runs `child` in a forked process and `parent` here; returns the
 /// parent's elapsed time.
-fn pair(child: impl FnOnce(), parent: impl FnOnce()) -> Duration {
+pub(crate) fn pair(child: impl FnOnce(), parent: impl FnOnce()) -> Duration {
     let pid = fork_child(child);
     let t = Instant::now();
     parent();
@@ -106,7 +106,7 @@ fn ratio(a: &[f64], b: &[f64]) -> f64 {
 // ---------------------------------------------------------------------------
 // Kernel baselines
 
-fn socketpair() -> (i32, i32) {
+pub(crate) fn socketpair() -> (i32, i32) {
     let mut fds = [0; 2];
     // SAFETY: `fds` is a valid array of two ints.
     let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) };
@@ -114,14 +114,14 @@ fn socketpair() -> (i32, i32) {
     (fds[0], fds[1])
 }
 
-fn pipe2() -> (i32, i32) {
+pub(crate) fn pipe2() -> (i32, i32) {
     let mut fds = [0; 2];
     // SAFETY: `fds` is a valid array of two ints.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
     (fds[0], fds[1])
 }
 
-fn write_all(fd: i32, mut b: &[u8]) {
+pub(crate) fn write_all(fd: i32, mut b: &[u8]) {
     while !b.is_empty() {
         // SAFETY: `b` is valid for reads of its length.
         let n = unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
@@ -130,7 +130,7 @@ fn write_all(fd: i32, mut b: &[u8]) {
     }
 }
 
-fn read_exact(fd: i32, mut b: &mut [u8]) {
+pub(crate) fn read_exact(fd: i32, mut b: &mut [u8]) {
     while !b.is_empty() {
         // SAFETY: `b` is valid for writes of its length.
         let n = unsafe { libc::read(fd, b.as_mut_ptr().cast(), b.len()) };
@@ -139,7 +139,7 @@ fn read_exact(fd: i32, mut b: &mut [u8]) {
     }
 }
 
-fn close(fd: i32) {
+pub(crate) fn close(fd: i32) {
     // SAFETY: closing a descriptor we own.
     unsafe { libc::close(fd) };
 }
@@ -166,7 +166,7 @@ fn kernel_rtt(n: u64, p2c: (i32, i32), c2p: (i32, i32)) -> f64 {
 }
 
 /// `n` messages of `size` bytes child→parent: ns per message.
-fn kernel_stream(n: u64, size: usize, rd: i32, wr: i32) -> f64 {
+pub(crate) fn kernel_stream(n: u64, size: usize, rd: i32, wr: i32) -> f64 {
     let e = pair(
         || {
             let b = vec![7u8; size];
@@ -220,7 +220,7 @@ fn hw_rtt(n: u64) -> f64 {
 
 /// `n` blocks of `size` bytes through 16 slots with spin flags: the child
 /// `memcpy`s in, the parent `memcpy`s out.
-fn hw_stream(n: u64, size: usize) -> f64 {
+pub(crate) fn hw_stream(n: u64, size: usize) -> f64 {
     const SLOTS: usize = 16;
     let m = shared(4096 + SLOTS * size);
     // SAFETY: 16 flags, each on its own 128-byte line, in the first page
@@ -363,7 +363,7 @@ impl SpinRing {
     }
 }
 
-fn spin_ring_stream(n: u64, size: usize) -> f64 {
+pub(crate) fn spin_ring_stream(n: u64, size: usize) -> f64 {
     let r = SpinRing::new(RING);
     let e = pair(
         || r.send_all(n, &vec![7u8; size]),

@@ -57,7 +57,7 @@ const CHILD_DEADLINE: Duration = Duration::from_secs(120);
 /// Shared by the workers of one run: they start together; each records
 /// when it ended; the last producer to finish closes the queue.
 #[repr(C)]
-struct StartLine {
+pub(crate) struct StartLine {
     line: common::StartLine<8>,
     producers_left: AtomicU32,
     closed: AtomicU32,
@@ -93,7 +93,7 @@ impl StartLine {
 }
 
 /// A `StartLine` in an anonymous shared mapping.
-fn start_line() -> &'static StartLine {
+pub(crate) fn start_line() -> &'static StartLine {
     let p = common::shared_zeroed(std::mem::size_of::<StartLine>());
     // SAFETY: a fresh, page-aligned shared mapping of the right size, never
     // unmapped (the bench keeps it for its whole life); all-zero atomics
@@ -150,7 +150,14 @@ fn read_stamp(buf: &[u8]) -> u64 {
 // ---------------------------------------------------------------------------
 // shmprim's Queue between processes.
 
-fn shm_run(line: &StartLine, q: &Queue, p: usize, c: usize, size: usize, per: u64) -> f64 {
+pub(crate) fn shm_run(
+    line: &StartLine,
+    q: &Queue,
+    p: usize,
+    c: usize,
+    size: usize,
+    per: u64,
+) -> f64 {
     let producer = |line: &StartLine| {
         let mut buf = vec![0u8; size];
         for i in 0..per {
@@ -313,7 +320,7 @@ fn wait_a_little(spins: &mut u32) {
     }
 }
 
-fn crossbeam_run<const S: usize>(p: usize, c: usize, per: u64) -> f64 {
+pub(crate) fn crossbeam_run<const S: usize>(p: usize, c: usize, per: u64) -> f64 {
     let q = ArrayQueue::<[u8; S]>::new(CAPACITY);
     let left = AtomicU32::new(p as u32);
     let done = AtomicBool::new(false);

@@ -1,0 +1,152 @@
+//! W5: MPMC, two producers and two consumers, 64-byte messages, in
+//! messages/s. shmprim's `Queue` and crossbeam's `ArrayQueue` run through
+//! `benches/queue.rs`'s drivers; a Unix datagram-style socket pair and a
+//! pipe (whose writes of at most `PIPE_BUF` bytes are atomic) are the
+//! kernel's MPMC channels.
+
+use std::sync::atomic::{AtomicU64, Ordering::*};
+use std::time::{Duration, Instant};
+
+use shmprim::Queue;
+
+use crate::common::{fork_child, median, shared_zeroed, wait_child, StartLine};
+use crate::pipe_bench::{close, pipe2, read_exact, write_all};
+use crate::python::Python;
+use crate::queue_bench::{crossbeam_run, shm_run, start_line};
+use crate::{rounds, Contender, Plan, Results};
+
+const SIZE: usize = 64;
+const CAPACITY: usize = 1024;
+
+/// A `SOCK_SEQPACKET` socket pair: message boundaries kept, each message
+/// read by exactly one of the readers of the receiving end.
+fn seqpacket() -> (i32, i32) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid array of two ints.
+    let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, fds.as_mut_ptr()) };
+    assert_eq!(r, 0, "socketpair: {}", std::io::Error::last_os_error());
+    (fds[1], fds[0])
+}
+
+/// 2P2C over a kernel channel (`rd`, `wr`): each producer ends with one
+/// end-of-stream message, and a consumer stops at the first it reads.
+fn kernel(per: u64, (rd, wr): (i32, i32)) -> f64 {
+    #[repr(C)]
+    struct Shared {
+        line: StartLine<4>,
+        received: AtomicU64,
+    }
+    let p = shared_zeroed(std::mem::size_of::<Shared>());
+    // SAFETY: a fresh zeroed shared mapping of the right size (never
+    // unmapped); all-zero atomics are valid.
+    let sh = unsafe { &*p.cast::<Shared>() };
+    let mut pids = Vec::new();
+    for w in 0..2 {
+        pids.push(fork_child(move || {
+            sh.line.run(w, || {
+                let mut m = [7u8; SIZE];
+                m[0] = 0;
+                for _ in 0..per {
+                    write_all(wr, &m);
+                }
+                m[0] = 1;
+                write_all(wr, &m);
+            })
+        }));
+    }
+    for w in 2..4 {
+        pids.push(fork_child(move || {
+            sh.line.run(w, || {
+                let mut m = [0u8; SIZE];
+                let mut n = 0;
+                loop {
+                    read_exact(rd, &mut m);
+                    if m[0] == 1 {
+                        break;
+                    }
+                    n += 1;
+                }
+                sh.received.fetch_add(n, SeqCst);
+            })
+        }));
+    }
+    let t0 = sh.line.start(4, Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for pid in pids {
+        wait_child(pid, deadline);
+    }
+    close(rd);
+    close(wr);
+    assert_eq!(sh.received.load(SeqCst), 2 * per, "messages lost");
+    2.0 * per as f64 * 1e9 / sh.line.elapsed_since(t0) as f64
+}
+
+/// Threads over a bounded crossbeam channel of `[u8; 64]`.
+fn channel(per: u64) -> f64 {
+    let (tx, rx) = crossbeam_channel::bounded::<[u8; SIZE]>(CAPACITY);
+    let got = AtomicU64::new(0);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let tx = tx.clone();
+            s.spawn(move || {
+                for i in 0..per {
+                    let mut m = [0u8; SIZE];
+                    m[..8].copy_from_slice(&i.to_le_bytes());
+                    tx.send(m).unwrap();
+                }
+            });
+        }
+        drop(tx);
+        for _ in 0..2 {
+            let (rx, got) = (rx.clone(), &got);
+            s.spawn(move || {
+                let mut n = 0;
+                while let Ok(m) = rx.recv() {
+                    std::hint::black_box(m);
+                    n += 1;
+                }
+                got.fetch_add(n, SeqCst);
+            });
+        }
+    });
+    assert_eq!(got.load(SeqCst), 2 * per, "messages lost");
+    2.0 * per as f64 * 1e9 / t.elapsed().as_nanos() as f64
+}
+
+pub fn run(plan: &Plan, py: &Python, res: &mut Results) {
+    println!("\nW5: MPMC 2P2C, 64-byte messages (msg/s)");
+    let per = plan.mpmc_per;
+    let line = start_line();
+    let mut cs: Vec<Contender<'_>> = vec![
+        (
+            "shmprim".into(),
+            Box::new(|| {
+                // A fresh queue per run: each run ends by closing it.
+                let q = Queue::anonymous(CAPACITY, SIZE).unwrap();
+                shm_run(line, &q, 2, 2, SIZE, per)
+            }),
+        ),
+        (
+            "crossbeam-arrayqueue".into(),
+            Box::new(|| crossbeam_run::<SIZE>(2, 2, per)),
+        ),
+        ("crossbeam-channel".into(), Box::new(|| channel(per))),
+        (
+            "unix-socket".into(),
+            Box::new(|| kernel(per / 10, seqpacket())),
+        ),
+        ("pipe".into(), Box::new(|| kernel(per / 10, pipe2()))),
+    ];
+    if py.ok() {
+        let n = per / 20;
+        cs.push(("python-mp".into(), Box::new(move || py.w5(n))));
+    }
+    for (name, v) in rounds(plan.rounds, cs) {
+        let m = median(v);
+        println!("  {name:<24} {:>10.2} M msg/s", m / 1e6);
+        res.push("W5", &name, m);
+    }
+    res.absent("iceoryx2 and ipc-channel in W5 (publish/subscribe delivers every message to every subscriber; an ipc-channel receiver has one owner: neither is an MPMC queue)");
+    res.absent("hw-reference in W5 (no minimal MPMC reference: crossbeam's ArrayQueue between threads is the bar)");
+}
