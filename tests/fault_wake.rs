@@ -1,6 +1,8 @@
 //! A process SIGKILLed between changing a futex word and waking its
-//! sleepers (semaphore release, event set, condition notify, barrier trip),
-//! and a barrier party killed between its arrival and its sleep.
+//! sleepers (semaphore release, event set, condition notify, barrier trip,
+//! lock release), a barrier party killed between its arrival and its sleep,
+//! and a lock holder killed with the lock word taken but its process-local
+//! bookkeeping not done.
 //!
 //! The victim child installs a fault hook (`shmprim::fault::set_hook`) that
 //! stops it at one named point: it raises a shared flag and sleeps until
@@ -62,17 +64,22 @@ fn arm(ctx: &Ctx) -> Result<()> {
 /// Starts `victim` (a role that calls [`arm`]) stopping at `point`, waits
 /// until it is there, and kills it. The child's extra arguments: `args`.
 fn kill_at(role: &str, point: &str, args: &[(&str, &str)]) {
+    stop_at(role, point, args).kill();
+}
+
+/// [`kill_at`] without the kill: the victim, stopped at `point`.
+fn stop_at(role: &str, point: &str, args: &[(&str, &str)]) -> Child {
     let at_name = unique("fwat");
     let at = AtomicValue::<u32>::create(&at_name, 0).unwrap();
     let mut s = spawn(role).arg("point", point).arg("at", &at_name);
     for (k, v) in args {
         s = s.arg(k, v);
     }
-    let mut victim = s.start();
+    let victim = s.start();
     if let Err(e) = gate_wait(&at, Duration::from_secs(30)) {
         panic!("victim never reached {point}: {e:?}\n{}", victim.output());
     }
-    victim.kill();
+    victim
 }
 
 // ---------------------------------------------------------------- semaphore
@@ -399,4 +406,232 @@ fn barrier_resetter_killed_between_its_break_and_its_move() {
     waiter.join();
     assert!(!b.is_broken());
     trips_normally(&b);
+}
+
+// ---------------------------------------------------------------- lock
+
+/// What a lock call gave, as a message; an `OwnerDied` is repaired first.
+/// `touch` runs on the guard (held) before it is dropped.
+fn took<G: shmprim::raw::RecoverableGuard>(r: LockResult<G>, touch: impl FnOnce(&mut G)) -> String {
+    let (what, mut g) = match r {
+        Ok(g) => ("ok", g),
+        Err(LockError::OwnerDied(d)) => match d.make_consistent() {
+            Ok(g) => ("OwnerDied", g),
+            Err(e) => return format!("OwnerDied, repair failed: {e:?}"),
+        },
+        Err(LockError::Failed(e)) => return format!("{e:?}"),
+    };
+    touch(&mut g);
+    what.to_owned()
+}
+
+/// Locks the object of kind `kind` (`lock`, `rlock` or `value`, a
+/// `Value<u64>` whose lock adds one) under `name`, waiting without limit.
+fn lock_kind(kind: &str, name: &str) -> Result<String> {
+    Ok(match kind {
+        "lock" => took(Lock::open(name)?.lock(), |_| {}),
+        "rlock" => took(RLock::open(name)?.lock(), |_| {}),
+        "value" => took(Value::<u64>::open(name)?.lock(), |g| **g += 1),
+        k => panic!("unknown kind {k}"),
+    })
+}
+
+child!(fn lock_waiter(ctx) {
+    let (kind, name) = (ctx.arg("kind"), ctx.arg("name"));
+    ctx.send("blocking");
+    let r = lock_kind(&kind, &name)?;
+    ctx.send(&r);
+});
+
+child!(fn lock_taker(ctx) {
+    let (kind, name) = (ctx.arg("kind"), ctx.arg("name"));
+    arm(ctx)?;
+    let r = lock_kind(&kind, &name)?;
+    return Err(format!("locked past the fault point: {r}").into());
+});
+
+child!(fn lock_releaser(ctx) {
+    let (kind, name) = (ctx.arg("kind"), ctx.arg("name"));
+    let go = AtomicValue::<u32>::open(&ctx.arg("go"))?;
+    let hold = || {
+        ctx.send("locked");
+        gate_wait(&go, Duration::from_secs(30)).map(drop)
+    };
+    arm(ctx)?;
+    // The guard is dropped (the lock released) once the parent says go.
+    match kind.as_str() {
+        "lock" => {
+            let l = Lock::open(&name)?;
+            let _g = l.lock().map_err(LockError::into_error)?;
+            hold()?;
+        }
+        "rlock" => {
+            let l = RLock::open(&name)?;
+            let _outer = l.lock().map_err(LockError::into_error)?;
+            // An inner level: its release must not touch the word.
+            drop(l.lock().map_err(LockError::into_error)?);
+            hold()?;
+        }
+        "value" => {
+            let v = Value::<u64>::open(&name)?;
+            let _g = v.lock().map_err(LockError::into_error)?;
+            hold()?;
+        }
+        k => return Err(format!("unknown kind {k}").into()),
+    }
+    return Err("released past the fault point".into());
+});
+
+/// The object of kind `kind` under `name` (kept alive, unlinked on drop),
+/// and a check that it is free and plain again with `n` updates done.
+fn lock_object(kind: &str, name: &str) -> Box<dyn Fn(u64)> {
+    match kind {
+        "lock" => {
+            let l = Lock::create(name).unwrap();
+            Box::new(move |_| assert_eq!(took(l.try_lock(), |_| {}), "ok"))
+        }
+        "rlock" => {
+            let l = RLock::create(name).unwrap();
+            Box::new(move |_| assert_eq!(took(l.try_lock(), |_| {}), "ok"))
+        }
+        "value" => {
+            let v = Value::<u64>::create(name, 0).unwrap();
+            Box::new(move |n| {
+                assert_eq!(took(v.try_lock(), |g| assert_eq!(**g, n)), "ok");
+                assert_eq!(v.get().unwrap(), n);
+            })
+        }
+        k => panic!("unknown kind {k}"),
+    }
+}
+
+/// Two waiters of `kind` on `name`, asleep in `lock()`.
+fn two_lock_sleepers(kind: &str, name: &str) -> [Child; 2] {
+    let kids = [0, 1].map(|_| {
+        let k = spawn("lock_waiter")
+            .arg("kind", kind)
+            .arg("name", name)
+            .start();
+        k.expect("blocking");
+        k
+    });
+    std::thread::sleep(SETTLE);
+    for k in &kids {
+        assert_eq!(k.recv(Duration::ZERO), None, "{kind}: a waiter not blocked");
+    }
+    kids
+}
+
+/// A holder of `kind` killed right after its CAS took the lock word, before
+/// any process-local bookkeeping (`mutex.lock.acquired`), while two waiters
+/// in other processes sleep in `lock()`: the word names the dead thread, so
+/// one waiter takes it over as `OwnerDied` at its next liveness check (each
+/// 100 ms), repairs and releases; the other then gets it plainly; the lock
+/// is plain again for everybody.
+fn holder_killed_with_the_word_taken(kind: &str) {
+    let name = unique("fwlt");
+    let after = lock_object(kind, &name);
+    let mut victim = stop_at(
+        "lock_taker",
+        "mutex.lock.acquired",
+        &[("kind", kind), ("name", &name)],
+    );
+    let kids = two_lock_sleepers(kind, &name);
+    victim.kill();
+    let killed = Instant::now();
+    let mut got: Vec<String> = kids
+        .iter()
+        .map(|k| k.recv(WAKE_BOUND).unwrap_or_default())
+        .collect();
+    assert!(
+        killed.elapsed() < WAKE_BOUND,
+        "{kind}: {:?}",
+        killed.elapsed()
+    );
+    got.sort();
+    assert_eq!(got, ["OwnerDied", "ok"], "{kind}: what the waiters got");
+    join_all(kids);
+    after(2);
+}
+
+#[test]
+fn lock_holder_killed_with_the_word_taken() {
+    let _w = watchdog("lock_acquired", Duration::from_secs(60));
+    holder_killed_with_the_word_taken("lock");
+}
+
+#[test]
+fn rlock_holder_killed_with_the_word_taken() {
+    let _w = watchdog("rlock_acquired", Duration::from_secs(60));
+    holder_killed_with_the_word_taken("rlock");
+}
+
+#[test]
+fn value_holder_killed_with_the_word_taken() {
+    let _w = watchdog("value_acquired", Duration::from_secs(60));
+    holder_killed_with_the_word_taken("value");
+}
+
+/// A holder of `kind` killed after its unlock cleared the word, before the
+/// `FUTEX_WAKE` it owed the two waiters asleep in `lock()` in other
+/// processes (`mutex.unlock.released_before_wake`): at their next slice
+/// (100 ms) they find the word free and take it in turn, plainly (the word
+/// was released, so nobody is told `OwnerDied`); the first keeps `WAITERS`
+/// for the second, whose wake its own unlock makes.
+fn releaser_killed_before_its_wake(kind: &str) {
+    let name = unique("fwlr");
+    let after = lock_object(kind, &name);
+    let (at_name, go_name) = (unique("fwlrat"), unique("fwlrgo"));
+    let at = AtomicValue::<u32>::create(&at_name, 0).unwrap();
+    let go = AtomicValue::<u32>::create(&go_name, 0).unwrap();
+    let mut victim = spawn("lock_releaser")
+        .arg("point", "mutex.unlock.released_before_wake")
+        .arg("at", &at_name)
+        .arg("go", &go_name)
+        .arg("kind", kind)
+        .arg("name", &name)
+        .start();
+    victim.expect("locked");
+    let kids = two_lock_sleepers(kind, &name);
+    gate_open(&go);
+    if let Err(e) = gate_wait(&at, Duration::from_secs(30)) {
+        panic!(
+            "{kind}: the releaser never reached its wake: {e:?}\n{}",
+            victim.output()
+        );
+    }
+    victim.kill();
+    let killed = Instant::now();
+    for k in &kids {
+        assert_eq!(
+            k.recv(WAKE_BOUND).as_deref(),
+            Some("ok"),
+            "{kind}: a waiter got"
+        );
+    }
+    assert!(
+        killed.elapsed() < WAKE_BOUND,
+        "{kind}: {:?}",
+        killed.elapsed()
+    );
+    join_all(kids);
+    after(2);
+}
+
+#[test]
+fn lock_releaser_killed_before_its_wake() {
+    let _w = watchdog("lock_released", Duration::from_secs(60));
+    releaser_killed_before_its_wake("lock");
+}
+
+#[test]
+fn rlock_releaser_killed_before_its_wake() {
+    let _w = watchdog("rlock_released", Duration::from_secs(60));
+    releaser_killed_before_its_wake("rlock");
+}
+
+#[test]
+fn value_releaser_killed_before_its_wake() {
+    let _w = watchdog("value_released", Duration::from_secs(60));
+    releaser_killed_before_its_wake("value");
 }
