@@ -163,8 +163,16 @@ fn a_zombie_waiter_absorbs_no_notify() {
     // SAFETY: signals our own child.
     unsafe { libc::kill(victim.pid() as i32, libc::SIGKILL) };
     let zombie = format!("/proc/{}/stat", victim.pid());
+    // A zombie whose every thread has gone (state Z, num_threads 1): its
+    // main thread shows Z while other threads may still be exiting, and
+    // until they have, the process counts as alive.
     eventually("victim a zombie", || {
-        std::fs::read_to_string(&zombie).is_ok_and(|s| s.contains(") Z "))
+        std::fs::read_to_string(&zombie).is_ok_and(|s| {
+            let rest: Vec<&str> = s
+                .rsplit_once(") ")
+                .map_or(vec![], |(_, r)| r.split(' ').collect());
+            rest.first() == Some(&"Z") && rest.get(17) == Some(&"1")
+        })
     });
     let n1 = {
         let g = c.lock().unwrap();
