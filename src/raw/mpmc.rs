@@ -96,12 +96,20 @@
 use super::backoff::Backoff;
 use super::eventcount::EventCount;
 use super::sync::{fence, AtomicU32, AtomicU64, Ordering::*};
+use crate::fault::fault_point;
 use crate::sys::clock::Deadline;
+use crate::sys::membarrier;
 use crate::{Error, Result};
 use std::ptr::NonNull;
 use std::time::Duration;
 
-const MAGIC: u32 = u32::from_le_bytes(*b"MPMC");
+mod peers;
+pub use peers::Abandoned;
+use peers::{Peer, Seat, IDLE, PEERS};
+
+/// The ring's magic, which is also its layout version: "MPM2" added the
+/// peer table and the abandoned counts (version 1 was "MPMC").
+const MAGIC: u32 = u32::from_le_bytes(*b"MPM2");
 /// `flags` bit: the ring counts unfinished tasks (a `JoinableQueue`).
 pub const FLAG_JOINABLE: u32 = 1;
 /// `len` marker of a slot whose reservation was dropped uncommitted.
@@ -116,6 +124,12 @@ const SLICE: Duration = Duration::from_millis(200);
 
 /// `sched_yield` rounds a waiter makes after spinning, before it sleeps.
 const YIELDS: u32 = 16;
+/// How long a waiter sees the ring stopped at one held slot before it
+/// looks for a dead holder (`/proc` reads: not on every wait).
+const GRACE: Duration = Duration::from_millis(50);
+/// The sleep slice of a waiter whose heavy barrier failed (it may miss a
+/// light notifier, see `sys::membarrier`).
+const UNCOVERED_SLICE: Duration = Duration::from_millis(2);
 
 /// One cache line holding `T` at its start.
 #[repr(C, align(64))]
@@ -173,6 +187,27 @@ pub struct MpmcRing {
     _pair_tail: Line<[u8; 64]>,
     head: Line<AtomicU64>,
     _pair_head: Line<[u8; 64]>,
+    /// Recovery counts (rarely written: only by whoever recovers a slot)
+    /// and the untracked-holder count.
+    stats: Line<Stats>,
+    /// One line per (process, thread) that used the ring: what it is
+    /// reserving or consuming right now (see [`peers`]).
+    peers: [Line<Peer>; PEERS],
+}
+
+/// The ring's recovery counts.
+#[repr(C)]
+#[derive(Debug)]
+struct Stats {
+    /// Reservations of dead producers, poisoned and skipped.
+    abandoned_sends: AtomicU64,
+    /// Borrowed slots of dead consumers, freed (their messages dropped).
+    abandoned_recvs: AtomicU64,
+    /// Slots held right now by holders with no peer entry (table full, or
+    /// a second slot held at once): while non-zero nothing is recovered,
+    /// since such a holder cannot be told from a dead one.
+    untracked: AtomicU64,
+    _reserved: AtomicU64,
 }
 
 /// The header of one slot; the payload follows it.
@@ -187,7 +222,11 @@ struct SlotHeader {
 #[cfg(not(loom))]
 mod layout {
     use super::*;
-    static_assertions::assert_eq_size!(MpmcRing, [u8; 512]);
+    static_assertions::assert_eq_size!(MpmcRing, [u8; 576 + 64 * PEERS]);
+    static_assertions::const_assert_eq!(PEERS, 64);
+    static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, stats), 512);
+    static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, peers), 576);
+    static_assertions::assert_eq_size!(Peer, [u8; 32]);
     static_assertions::const_assert_eq!(std::mem::align_of::<MpmcRing>(), 64);
     static_assertions::assert_eq_size!(Geometry, [u8; 40]);
     static_assertions::assert_eq_size!(SlotHeader, [u8; 16]);
@@ -265,6 +304,13 @@ impl MpmcRing {
             _pair_tail: Line([0; 64]),
             head: Line(AtomicU64::new(0)),
             _pair_head: Line([0; 64]),
+            stats: Line(Stats {
+                abandoned_sends: AtomicU64::new(0),
+                abandoned_recvs: AtomicU64::new(0),
+                untracked: AtomicU64::new(0),
+                _reserved: AtomicU64::new(0),
+            }),
+            peers: std::array::from_fn(|_| Line(Peer::new())),
         };
         // SAFETY: the caller gives us `bytes_for` writable, 64-aligned bytes
         // to ourselves; the header is the first `size_of::<MpmcRing>()`.
@@ -339,6 +385,11 @@ impl MpmcRing {
         };
         view.check_position(view.ring().tail.0.load(Relaxed) & !view.mark())?;
         view.check_position(view.ring().head.0.load(Relaxed))?;
+        // The fork hook (peer identities move with the fork generation)
+        // and the light publishing fence (see `wake`); both once per
+        // process. Miri and loom model neither.
+        #[cfg(not(any(loom, miri)))]
+        membarrier::register();
         Ok(view)
     }
 
@@ -362,6 +413,36 @@ impl MpmcRing {
         let view = unsafe { Self::attach(ptr, bytes)? };
         Ok(HeapMpmc { view, layout, base })
     }
+}
+
+/// What a recovery attempt found at one position.
+enum Settled {
+    /// The slot was taken back from a dead holder.
+    Recovered,
+    /// Nothing is held there any more (or never was): forget the entry.
+    Resolved,
+    /// Held, but maybe by someone alive: look again later.
+    Wait,
+}
+
+/// The publisher's half of the asymmetric fence: a compiler barrier in a
+/// process registered for `membarrier`, a full fence otherwise (and always
+/// under loom, which models no `membarrier`).
+#[inline]
+fn light_fence() {
+    if !cfg!(loom) && membarrier::registered() {
+        std::sync::atomic::compiler_fence(SeqCst);
+    } else {
+        fence(SeqCst);
+    }
+}
+
+/// The waiter's half: after `EventCount::prepare` (whose fence orders the
+/// announcement), a full barrier on every CPU running a registered
+/// process's thread. `false` if it could not be issued: a light publisher
+/// may then be missed, and the waiter sleeps in short slices.
+fn heavy_prepare() -> bool {
+    cfg!(loom) || membarrier::heavy_barrier()
 }
 
 /// A ring on the heap, made by [`MpmcRing::new`]; derefs to its view.
@@ -451,6 +532,8 @@ unsafe impl Sync for MpmcRef {}
 pub struct SlotRef<'a> {
     pos: u64,
     len: usize,
+    /// The peer entry naming this slot, or none (untracked).
+    seat: Seat,
     /// The address of the ring it belongs to.
     ring: usize,
     _view: std::marker::PhantomData<&'a MpmcRef>,
@@ -480,10 +563,11 @@ impl MpmcRef {
         unsafe { &*self.base.as_ptr().cast::<MpmcRing>() }
     }
 
-    fn slot_ref(&self, pos: u64, len: usize) -> SlotRef<'_> {
+    fn slot_ref(&self, pos: u64, len: usize, seat: Seat) -> SlotRef<'_> {
         SlotRef {
             pos,
             len,
+            seat,
             ring: self.base.as_ptr() as usize,
             _view: std::marker::PhantomData,
         }
@@ -543,6 +627,247 @@ impl MpmcRef {
     #[inline]
     fn mark(&self) -> u64 {
         self.one_lap >> 1
+    }
+
+    fn peer(&self, i: usize) -> &Peer {
+        &self.ring().peers[i % PEERS].0
+    }
+
+    /// The entry recording this thread's holds for the field `side` picks
+    /// (`producing` or `consuming`), claimed on first use; or, if the table
+    /// is full or this thread already holds a slot of that side (a second
+    /// reservation at once), [`Seat::NONE`] after counting an untracked
+    /// holder (see [`peers`]).
+    fn seat(&self, side: fn(&Peer) -> &AtomicU64) -> Seat {
+        let base = self.base.as_ptr() as usize;
+        let (me, cached) = peers::lookup(base, &self.ring().peers);
+        let idx = cached.or_else(|| self.claim_seat(me));
+        match idx {
+            Some(i) if side(self.peer(i)).load(Relaxed) == IDLE => Seat(i as u32),
+            _ => {
+                // SYNC POINT (Release): counted before the claiming CAS,
+                // like a tracked holder's entry.
+                self.ring().stats.0.untracked.fetch_add(1, AcqRel);
+                Seat::NONE
+            }
+        }
+    }
+
+    /// Ends a hold recorded by [`seat`](Self::seat), after the stamp store
+    /// that ended it (Release: see [`peers`]).
+    #[inline]
+    fn unseat(&self, seat: Seat, side: fn(&Peer) -> &AtomicU64) {
+        match seat.index() {
+            Some(i) => side(self.peer(i)).store(IDLE, Release),
+            None => {
+                self.ring().stats.0.untracked.fetch_sub(1, Release);
+            }
+        }
+    }
+
+    /// Finds or takes an entry for `me`: ours already (a cache miss), a
+    /// free one, or an idle one of a dead owner. `None` if the table is
+    /// full.
+    #[cold]
+    fn claim_seat(&self, me: u64) -> Option<usize> {
+        let base = self.base.as_ptr() as usize;
+        let found = (0..PEERS)
+            .find(|&i| self.peer(i).owner.load(Relaxed) == me)
+            .or_else(|| {
+                (0..PEERS).find(|&i| {
+                    let p = self.peer(i);
+                    let o = p.owner.load(Acquire);
+                    let idle = p.producing.load(Acquire) == IDLE
+                        && p.consuming.load(Acquire) == IDLE;
+                    (o == 0 || (idle && !peers::alive(o, p.start.load(Relaxed))))
+                        && p.owner.compare_exchange(o, me, AcqRel, Relaxed).is_ok()
+                })
+            })?;
+        let p = self.peer(found);
+        p.start.store(peers::my_start(), Relaxed);
+        // Garbage (or a dead owner's leftovers) must not name positions.
+        p.producing.store(IDLE, Release);
+        p.consuming.store(IDLE, Release);
+        peers::remember(base, found);
+        Some(found)
+    }
+
+    /// Slots recovered from dead peers since the ring was made.
+    pub fn abandoned(&self) -> Abandoned {
+        let s = &self.ring().stats.0;
+        Abandoned {
+            sends: s.abandoned_sends.load(Acquire),
+            recvs: s.abandoned_recvs.load(Acquire),
+        }
+    }
+
+    /// Whether `later` is a position past `pos` (within half the
+    /// position space: anything else is older, or garbage).
+    fn is_past(later: u64, pos: u64) -> bool {
+        let d = later.wrapping_sub(pos);
+        d != 0 && d < 1 << 63
+    }
+
+    /// Where the ring is stopped at a slot someone holds: for a consumer
+    /// (`producer == false`), the slot at `head` reserved but not
+    /// committed; for a producer, the slot at `tail` still borrowed from
+    /// the last lap. Both are normal for a moment; a stop that lasts is
+    /// what [`recover`](Self::recover) looks into.
+    fn stalled(&self, producer: bool) -> Option<u64> {
+        let r = self.ring();
+        if producer {
+            let pos = self.check_position(r.tail.0.load(Acquire) & !self.mark()).ok()?;
+            let prev = pos.wrapping_sub(self.one_lap);
+            let held = self.slot(pos).stamp.load(Acquire) == prev.wrapping_add(1)
+                && Self::is_past(r.head.0.load(Acquire), prev);
+            held.then_some(pos)
+        } else {
+            let pos = self.check_position(r.head.0.load(Acquire)).ok()?;
+            let held = self.slot(pos).stamp.load(Acquire) == pos
+                && Self::is_past(r.tail.0.load(Acquire) & !self.mark(), pos);
+            held.then_some(pos)
+        }
+    }
+
+    /// Recovers the slots held by dead peers: a reservation never
+    /// committed is poisoned (consumers skip it; counted in
+    /// [`abandoned`](Self::abandoned)`.sends`), a borrowed slot never
+    /// released is freed (its message is dropped, never redelivered:
+    /// `recvs`; on a joinable ring it counts as done). Returns how many
+    /// slots it recovered. Blocking calls run this on their own when the
+    /// ring stays stopped at a held slot for a while; call it where only
+    /// non-blocking calls are used.
+    ///
+    /// Reads `/proc` for each entry that holds a slot: not for a hot loop.
+    /// Nothing is recovered while an untracked holder counts (see the
+    /// [`peers`] module): a slot is only ever taken from a process known
+    /// dead (pid gone, or reused by a process with another start time).
+    pub fn recover(&self) -> usize {
+        let mut done = 0;
+        for i in 0..PEERS {
+            let e = self.peer(i);
+            let owner = e.owner.load(Acquire);
+            if owner == 0 {
+                continue;
+            }
+            let prod = e.producing.load(Acquire);
+            let cons = e.consuming.load(Acquire);
+            if prod == IDLE && cons == IDLE {
+                continue;
+            }
+            if peers::alive(owner, e.start.load(Relaxed)) {
+                continue;
+            }
+            if prod != IDLE {
+                match self.poison(prod) {
+                    Settled::Recovered => {
+                        done += 1;
+                        let _ = e.producing.compare_exchange(prod, IDLE, AcqRel, Relaxed);
+                    }
+                    Settled::Resolved => {
+                        let _ = e.producing.compare_exchange(prod, IDLE, AcqRel, Relaxed);
+                    }
+                    Settled::Wait => {}
+                }
+            }
+            if cons != IDLE {
+                match self.free_borrowed(cons) {
+                    Settled::Recovered => {
+                        done += 1;
+                        let _ = e.consuming.compare_exchange(cons, IDLE, AcqRel, Relaxed);
+                    }
+                    Settled::Resolved => {
+                        let _ = e.consuming.compare_exchange(cons, IDLE, AcqRel, Relaxed);
+                    }
+                    Settled::Wait => {}
+                }
+            }
+        }
+        done
+    }
+
+    /// Whether a live entry names `pos` on the side `side` picks.
+    fn live_claimant(&self, pos: u64, side: fn(&Peer) -> &AtomicU64) -> bool {
+        (0..PEERS).any(|i| {
+            let e = self.peer(i);
+            side(e).load(Acquire) == pos && {
+                let o = e.owner.load(Acquire);
+                o != 0 && peers::alive(o, e.start.load(Relaxed))
+            }
+        })
+    }
+
+    /// Poisons the slot at `pos` if it is reserved and every entry naming
+    /// it is dead.
+    fn poison(&self, pos: u64) -> Settled {
+        let Ok(pos) = self.check_position(pos) else {
+            return Settled::Resolved; // garbage: nothing to do, forget it
+        };
+        let r = self.ring();
+        let s = self.slot(pos);
+        if s.stamp.load(Acquire) != pos {
+            return Settled::Resolved; // committed, cancelled, or gone by
+        }
+        // SYNC POINT (Acquire): pairs with the winner's claiming CAS, after
+        // which its entry names `pos` (see `peers`).
+        if !Self::is_past(r.tail.0.load(Acquire) & !self.mark(), pos) {
+            return Settled::Resolved; // never claimed: the owner died first
+        }
+        if r.stats.0.untracked.load(Acquire) != 0 || self.live_claimant(pos, |p| &p.producing) {
+            return Settled::Wait;
+        }
+        // A CAS: fails if the owner's commit (or cancel) landed after all.
+        if s
+            .stamp
+            .compare_exchange(pos, pos.wrapping_add(2), AcqRel, Acquire)
+            .is_err()
+        {
+            return Settled::Resolved;
+        }
+        r.stats.0.abandoned_sends.fetch_add(1, AcqRel);
+        // The consumers stopped here may all be asleep.
+        r.not_empty.0.notify_all();
+        Settled::Recovered
+    }
+
+    /// Frees the slot at `pos` if it is borrowed and every entry naming it
+    /// is dead; the message is dropped.
+    fn free_borrowed(&self, pos: u64) -> Settled {
+        let Ok(pos) = self.check_position(pos) else {
+            return Settled::Resolved;
+        };
+        let r = self.ring();
+        let s = self.slot(pos);
+        if s.stamp.load(Acquire) != pos.wrapping_add(1) {
+            return Settled::Resolved; // released, or never claimed and gone by
+        }
+        // SYNC POINT (Acquire): as in `poison`, with `head`.
+        if !Self::is_past(r.head.0.load(Acquire), pos) {
+            return Settled::Resolved; // committed, not claimed: not held
+        }
+        if r.stats.0.untracked.load(Acquire) != 0 || self.live_claimant(pos, |p| &p.consuming) {
+            return Settled::Wait;
+        }
+        if s
+            .stamp
+            .compare_exchange(
+                pos.wrapping_add(1),
+                pos.wrapping_add(self.one_lap),
+                AcqRel,
+                Acquire,
+            )
+            .is_err()
+        {
+            return Settled::Resolved;
+        }
+        r.stats.0.abandoned_recvs.fetch_add(1, AcqRel);
+        if self.joinable {
+            // The dead consumer cannot call `task_done`: the message it
+            // took counts as done (saturating: the count may be garbage).
+            let _ = self.task_done();
+        }
+        r.not_full.0.notify_all();
+        Settled::Recovered
     }
 
     fn next(&self, pos: u64) -> u64 {
@@ -631,6 +956,15 @@ impl MpmcRef {
     /// closed. Commit it with [`commit`](Self::commit) or give it back
     /// with [`cancel`](Self::cancel), or the consumers stop at it.
     pub fn try_reserve(&self) -> Result<SlotRef<'_>> {
+        let seat = self.seat(|p| &p.producing);
+        let res = self.try_reserve_as(seat);
+        if res.is_err() {
+            self.unseat(seat, |p| &p.producing);
+        }
+        res
+    }
+
+    fn try_reserve_as(&self, seat: Seat) -> Result<SlotRef<'_>> {
         let r = self.ring();
         let mut tail = r.tail.0.load(Acquire);
         loop {
@@ -642,6 +976,11 @@ impl MpmcRef {
             // consumer that freed the slot (`release`).
             let stamp = self.slot(pos).stamp.load(Acquire);
             if stamp == pos {
+                // SYNC POINT: our claim is on record before we make it
+                // (see `peers`); a plain store to our own line.
+                if let Some(i) = seat.index() {
+                    self.peer(i).producing.store(pos, Release);
+                }
                 // Fails once `close` marked `tail`: a reservation either
                 // happens before the close (and is drained) or not at all.
                 match r
@@ -649,7 +988,10 @@ impl MpmcRef {
                     .0
                     .compare_exchange_weak(pos, self.next(pos), AcqRel, Acquire)
                 {
-                    Ok(_) => return Ok(self.slot_ref(pos, 0)),
+                    Ok(_) => {
+                        fault_point!("mpmc.send.reserved");
+                        return Ok(self.slot_ref(pos, 0, seat));
+                    }
                     Err(now) => {
                         tail = now;
                         continue;
@@ -657,10 +999,10 @@ impl MpmcRef {
                 }
             }
             let prev = pos.wrapping_sub(self.one_lap);
-            if stamp == prev || stamp == prev.wrapping_add(1) {
+            if stamp == prev || stamp == prev.wrapping_add(1) || stamp == prev.wrapping_add(2) {
                 // The slot still holds the previous lap's message (or its
-                // producer has not committed yet): full, unless `tail`
-                // moved meanwhile.
+                // producer has not committed yet, or it was poisoned and
+                // not yet skipped): full, unless `tail` moved meanwhile.
                 let now = r.tail.0.load(Acquire);
                 if now == pos {
                     return Err(Error::Full);
@@ -696,10 +1038,11 @@ impl MpmcRef {
     pub fn commit(&self, slot: SlotRef<'_>, len: usize) -> Result<()> {
         let pos = self.held(&slot)?;
         debug_assert!(len <= self.slot_size);
+        fault_point!("mpmc.send.before_commit");
         if self.joinable {
             self.ring().tasks.0.unfinished.fetch_add(1, SeqCst);
         }
-        self.publish(pos, len.min(self.slot_size) as u32);
+        self.publish(pos, len.min(self.slot_size) as u32, slot.seat);
         Ok(())
     }
 
@@ -707,16 +1050,20 @@ impl MpmcRef {
     /// [`Error::InvalidArgument`] for a slot of another ring.
     pub fn cancel(&self, slot: SlotRef<'_>) -> Result<()> {
         let pos = self.held(&slot)?;
-        self.publish(pos, CANCELLED);
+        self.publish(pos, CANCELLED, slot.seat);
         Ok(())
     }
 
-    fn publish(&self, pos: u64, len: u32) {
+    fn publish(&self, pos: u64, len: u32, seat: Seat) {
         let s = self.slot(pos);
         s.len.store(len, Relaxed);
         // SYNC POINT (Release): payload and `len` before the stamp; pairs
         // with the Acquire load in `try_claim`.
         s.stamp.store(pos.wrapping_add(1), Release);
+        fault_point!("mpmc.send.committed_before_wake");
+        // After the stamp (Release): a recoverer that sees the entry idle
+        // sees the commit, and its poisoning CAS fails.
+        self.unseat(seat, |p| &p.producing);
         let r = self.ring();
         let next = self.next(pos);
         self.wake(&r.not_empty.0, &r.not_full.0, next, next);
@@ -728,7 +1075,20 @@ impl MpmcRef {
     /// yet committed counts as empty), `Closed` once closed and every
     /// reservation made before the close was consumed or skipped.
     /// Cancelled slots are skipped.
-    pub fn try_claim(&self, mut check: impl FnMut(usize) -> Result<()>) -> Result<SlotRef<'_>> {
+    pub fn try_claim(&self, check: impl FnMut(usize) -> Result<()>) -> Result<SlotRef<'_>> {
+        let seat = self.seat(|p| &p.consuming);
+        let res = self.try_claim_as(seat, check);
+        if res.is_err() {
+            self.unseat(seat, |p| &p.consuming);
+        }
+        res
+    }
+
+    fn try_claim_as(
+        &self,
+        seat: Seat,
+        mut check: impl FnMut(usize) -> Result<()>,
+    ) -> Result<SlotRef<'_>> {
         let r = self.ring();
         let mut pos = self.check_position(r.head.0.load(Acquire))?;
         // Each cancelled slot is skipped once (and freed, so a garbage ring
@@ -745,6 +1105,29 @@ impl MpmcRef {
             // `publish`: the payload and `len` are visible.
             let s = self.slot(pos);
             let stamp = s.stamp.load(Acquire);
+            if stamp == pos.wrapping_add(2) {
+                // Poisoned (a dead producer's reservation, counted by who
+                // poisoned it): skip it, as a cancelled slot.
+                match r
+                    .head
+                    .0
+                    .compare_exchange_weak(pos, self.next(pos), AcqRel, Acquire)
+                {
+                    Ok(_) => {
+                        self.release_pos(pos);
+                        skips -= 1;
+                        if skips == 0 {
+                            return Err(Error::Empty);
+                        }
+                        pos = self.next(pos);
+                    }
+                    Err(now) => {
+                        pos = self.check_position(now)?;
+                        skips = budget;
+                    }
+                }
+                continue;
+            }
             if stamp == pos.wrapping_add(1) {
                 let raw = s.len.load(Relaxed);
                 let len = if raw == CANCELLED {
@@ -770,13 +1153,20 @@ impl MpmcRef {
                         continue;
                     }
                 }
+                // SYNC POINT: on record before the claim (see `peers`).
+                if let Some(i) = seat.index() {
+                    self.peer(i).consuming.store(pos, Release);
+                }
                 match r
                     .head
                     .0
                     .compare_exchange_weak(pos, self.next(pos), AcqRel, Acquire)
                 {
                     Ok(_) => match len {
-                        Some(len) => return Ok(self.slot_ref(pos, len)),
+                        Some(len) => {
+                            fault_point!("mpmc.recv.borrowed");
+                            return Ok(self.slot_ref(pos, len, seat));
+                        }
                         None => {
                             self.release_pos(pos);
                             if raw != CANCELLED {
@@ -865,9 +1255,19 @@ impl MpmcRef {
     /// announced after it sees our claim and our stamp) and
     /// `EventCount::notify` (a committer whose store we miss sees the
     /// sleepers, and its wake-up reaches someone who sees our claim).
+    ///
+    /// In a process registered for `membarrier` (see `sys::membarrier`)
+    /// the fence is only a compiler barrier: every waiter, after its
+    /// `prepare` fence, issues the heavy barrier ([`heavy_prepare`]), which
+    /// runs a full barrier on every CPU running a registered thread, so the
+    /// Dekker pair still holds: either that barrier came after our stamp
+    /// store (the waiter's re-check sees it) or before our loads (we see
+    /// the waiter). This fence was the largest cost of a message: a store
+    /// to a line the other side holds, then a fence, stalls for a
+    /// cross-core round trip.
     #[inline]
     fn wake(&self, mine: &EventCount, other: &EventCount, next: u64, ready: u64) {
-        fence(SeqCst);
+        light_fence();
         if mine.has_sleepers() {
             mine.notify(1);
         }
@@ -896,6 +1296,8 @@ impl MpmcRef {
     pub fn release(&self, slot: SlotRef<'_>) -> Result<()> {
         let pos = self.held(&slot)?;
         self.release_pos(pos);
+        // After the stamp (Release): see `publish`.
+        self.unseat(slot.seat, |p| &p.consuming);
         Ok(())
     }
 
@@ -913,15 +1315,23 @@ impl MpmcRef {
     /// Runs `attempt` until it gives something other than `retry`,
     /// spinning briefly, then sleeping on `ec` in slices of at most 200 ms
     /// until `until` (`None`: no limit). `Timeout` once `until` passed.
+    ///
+    /// `stall` says what a wait may be stuck behind: `Some(producer)`
+    /// watches [`stalled`](Self::stalled) for that side and runs
+    /// [`recover`](Self::recover) once the same slot has held the ring for
+    /// [`GRACE`]; `None` (`join`) recovers at each slice end.
     fn wait_on<R>(
         &self,
         ec: &EventCount,
         retry: fn(&Error) -> bool,
         until: Option<Deadline>,
+        stall: Option<bool>,
         mut attempt: impl FnMut() -> Result<R>,
     ) -> Result<R> {
         let mut backoff = Backoff::new();
         let mut yields = 0;
+        // The held slot we saw the ring stopped at, and since when.
+        let mut stopped: Option<(u64, Deadline)> = None;
         loop {
             match attempt() {
                 Err(e) if retry(&e) => {}
@@ -944,7 +1354,35 @@ impl MpmcRef {
                 std::thread::yield_now();
                 continue;
             }
+            let mut slice = slice_end(until);
+            match stall {
+                Some(producer) => match self.stalled(producer) {
+                    Some(pos) => match stopped {
+                        Some((at, since)) if at == pos => {
+                            if cfg!(loom) || since.has_passed() {
+                                stopped = None;
+                                if self.recover() > 0 {
+                                    continue;
+                                }
+                            }
+                            slice = slice.min(Deadline::after(GRACE));
+                        }
+                        _ => {
+                            stopped = Some((pos, Deadline::after(GRACE)));
+                            slice = slice.min(Deadline::after(GRACE));
+                        }
+                    },
+                    None => stopped = None,
+                },
+                None => {
+                    if self.recover() > 0 {
+                        continue;
+                    }
+                }
+            }
             let key = ec.prepare();
+            // The waiter's half of the asymmetric fence (see `wake`).
+            let covered = heavy_prepare();
             match attempt() {
                 Err(e) if retry(&e) => {}
                 other => {
@@ -952,7 +1390,9 @@ impl MpmcRef {
                     return other;
                 }
             }
-            let slice = slice_end(until);
+            if !covered {
+                slice = slice.min(Deadline::after(UNCOVERED_SLICE));
+            }
             match ec.wait(key, Some(slice)) {
                 Ok(()) => {}
                 // The end of a slice: look again (closed? room? data?).
@@ -971,6 +1411,7 @@ impl MpmcRef {
             ec,
             |e| matches!(e, Error::Full),
             until,
+            Some(true),
             || self.try_reserve(),
         )
     }
@@ -986,6 +1427,7 @@ impl MpmcRef {
             ec,
             |e| matches!(e, Error::Empty),
             until,
+            Some(false),
             || self.try_claim(&mut check),
         )
     }
@@ -1024,6 +1466,7 @@ impl MpmcRef {
             ec,
             |e| matches!(e, Error::WouldBlock),
             until,
+            None,
             || {
                 if self.unfinished() == 0 {
                     Ok(())
