@@ -112,6 +112,7 @@ pub mod pipe {
 /// ([`Borrowed`](queue::Borrowed)).
 pub mod queue {
     pub use crate::handle::queue::{Borrowed, Reservation};
+    pub use crate::raw::mpmc::Abandoned;
 }
 pub use segment::{Options, Segment};
 

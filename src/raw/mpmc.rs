@@ -638,6 +638,7 @@ impl MpmcRef {
     /// is full or this thread already holds a slot of that side (a second
     /// reservation at once), [`Seat::NONE`] after counting an untracked
     /// holder (see [`peers`]).
+    #[inline]
     fn seat(&self, side: fn(&Peer) -> &AtomicU64) -> Seat {
         let base = self.base.as_ptr() as usize;
         let (me, cached) = peers::lookup(base, &self.ring().peers);
@@ -955,6 +956,7 @@ impl MpmcRef {
     /// Reserves the next free slot: `Full` if there is none, `Closed` once
     /// closed. Commit it with [`commit`](Self::commit) or give it back
     /// with [`cancel`](Self::cancel), or the consumers stop at it.
+    #[inline]
     pub fn try_reserve(&self) -> Result<SlotRef<'_>> {
         let seat = self.seat(|p| &p.producing);
         let res = self.try_reserve_as(seat);
@@ -964,6 +966,7 @@ impl MpmcRef {
         res
     }
 
+    #[inline]
     fn try_reserve_as(&self, seat: Seat) -> Result<SlotRef<'_>> {
         let r = self.ring();
         let mut tail = r.tail.0.load(Acquire);
@@ -1035,6 +1038,7 @@ impl MpmcRef {
     /// slot_size`, clamped); counts one more unfinished task on a
     /// joinable ring. [`Error::InvalidArgument`] for a slot of another
     /// ring (nothing is touched then).
+    #[inline]
     pub fn commit(&self, slot: SlotRef<'_>, len: usize) -> Result<()> {
         let pos = self.held(&slot)?;
         debug_assert!(len <= self.slot_size);
@@ -1054,6 +1058,7 @@ impl MpmcRef {
         Ok(())
     }
 
+    #[inline]
     fn publish(&self, pos: u64, len: u32, seat: Seat) {
         let s = self.slot(pos);
         s.len.store(len, Relaxed);
@@ -1075,6 +1080,7 @@ impl MpmcRef {
     /// yet committed counts as empty), `Closed` once closed and every
     /// reservation made before the close was consumed or skipped.
     /// Cancelled slots are skipped.
+    #[inline]
     pub fn try_claim(&self, check: impl FnMut(usize) -> Result<()>) -> Result<SlotRef<'_>> {
         let seat = self.seat(|p| &p.consuming);
         let res = self.try_claim_as(seat, check);
@@ -1084,6 +1090,7 @@ impl MpmcRef {
         res
     }
 
+    #[inline]
     fn try_claim_as(
         &self,
         seat: Seat,
@@ -1293,6 +1300,7 @@ impl MpmcRef {
 
     /// Frees a claimed slot for the producers. [`Error::InvalidArgument`]
     /// for a slot of another ring (nothing is touched then).
+    #[inline]
     pub fn release(&self, slot: SlotRef<'_>) -> Result<()> {
         let pos = self.held(&slot)?;
         self.release_pos(pos);
@@ -1301,6 +1309,7 @@ impl MpmcRef {
         Ok(())
     }
 
+    #[inline]
     fn release_pos(&self, pos: u64) {
         // SYNC POINT (Release): our reads of the payload before the stamp
         // that lets a producer overwrite it; pairs with `try_reserve`.
@@ -1405,7 +1414,18 @@ impl MpmcRef {
     }
 
     /// [`try_reserve`](Self::try_reserve), waiting for room until `until`.
+    #[inline]
     pub(crate) fn reserve_until(&self, until: Option<Deadline>) -> Result<SlotRef<'_>> {
+        // The first attempt inline; the waiting loop out of line.
+        match self.try_reserve() {
+            Err(Error::Full) => {}
+            other => return other,
+        }
+        self.reserve_wait(until)
+    }
+
+    #[inline(never)]
+    fn reserve_wait(&self, until: Option<Deadline>) -> Result<SlotRef<'_>> {
         let ec = &self.ring().not_full.0;
         self.wait_on(
             ec,
@@ -1417,7 +1437,21 @@ impl MpmcRef {
     }
 
     /// [`try_claim`](Self::try_claim), waiting for a message until `until`.
+    #[inline]
     pub(crate) fn claim_until(
+        &self,
+        until: Option<Deadline>,
+        mut check: impl FnMut(usize) -> Result<()>,
+    ) -> Result<SlotRef<'_>> {
+        match self.try_claim(&mut check) {
+            Err(Error::Empty) => {}
+            other => return other,
+        }
+        self.claim_wait(until, check)
+    }
+
+    #[inline(never)]
+    fn claim_wait(
         &self,
         until: Option<Deadline>,
         mut check: impl FnMut(usize) -> Result<()>,
@@ -1840,6 +1874,136 @@ mod tests {
         assert!(matches!(recv(&b), Err(Error::Empty)));
         send(&b, b"ok").unwrap();
         assert_eq!(recv(&b).unwrap(), b"ok");
+    }
+
+    /// Runs `f` on a thread that then "dies": it is declared dead to the
+    /// liveness check, and whatever slot `f` leaked stays held.
+    fn dies_holding<F: FnOnce() + Send>(f: F) {
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                f();
+                peers::pretend_dead();
+            });
+        });
+    }
+
+    #[test]
+    fn mpmc_dead_producer_reservation_is_poisoned_and_skipped() {
+        let r = MpmcRing::new(3, 8, FLAG_JOINABLE).unwrap();
+        dies_holding(|| {
+            let s = r.try_reserve().unwrap();
+            // SAFETY: reserved by us; half a message, never committed.
+            unsafe { r.payload_ptr(&s).write_bytes(0xee, 4) };
+            std::mem::forget(s);
+        });
+        send(&r, b"behind").unwrap();
+        assert!(matches!(recv(&r), Err(Error::Empty)), "stopped at the slot");
+        assert_eq!(r.stalled(false), Some(0));
+        assert_eq!(r.recover(), 1);
+        assert_eq!(r.recover(), 0, "recovered once");
+        assert_eq!(r.abandoned(), Abandoned { sends: 1, recvs: 0 });
+        assert_eq!(recv(&r).unwrap(), b"behind");
+        // The poisoned slot never counted as a task.
+        assert_eq!(r.unfinished(), 1);
+        r.task_done().unwrap();
+        // The slot is free again, lap after lap.
+        for i in 0..10u8 {
+            send(&r, &[i]).unwrap();
+            assert_eq!(recv(&r).unwrap(), [i]);
+            r.task_done().unwrap();
+        }
+        r.join_until(Some(Deadline::PASSED)).unwrap();
+    }
+
+    #[test]
+    fn mpmc_dead_consumer_borrow_is_freed_and_dropped() {
+        let r = MpmcRing::new(2, 8, FLAG_JOINABLE).unwrap();
+        send(&r, b"a").unwrap();
+        send(&r, b"b").unwrap();
+        dies_holding(|| std::mem::forget(r.try_claim(|_| Ok(())).unwrap()));
+        assert_eq!(recv(&r).unwrap(), b"b");
+        r.task_done().unwrap();
+        assert!(matches!(send(&r, b"c"), Err(Error::Full)), "stopped a lap later");
+        assert!(r.stalled(true).is_some());
+        assert_eq!(r.recover(), 1);
+        assert_eq!(r.abandoned(), Abandoned { sends: 0, recvs: 1 });
+        // Dropped, not redelivered; it counts as done.
+        send(&r, b"c").unwrap();
+        send(&r, b"d").unwrap();
+        assert_eq!(recv(&r).unwrap(), b"c");
+        assert_eq!(recv(&r).unwrap(), b"d");
+        assert_eq!(r.unfinished(), 2);
+        r.task_done().unwrap();
+        r.task_done().unwrap();
+        r.join_until(Some(Deadline::PASSED)).unwrap();
+    }
+
+    #[test]
+    fn mpmc_live_holders_are_never_recovered() {
+        let r = MpmcRing::new(2, 8, 0).unwrap();
+        let s = r.try_reserve().unwrap();
+        send(&r, b"x").unwrap();
+        assert_eq!(r.recover(), 0);
+        r.commit(s, 0).unwrap();
+        let c = r.try_claim(|_| Ok(())).unwrap();
+        assert_eq!(r.recover(), 0);
+        r.release(c).unwrap();
+        assert_eq!(recv(&r).unwrap(), b"x");
+        assert_eq!(r.abandoned(), Abandoned::default());
+    }
+
+    /// A thread holding two reservations at once is untracked for the
+    /// second: while it holds it, nothing is recovered (it cannot be told
+    /// from a dead holder), and once it lets go recovery works again.
+    #[test]
+    fn mpmc_untracked_holder_blocks_recovery_until_it_lets_go() {
+        let r = MpmcRing::new(4, 8, 0).unwrap();
+        dies_holding(|| std::mem::forget(r.try_reserve().unwrap()));
+        let a = r.try_reserve().unwrap();
+        let b = r.try_reserve().unwrap();
+        assert_eq!(b.seat, Seat::NONE);
+        assert_eq!(r.recover(), 0, "an untracked holder is alive");
+        r.commit(b, 0).unwrap();
+        assert_eq!(r.recover(), 1);
+        r.commit(a, 0).unwrap();
+        assert_eq!(r.abandoned().sends, 1);
+    }
+
+    /// A waiting consumer recovers a dead reservation on its own (after
+    /// the grace period), and `Closed` comes once it is skipped.
+    #[test]
+    fn mpmc_dead_reservation_does_not_withhold_closed() {
+        let r = MpmcRing::new(2, 8, 0).unwrap();
+        dies_holding(|| std::mem::forget(r.try_reserve().unwrap()));
+        send(&r, b"z").unwrap();
+        r.close();
+        let got = r.claim_until(Some(Deadline::after(Duration::from_secs(10))), |_| Ok(()));
+        let s = got.unwrap();
+        assert_eq!(s.len(), 1);
+        r.release(s).unwrap();
+        let end = r.claim_until(Some(Deadline::after(Duration::from_secs(10))), |_| Ok(()));
+        assert!(matches!(end, Err(Error::Closed)), "{end:?}");
+        assert_eq!(r.abandoned().sends, 1);
+    }
+
+    /// Hostile peer entries (positions, owners, the untracked count) give
+    /// no panic, no UB and no recovery of a live slot.
+    #[test]
+    fn mpmc_garbage_peer_table_is_harmless() {
+        let r = MpmcRing::new(3, 8, 0).unwrap();
+        let s = r.try_reserve().unwrap();
+        for (i, v) in [u64::MAX - 1, 0, 1, 5, 1 << 40].into_iter().enumerate() {
+            let p = &r.ring().peers[i + 1].0;
+            p.owner.store(0xffff_ffff_0000_0001 + i as u64, SeqCst);
+            p.producing.store(v, SeqCst);
+            p.consuming.store(v, SeqCst);
+        }
+        let _ = r.recover();
+        r.commit(s, 0).unwrap();
+        assert_eq!(recv(&r).unwrap(), b"");
+        r.ring().stats.0.untracked.store(u64::MAX, SeqCst);
+        send(&r, b"ok").unwrap();
+        assert_eq!(recv(&r).unwrap(), b"ok");
     }
 
     #[test]

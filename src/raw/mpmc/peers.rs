@@ -116,6 +116,8 @@ static THREADS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new
 
 thread_local! {
     static THREAD_NO: Cell<u32> = const { Cell::new(0) };
+    /// The last hit: (ring address, entry index, owner word, generation).
+    static LAST: Cell<(usize, usize, u64, u64)> = const { Cell::new((0, 0, 0, 0)) };
 }
 
 fn thread_no() -> u32 {
@@ -138,7 +140,17 @@ fn generation() -> u64 {
 
 /// This thread's owner word and the cached entry for the ring at `ring`,
 /// if it still names us.
+#[inline]
 pub(crate) fn lookup(ring: usize, table: &[super::Line<Peer>; PEERS]) -> (u64, Option<usize>) {
+    let (r, idx, owner, gen) = LAST.with(|l| l.get());
+    if r == ring && gen == generation() && table[idx % PEERS].0.owner.load(Relaxed) == owner {
+        return (owner, Some(idx % PEERS));
+    }
+    lookup_slow(ring, table)
+}
+
+#[cold]
+fn lookup_slow(ring: usize, table: &[super::Line<Peer>; PEERS]) -> (u64, Option<usize>) {
     CACHE.with(|c| {
         let mut cache = c.get();
         let gen = generation();
@@ -155,6 +167,7 @@ pub(crate) fn lookup(ring: usize, table: &[super::Line<Peer>; PEERS]) -> (u64, O
         for &(addr, idx) in &cache.rings {
             if addr == ring && (idx as usize) < PEERS {
                 if table[idx as usize].0.owner.load(Relaxed) == cache.owner {
+                    LAST.with(|l| l.set((ring, idx as usize, cache.owner, cache.gen)));
                     return (cache.owner, Some(idx as usize));
                 }
             }
@@ -171,6 +184,7 @@ pub(crate) fn remember(ring: usize, idx: usize) {
         cache.rings[n] = (ring, idx as u32);
         cache.next = n + 1;
         c.set(cache);
+        LAST.with(|l| l.set((ring, idx, cache.owner, cache.gen)));
     });
 }
 
