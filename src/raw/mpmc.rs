@@ -2269,6 +2269,67 @@ mod loom_tests {
         }
     }
 
+    /// The race the peer table exists for: a producer that died after
+    /// recording position 0 and lost the CAS for it (a dead loser, forged
+    /// here as an entry), a live producer that wins position 0 and commits
+    /// slowly, and a recoverer running meanwhile. The live producer's slot
+    /// must never be poisoned. Catches: dropping the live-claimant check in
+    /// `poison`, recording the position after the claiming CAS instead of
+    /// before it, and clearing the entry before the commit's stamp store.
+    #[test]
+    fn loom_mpmc_dead_loser_never_poisons_a_live_winner() {
+        builder().check(|| {
+            let r = Arc::new(MpmcRing::new(2, 1, 0).unwrap());
+            let ghost = (std::process::id() as u64) << 32 | 0xffff_fff0;
+            peers::declare_dead(ghost);
+            let e = &r.ring().peers[PEERS - 1].0;
+            e.owner.store(ghost, SeqCst);
+            e.producing.store(0, SeqCst);
+            let r1 = r.clone();
+            let p = loom::thread::spawn(move || put(&r1, 7));
+            let r2 = r.clone();
+            let rec = loom::thread::spawn(move || r2.recover());
+            assert_eq!(take(&r), 7);
+            p.join().unwrap();
+            assert_eq!(rec.join().unwrap(), 0);
+            assert_eq!(r.abandoned().sends, 0, "a live reservation was poisoned");
+        });
+    }
+
+    /// A consumer dies holding a borrowed slot of a capacity-1 ring; two
+    /// producers then both find the ring stopped, both recover, and both
+    /// send: the slot is freed exactly once (the recovery is a CAS on the
+    /// stamp), both messages arrive, and nobody sleeps for ever. Catches:
+    /// a plain store instead of the CAS in `free_borrowed` (counted twice),
+    /// and a missing wake-up after the recovery (loom deadlock).
+    #[test]
+    fn loom_mpmc_dead_consumer_slot_is_freed_once() {
+        builder().check(|| {
+            let r = Arc::new(MpmcRing::new(1, 1, 0).unwrap());
+            put(&r, 1);
+            let r0 = r.clone();
+            loom::thread::spawn(move || {
+                std::mem::forget(r0.try_claim(|_| Ok(())).unwrap());
+                peers::pretend_dead();
+            })
+            .join()
+            .unwrap();
+            let ps: Vec<_> = (2..=3u8)
+                .map(|v| {
+                    let r = r.clone();
+                    loom::thread::spawn(move || put(&r, v))
+                })
+                .collect();
+            let a = take(&r);
+            let b = take(&r);
+            for p in ps {
+                p.join().unwrap();
+            }
+            assert_eq!(a + b, 5);
+            assert_eq!(r.abandoned().recvs, 1);
+        });
+    }
+
     /// A cancelled reservation is skipped: the consumer gets the message
     /// behind it, and a joinable ring counts only the committed one.
     #[test]

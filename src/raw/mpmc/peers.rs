@@ -104,21 +104,36 @@ struct Cache {
     next: usize,
 }
 
-#[cfg(loom)]
-use loom::thread_local;
-
-thread_local! {
-    static CACHE: Cell<Cache> = const { Cell::new(Cache { gen: 0, owner: 0, rings: [(0, 0); CACHED], next: 0 }) };
+/// A thread-local `Cell` (const-initialised: no lazy check on access;
+/// loom's own thread locals under loom).
+#[cfg(not(loom))]
+macro_rules! tls {
+    ($name:ident: $t:ty = $e:expr) => {
+        std::thread_local! { static $name: $t = const { $e }; }
+    };
 }
+#[cfg(loom)]
+macro_rules! tls {
+    ($name:ident: $t:ty = $e:expr) => {
+        loom::thread_local! { static $name: $t = $e; }
+    };
+}
+
+const EMPTY: Cache = Cache {
+    gen: 0,
+    owner: 0,
+    rings: [(0, 0); CACHED],
+    next: 0,
+};
+
+tls!(CACHE: Cell<Cache> = Cell::new(EMPTY));
 
 /// Numbers threads within a process (never 0).
 static THREADS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
-thread_local! {
-    static THREAD_NO: Cell<u32> = const { Cell::new(0) };
-    /// The last hit: (ring address, entry index, owner word, generation).
-    static LAST: Cell<(usize, usize, u64, u64)> = const { Cell::new((0, 0, 0, 0)) };
-}
+tls!(THREAD_NO: Cell<u32> = Cell::new(0));
+// The last hit: (ring address, entry index, owner word, generation).
+tls!(LAST: Cell<(usize, usize, u64, u64)> = Cell::new((0, 0, 0, 0)));
 
 fn thread_no() -> u32 {
     THREAD_NO.with(|t| {
@@ -214,6 +229,12 @@ pub(crate) fn pretend_dead() {
         me
     };
     PRETEND_DEAD.lock().unwrap_or_else(|e| e.into_inner()).push(me);
+}
+
+/// Declares the owner word `owner` dead (tests only).
+#[cfg(test)]
+pub(crate) fn declare_dead(owner: u64) {
+    PRETEND_DEAD.lock().unwrap_or_else(|e| e.into_inner()).push(owner);
 }
 
 /// Whether the owner `owner` (started at `start`) may still be running.
