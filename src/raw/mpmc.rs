@@ -13,7 +13,9 @@
 //! | 192    | `unfinished`, `all_done` event count      | senders (joinable), `task_done`, `join` |
 //! | 256    | `tail`: the producers' position, closed mark | producers (CAS); `close` |
 //! | 384    | `head`: the consumers' position           | consumers (CAS)        |
-//! | 512    | `capacity` slots of `stride` bytes        | whoever holds the slot |
+//! | 512    | abandoned counts, untracked holders       | recoverers; untracked holders |
+//! | 576    | 64 peer entries, a line each              | each entry's owner     |
+//! | 4672   | `capacity` slots of `stride` bytes        | whoever holds the slot |
 //!
 //! `tail` and `head` are each followed by an empty line, so that each sits
 //! in a 128-byte pair of its own (the unit Intel's prefetcher moves).
@@ -40,10 +42,12 @@
 //! |--------------------|-----------------------------------------------------|
 //! | `p`                | free for the producer at `p` (or claimed by it, not committed yet) |
 //! | `p + 1`            | committed: full for the consumer at `p` (or borrowed by it) |
+//! | `p + 2`            | poisoned: its producer died before committing; consumers skip it |
 //! | `p + one_lap`      | released by the consumer at `p`: free for the producer at `p + one_lap` |
 //!
 //! Because `one_lap > capacity`, `p + 1` never equals a free stamp, which
-//! is what lets capacity 1 work.
+//! is what lets capacity 1 work; and since `one_lap >= 4`, `p + 2` has an
+//! index that no legal stamp of this slot has.
 //!
 //! * Producer: read `tail` = `p`; if the slot's stamp is `p`, CAS `tail`
 //!   from `p` to `next(p)`: the slot is ours. Fill it, store `len`, then
@@ -75,15 +79,45 @@
 //! position implies — which is what lets a stamp outside the three legal
 //! values (with the position unchanged) be reported as `Corrupt`.
 //!
-//! ## What is not handled here yet
+//! ## Sleepers without a fence per message
+//!
+//! Publishers look for sleepers after each commit and release (`wake`).
+//! That look needs a fence against the sleeper's announcement, and a full
+//! fence right after a store to a contended line was most of a message's
+//! cost. A process registered for `membarrier` (every process that
+//! attaches a ring) publishes with a compiler barrier only; a waiter,
+//! about to sleep, pays instead with a heavy barrier (`sys::membarrier`),
+//! as the SPSC ring does.
+//!
+//! ## Dead peers
 //!
 //! A producer that dies between reserve and commit leaves its slot's stamp
-//! at `p`: consumers stop at that slot (later messages wait behind it). A
-//! consumer that dies holding a borrowed slot loses that message and leaves
-//! its slot's stamp at `p + 1`: producers stop a lap later. Detecting both
-//! (an owner pid in the slot, a skipped/poisoned stamp) is a later issue;
-//! the `len` word keeps bits free for it (`CANCELLED` is bit 31, lengths are
-//! below 2^30).
+//! at `p`: consumers stop at it. A consumer that dies holding a borrowed
+//! slot leaves its stamp at `p + 1`: producers stop a lap later. Each
+//! holder records the position it reserves or claims in its entry of the
+//! peer table *before* the claiming CAS (see the [`peers`] module: plain
+//! stores to a line of its own, no fence). A waiter that finds the ring
+//! stopped at the same held slot for [`GRACE`] (or anyone calling
+//! [`MpmcRef::recover`]) looks for entries of dead owners (pid gone, or
+//! reused with another start time) and, when every entry naming that
+//! position is dead and no untracked holder counts:
+//!
+//! * a reservation is *poisoned*: a CAS of its stamp from `p` to `p + 2`
+//!   (which fails if the owner's commit landed after all); consumers skip
+//!   it like a cancelled slot. Nothing of it is delivered: its payload may
+//!   be half written. Counted in [`Abandoned::sends`]; on a joinable ring
+//!   it never counted as a task (the count rises in `commit`, after the
+//!   `mpmc.send.before_commit` point, right before the stamp store: a
+//!   process killed in those few instructions leaves the count one high).
+//! * a borrowed slot is *freed*: a CAS of its stamp from `p + 1` to
+//!   `p + one_lap`. Its message is **dropped**, never redelivered: the dead
+//!   consumer may have acted on part of it, and `head` has moved on.
+//!   Counted in [`Abandoned::recvs`]; on a joinable ring it counts as done.
+//!
+//! A close with a dead reservation open still ends in `Closed`: the
+//! waiting consumers recover the slot, skip it, and reach the final
+//! `tail`. The recovery never takes a slot from a live process; its limits
+//! (untracked holders, forked copies of a held slot) are in [`peers`].
 //!
 //! ## Trust
 //!
@@ -678,8 +712,8 @@ impl MpmcRef {
                 (0..PEERS).find(|&i| {
                     let p = self.peer(i);
                     let o = p.owner.load(Acquire);
-                    let idle = p.producing.load(Acquire) == IDLE
-                        && p.consuming.load(Acquire) == IDLE;
+                    let idle =
+                        p.producing.load(Acquire) == IDLE && p.consuming.load(Acquire) == IDLE;
                     (o == 0 || (idle && !peers::alive(o, p.start.load(Relaxed))))
                         && p.owner.compare_exchange(o, me, AcqRel, Relaxed).is_ok()
                 })
@@ -717,7 +751,9 @@ impl MpmcRef {
     fn stalled(&self, producer: bool) -> Option<u64> {
         let r = self.ring();
         if producer {
-            let pos = self.check_position(r.tail.0.load(Acquire) & !self.mark()).ok()?;
+            let pos = self
+                .check_position(r.tail.0.load(Acquire) & !self.mark())
+                .ok()?;
             let prev = pos.wrapping_sub(self.one_lap);
             let held = self.slot(pos).stamp.load(Acquire) == prev.wrapping_add(1)
                 && Self::is_past(r.head.0.load(Acquire), prev);
@@ -818,8 +854,7 @@ impl MpmcRef {
             return Settled::Wait;
         }
         // A CAS: fails if the owner's commit (or cancel) landed after all.
-        if s
-            .stamp
+        if s.stamp
             .compare_exchange(pos, pos.wrapping_add(2), AcqRel, Acquire)
             .is_err()
         {
@@ -849,8 +884,7 @@ impl MpmcRef {
         if r.stats.0.untracked.load(Acquire) != 0 || self.live_claimant(pos, |p| &p.consuming) {
             return Settled::Wait;
         }
-        if s
-            .stamp
+        if s.stamp
             .compare_exchange(
                 pos.wrapping_add(1),
                 pos.wrapping_add(self.one_lap),
@@ -1366,21 +1400,24 @@ impl MpmcRef {
             let mut slice = slice_end(until);
             match stall {
                 Some(producer) => match self.stalled(producer) {
-                    Some(pos) => match stopped {
-                        Some((at, since)) if at == pos => {
-                            if cfg!(loom) || since.has_passed() {
-                                stopped = None;
-                                if self.recover() > 0 {
-                                    continue;
-                                }
+                    Some(pos) => {
+                        let due = match stopped {
+                            Some((at, since)) if at == pos => since.has_passed(),
+                            _ => {
+                                stopped = Some((pos, Deadline::after(GRACE)));
+                                false
                             }
-                            slice = slice.min(Deadline::after(GRACE));
+                        };
+                        // Loom has no clock (a timed wait sleeps until
+                        // woken): there, look at once.
+                        if due || cfg!(loom) {
+                            stopped = None;
+                            if self.recover() > 0 {
+                                continue;
+                            }
                         }
-                        _ => {
-                            stopped = Some((pos, Deadline::after(GRACE)));
-                            slice = slice.min(Deadline::after(GRACE));
-                        }
-                    },
+                        slice = slice.min(Deadline::after(GRACE));
+                    }
                     None => stopped = None,
                 },
                 None => {
@@ -1599,6 +1636,13 @@ pub fn __fuzz_garbage(data: &[u8]) {
                 let _ = r.release(s);
             }
             let _ = r.task_done();
+            if i % 8 == 0 {
+                // Garbage peer entries, stamps and positions: recovery must
+                // end, and take nothing it cannot prove dead.
+                let _ = r.recover();
+                let _ = r.stalled(i % 16 == 0);
+                let _ = r.abandoned();
+            }
             let _ = r.join_until(Some(Deadline::PASSED));
             let _ = r.reserve_until(Some(Deadline::PASSED)).map(|s| r.cancel(s));
         }
@@ -1894,7 +1938,8 @@ mod tests {
             let s = r.try_reserve().unwrap();
             // SAFETY: reserved by us; half a message, never committed.
             unsafe { r.payload_ptr(&s).write_bytes(0xee, 4) };
-            std::mem::forget(s);
+            // Leaked: `SlotRef` has no `Drop`, the slot stays held.
+            let _ = s;
         });
         send(&r, b"behind").unwrap();
         assert!(matches!(recv(&r), Err(Error::Empty)), "stopped at the slot");
@@ -1920,10 +1965,15 @@ mod tests {
         let r = MpmcRing::new(2, 8, FLAG_JOINABLE).unwrap();
         send(&r, b"a").unwrap();
         send(&r, b"b").unwrap();
-        dies_holding(|| std::mem::forget(r.try_claim(|_| Ok(())).unwrap()));
+        dies_holding(|| {
+            let _held = r.try_claim(|_| Ok(())).unwrap();
+        });
         assert_eq!(recv(&r).unwrap(), b"b");
         r.task_done().unwrap();
-        assert!(matches!(send(&r, b"c"), Err(Error::Full)), "stopped a lap later");
+        assert!(
+            matches!(send(&r, b"c"), Err(Error::Full)),
+            "stopped a lap later"
+        );
         assert!(r.stalled(true).is_some());
         assert_eq!(r.recover(), 1);
         assert_eq!(r.abandoned(), Abandoned { sends: 0, recvs: 1 });
@@ -1958,7 +2008,9 @@ mod tests {
     #[test]
     fn mpmc_untracked_holder_blocks_recovery_until_it_lets_go() {
         let r = MpmcRing::new(4, 8, 0).unwrap();
-        dies_holding(|| std::mem::forget(r.try_reserve().unwrap()));
+        dies_holding(|| {
+            let _held = r.try_reserve().unwrap();
+        });
         let a = r.try_reserve().unwrap();
         let b = r.try_reserve().unwrap();
         assert_eq!(b.seat, Seat::NONE);
@@ -1974,7 +2026,9 @@ mod tests {
     #[test]
     fn mpmc_dead_reservation_does_not_withhold_closed() {
         let r = MpmcRing::new(2, 8, 0).unwrap();
-        dies_holding(|| std::mem::forget(r.try_reserve().unwrap()));
+        dies_holding(|| {
+            let _held = r.try_reserve().unwrap();
+        });
         send(&r, b"z").unwrap();
         r.close();
         let got = r.claim_until(Some(Deadline::after(Duration::from_secs(10))), |_| Ok(()));
@@ -2309,7 +2363,7 @@ mod loom_tests {
             put(&r, 1);
             let r0 = r.clone();
             loom::thread::spawn(move || {
-                std::mem::forget(r0.try_claim(|_| Ok(())).unwrap());
+                let _held = r0.try_claim(|_| Ok(())).unwrap();
                 peers::pretend_dead();
             })
             .join()

@@ -138,7 +138,11 @@ tls!(LAST: Cell<(usize, usize, u64, u64)> = Cell::new((0, 0, 0, 0)));
 fn thread_no() -> u32 {
     THREAD_NO.with(|t| {
         if t.get() == 0 {
-            t.set(THREADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed).max(1));
+            t.set(
+                THREADS
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    .max(1),
+            );
         }
         t.get()
     })
@@ -180,11 +184,12 @@ fn lookup_slow(ring: usize, table: &[super::Line<Peer>; PEERS]) -> (u64, Option<
             c.set(cache);
         }
         for &(addr, idx) in &cache.rings {
-            if addr == ring && (idx as usize) < PEERS {
-                if table[idx as usize].0.owner.load(Relaxed) == cache.owner {
-                    LAST.with(|l| l.set((ring, idx as usize, cache.owner, cache.gen)));
-                    return (cache.owner, Some(idx as usize));
-                }
+            if addr == ring
+                && (idx as usize) < PEERS
+                && table[idx as usize].0.owner.load(Relaxed) == cache.owner
+            {
+                LAST.with(|l| l.set((ring, idx as usize, cache.owner, cache.gen)));
+                return (cache.owner, Some(idx as usize));
             }
         }
         (cache.owner, None)
@@ -228,13 +233,19 @@ pub(crate) fn pretend_dead() {
     } else {
         me
     };
-    PRETEND_DEAD.lock().unwrap_or_else(|e| e.into_inner()).push(me);
+    PRETEND_DEAD
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(me);
 }
 
-/// Declares the owner word `owner` dead (tests only).
-#[cfg(test)]
+/// Declares the owner word `owner` dead (loom models only).
+#[cfg(all(test, loom))]
 pub(crate) fn declare_dead(owner: u64) {
-    PRETEND_DEAD.lock().unwrap_or_else(|e| e.into_inner()).push(owner);
+    PRETEND_DEAD
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(owner);
 }
 
 /// Whether the owner `owner` (started at `start`) may still be running.
