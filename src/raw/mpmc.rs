@@ -95,9 +95,9 @@
 //! at `p`: consumers stop at it. A consumer that dies holding a borrowed
 //! slot leaves its stamp at `p + 1`: producers stop a lap later. Each
 //! holder records the position it reserves or claims in its entry of the
-//! peer table *before* the claiming CAS (see the [`peers`] module: plain
+//! peer table *before* the claiming CAS (see the `peers` module: plain
 //! stores to a line of its own, no fence). A waiter that finds the ring
-//! stopped at the same held slot for [`GRACE`] (or anyone calling
+//! stopped at the same held slot for `GRACE` (50 ms) (or anyone calling
 //! [`MpmcRef::recover`]) looks for entries of dead owners (pid gone, or
 //! reused with another start time) and, when every entry naming that
 //! position is dead and no untracked holder counts:
@@ -117,7 +117,7 @@
 //! A close with a dead reservation open still ends in `Closed`: the
 //! waiting consumers recover the slot, skip it, and reach the final
 //! `tail`. The recovery never takes a slot from a live process; its limits
-//! (untracked holders, forked copies of a held slot) are in [`peers`].
+//! (untracked holders, forked copies of a held slot) are in `peers`.
 //!
 //! ## Trust
 //!
@@ -225,7 +225,7 @@ pub struct MpmcRing {
     /// and the untracked-holder count.
     stats: Line<Stats>,
     /// One line per (process, thread) that used the ring: what it is
-    /// reserving or consuming right now (see [`peers`]).
+    /// reserving or consuming right now (see `peers`).
     peers: [Line<Peer>; PEERS],
 }
 
@@ -671,7 +671,7 @@ impl MpmcRef {
     /// (`producing` or `consuming`), claimed on first use; or, if the table
     /// is full or this thread already holds a slot of that side (a second
     /// reservation at once), [`Seat::NONE`] after counting an untracked
-    /// holder (see [`peers`]).
+    /// holder (see `peers`).
     #[inline]
     fn seat(&self, side: fn(&Peer) -> &AtomicU64) -> Seat {
         let base = self.base.as_ptr() as usize;
@@ -689,7 +689,7 @@ impl MpmcRef {
     }
 
     /// Ends a hold recorded by [`seat`](Self::seat), after the stamp store
-    /// that ended it (Release: see [`peers`]).
+    /// that ended it (Release: see `peers`).
     #[inline]
     fn unseat(&self, seat: Seat, side: fn(&Peer) -> &AtomicU64) {
         match seat.index() {
@@ -777,7 +777,7 @@ impl MpmcRef {
     ///
     /// Reads `/proc` for each entry that holds a slot: not for a hot loop.
     /// Nothing is recovered while an untracked holder counts (see the
-    /// [`peers`] module): a slot is only ever taken from a process known
+    /// `peers` module): a slot is only ever taken from a process known
     /// dead (pid gone, or reused by a process with another start time).
     pub fn recover(&self) -> usize {
         let mut done = 0;
@@ -1362,7 +1362,7 @@ impl MpmcRef {
     /// `stall` says what a wait may be stuck behind: `Some(producer)`
     /// watches [`stalled`](Self::stalled) for that side and runs
     /// [`recover`](Self::recover) once the same slot has held the ring for
-    /// [`GRACE`]; `None` (`join`) recovers at each slice end.
+    /// `GRACE` (50 ms); `None` (`join`) recovers at each slice end.
     fn wait_on<R>(
         &self,
         ec: &EventCount,

@@ -29,6 +29,11 @@
 //! recovery is then off for that ring, which is the documented fallback
 //! (never a wrong recovery). Entries of threads that exited in a live
 //! process stay taken until the process exits.
+//!
+//! A held slot copied into a child by `fork` (a `Reservation` alive across
+//! the fork) still names the parent: if the parent dies and the child
+//! commits it later, the recovery may already have poisoned it. Do not
+//! fork while holding a slot.
 
 use super::super::sync::{AtomicU64, Ordering::*};
 use std::cell::Cell;
