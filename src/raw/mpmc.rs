@@ -416,6 +416,8 @@ impl MpmcRing {
             stride,
             slot_size,
             joinable: flags & FLAG_JOINABLE != 0,
+            #[cfg(loom)]
+            track: false,
         };
         view.check_position(view.ring().tail.0.load(Relaxed) & !view.mark())?;
         view.check_position(view.ring().head.0.load(Relaxed))?;
@@ -487,6 +489,16 @@ pub struct HeapMpmc {
     base: NonNull<u8>,
 }
 
+#[cfg(loom)]
+impl HeapMpmc {
+    /// Loom only: turns on the peer records and recovery (see
+    /// `MpmcRef::track`).
+    pub(crate) fn tracked(mut self) -> HeapMpmc {
+        self.view.track = true;
+        self
+    }
+}
+
 // SAFETY: the allocation is only reached through the view, whose
 // operations are atomics and the slot protocol; it is freed once, on drop.
 unsafe impl Send for HeapMpmc {}
@@ -530,6 +542,12 @@ pub struct MpmcRef {
     stride: usize,
     slot_size: usize,
     joinable: bool,
+    /// Loom only: whether holders record themselves and waiters recover.
+    /// The models of the ring's own protocol leave it off (every atomic
+    /// access is a loom scheduling point, and those models would not
+    /// finish); the models of the recovery races turn it on.
+    #[cfg(loom)]
+    track: bool,
 }
 
 // SAFETY: a view is an address plus constants; every access through it is
@@ -674,6 +692,10 @@ impl MpmcRef {
     /// holder (see `peers`).
     #[inline]
     fn seat(&self, side: fn(&Peer) -> &AtomicU64) -> Seat {
+        #[cfg(loom)]
+        if !self.track {
+            return Seat::SKIP;
+        }
         let base = self.base.as_ptr() as usize;
         let (me, cached) = peers::lookup(base, &self.ring().peers);
         let idx = cached.or_else(|| self.claim_seat(me));
@@ -694,9 +716,10 @@ impl MpmcRef {
     fn unseat(&self, seat: Seat, side: fn(&Peer) -> &AtomicU64) {
         match seat.index() {
             Some(i) => side(self.peer(i)).store(IDLE, Release),
-            None => {
+            None if seat == Seat::NONE => {
                 self.ring().stats.0.untracked.fetch_sub(1, Release);
             }
+            None => {}
         }
     }
 
@@ -1399,7 +1422,7 @@ impl MpmcRef {
             }
             let mut slice = slice_end(until);
             #[cfg(loom)]
-            let stall = peers::anyone_dead().then_some(stall);
+            let stall = self.track.then_some(stall);
             #[cfg(not(loom))]
             let stall = Some(stall);
             match stall {
@@ -2341,7 +2364,7 @@ mod loom_tests {
     #[test]
     fn loom_mpmc_dead_loser_never_poisons_a_live_winner() {
         builder().check(|| {
-            let r = Arc::new(MpmcRing::new(2, 1, 0).unwrap());
+            let r = Arc::new(MpmcRing::new(2, 1, 0).unwrap().tracked());
             let ghost = (std::process::id() as u64) << 32 | 0xffff_fff0;
             peers::declare_dead(ghost);
             let e = &r.ring().peers[PEERS - 1].0;
@@ -2366,7 +2389,7 @@ mod loom_tests {
     #[test]
     fn loom_mpmc_dead_consumer_slot_is_freed_once() {
         builder().check(|| {
-            let r = Arc::new(MpmcRing::new(1, 1, 0).unwrap());
+            let r = Arc::new(MpmcRing::new(1, 1, 0).unwrap().tracked());
             put(&r, 1);
             let r0 = r.clone();
             loom::thread::spawn(move || {

@@ -80,9 +80,13 @@ pub(crate) struct Seat(pub(crate) u32);
 
 impl Seat {
     pub(crate) const NONE: Seat = Seat(u32::MAX);
+    /// Loom only: a ring whose model does not explore recovery records
+    /// nothing (see `MpmcRef::track`).
+    #[cfg(loom)]
+    pub(crate) const SKIP: Seat = Seat(u32::MAX - 1);
 
     pub(crate) fn index(self) -> Option<usize> {
-        (self.0 != u32::MAX).then_some(self.0 as usize)
+        (self.0 < u32::MAX - 1).then_some(self.0 as usize)
     }
 }
 
@@ -242,17 +246,6 @@ pub(crate) fn pretend_dead() {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(me);
-}
-
-/// Whether a test declared anyone dead: loom models that do not explore
-/// the recovery path skip it (loom has no clock, so waiters would look on
-/// every sleep, and the scheduling points would swamp those models).
-#[cfg(test)]
-pub(crate) fn anyone_dead() -> bool {
-    !PRETEND_DEAD
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .is_empty()
 }
 
 /// Declares the owner word `owner` dead (loom models only).
