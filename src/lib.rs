@@ -113,6 +113,7 @@ pub mod pipe {
 /// ([`Borrowed`](queue::Borrowed)).
 pub mod queue {
     pub use crate::handle::queue::{Borrowed, Reservation};
+    pub use crate::raw::mpmc::Abandoned;
 }
 pub use segment::{Options, Segment};
 

@@ -5,7 +5,7 @@ use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::raw::mpmc::{MpmcRef, MpmcRing, SlotRef, FLAG_JOINABLE};
+use crate::raw::mpmc::{Abandoned, MpmcRef, MpmcRing, SlotRef, FLAG_JOINABLE};
 use crate::segment::header::Spec;
 use crate::segment::{Fingerprint, Kind, Options, Place, Segment};
 use crate::sys::clock::Deadline;
@@ -66,13 +66,29 @@ fn flags(kind: Kind) -> u32 {
 /// ## Dead processes
 ///
 /// A process killed while blocked in a send or a receive holds nothing:
-/// the others keep working. A consumer killed while holding a
-/// [`Borrowed`] message loses that message, and a producer killed between
-/// [`reserve`](Queue::reserve) and commit stops consumers at its slot;
-/// both windows are short, and detecting them is future work (see
-/// [`MpmcRing`]). Such a dead reservation also keeps receivers from ever
-/// getting [`Error::Closed`] after a close: they wait for it (in slices),
-/// as they would for a live producer about to commit.
+/// the others keep working. A process killed while holding a slot is
+/// detected (its pid is gone, or now names a process with another start
+/// time) by whoever waits behind the slot for a while (50 ms), or by
+/// [`recover`](Queue::recover), and the slot is taken back:
+///
+/// * a producer killed between [`reserve`](Queue::reserve) (or the start
+///   of a send) and the commit: its slot is poisoned and skipped; nothing
+///   of it is ever delivered (no torn message), and it counts in
+///   [`abandoned`](Queue::abandoned)`().sends`. Receivers get
+///   [`Error::Closed`] after a close once it is skipped. On a
+///   [`JoinableQueue`] it never counted as a task.
+/// * a consumer killed while holding a [`Borrowed`] message (or in the
+///   middle of a receive): the message is **dropped**, not redelivered
+///   (the consumer may have acted on part of it, and redelivery would
+///   break the per-producer order), and counts in `abandoned().recvs`. On
+///   a [`JoinableQueue`] it counts as done, so `join` returns.
+///
+/// Slots are only ever taken from a process known dead, never from a slow
+/// live one. The detection needs a free entry in the queue's table of 64
+/// (process, thread) pairs and one slot held per thread and side at a
+/// time: a thread beyond the table, or one holding a second reservation
+/// at once, is untracked, and recovery waits while it holds its slot (and
+/// for good if it dies then). See [`MpmcRing`] for the protocol.
 ///
 /// ```
 /// use shmprim::Queue;
@@ -279,6 +295,20 @@ impl Queue {
         self.ring.close()
     }
 
+    /// Slots taken back from dead producers and consumers since the queue
+    /// was made (see "Dead processes" on [`Queue`]).
+    pub fn abandoned(&self) -> Abandoned {
+        self.ring.abandoned()
+    }
+
+    /// Looks for slots held by dead processes now and takes them back;
+    /// returns how many. Blocking calls do this on their own when they
+    /// wait behind a held slot; a program that only uses `try_` calls may
+    /// call this now and then. It reads `/proc`: not for a hot loop.
+    pub fn recover(&self) -> usize {
+        self.ring.recover()
+    }
+
     /// Whether anyone closed the queue.
     pub fn is_closed(&self) -> bool {
         self.ring.is_closed()
@@ -328,7 +358,17 @@ impl Queue {
 
     fn send_until(&self, bytes: &[u8], until: Option<Deadline>) -> Result<()> {
         let mut r = self.reserve_until(bytes.len(), until)?;
+        #[cfg(not(feature = "fault-injection"))]
         r.copy_from_slice(bytes);
+        #[cfg(feature = "fault-injection")]
+        {
+            // Two halves, so that a fault test can stop a producer with
+            // half a message written.
+            let half = bytes.len() / 2;
+            r[..half].copy_from_slice(&bytes[..half]);
+            crate::fault::fault_point!("mpmc.send.payload_partial");
+            r[half..].copy_from_slice(&bytes[half..]);
+        }
         r.commit();
         Ok(())
     }

@@ -13,7 +13,9 @@
 //! | 192    | `unfinished`, `all_done` event count      | senders (joinable), `task_done`, `join` |
 //! | 256    | `tail`: the producers' position, closed mark | producers (CAS); `close` |
 //! | 384    | `head`: the consumers' position           | consumers (CAS)        |
-//! | 512    | `capacity` slots of `stride` bytes        | whoever holds the slot |
+//! | 512    | abandoned counts, untracked holders       | recoverers; untracked holders |
+//! | 576    | 64 peer entries, a line each              | each entry's owner     |
+//! | 4672   | `capacity` slots of `stride` bytes        | whoever holds the slot |
 //!
 //! `tail` and `head` are each followed by an empty line, so that each sits
 //! in a 128-byte pair of its own (the unit Intel's prefetcher moves).
@@ -40,10 +42,12 @@
 //! |--------------------|-----------------------------------------------------|
 //! | `p`                | free for the producer at `p` (or claimed by it, not committed yet) |
 //! | `p + 1`            | committed: full for the consumer at `p` (or borrowed by it) |
+//! | `p + 2`            | poisoned: its producer died before committing; consumers skip it |
 //! | `p + one_lap`      | released by the consumer at `p`: free for the producer at `p + one_lap` |
 //!
 //! Because `one_lap > capacity`, `p + 1` never equals a free stamp, which
-//! is what lets capacity 1 work.
+//! is what lets capacity 1 work; and since `one_lap >= 4`, `p + 2` has an
+//! index that no legal stamp of this slot has.
 //!
 //! * Producer: read `tail` = `p`; if the slot's stamp is `p`, CAS `tail`
 //!   from `p` to `next(p)`: the slot is ours. Fill it, store `len`, then
@@ -75,15 +79,45 @@
 //! position implies — which is what lets a stamp outside the three legal
 //! values (with the position unchanged) be reported as `Corrupt`.
 //!
-//! ## What is not handled here yet
+//! ## Sleepers without a fence per message
+//!
+//! Publishers look for sleepers after each commit and release (`wake`).
+//! That look needs a fence against the sleeper's announcement, and a full
+//! fence right after a store to a contended line was most of a message's
+//! cost. A process registered for `membarrier` (every process that
+//! attaches a ring) publishes with a compiler barrier only; a waiter,
+//! about to sleep, pays instead with a heavy barrier (`sys::membarrier`),
+//! as the SPSC ring does.
+//!
+//! ## Dead peers
 //!
 //! A producer that dies between reserve and commit leaves its slot's stamp
-//! at `p`: consumers stop at that slot (later messages wait behind it). A
-//! consumer that dies holding a borrowed slot loses that message and leaves
-//! its slot's stamp at `p + 1`: producers stop a lap later. Detecting both
-//! (an owner pid in the slot, a skipped/poisoned stamp) is a later issue;
-//! the `len` word keeps bits free for it (`CANCELLED` is bit 31, lengths are
-//! below 2^30).
+//! at `p`: consumers stop at it. A consumer that dies holding a borrowed
+//! slot leaves its stamp at `p + 1`: producers stop a lap later. Each
+//! holder records the position it reserves or claims in its entry of the
+//! peer table *before* the claiming CAS (see the `peers` module: plain
+//! stores to a line of its own, no fence). A waiter that finds the ring
+//! stopped at the same held slot for `GRACE` (50 ms) (or anyone calling
+//! [`MpmcRef::recover`]) looks for entries of dead owners (pid gone, or
+//! reused with another start time) and, when every entry naming that
+//! position is dead and no untracked holder counts:
+//!
+//! * a reservation is *poisoned*: a CAS of its stamp from `p` to `p + 2`
+//!   (which fails if the owner's commit landed after all); consumers skip
+//!   it like a cancelled slot. Nothing of it is delivered: its payload may
+//!   be half written. Counted in [`Abandoned::sends`]; on a joinable ring
+//!   it never counted as a task (the count rises in `commit`, after the
+//!   `mpmc.send.before_commit` point, right before the stamp store: a
+//!   process killed in those few instructions leaves the count one high).
+//! * a borrowed slot is *freed*: a CAS of its stamp from `p + 1` to
+//!   `p + one_lap`. Its message is **dropped**, never redelivered: the dead
+//!   consumer may have acted on part of it, and `head` has moved on.
+//!   Counted in [`Abandoned::recvs`]; on a joinable ring it counts as done.
+//!
+//! A close with a dead reservation open still ends in `Closed`: the
+//! waiting consumers recover the slot, skip it, and reach the final
+//! `tail`. The recovery never takes a slot from a live process; its limits
+//! (untracked holders, forked copies of a held slot) are in `peers`.
 //!
 //! ## Trust
 //!
@@ -96,12 +130,20 @@
 use super::backoff::Backoff;
 use super::eventcount::EventCount;
 use super::sync::{fence, AtomicU32, AtomicU64, Ordering::*};
+use crate::fault::fault_point;
 use crate::sys::clock::Deadline;
+use crate::sys::membarrier;
 use crate::{Error, Result};
 use std::ptr::NonNull;
 use std::time::Duration;
 
-const MAGIC: u32 = u32::from_le_bytes(*b"MPMC");
+mod peers;
+pub use peers::Abandoned;
+use peers::{Peer, Seat, IDLE, PEERS};
+
+/// The ring's magic, which is also its layout version: "MPM2" added the
+/// peer table and the abandoned counts (version 1 was "MPMC").
+const MAGIC: u32 = u32::from_le_bytes(*b"MPM2");
 /// `flags` bit: the ring counts unfinished tasks (a `JoinableQueue`).
 pub const FLAG_JOINABLE: u32 = 1;
 /// `len` marker of a slot whose reservation was dropped uncommitted.
@@ -116,6 +158,12 @@ const SLICE: Duration = Duration::from_millis(200);
 
 /// `sched_yield` rounds a waiter makes after spinning, before it sleeps.
 const YIELDS: u32 = 16;
+/// How long a waiter sees the ring stopped at one held slot before it
+/// looks for a dead holder (`/proc` reads: not on every wait).
+const GRACE: Duration = Duration::from_millis(50);
+/// The sleep slice of a waiter whose heavy barrier failed (it may miss a
+/// light notifier, see `sys::membarrier`).
+const UNCOVERED_SLICE: Duration = Duration::from_millis(2);
 
 /// One cache line holding `T` at its start.
 #[repr(C, align(64))]
@@ -173,6 +221,27 @@ pub struct MpmcRing {
     _pair_tail: Line<[u8; 64]>,
     head: Line<AtomicU64>,
     _pair_head: Line<[u8; 64]>,
+    /// Recovery counts (rarely written: only by whoever recovers a slot)
+    /// and the untracked-holder count.
+    stats: Line<Stats>,
+    /// One line per (process, thread) that used the ring: what it is
+    /// reserving or consuming right now (see `peers`).
+    peers: [Line<Peer>; PEERS],
+}
+
+/// The ring's recovery counts.
+#[repr(C)]
+#[derive(Debug)]
+struct Stats {
+    /// Reservations of dead producers, poisoned and skipped.
+    abandoned_sends: AtomicU64,
+    /// Borrowed slots of dead consumers, freed (their messages dropped).
+    abandoned_recvs: AtomicU64,
+    /// Slots held right now by holders with no peer entry (table full, or
+    /// a second slot held at once): while non-zero nothing is recovered,
+    /// since such a holder cannot be told from a dead one.
+    untracked: AtomicU64,
+    _reserved: AtomicU64,
 }
 
 /// The header of one slot; the payload follows it.
@@ -187,7 +256,11 @@ struct SlotHeader {
 #[cfg(not(loom))]
 mod layout {
     use super::*;
-    static_assertions::assert_eq_size!(MpmcRing, [u8; 512]);
+    static_assertions::assert_eq_size!(MpmcRing, [u8; 576 + 64 * PEERS]);
+    static_assertions::const_assert_eq!(PEERS, 64);
+    static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, stats), 512);
+    static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, peers), 576);
+    static_assertions::assert_eq_size!(Peer, [u8; 32]);
     static_assertions::const_assert_eq!(std::mem::align_of::<MpmcRing>(), 64);
     static_assertions::assert_eq_size!(Geometry, [u8; 40]);
     static_assertions::assert_eq_size!(SlotHeader, [u8; 16]);
@@ -265,6 +338,13 @@ impl MpmcRing {
             _pair_tail: Line([0; 64]),
             head: Line(AtomicU64::new(0)),
             _pair_head: Line([0; 64]),
+            stats: Line(Stats {
+                abandoned_sends: AtomicU64::new(0),
+                abandoned_recvs: AtomicU64::new(0),
+                untracked: AtomicU64::new(0),
+                _reserved: AtomicU64::new(0),
+            }),
+            peers: std::array::from_fn(|_| Line(Peer::new())),
         };
         // SAFETY: the caller gives us `bytes_for` writable, 64-aligned bytes
         // to ourselves; the header is the first `size_of::<MpmcRing>()`.
@@ -336,9 +416,16 @@ impl MpmcRing {
             stride,
             slot_size,
             joinable: flags & FLAG_JOINABLE != 0,
+            #[cfg(loom)]
+            track: false,
         };
         view.check_position(view.ring().tail.0.load(Relaxed) & !view.mark())?;
         view.check_position(view.ring().head.0.load(Relaxed))?;
+        // The fork hook (peer identities move with the fork generation)
+        // and the light publishing fence (see `wake`); both once per
+        // process. Miri and loom model neither.
+        #[cfg(not(any(loom, miri)))]
+        membarrier::register();
         Ok(view)
     }
 
@@ -364,12 +451,52 @@ impl MpmcRing {
     }
 }
 
+/// What a recovery attempt found at one position.
+enum Settled {
+    /// The slot was taken back from a dead holder.
+    Recovered,
+    /// Nothing is held there any more (or never was): forget the entry.
+    Resolved,
+    /// Held, but maybe by someone alive: look again later.
+    Wait,
+}
+
+/// The publisher's half of the asymmetric fence: a compiler barrier in a
+/// process registered for `membarrier`, a full fence otherwise (and always
+/// under loom, which models no `membarrier`).
+#[inline]
+fn light_fence() {
+    if !cfg!(loom) && membarrier::registered() {
+        std::sync::atomic::compiler_fence(SeqCst);
+    } else {
+        fence(SeqCst);
+    }
+}
+
+/// The waiter's half: after `EventCount::prepare` (whose fence orders the
+/// announcement), a full barrier on every CPU running a registered
+/// process's thread. `false` if it could not be issued: a light publisher
+/// may then be missed, and the waiter sleeps in short slices.
+fn heavy_prepare() -> bool {
+    cfg!(loom) || membarrier::heavy_barrier()
+}
+
 /// A ring on the heap, made by [`MpmcRing::new`]; derefs to its view.
 #[derive(Debug)]
 pub struct HeapMpmc {
     view: MpmcRef,
     layout: std::alloc::Layout,
     base: NonNull<u8>,
+}
+
+#[cfg(loom)]
+impl HeapMpmc {
+    /// Loom only: turns on the peer records and recovery (see
+    /// `MpmcRef::track`).
+    pub(crate) fn tracked(mut self) -> HeapMpmc {
+        self.view.track = true;
+        self
+    }
 }
 
 // SAFETY: the allocation is only reached through the view, whose
@@ -415,6 +542,12 @@ pub struct MpmcRef {
     stride: usize,
     slot_size: usize,
     joinable: bool,
+    /// Loom only: whether holders record themselves and waiters recover.
+    /// The models of the ring's own protocol leave it off (every atomic
+    /// access is a loom scheduling point, and those models would not
+    /// finish); the models of the recovery races turn it on.
+    #[cfg(loom)]
+    track: bool,
 }
 
 // SAFETY: a view is an address plus constants; every access through it is
@@ -451,6 +584,8 @@ unsafe impl Sync for MpmcRef {}
 pub struct SlotRef<'a> {
     pos: u64,
     len: usize,
+    /// The peer entry naming this slot, or none (untracked).
+    seat: Seat,
     /// The address of the ring it belongs to.
     ring: usize,
     _view: std::marker::PhantomData<&'a MpmcRef>,
@@ -480,10 +615,11 @@ impl MpmcRef {
         unsafe { &*self.base.as_ptr().cast::<MpmcRing>() }
     }
 
-    fn slot_ref(&self, pos: u64, len: usize) -> SlotRef<'_> {
+    fn slot_ref(&self, pos: u64, len: usize, seat: Seat) -> SlotRef<'_> {
         SlotRef {
             pos,
             len,
+            seat,
             ring: self.base.as_ptr() as usize,
             _view: std::marker::PhantomData,
         }
@@ -543,6 +679,253 @@ impl MpmcRef {
     #[inline]
     fn mark(&self) -> u64 {
         self.one_lap >> 1
+    }
+
+    fn peer(&self, i: usize) -> &Peer {
+        &self.ring().peers[i % PEERS].0
+    }
+
+    /// The entry recording this thread's holds for the field `side` picks
+    /// (`producing` or `consuming`), claimed on first use; or, if the table
+    /// is full or this thread already holds a slot of that side (a second
+    /// reservation at once), [`Seat::NONE`] after counting an untracked
+    /// holder (see `peers`).
+    #[inline]
+    fn seat(&self, side: fn(&Peer) -> &AtomicU64) -> Seat {
+        #[cfg(loom)]
+        if !self.track {
+            return Seat::SKIP;
+        }
+        let base = self.base.as_ptr() as usize;
+        let (me, cached) = peers::lookup(base, &self.ring().peers);
+        let idx = cached.or_else(|| self.claim_seat(me));
+        match idx {
+            Some(i) if side(self.peer(i)).load(Relaxed) == IDLE => Seat(i as u32),
+            _ => {
+                // SYNC POINT (Release): counted before the claiming CAS,
+                // like a tracked holder's entry.
+                self.ring().stats.0.untracked.fetch_add(1, AcqRel);
+                Seat::NONE
+            }
+        }
+    }
+
+    /// Ends a hold recorded by [`seat`](Self::seat), after the stamp store
+    /// that ended it (Release: see `peers`).
+    #[inline]
+    fn unseat(&self, seat: Seat, side: fn(&Peer) -> &AtomicU64) {
+        match seat.index() {
+            Some(i) => side(self.peer(i)).store(IDLE, Release),
+            None if seat == Seat::NONE => {
+                self.ring().stats.0.untracked.fetch_sub(1, Release);
+            }
+            None => {}
+        }
+    }
+
+    /// Finds or takes an entry for `me`: ours already (a cache miss), a
+    /// free one, or an idle one of a dead owner. `None` if the table is
+    /// full.
+    #[cold]
+    fn claim_seat(&self, me: u64) -> Option<usize> {
+        let base = self.base.as_ptr() as usize;
+        let found = (0..PEERS)
+            .find(|&i| self.peer(i).owner.load(Relaxed) == me)
+            .or_else(|| {
+                (0..PEERS).find(|&i| {
+                    let p = self.peer(i);
+                    let o = p.owner.load(Acquire);
+                    let idle =
+                        p.producing.load(Acquire) == IDLE && p.consuming.load(Acquire) == IDLE;
+                    (o == 0 || (idle && !peers::alive(o, p.start.load(Relaxed))))
+                        && p.owner.compare_exchange(o, me, AcqRel, Relaxed).is_ok()
+                })
+            })?;
+        let p = self.peer(found);
+        p.start.store(peers::my_start(), Relaxed);
+        // Garbage (or a dead owner's leftovers) must not name positions.
+        p.producing.store(IDLE, Release);
+        p.consuming.store(IDLE, Release);
+        peers::remember(base, found);
+        Some(found)
+    }
+
+    /// Slots recovered from dead peers since the ring was made.
+    pub fn abandoned(&self) -> Abandoned {
+        let s = &self.ring().stats.0;
+        Abandoned {
+            sends: s.abandoned_sends.load(Acquire),
+            recvs: s.abandoned_recvs.load(Acquire),
+        }
+    }
+
+    /// Whether `later` is a position past `pos` (within half the
+    /// position space: anything else is older, or garbage).
+    fn is_past(later: u64, pos: u64) -> bool {
+        let d = later.wrapping_sub(pos);
+        d != 0 && d < 1 << 63
+    }
+
+    /// Where the ring is stopped at a slot someone holds: for a consumer
+    /// (`producer == false`), the slot at `head` reserved but not
+    /// committed; for a producer, the slot at `tail` still borrowed from
+    /// the last lap. Both are normal for a moment; a stop that lasts is
+    /// what [`recover`](Self::recover) looks into.
+    fn stalled(&self, producer: bool) -> Option<u64> {
+        let r = self.ring();
+        if producer {
+            let pos = self
+                .check_position(r.tail.0.load(Acquire) & !self.mark())
+                .ok()?;
+            let prev = pos.wrapping_sub(self.one_lap);
+            let held = self.slot(pos).stamp.load(Acquire) == prev.wrapping_add(1)
+                && Self::is_past(r.head.0.load(Acquire), prev);
+            held.then_some(pos)
+        } else {
+            let pos = self.check_position(r.head.0.load(Acquire)).ok()?;
+            let held = self.slot(pos).stamp.load(Acquire) == pos
+                && Self::is_past(r.tail.0.load(Acquire) & !self.mark(), pos);
+            held.then_some(pos)
+        }
+    }
+
+    /// Recovers the slots held by dead peers: a reservation never
+    /// committed is poisoned (consumers skip it; counted in
+    /// [`abandoned`](Self::abandoned)`.sends`), a borrowed slot never
+    /// released is freed (its message is dropped, never redelivered:
+    /// `recvs`; on a joinable ring it counts as done). Returns how many
+    /// slots it recovered. Blocking calls run this on their own when the
+    /// ring stays stopped at a held slot for a while; call it where only
+    /// non-blocking calls are used.
+    ///
+    /// Reads `/proc` for each entry that holds a slot: not for a hot loop.
+    /// Nothing is recovered while an untracked holder counts (see the
+    /// `peers` module): a slot is only ever taken from a process known
+    /// dead (pid gone, or reused by a process with another start time).
+    pub fn recover(&self) -> usize {
+        let mut done = 0;
+        for i in 0..PEERS {
+            let e = self.peer(i);
+            let owner = e.owner.load(Acquire);
+            if owner == 0 {
+                continue;
+            }
+            let prod = e.producing.load(Acquire);
+            let cons = e.consuming.load(Acquire);
+            if prod == IDLE && cons == IDLE {
+                continue;
+            }
+            if peers::alive(owner, e.start.load(Relaxed)) {
+                continue;
+            }
+            if prod != IDLE {
+                match self.poison(prod) {
+                    Settled::Recovered => {
+                        done += 1;
+                        let _ = e.producing.compare_exchange(prod, IDLE, AcqRel, Relaxed);
+                    }
+                    Settled::Resolved => {
+                        let _ = e.producing.compare_exchange(prod, IDLE, AcqRel, Relaxed);
+                    }
+                    Settled::Wait => {}
+                }
+            }
+            if cons != IDLE {
+                match self.free_borrowed(cons) {
+                    Settled::Recovered => {
+                        done += 1;
+                        let _ = e.consuming.compare_exchange(cons, IDLE, AcqRel, Relaxed);
+                    }
+                    Settled::Resolved => {
+                        let _ = e.consuming.compare_exchange(cons, IDLE, AcqRel, Relaxed);
+                    }
+                    Settled::Wait => {}
+                }
+            }
+        }
+        done
+    }
+
+    /// Whether a live entry names `pos` on the side `side` picks.
+    fn live_claimant(&self, pos: u64, side: fn(&Peer) -> &AtomicU64) -> bool {
+        (0..PEERS).any(|i| {
+            let e = self.peer(i);
+            side(e).load(Acquire) == pos && {
+                let o = e.owner.load(Acquire);
+                o != 0 && peers::alive(o, e.start.load(Relaxed))
+            }
+        })
+    }
+
+    /// Poisons the slot at `pos` if it is reserved and every entry naming
+    /// it is dead.
+    fn poison(&self, pos: u64) -> Settled {
+        let Ok(pos) = self.check_position(pos) else {
+            return Settled::Resolved; // garbage: nothing to do, forget it
+        };
+        let r = self.ring();
+        let s = self.slot(pos);
+        if s.stamp.load(Acquire) != pos {
+            return Settled::Resolved; // committed, cancelled, or gone by
+        }
+        // SYNC POINT (Acquire): pairs with the winner's claiming CAS, after
+        // which its entry names `pos` (see `peers`).
+        if !Self::is_past(r.tail.0.load(Acquire) & !self.mark(), pos) {
+            return Settled::Resolved; // never claimed: the owner died first
+        }
+        if r.stats.0.untracked.load(Acquire) != 0 || self.live_claimant(pos, |p| &p.producing) {
+            return Settled::Wait;
+        }
+        // A CAS: fails if the owner's commit (or cancel) landed after all.
+        if s.stamp
+            .compare_exchange(pos, pos.wrapping_add(2), AcqRel, Acquire)
+            .is_err()
+        {
+            return Settled::Resolved;
+        }
+        r.stats.0.abandoned_sends.fetch_add(1, AcqRel);
+        // The consumers stopped here may all be asleep.
+        r.not_empty.0.notify_all();
+        Settled::Recovered
+    }
+
+    /// Frees the slot at `pos` if it is borrowed and every entry naming it
+    /// is dead; the message is dropped.
+    fn free_borrowed(&self, pos: u64) -> Settled {
+        let Ok(pos) = self.check_position(pos) else {
+            return Settled::Resolved;
+        };
+        let r = self.ring();
+        let s = self.slot(pos);
+        if s.stamp.load(Acquire) != pos.wrapping_add(1) {
+            return Settled::Resolved; // released, or never claimed and gone by
+        }
+        // SYNC POINT (Acquire): as in `poison`, with `head`.
+        if !Self::is_past(r.head.0.load(Acquire), pos) {
+            return Settled::Resolved; // committed, not claimed: not held
+        }
+        if r.stats.0.untracked.load(Acquire) != 0 || self.live_claimant(pos, |p| &p.consuming) {
+            return Settled::Wait;
+        }
+        if s.stamp
+            .compare_exchange(
+                pos.wrapping_add(1),
+                pos.wrapping_add(self.one_lap),
+                AcqRel,
+                Acquire,
+            )
+            .is_err()
+        {
+            return Settled::Resolved;
+        }
+        r.stats.0.abandoned_recvs.fetch_add(1, AcqRel);
+        if self.joinable {
+            // The dead consumer cannot call `task_done`: the message it
+            // took counts as done (saturating: the count may be garbage).
+            let _ = self.task_done();
+        }
+        r.not_full.0.notify_all();
+        Settled::Recovered
     }
 
     fn next(&self, pos: u64) -> u64 {
@@ -630,7 +1013,18 @@ impl MpmcRef {
     /// Reserves the next free slot: `Full` if there is none, `Closed` once
     /// closed. Commit it with [`commit`](Self::commit) or give it back
     /// with [`cancel`](Self::cancel), or the consumers stop at it.
+    #[inline]
     pub fn try_reserve(&self) -> Result<SlotRef<'_>> {
+        let seat = self.seat(|p| &p.producing);
+        let res = self.try_reserve_as(seat);
+        if res.is_err() {
+            self.unseat(seat, |p| &p.producing);
+        }
+        res
+    }
+
+    #[inline]
+    fn try_reserve_as(&self, seat: Seat) -> Result<SlotRef<'_>> {
         let r = self.ring();
         let mut tail = r.tail.0.load(Acquire);
         loop {
@@ -642,6 +1036,11 @@ impl MpmcRef {
             // consumer that freed the slot (`release`).
             let stamp = self.slot(pos).stamp.load(Acquire);
             if stamp == pos {
+                // SYNC POINT: our claim is on record before we make it
+                // (see `peers`); a plain store to our own line.
+                if let Some(i) = seat.index() {
+                    self.peer(i).producing.store(pos, Release);
+                }
                 // Fails once `close` marked `tail`: a reservation either
                 // happens before the close (and is drained) or not at all.
                 match r
@@ -649,7 +1048,10 @@ impl MpmcRef {
                     .0
                     .compare_exchange_weak(pos, self.next(pos), AcqRel, Acquire)
                 {
-                    Ok(_) => return Ok(self.slot_ref(pos, 0)),
+                    Ok(_) => {
+                        fault_point!("mpmc.send.reserved");
+                        return Ok(self.slot_ref(pos, 0, seat));
+                    }
                     Err(now) => {
                         tail = now;
                         continue;
@@ -657,10 +1059,10 @@ impl MpmcRef {
                 }
             }
             let prev = pos.wrapping_sub(self.one_lap);
-            if stamp == prev || stamp == prev.wrapping_add(1) {
+            if stamp == prev || stamp == prev.wrapping_add(1) || stamp == prev.wrapping_add(2) {
                 // The slot still holds the previous lap's message (or its
-                // producer has not committed yet): full, unless `tail`
-                // moved meanwhile.
+                // producer has not committed yet, or it was poisoned and
+                // not yet skipped): full, unless `tail` moved meanwhile.
                 let now = r.tail.0.load(Acquire);
                 if now == pos {
                     return Err(Error::Full);
@@ -693,13 +1095,15 @@ impl MpmcRef {
     /// slot_size`, clamped); counts one more unfinished task on a
     /// joinable ring. [`Error::InvalidArgument`] for a slot of another
     /// ring (nothing is touched then).
+    #[inline]
     pub fn commit(&self, slot: SlotRef<'_>, len: usize) -> Result<()> {
         let pos = self.held(&slot)?;
         debug_assert!(len <= self.slot_size);
+        fault_point!("mpmc.send.before_commit");
         if self.joinable {
             self.ring().tasks.0.unfinished.fetch_add(1, SeqCst);
         }
-        self.publish(pos, len.min(self.slot_size) as u32);
+        self.publish(pos, len.min(self.slot_size) as u32, slot.seat);
         Ok(())
     }
 
@@ -707,16 +1111,21 @@ impl MpmcRef {
     /// [`Error::InvalidArgument`] for a slot of another ring.
     pub fn cancel(&self, slot: SlotRef<'_>) -> Result<()> {
         let pos = self.held(&slot)?;
-        self.publish(pos, CANCELLED);
+        self.publish(pos, CANCELLED, slot.seat);
         Ok(())
     }
 
-    fn publish(&self, pos: u64, len: u32) {
+    #[inline]
+    fn publish(&self, pos: u64, len: u32, seat: Seat) {
         let s = self.slot(pos);
         s.len.store(len, Relaxed);
         // SYNC POINT (Release): payload and `len` before the stamp; pairs
         // with the Acquire load in `try_claim`.
         s.stamp.store(pos.wrapping_add(1), Release);
+        fault_point!("mpmc.send.committed_before_wake");
+        // After the stamp (Release): a recoverer that sees the entry idle
+        // sees the commit, and its poisoning CAS fails.
+        self.unseat(seat, |p| &p.producing);
         let r = self.ring();
         let next = self.next(pos);
         self.wake(&r.not_empty.0, &r.not_full.0, next, next);
@@ -728,7 +1137,22 @@ impl MpmcRef {
     /// yet committed counts as empty), `Closed` once closed and every
     /// reservation made before the close was consumed or skipped.
     /// Cancelled slots are skipped.
-    pub fn try_claim(&self, mut check: impl FnMut(usize) -> Result<()>) -> Result<SlotRef<'_>> {
+    #[inline]
+    pub fn try_claim(&self, check: impl FnMut(usize) -> Result<()>) -> Result<SlotRef<'_>> {
+        let seat = self.seat(|p| &p.consuming);
+        let res = self.try_claim_as(seat, check);
+        if res.is_err() {
+            self.unseat(seat, |p| &p.consuming);
+        }
+        res
+    }
+
+    #[inline]
+    fn try_claim_as(
+        &self,
+        seat: Seat,
+        mut check: impl FnMut(usize) -> Result<()>,
+    ) -> Result<SlotRef<'_>> {
         let r = self.ring();
         let mut pos = self.check_position(r.head.0.load(Acquire))?;
         // Each cancelled slot is skipped once (and freed, so a garbage ring
@@ -745,6 +1169,29 @@ impl MpmcRef {
             // `publish`: the payload and `len` are visible.
             let s = self.slot(pos);
             let stamp = s.stamp.load(Acquire);
+            if stamp == pos.wrapping_add(2) {
+                // Poisoned (a dead producer's reservation, counted by who
+                // poisoned it): skip it, as a cancelled slot.
+                match r
+                    .head
+                    .0
+                    .compare_exchange_weak(pos, self.next(pos), AcqRel, Acquire)
+                {
+                    Ok(_) => {
+                        self.release_pos(pos);
+                        skips -= 1;
+                        if skips == 0 {
+                            return Err(Error::Empty);
+                        }
+                        pos = self.next(pos);
+                    }
+                    Err(now) => {
+                        pos = self.check_position(now)?;
+                        skips = budget;
+                    }
+                }
+                continue;
+            }
             if stamp == pos.wrapping_add(1) {
                 let raw = s.len.load(Relaxed);
                 let len = if raw == CANCELLED {
@@ -770,13 +1217,20 @@ impl MpmcRef {
                         continue;
                     }
                 }
+                // SYNC POINT: on record before the claim (see `peers`).
+                if let Some(i) = seat.index() {
+                    self.peer(i).consuming.store(pos, Release);
+                }
                 match r
                     .head
                     .0
                     .compare_exchange_weak(pos, self.next(pos), AcqRel, Acquire)
                 {
                     Ok(_) => match len {
-                        Some(len) => return Ok(self.slot_ref(pos, len)),
+                        Some(len) => {
+                            fault_point!("mpmc.recv.borrowed");
+                            return Ok(self.slot_ref(pos, len, seat));
+                        }
                         None => {
                             self.release_pos(pos);
                             if raw != CANCELLED {
@@ -865,9 +1319,19 @@ impl MpmcRef {
     /// announced after it sees our claim and our stamp) and
     /// `EventCount::notify` (a committer whose store we miss sees the
     /// sleepers, and its wake-up reaches someone who sees our claim).
+    ///
+    /// In a process registered for `membarrier` (see `sys::membarrier`)
+    /// the fence is only a compiler barrier: every waiter, after its
+    /// `prepare` fence, issues the heavy barrier ([`heavy_prepare`]), which
+    /// runs a full barrier on every CPU running a registered thread, so the
+    /// Dekker pair still holds: either that barrier came after our stamp
+    /// store (the waiter's re-check sees it) or before our loads (we see
+    /// the waiter). This fence was the largest cost of a message: a store
+    /// to a line the other side holds, then a fence, stalls for a
+    /// cross-core round trip.
     #[inline]
     fn wake(&self, mine: &EventCount, other: &EventCount, next: u64, ready: u64) {
-        fence(SeqCst);
+        light_fence();
         if mine.has_sleepers() {
             mine.notify(1);
         }
@@ -893,12 +1357,16 @@ impl MpmcRef {
 
     /// Frees a claimed slot for the producers. [`Error::InvalidArgument`]
     /// for a slot of another ring (nothing is touched then).
+    #[inline]
     pub fn release(&self, slot: SlotRef<'_>) -> Result<()> {
         let pos = self.held(&slot)?;
         self.release_pos(pos);
+        // After the stamp (Release): see `publish`.
+        self.unseat(slot.seat, |p| &p.consuming);
         Ok(())
     }
 
+    #[inline]
     fn release_pos(&self, pos: u64) {
         // SYNC POINT (Release): our reads of the payload before the stamp
         // that lets a producer overwrite it; pairs with `try_reserve`.
@@ -913,15 +1381,23 @@ impl MpmcRef {
     /// Runs `attempt` until it gives something other than `retry`,
     /// spinning briefly, then sleeping on `ec` in slices of at most 200 ms
     /// until `until` (`None`: no limit). `Timeout` once `until` passed.
+    ///
+    /// `stall` says what a wait may be stuck behind: `Some(producer)`
+    /// watches [`stalled`](Self::stalled) for that side and runs
+    /// [`recover`](Self::recover) once the same slot has held the ring for
+    /// `GRACE` (50 ms); `None` (`join`) recovers at each slice end.
     fn wait_on<R>(
         &self,
         ec: &EventCount,
         retry: fn(&Error) -> bool,
         until: Option<Deadline>,
+        stall: Option<bool>,
         mut attempt: impl FnMut() -> Result<R>,
     ) -> Result<R> {
         let mut backoff = Backoff::new();
         let mut yields = 0;
+        // The held slot we saw the ring stopped at, and since when.
+        let mut stopped: Option<(u64, Deadline)> = None;
         loop {
             match attempt() {
                 Err(e) if retry(&e) => {}
@@ -944,7 +1420,46 @@ impl MpmcRef {
                 std::thread::yield_now();
                 continue;
             }
+            let mut slice = slice_end(until);
+            #[cfg(loom)]
+            let stall = self.track.then_some(stall);
+            #[cfg(not(loom))]
+            let stall = Some(stall);
+            match stall {
+                // (loom only) a model without dead peers: no recovery.
+                None => {}
+                Some(stall) => match stall {
+                    Some(producer) => match self.stalled(producer) {
+                        Some(pos) => {
+                            let due = match stopped {
+                                Some((at, since)) if at == pos => since.has_passed(),
+                                _ => {
+                                    stopped = Some((pos, Deadline::after(GRACE)));
+                                    false
+                                }
+                            };
+                            // Loom has no clock (a timed wait sleeps until
+                            // woken): there, look at once.
+                            if due || cfg!(loom) {
+                                stopped = None;
+                                if self.recover() > 0 {
+                                    continue;
+                                }
+                            }
+                            slice = slice.min(Deadline::after(GRACE));
+                        }
+                        None => stopped = None,
+                    },
+                    None => {
+                        if self.recover() > 0 {
+                            continue;
+                        }
+                    }
+                },
+            }
             let key = ec.prepare();
+            // The waiter's half of the asymmetric fence (see `wake`).
+            let covered = heavy_prepare();
             match attempt() {
                 Err(e) if retry(&e) => {}
                 other => {
@@ -952,7 +1467,9 @@ impl MpmcRef {
                     return other;
                 }
             }
-            let slice = slice_end(until);
+            if !covered {
+                slice = slice.min(Deadline::after(UNCOVERED_SLICE));
+            }
             match ec.wait(key, Some(slice)) {
                 Ok(()) => {}
                 // The end of a slice: look again (closed? room? data?).
@@ -965,18 +1482,44 @@ impl MpmcRef {
     }
 
     /// [`try_reserve`](Self::try_reserve), waiting for room until `until`.
+    #[inline]
     pub(crate) fn reserve_until(&self, until: Option<Deadline>) -> Result<SlotRef<'_>> {
+        // The first attempt inline; the waiting loop out of line.
+        match self.try_reserve() {
+            Err(Error::Full) => {}
+            other => return other,
+        }
+        self.reserve_wait(until)
+    }
+
+    #[inline(never)]
+    fn reserve_wait(&self, until: Option<Deadline>) -> Result<SlotRef<'_>> {
         let ec = &self.ring().not_full.0;
         self.wait_on(
             ec,
             |e| matches!(e, Error::Full),
             until,
+            Some(true),
             || self.try_reserve(),
         )
     }
 
     /// [`try_claim`](Self::try_claim), waiting for a message until `until`.
+    #[inline]
     pub(crate) fn claim_until(
+        &self,
+        until: Option<Deadline>,
+        mut check: impl FnMut(usize) -> Result<()>,
+    ) -> Result<SlotRef<'_>> {
+        match self.try_claim(&mut check) {
+            Err(Error::Empty) => {}
+            other => return other,
+        }
+        self.claim_wait(until, check)
+    }
+
+    #[inline(never)]
+    fn claim_wait(
         &self,
         until: Option<Deadline>,
         mut check: impl FnMut(usize) -> Result<()>,
@@ -986,6 +1529,7 @@ impl MpmcRef {
             ec,
             |e| matches!(e, Error::Empty),
             until,
+            Some(false),
             || self.try_claim(&mut check),
         )
     }
@@ -1024,6 +1568,7 @@ impl MpmcRef {
             ec,
             |e| matches!(e, Error::WouldBlock),
             until,
+            None,
             || {
                 if self.unfinished() == 0 {
                     Ok(())
@@ -1122,6 +1667,13 @@ pub fn __fuzz_garbage(data: &[u8]) {
                 let _ = r.release(s);
             }
             let _ = r.task_done();
+            if i % 8 == 0 {
+                // Garbage peer entries, stamps and positions: recovery must
+                // end, and take nothing it cannot prove dead.
+                let _ = r.recover();
+                let _ = r.stalled(i % 16 == 0);
+                let _ = r.abandoned();
+            }
             let _ = r.join_until(Some(Deadline::PASSED));
             let _ = r.reserve_until(Some(Deadline::PASSED)).map(|s| r.cancel(s));
         }
@@ -1399,6 +1951,146 @@ mod tests {
         assert_eq!(recv(&b).unwrap(), b"ok");
     }
 
+    /// Runs `f` on a thread that then "dies": it is declared dead to the
+    /// liveness check, and whatever slot `f` leaked stays held.
+    fn dies_holding<F: FnOnce() + Send>(f: F) {
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                f();
+                peers::pretend_dead();
+            });
+        });
+    }
+
+    #[test]
+    fn mpmc_dead_producer_reservation_is_poisoned_and_skipped() {
+        let r = MpmcRing::new(3, 8, FLAG_JOINABLE).unwrap();
+        dies_holding(|| {
+            let s = r.try_reserve().unwrap();
+            // SAFETY: reserved by us; half a message, never committed.
+            unsafe { r.payload_ptr(&s).write_bytes(0xee, 4) };
+            // Leaked: `SlotRef` has no `Drop`, the slot stays held.
+            let _ = s;
+        });
+        send(&r, b"behind").unwrap();
+        assert!(matches!(recv(&r), Err(Error::Empty)), "stopped at the slot");
+        assert_eq!(r.stalled(false), Some(0));
+        assert_eq!(r.recover(), 1);
+        assert_eq!(r.recover(), 0, "recovered once");
+        assert_eq!(r.abandoned(), Abandoned { sends: 1, recvs: 0 });
+        assert_eq!(recv(&r).unwrap(), b"behind");
+        // The poisoned slot never counted as a task.
+        assert_eq!(r.unfinished(), 1);
+        r.task_done().unwrap();
+        // The slot is free again, lap after lap.
+        for i in 0..10u8 {
+            send(&r, &[i]).unwrap();
+            assert_eq!(recv(&r).unwrap(), [i]);
+            r.task_done().unwrap();
+        }
+        r.join_until(Some(Deadline::PASSED)).unwrap();
+    }
+
+    #[test]
+    fn mpmc_dead_consumer_borrow_is_freed_and_dropped() {
+        let r = MpmcRing::new(2, 8, FLAG_JOINABLE).unwrap();
+        send(&r, b"a").unwrap();
+        send(&r, b"b").unwrap();
+        dies_holding(|| {
+            let _held = r.try_claim(|_| Ok(())).unwrap();
+        });
+        assert_eq!(recv(&r).unwrap(), b"b");
+        r.task_done().unwrap();
+        assert!(
+            matches!(send(&r, b"c"), Err(Error::Full)),
+            "stopped a lap later"
+        );
+        assert!(r.stalled(true).is_some());
+        assert_eq!(r.recover(), 1);
+        assert_eq!(r.abandoned(), Abandoned { sends: 0, recvs: 1 });
+        // Dropped, not redelivered; it counts as done.
+        send(&r, b"c").unwrap();
+        send(&r, b"d").unwrap();
+        assert_eq!(recv(&r).unwrap(), b"c");
+        assert_eq!(recv(&r).unwrap(), b"d");
+        assert_eq!(r.unfinished(), 2);
+        r.task_done().unwrap();
+        r.task_done().unwrap();
+        r.join_until(Some(Deadline::PASSED)).unwrap();
+    }
+
+    #[test]
+    fn mpmc_live_holders_are_never_recovered() {
+        let r = MpmcRing::new(2, 8, 0).unwrap();
+        let s = r.try_reserve().unwrap();
+        send(&r, b"x").unwrap();
+        assert_eq!(r.recover(), 0);
+        r.commit(s, 0).unwrap();
+        let c = r.try_claim(|_| Ok(())).unwrap();
+        assert_eq!(r.recover(), 0);
+        r.release(c).unwrap();
+        assert_eq!(recv(&r).unwrap(), b"x");
+        assert_eq!(r.abandoned(), Abandoned::default());
+    }
+
+    /// A thread holding two reservations at once is untracked for the
+    /// second: while it holds it, nothing is recovered (it cannot be told
+    /// from a dead holder), and once it lets go recovery works again.
+    #[test]
+    fn mpmc_untracked_holder_blocks_recovery_until_it_lets_go() {
+        let r = MpmcRing::new(4, 8, 0).unwrap();
+        dies_holding(|| {
+            let _held = r.try_reserve().unwrap();
+        });
+        let a = r.try_reserve().unwrap();
+        let b = r.try_reserve().unwrap();
+        assert_eq!(b.seat, Seat::NONE);
+        assert_eq!(r.recover(), 0, "an untracked holder is alive");
+        r.commit(b, 0).unwrap();
+        assert_eq!(r.recover(), 1);
+        r.commit(a, 0).unwrap();
+        assert_eq!(r.abandoned().sends, 1);
+    }
+
+    /// A waiting consumer recovers a dead reservation on its own (after
+    /// the grace period), and `Closed` comes once it is skipped.
+    #[test]
+    fn mpmc_dead_reservation_does_not_withhold_closed() {
+        let r = MpmcRing::new(2, 8, 0).unwrap();
+        dies_holding(|| {
+            let _held = r.try_reserve().unwrap();
+        });
+        send(&r, b"z").unwrap();
+        r.close();
+        let got = r.claim_until(Some(Deadline::after(Duration::from_secs(10))), |_| Ok(()));
+        let s = got.unwrap();
+        assert_eq!(s.len(), 1);
+        r.release(s).unwrap();
+        let end = r.claim_until(Some(Deadline::after(Duration::from_secs(10))), |_| Ok(()));
+        assert!(matches!(end, Err(Error::Closed)), "{end:?}");
+        assert_eq!(r.abandoned().sends, 1);
+    }
+
+    /// Hostile peer entries (positions, owners, the untracked count) give
+    /// no panic, no UB and no recovery of a live slot.
+    #[test]
+    fn mpmc_garbage_peer_table_is_harmless() {
+        let r = MpmcRing::new(3, 8, 0).unwrap();
+        let s = r.try_reserve().unwrap();
+        for (i, v) in [u64::MAX - 1, 0, 1, 5, 1 << 40].into_iter().enumerate() {
+            let p = &r.ring().peers[i + 1].0;
+            p.owner.store(0xffff_ffff_0000_0001 + i as u64, SeqCst);
+            p.producing.store(v, SeqCst);
+            p.consuming.store(v, SeqCst);
+        }
+        let _ = r.recover();
+        r.commit(s, 0).unwrap();
+        assert_eq!(recv(&r).unwrap(), b"");
+        r.ring().stats.0.untracked.store(u64::MAX, SeqCst);
+        send(&r, b"ok").unwrap();
+        assert_eq!(recv(&r).unwrap(), b"ok");
+    }
+
     #[test]
     fn mpmc_task_done_counts() {
         let r = MpmcRing::new(2, 8, FLAG_JOINABLE).unwrap();
@@ -1660,6 +2352,59 @@ mod loom_tests {
                 assert_eq!(got, commit as u32);
             });
         }
+    }
+
+    /// The race the peer table exists for: a producer that died after
+    /// recording position 0 and lost the CAS for it (a dead loser, forged
+    /// here as an entry), a live producer that wins position 0 and commits
+    /// slowly, and a recoverer running meanwhile. The live producer's slot
+    /// must never be poisoned. Catches: dropping the live-claimant check in
+    /// `poison`, recording the position after the claiming CAS instead of
+    /// before it, and clearing the entry before the commit's stamp store.
+    #[test]
+    fn loom_mpmc_dead_loser_never_poisons_a_live_winner() {
+        builder().check(|| {
+            let r = Arc::new(MpmcRing::new(2, 1, 0).unwrap().tracked());
+            let ghost = (std::process::id() as u64) << 32 | 0xffff_fff0;
+            peers::declare_dead(ghost);
+            let e = &r.ring().peers[PEERS - 1].0;
+            e.owner.store(ghost, SeqCst);
+            e.producing.store(0, SeqCst);
+            let r1 = r.clone();
+            let p = loom::thread::spawn(move || put(&r1, 7));
+            assert_eq!(r.recover(), 0);
+            assert_eq!(take(&r), 7);
+            p.join().unwrap();
+            assert_eq!(r.abandoned().sends, 0, "a live reservation was poisoned");
+        });
+    }
+
+    /// A consumer dies holding a borrowed slot of a capacity-1 ring; a
+    /// producer then finds the ring stopped and recovers it while the
+    /// remaining consumer recovers too: the slot is freed exactly once
+    /// (the recovery is a CAS on the stamp), the new message arrives, and
+    /// nobody sleeps for ever. Catches: a plain store instead of the CAS
+    /// in `free_borrowed` (counted twice), and a waiter that does not
+    /// recover before it sleeps (loom deadlock).
+    #[test]
+    fn loom_mpmc_dead_consumer_slot_is_freed_once() {
+        builder().check(|| {
+            let r = Arc::new(MpmcRing::new(1, 1, 0).unwrap().tracked());
+            put(&r, 1);
+            let r0 = r.clone();
+            loom::thread::spawn(move || {
+                let _held = r0.try_claim(|_| Ok(())).unwrap();
+                peers::pretend_dead();
+            })
+            .join()
+            .unwrap();
+            let r1 = r.clone();
+            let p = loom::thread::spawn(move || put(&r1, 2));
+            r.recover();
+            assert_eq!(take(&r), 2);
+            p.join().unwrap();
+            assert_eq!(r.abandoned().recvs, 1);
+        });
     }
 
     /// A cancelled reservation is skipped: the consumer gets the message

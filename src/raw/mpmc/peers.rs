@@ -1,0 +1,293 @@
+//! The peer table of an MPMC ring: who is reserving or consuming which
+//! position right now, so that a slot held by a dead process can be told
+//! from one held by a slow live one.
+//!
+//! This is the ring's `robust_list`/`list_op_pending`: each (process,
+//! thread) that uses the ring owns one 64-byte entry (its own line, so the
+//! stores below stay in its own cache) holding its pid, the start time of
+//! its process, and the position it is reserving (`producing`) or has
+//! claimed (`consuming`), or [`IDLE`]. A producer stores its position
+//! *before* the CAS that claims it and clears it (Release) after its
+//! commit; a consumer likewise around its claim and release. Those are
+//! plain stores to a line nobody else writes: no fence, no RMW.
+//!
+//! SYNC POINT: the position store is sequenced before the claiming CAS on
+//! `tail` (`head`); a recoverer that loads `tail` (`head`) with Acquire and
+//! sees it past the position therefore sees the winner's entry naming the
+//! position (`tail` and `head` change only by RMWs, which continue the
+//! release sequence), or a later store of that entry, which is Release and
+//! sequenced after the winner's commit (release): then the stamp CAS of
+//! the recoverer fails. So "every entry naming the position is dead"
+//! means the winner is dead.
+//!
+//! An entry is claimed with a CAS on `owner` (0, or a dead owner whose
+//! entry is idle, becomes ours) and cached per thread. When the table is
+//! full, or a thread holds a second slot at once, the holder is
+//! *untracked*: it counts itself in the ring's `untracked` word, and while
+//! that is non-zero recovery waits (an untracked holder cannot be told from
+//! a dead one). A process killed while untracked leaves the count raised:
+//! recovery is then off for that ring, which is the documented fallback
+//! (never a wrong recovery). Entries of threads that exited in a live
+//! process stay taken until the process exits.
+//!
+//! A held slot copied into a child by `fork` (a `Reservation` alive across
+//! the fork) still names the parent: if the parent dies and the child
+//! commits it later, the recovery may already have poisoned it. Do not
+//! fork while holding a slot.
+
+use super::super::sync::{AtomicU64, Ordering::*};
+use std::cell::Cell;
+
+/// Entries in the table (fewer under loom, to keep models small).
+#[cfg(not(loom))]
+pub(crate) const PEERS: usize = 64;
+#[cfg(loom)]
+pub(crate) const PEERS: usize = 2;
+
+/// "No position": never a valid position, since its index bits are all set
+/// and the index of a position is below `one_lap / 2`.
+pub(crate) const IDLE: u64 = u64::MAX;
+
+/// One entry: 32 bytes, each in a line of its own.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Peer {
+    /// `pid << 32 | thread number` of the owner; 0: free.
+    pub(crate) owner: AtomicU64,
+    /// The owner process's start time (0: unknown).
+    pub(crate) start: AtomicU64,
+    /// The position this owner is reserving or holds reserved, or `IDLE`.
+    pub(crate) producing: AtomicU64,
+    /// The position this owner is claiming or holds borrowed, or `IDLE`.
+    pub(crate) consuming: AtomicU64,
+}
+
+impl Peer {
+    pub(crate) fn new() -> Peer {
+        Peer {
+            owner: AtomicU64::new(0),
+            start: AtomicU64::new(0),
+            producing: AtomicU64::new(IDLE),
+            consuming: AtomicU64::new(IDLE),
+        }
+    }
+}
+
+/// The index of the entry a slot's holder records itself in, or
+/// [`Seat::NONE`] for an untracked holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Seat(pub(crate) u32);
+
+impl Seat {
+    pub(crate) const NONE: Seat = Seat(u32::MAX);
+    /// Loom only: a ring whose model does not explore recovery records
+    /// nothing (see `MpmcRef::track`).
+    #[cfg(loom)]
+    pub(crate) const SKIP: Seat = Seat(u32::MAX - 1);
+
+    pub(crate) fn index(self) -> Option<usize> {
+        (self.0 < u32::MAX - 1).then_some(self.0 as usize)
+    }
+}
+
+/// How many slots were recovered from dead peers, since the ring was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Abandoned {
+    /// Reservations of producers that died before committing: the slot
+    /// was poisoned and skipped; nothing of it was delivered.
+    pub sends: u64,
+    /// Messages borrowed by consumers that died before releasing them: the
+    /// slot was freed and the message dropped (never redelivered).
+    pub recvs: u64,
+}
+
+/// Slots in the per-thread cache of (ring address, entry index).
+const CACHED: usize = 4;
+
+#[derive(Clone, Copy)]
+struct Cache {
+    /// The fork generation `owner` was computed in.
+    gen: u64,
+    owner: u64,
+    rings: [(usize, u32); CACHED],
+    next: usize,
+}
+
+/// A thread-local `Cell` (const-initialised: no lazy check on access;
+/// loom's own thread locals under loom).
+#[cfg(not(loom))]
+macro_rules! tls {
+    ($name:ident: $t:ty = $e:expr) => {
+        std::thread_local! { static $name: $t = const { $e }; }
+    };
+}
+#[cfg(loom)]
+macro_rules! tls {
+    ($name:ident: $t:ty = $e:expr) => {
+        loom::thread_local! { static $name: $t = $e; }
+    };
+}
+
+const EMPTY: Cache = Cache {
+    gen: 0,
+    owner: 0,
+    rings: [(0, 0); CACHED],
+    next: 0,
+};
+
+tls!(CACHE: Cell<Cache> = Cell::new(EMPTY));
+
+/// Numbers threads within a process (never 0).
+static THREADS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+tls!(THREAD_NO: Cell<u32> = Cell::new(0));
+// The last hit: (ring address, entry index, owner word, generation).
+tls!(LAST: Cell<(usize, usize, u64, u64)> = Cell::new((0, 0, 0, 0)));
+
+fn thread_no() -> u32 {
+    THREAD_NO.with(|t| {
+        if t.get() == 0 {
+            t.set(
+                THREADS
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    .max(1),
+            );
+        }
+        t.get()
+    })
+}
+
+#[cfg(not(any(loom, miri)))]
+fn generation() -> u64 {
+    crate::sys::fork::generation()
+}
+#[cfg(any(loom, miri))]
+fn generation() -> u64 {
+    1
+}
+
+/// This thread's owner word and the cached entry for the ring at `ring`,
+/// if it still names us.
+#[inline]
+pub(crate) fn lookup(ring: usize, table: &[super::Line<Peer>; PEERS]) -> (u64, Option<usize>) {
+    let (r, idx, owner, gen) = LAST.with(|l| l.get());
+    if r == ring && gen == generation() && table[idx % PEERS].0.owner.load(Relaxed) == owner {
+        return (owner, Some(idx % PEERS));
+    }
+    lookup_slow(ring, table)
+}
+
+#[cold]
+fn lookup_slow(ring: usize, table: &[super::Line<Peer>; PEERS]) -> (u64, Option<usize>) {
+    CACHE.with(|c| {
+        let mut cache = c.get();
+        let gen = generation();
+        if cache.gen != gen || cache.owner == 0 {
+            // First use, or a forked child: our identity changed.
+            cache = Cache {
+                gen,
+                owner: (std::process::id() as u64) << 32 | thread_no() as u64,
+                rings: [(0, 0); CACHED],
+                next: 0,
+            };
+            c.set(cache);
+        }
+        for &(addr, idx) in &cache.rings {
+            if addr == ring
+                && (idx as usize) < PEERS
+                && table[idx as usize].0.owner.load(Relaxed) == cache.owner
+            {
+                LAST.with(|l| l.set((ring, idx as usize, cache.owner, cache.gen)));
+                return (cache.owner, Some(idx as usize));
+            }
+        }
+        (cache.owner, None)
+    })
+}
+
+/// Remembers that entry `idx` of the ring at `ring` is ours.
+pub(crate) fn remember(ring: usize, idx: usize) {
+    CACHE.with(|c| {
+        let mut cache = c.get();
+        let n = cache.next % CACHED;
+        cache.rings[n] = (ring, idx as u32);
+        cache.next = n + 1;
+        c.set(cache);
+        LAST.with(|l| l.set((ring, idx, cache.owner, cache.gen)));
+    });
+}
+
+/// This process's start time (0 where unknown), read once.
+pub(crate) fn my_start() -> u64 {
+    #[cfg(not(any(loom, miri)))]
+    {
+        static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        *START.get_or_init(|| crate::sys::proc::start_time(crate::sys::proc::pid()).unwrap_or(0))
+    }
+    #[cfg(any(loom, miri))]
+    0
+}
+
+/// Owner words that tests declare dead (loom and Miri cannot kill a
+/// thread, and cannot read `/proc`).
+#[cfg(test)]
+static PRETEND_DEAD: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+
+/// Declares this thread dead for the liveness check (tests only).
+#[cfg(test)]
+pub(crate) fn pretend_dead() {
+    let me = CACHE.with(|c| c.get().owner);
+    let me = if me == 0 {
+        (std::process::id() as u64) << 32 | thread_no() as u64
+    } else {
+        me
+    };
+    PRETEND_DEAD
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(me);
+}
+
+/// Declares the owner word `owner` dead (loom models only).
+#[cfg(all(test, loom))]
+pub(crate) fn declare_dead(owner: u64) {
+    PRETEND_DEAD
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(owner);
+}
+
+/// Whether the owner `owner` (started at `start`) may still be running.
+/// Errs on "alive": a wrong "dead" could let a live holder's slot be
+/// taken from it, a wrong "alive" only delays recovery.
+pub(crate) fn alive(owner: u64, start: u64) -> bool {
+    #[cfg(test)]
+    if PRETEND_DEAD
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&owner)
+    {
+        return false;
+    }
+    let pid = (owner >> 32) as u32;
+    if pid == 0 || pid > i32::MAX as u32 {
+        // Garbage: no process has it, nobody can be hurt by "dead", but a
+        // hostile table must not make us recover live slots either; the
+        // stamp CAS and the live-claimant check still guard those.
+        return false;
+    }
+    #[cfg(any(loom, miri))]
+    {
+        let _ = start;
+        true
+    }
+    #[cfg(not(any(loom, miri)))]
+    {
+        if pid == crate::sys::proc::pid() {
+            // Our own process is alive (a thread of ours that exited is
+            // not detected: see the module documentation).
+            return true;
+        }
+        crate::sys::proc::is_alive(pid, start)
+    }
+}
