@@ -481,8 +481,10 @@ impl Header {
                 Relaxed,
             );
         }
-        self.checksum
-            .store(Self::checksum_of(&self.fields(), &self.link_bytes()), Relaxed);
+        self.checksum.store(
+            Self::checksum_of(&self.fields(), &self.link_bytes()),
+            Relaxed,
+        );
         Ok(())
     }
 
@@ -690,5 +692,30 @@ impl Header {
             creator_pidns: f[15],
             link,
         })
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// With every row held by a live process and the overflow count
+    /// saturated, an attacher is recorded nowhere, and its release takes
+    /// nobody else's count (review finding 7: it used to decrement it).
+    #[test]
+    fn a_saturated_overflow_count_is_never_decremented_by_an_uncounted_claim() {
+        let mut copy = HeaderCopy::zeroed();
+        let header = copy.header();
+        let me = proc::pid();
+        let start = proc::start_time(me).unwrap_or(0);
+        for _ in 0..ATTACH_SLOTS {
+            assert!(matches!(header.attach(me, start), Claim::Row { .. }));
+        }
+        assert_eq!(header.attach(me, start), Claim::Overflow);
+        header.overflow.store(u32::MAX, SeqCst);
+        let claim = header.attach(me, start);
+        header.detach(claim);
+        assert_eq!(header.overflow.load(SeqCst), u32::MAX);
+        assert_eq!(claim, Claim::Uncounted);
     }
 }

@@ -190,8 +190,8 @@ fn read(name: &str, fd: &OwnedFd) -> Result<Option<SegmentReport>> {
     });
     if let Ok(info) = &report.header {
         report.foreign_pid_namespace = info.creator_pidns != proc::pid_namespace();
-        report.creator_alive = !report.foreign_pid_namespace
-            && proc::is_alive(info.creator_pid, info.creator_start);
+        report.creator_alive =
+            !report.foreign_pid_namespace && proc::is_alive(info.creator_pid, info.creator_start);
         (report.attachers, report.overflow) = header.attachers();
     }
     Ok(Some(report))

@@ -453,6 +453,9 @@ impl Segment {
         // is ignored only while the name still names this very object.
         let me = proc::pid();
         let header = header_of(&seg.map);
+        // Checked, not yet recorded: a cleaner may judge the segment stale
+        // and remove it now.
+        crate::fault::fault_point!("segment.open.before_claim");
         let claim = header.attach(me, proc::start_time(me).unwrap_or(0));
         let gone = match header.doomed_by() {
             None => false,
