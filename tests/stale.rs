@@ -721,6 +721,24 @@ fn a_cleaner_in_another_pid_namespace_keeps_segments() {
     assert_eq!(v.get().unwrap(), 6);
 }
 
+/// A segment that a process of another pid namespace opened (its `foreign`
+/// word set) is never judged by pids again: in use, kept.
+#[test]
+fn a_segment_opened_from_another_pid_namespace_is_kept() {
+    let name = unique("foreignns");
+    let _rm = RemoveOnDrop(name.clone());
+    killed_creator(&name, 0);
+    assert!(segment::inspect(&name).unwrap().is_stale());
+    write_u32(&name, OVERFLOW_OFFSET + 4, 1);
+    let r = segment::inspect(&name).unwrap();
+    assert!(
+        r.foreign_pid_namespace && r.in_use() && !r.is_stale(),
+        "{r:?}"
+    );
+    assert!(!segment::remove_if_stale(&name).unwrap());
+    assert!(shm_path(&name).exists());
+}
+
 /// Stops at the point named by `STOP_AT_POINT` until the file named by
 /// `PAUSE_FILE`, which it creates, is removed by the parent.
 #[cfg(feature = "fault-injection")]

@@ -23,7 +23,8 @@
 //! |        |                  | + `creator_pidns`                                 |
 //! |    112 | `link`           | NUL-padded name of a linked lock segment          |
 //! |    368 | `overflow`       | attachers that found the table full (mutable)     |
-//! |    372 | reserved         | zero                                              |
+//! |    372 | `foreign`        | 1 once a process of another pid namespace than    |
+//! |        |                  | the creator's attached (mutable, never cleared)   |
 //! |    376 | `doomed`         | a cleaner about to unlink it: a 16-byte row like  |
 //! |        |                  | the attach table's, pid and start time (mutable)  |
 //! |    392 | `creator_pidns`  | creator's pid namespace (`/proc/self/ns/pid` inode, 0 if unknown) |
@@ -38,7 +39,10 @@
 //!
 //! Pids mean something only in the pid namespace that issued them: a
 //! reader in another namespace than `creator_pidns` cannot judge the
-//! creator or the attachers, and takes the segment for in use.
+//! creator or the attachers, and takes the segment for in use; and an
+//! opener in another namespace than the creator's sets `foreign` before it
+//! records its (foreign) pid, so that no cleaner ever judges the segment
+//! by pids again.
 //!
 //! Every field is an atomic: a header is read while other processes may be
 //! writing it (the creator before `READY`, or a buggy peer at any time), and
@@ -270,7 +274,7 @@ pub(crate) struct Header {
     checksum: AtomicU64,
     link: [AtomicU64; LINK_LEN / 8],
     overflow: AtomicU32,
-    _pad: AtomicU32,
+    foreign: AtomicU32,
     doomed: AttachEntry,
     creator_pidns: AtomicU64,
     _reserved: [AtomicU64; (TABLE_OFFSET - PIDNS_END) / 8],
@@ -561,6 +565,18 @@ impl Header {
             }
             Claim::Uncounted => {}
         }
+    }
+
+    /// Records that a process of another pid namespace than the creator's
+    /// uses the segment. SYNC POINT (SeqCst): made before that process's
+    /// claim, so a cleaner that misses the claim's meaning sees this.
+    pub(crate) fn mark_foreign(&self) {
+        self.foreign.store(1, SeqCst);
+    }
+
+    /// Whether a process of another pid namespace ever attached.
+    pub(crate) fn has_foreign(&self) -> bool {
+        self.foreign.load(SeqCst) != 0
     }
 
     /// Every occupied row of the attach table, and the overflow count.

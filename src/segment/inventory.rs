@@ -102,7 +102,8 @@ pub struct SegmentReport {
     /// created in another pid namespace).
     pub creator_alive: bool,
     /// Whether the segment was created in another pid namespace than this
-    /// process's: its pids cannot be judged here, and it counts as in use.
+    /// process's, or was ever opened from another than its creator's: its
+    /// pids cannot all be judged here, and it counts as in use.
     pub foreign_pid_namespace: bool,
     /// The processes recorded in the attach table, alive or dead.
     pub attachers: Vec<Attacher>,
@@ -189,9 +190,9 @@ fn read(name: &str, fd: &OwnedFd) -> Result<Option<SegmentReport>> {
         }
     });
     if let Ok(info) = &report.header {
-        report.foreign_pid_namespace = info.creator_pidns != proc::pid_namespace();
-        report.creator_alive =
-            !report.foreign_pid_namespace && proc::is_alive(info.creator_pid, info.creator_start);
+        let creator_here = info.creator_pidns == proc::pid_namespace();
+        report.foreign_pid_namespace = !creator_here || header.has_foreign();
+        report.creator_alive = creator_here && proc::is_alive(info.creator_pid, info.creator_start);
         (report.attachers, report.overflow) = header.attachers();
     }
     Ok(Some(report))

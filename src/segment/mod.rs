@@ -456,6 +456,9 @@ impl Segment {
         // Checked, not yet recorded: a cleaner may judge the segment stale
         // and remove it now.
         crate::fault::fault_point!("segment.open.before_claim");
+        if seg.info.creator_pidns != proc::pid_namespace() {
+            header.mark_foreign();
+        }
         let claim = header.attach(me, proc::start_time(me).unwrap_or(0));
         let gone = match header.doomed_by() {
             None => false,
