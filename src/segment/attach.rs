@@ -6,10 +6,11 @@
 //! that no later claim of the row rebuilds a word that an earlier claim
 //! still holds: a stale release (by a process wrongly taken for dead and
 //! since taken over) then frees nothing but its own claim.
+//!
 //! `start` is that process's start time (0: unknown). A claimant CASes
-//! `word` from what it saw (0, or the word of a process found dead) to its
-//! pid with `busy` set and the generation bumped, stores `start`, then
-//! clears `busy`. A reader loads `word`, `start`, `word` again: if the two
+//! `word` from what it saw (a free word, or the word of a process found
+//! dead) to its pid with `busy` set and the generation bumped, stores
+//! `start`, then clears `busy`. A reader loads `word`, `start`, `word` again: if the two
 //! words are equal and not busy, the pair is consistent (a seqlock; the
 //! generation makes a reuse by the same pid visible). A busy row, or one
 //! that keeps changing, is judged by its pid alone. Nothing here trusts
@@ -129,7 +130,7 @@ mod loom_tests {
     /// two claimants', and a busy word is never reported as consistent.
     fn check(snapshot: Option<(u64, u64)>, allowed: &[(u32, u64)]) {
         if let Some((w, start)) = snapshot {
-            if w != 0 && w & BUSY == 0 {
+            if !is_free(w) && w & BUSY == 0 {
                 assert!(
                     allowed.contains(&(w as u32, start)),
                     "torn row: pid {} with start {start}",

@@ -7,8 +7,8 @@
 //! for embedders that place in-place objects themselves.
 //!
 //! Creation is exclusive (`O_CREAT|O_EXCL`, mode 0600 unless asked
-//! otherwise), reserves its memory with `posix_fallocate`, writes the header
-//! and the object, and publishes `READY` last. Opening waits, bounded, for
+//! otherwise), writes the header (`pwrite`), reserves the memory with
+//! `posix_fallocate`, initialises the object, and publishes `READY` last. Opening waits, bounded, for
 //! `READY`, then checks the header against the real size and the expected
 //! kind and type before anything else is read. `open` refuses a segment
 //! that another user owns or whose mode grants more than asked for, unless
@@ -35,7 +35,7 @@ use memmap2::{MmapOptions, MmapRaw};
 use crate::sys::clock::Deadline;
 use crate::sys::{proc, shm};
 use crate::{Error, Result};
-use header::{Claim, Header, HeaderCopy, HeaderInfo, Spec, HEADER_SIZE, READY};
+use header::{Claim, Header, HeaderInfo, Spec, HEADER_SIZE, READY};
 
 pub use header::{Attacher, Fingerprint, Kind, FORMAT_VERSION};
 #[cfg(fuzzing)]
@@ -398,19 +398,26 @@ impl Segment {
         }
         let me = proc::pid();
         let my_start = proc::start_time(me).unwrap_or(0);
-        // The header goes in first, by `pwrite` into the sized file, and
-        // only then is the memory reserved: a creator killed during a long
-        // `posix_fallocate` leaves a segment that a cleaner can list and
-        // judge by its creator, not a big file without the magic.
-        shm::set_len(&fd, total)?;
-        let mut copy = HeaderCopy::zeroed();
-        copy.header()
-            .write(spec, total, (me, my_start, proc::pid_namespace()), link)?;
-        shm::write_at(&fd, &copy.0, 0)?;
-        crate::fault::fault_point!("segment.create.before_reserve");
+        let creator = (me, my_start, proc::pid_namespace());
+        // On Linux the header goes in first, by `pwrite` into the sized
+        // file, and only then is the memory reserved: a creator killed
+        // during a long `posix_fallocate` leaves a segment that a cleaner
+        // can list and judge by its creator, not a big file without the
+        // magic. (macOS shared memory takes neither `pwrite` nor a second
+        // `ftruncate`; elsewhere nothing lists segments.)
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            shm::set_len(&fd, total)?;
+            let mut copy = header::HeaderCopy::zeroed();
+            copy.header().write(spec, total, creator, link)?;
+            shm::write_at(&fd, &copy.0, 0)?;
+            crate::fault::fault_point!("segment.create.before_reserve");
+        }
         shm::reserve(&fd, total)?;
         let map = map_fd(&fd, total)?;
         let header = header_of(&map);
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        header.write(spec, total, creator, link)?;
         let claim = name.is_some().then(|| (header.attach(me, my_start), me));
         let offset = spec.object_offset()? as usize;
         // SAFETY: `offset + object_size <= total` (Spec::total_size), so the

@@ -94,6 +94,8 @@ pub(crate) fn anonymous_fd() -> Result<OwnedFd> {
 }
 
 /// Sizes `fd` to `len` bytes (`ftruncate`), without reserving memory.
+/// (macOS allows one `ftruncate` per shared-memory object: there, only
+/// [`reserve`] sizes it.)
 pub(crate) fn set_len(fd: &OwnedFd, len: u64) -> Result<()> {
     let len_off = libc::off_t::try_from(len).map_err(|_| Error::InvalidArgument("size"))?;
     // SAFETY: `fd` is an open descriptor we own; `len_off` is non-negative.
@@ -104,6 +106,8 @@ pub(crate) fn set_len(fd: &OwnedFd, len: u64) -> Result<()> {
 }
 
 /// Writes all of `bytes` at `offset` (`pwrite`, retried on `EINTR`).
+/// Linux only: macOS shared memory does not take `pwrite`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn write_at(fd: &OwnedFd, bytes: &[u8], offset: u64) -> Result<()> {
     use std::os::unix::fs::FileExt;
     let file = std::mem::ManuallyDrop::new(
