@@ -326,7 +326,12 @@ fn remove_marked(name: &str, c: &CString, fd: &OwnedFd, st: &shm::Stat) -> Resul
     crate::fault::fault_point!("segment.clean.before_unlink");
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        let private = move_aside(c)?;
+        let private = match move_aside(c) {
+            Ok(private) => private,
+            // Removed by someone else meanwhile: nothing left to remove.
+            Err(Error::NotFound) => return Ok(false),
+            Err(e) => return Err(e),
+        };
         let moved = shm::shm_open(&private, shm::OpenMode::ReadOnly, 0)
             .and_then(|fd| shm::fstat(&fd))
             .is_ok_and(|now| (now.dev, now.ino) == (st.dev, st.ino));
