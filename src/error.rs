@@ -23,6 +23,9 @@ pub enum NameError {
     TooLong,
     /// The name is `/` alone.
     NothingAfterSlash,
+    /// The name is `/.` or `/..`: on Linux these name `/dev/shm` itself or
+    /// its parent, never an object.
+    DotName,
 }
 
 impl fmt::Display for NameError {
@@ -34,6 +37,7 @@ impl fmt::Display for NameError {
             NameError::Nul => "name may not contain a NUL byte",
             NameError::TooLong => "name is longer than the platform limit",
             NameError::NothingAfterSlash => "name needs at least one character after '/'",
+            NameError::DotName => "name may not be '/.' or '/..'",
         })
     }
 }

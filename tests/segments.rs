@@ -184,7 +184,7 @@ fn checksum_of(h: &[u8]) -> u64 {
         u32_at(88),
         u32_at(92),
         u64_at(96),
-        0,
+        u64_at(392), // creator_pidns
     ];
     let mut sum = 0xcbf2_9ce4_8422_2325;
     for f in fields {

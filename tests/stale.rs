@@ -449,7 +449,7 @@ fn stop_at(point: &'static str) {
 
 #[cfg(feature = "fault-injection")]
 child!(fn paused_creator(ctx) {
-    std::env::set_var("STOP_AT_POINT", "segment.create.before_publish");
+    std::env::set_var("STOP_AT_POINT", ctx.arg("point"));
     shmprim::fault::set_hook(Some(stop_at));
     let _v = Value::<u64>::create(&ctx.arg("name"), 1)?;
     panic!("the fault point was not reached");
@@ -475,7 +475,10 @@ fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 fn a_segment_being_created_is_stale_only_once_its_creator_died() {
     let name = unique("paused");
     let _rm = RemoveOnDrop(name.clone());
-    let mut kid = spawn("paused_creator").arg("name", &name).start();
+    let mut kid = spawn("paused_creator")
+        .arg("name", &name)
+        .arg("point", "segment.create.before_publish")
+        .start();
     let r = poll("header written", || {
         segment::inspect(&name).ok().filter(|r| r.header.is_ok())
     });
@@ -532,4 +535,332 @@ fn openers_back_off_from_a_live_cleaner_and_ignore_a_dead_one() {
     assert!(!segment::remove_if_stale(&name).unwrap());
     drop(v);
     assert!(segment::remove_if_stale(&name).unwrap());
+}
+
+// ------------------------------------------ review fixes (segments review)
+
+/// The start time of process `pid` (field 22 of `/proc/PID/stat`).
+fn start_of(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 1..];
+    after.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+fn read_u32(name: &str, offset: usize) -> u32 {
+    let mut word = [0u8; 4];
+    std::fs::File::open(shm_path(name))
+        .unwrap()
+        .read_exact_at(&mut word, offset as u64)
+        .unwrap();
+    u32::from_le_bytes(word)
+}
+
+/// A mark left by another thread of this process (a cleaner running in
+/// it) sends openers away like any live cleaner's (review finding 4).
+#[test]
+fn a_mark_of_this_very_process_sends_openers_away() {
+    let name = unique("selfmark");
+    let _rm = RemoveOnDrop(name.clone());
+    let v = Value::<u64>::create(&name, 3).unwrap();
+    write_u32(&name, DOOMED_OFFSET, std::process::id());
+    write_u64(&name, DOOMED_OFFSET + 8, my_start());
+    assert!(matches!(Value::<u64>::open(&name), Err(Error::NotFound)));
+    write_u64(&name, DOOMED_OFFSET, 0);
+    assert_eq!(Value::<u64>::open(&name).unwrap().get().unwrap(), 3);
+    drop(v);
+}
+
+/// A cleaner's mark names its process by pid and start time: a live
+/// process that reuses the pid is not the cleaner, and openers ignore its
+/// mark (review finding 7, recycled cleaner pid).
+#[test]
+fn a_mark_whose_pid_was_recycled_is_ignored() {
+    let name = unique("recycmark");
+    let _rm = RemoveOnDrop(name.clone());
+    let v = Value::<u64>::create(&name, 4).unwrap();
+    let mut other = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let start = start_of(other.id());
+    write_u32(&name, DOOMED_OFFSET, other.id());
+    write_u64(&name, DOOMED_OFFSET + 8, start + 1);
+    let opened = Value::<u64>::open(&name).map(|o| o.get().unwrap());
+    // With its real start time, the same pid is a live cleaner.
+    write_u64(&name, DOOMED_OFFSET + 8, start);
+    let refused = Value::<u64>::open(&name).map(|o| o.get().unwrap());
+    other.kill().unwrap();
+    other.wait().unwrap();
+    assert_eq!(opened.unwrap(), 4, "a recycled pid's mark was honoured");
+    assert!(matches!(refused, Err(Error::NotFound)), "{refused:?}");
+    drop(v);
+}
+
+/// A FIFO (or anything but a regular file) under a segment's name is
+/// refused at once by `inspect`, `remove_if_stale` and `list`, never waited
+/// on (review finding 3).
+#[test]
+fn a_fifo_in_dev_shm_blocks_no_reader() {
+    let name = unique("fifo");
+    let _rm = RemoveOnDrop(name.clone());
+    let path =
+        std::ffi::CString::new(shm_path(&name).into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let n = name.clone();
+    std::thread::spawn(move || {
+        let inspected = segment::inspect(&n).map(|_| ());
+        let removed = segment::remove_if_stale(&n);
+        let listed = segment::list().map(|l| l.iter().any(|r| r.name == n));
+        let _ = tx.send((inspected, removed, listed));
+    });
+    let (inspected, removed, listed) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a reader hangs on a FIFO");
+    assert!(matches!(inspected, Err(Error::Corrupt(_))), "{inspected:?}");
+    assert!(!removed.unwrap());
+    assert!(!listed.unwrap());
+    assert!(shm_path(&name).exists());
+}
+
+child!(fn unprivileged_cleaner(ctx) {
+    // SAFETY: setuid has no memory preconditions; it changes every thread.
+    if unsafe { libc::setuid(65534) } != 0 {
+        ctx.send(&format!("skip: setuid: {}", std::io::Error::last_os_error()));
+        return Ok(());
+    }
+    let r = segment::remove_if_stale(&ctx.arg("name"));
+    ctx.send(&format!("{r:?}"));
+    // Stay alive, as a cleaner daemon would.
+    std::thread::sleep(Duration::from_secs(60));
+});
+
+/// A cleaner that may not unlink a stale segment (another user's, in the
+/// sticky `/dev/shm`) keeps it and leaves no mark behind: openers are not
+/// locked out while it lives (review finding 2).
+#[test]
+fn a_cleaner_that_cannot_unlink_leaves_no_mark() {
+    if !unsafe_is_root() {
+        eprintln!("a_cleaner_that_cannot_unlink_leaves_no_mark: skipped, needs root to setuid");
+        return;
+    }
+    let name = unique("foreignrm");
+    let _rm = RemoveOnDrop(name.clone());
+    killed_creator(&name, 0);
+    std::fs::set_permissions(shm_path(&name), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let mut kid = spawn("unprivileged_cleaner").arg("name", &name).start();
+    let msg = kid
+        .recv(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no report\n{}", kid.output()));
+    if let Some(why) = msg.strip_prefix("skip: ") {
+        eprintln!("a_cleaner_that_cannot_unlink_leaves_no_mark: skipped ({why})");
+        kid.kill();
+        kid.wait();
+        return;
+    }
+    let mark = read_u32(&name, DOOMED_OFFSET);
+    let opened = Value::<u64>::open_with(&name, &Options::new().allow_loose_mode(true))
+        .map(|v| v.get().unwrap());
+    kid.kill();
+    kid.wait();
+    assert_eq!(msg, "Ok(false)");
+    assert_eq!(mark, 0, "the cleaner left its mark");
+    assert_eq!(opened.unwrap(), 5);
+    assert!(segment::remove_if_stale(&name).unwrap());
+}
+
+child!(fn cleaner_in_new_pid_namespace(ctx) {
+    // SAFETY: unshare changes which pid namespace this process's later
+    // children are born in; nothing else.
+    if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+        ctx.send(&format!("skip: unshare: {}", std::io::Error::last_os_error()));
+        return Ok(());
+    }
+    let name = ctx.arg("name");
+    // SAFETY: the child (pid 1 of the new namespace) only runs the
+    // cleaner and _exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let code = match segment::remove_if_stale(&name) {
+            Ok(false) => 0,
+            Ok(true) => 1,
+            Err(_) => 2,
+        };
+        // SAFETY: ends the forked child at once, without unwinding.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: reaps our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    ctx.send(&format!("exit {}", libc::WEXITSTATUS(status)));
+});
+
+/// A cleaner in another pid namespace cannot see the processes that use a
+/// segment (their pids mean nothing there): it keeps the segment, however
+/// dead they look from there (review finding 7, pid namespaces).
+#[test]
+fn a_cleaner_in_another_pid_namespace_keeps_segments() {
+    let name = unique("pidns");
+    let _rm = RemoveOnDrop(name.clone());
+    let v = Value::<u64>::create(&name, 6).unwrap();
+    let kid = spawn("cleaner_in_new_pid_namespace")
+        .arg("name", &name)
+        .start();
+    let msg = kid
+        .recv(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no report\n{}", kid.output()));
+    kid.join();
+    if let Some(why) = msg.strip_prefix("skip: ") {
+        eprintln!("a_cleaner_in_another_pid_namespace_keeps_segments: skipped ({why})");
+        return;
+    }
+    assert_eq!(msg, "exit 0", "the cleaner removed a segment in use");
+    assert!(shm_path(&name).exists());
+    assert_eq!(v.get().unwrap(), 6);
+}
+
+/// A segment that a process of another pid namespace opened (its `foreign`
+/// word set) is never judged by pids again: in use, kept.
+#[test]
+fn a_segment_opened_from_another_pid_namespace_is_kept() {
+    let name = unique("foreignns");
+    let _rm = RemoveOnDrop(name.clone());
+    killed_creator(&name, 0);
+    assert!(segment::inspect(&name).unwrap().is_stale());
+    write_u32(&name, OVERFLOW_OFFSET + 4, 1);
+    let r = segment::inspect(&name).unwrap();
+    assert!(
+        r.foreign_pid_namespace && r.in_use() && !r.is_stale(),
+        "{r:?}"
+    );
+    assert!(!segment::remove_if_stale(&name).unwrap());
+    assert!(shm_path(&name).exists());
+}
+
+/// Stops at the point named by `STOP_AT_POINT` until the file named by
+/// `PAUSE_FILE`, which it creates, is removed by the parent.
+#[cfg(feature = "fault-injection")]
+fn pause_at(point: &'static str) {
+    if point == std::env::var("STOP_AT_POINT").as_deref().unwrap_or("") {
+        let flag = std::env::var("PAUSE_FILE").unwrap();
+        std::fs::write(&flag, b"").unwrap();
+        while std::path::Path::new(&flag).exists() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+child!(fn paused_opener(ctx) {
+    std::env::set_var("STOP_AT_POINT", "segment.open.before_claim");
+    std::env::set_var("PAUSE_FILE", ctx.arg("flag"));
+    shmprim::fault::set_hook(Some(pause_at));
+    match Value::<u64>::open(&ctx.arg("name")) {
+        Err(Error::NotFound) => ctx.send("not found"),
+        Ok(v) => ctx.send(&format!("opened {}", v.get()?)),
+        Err(e) => ctx.send(&format!("error {e}")),
+    }
+});
+
+/// An opener that checked a segment, then stalled while a cleaner removed
+/// it and exited, must not attach to the nameless object: the dead
+/// cleaner's mark is honoured once the name is gone (review finding 1).
+#[cfg(feature = "fault-injection")]
+#[test]
+fn an_opener_stalled_across_a_finished_cleaner_gets_not_found() {
+    let name = unique("finished");
+    let _rm = RemoveOnDrop(name.clone());
+    killed_creator(&name, 0);
+    let flag = std::env::temp_dir().join(format!("shmprim-pause-{}", &name[1..]));
+    let _ = std::fs::remove_file(&flag);
+    let kid = spawn("paused_opener")
+        .arg("name", &name)
+        .arg("flag", flag.display())
+        .start();
+    poll("opener paused", || flag.exists().then_some(()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shmprim"))
+        .args(["clean", &name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(!shm_path(&name).exists(), "the cleaner kept it");
+    std::fs::remove_file(&flag).unwrap();
+    let msg = kid
+        .recv(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no report\n{}", kid.output()));
+    kid.join();
+    assert_eq!(msg, "not found");
+}
+
+/// Re-creates the segment named by `RECREATE` when the cleaner reaches its
+/// last instant before removal.
+#[cfg(feature = "fault-injection")]
+fn recreate_at(point: &'static str) {
+    if point == "segment.clean.before_unlink" {
+        let name = std::env::var("RECREATE").unwrap();
+        Segment::unlink_name(&name).unwrap();
+        let v = Value::<u64>::create_with(&name, 77, &Options::new().persist(true)).unwrap();
+        drop(v);
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+child!(fn racing_cleaner(ctx) {
+    std::env::set_var("RECREATE", ctx.arg("name"));
+    shmprim::fault::set_hook(Some(recreate_at));
+    let r = segment::remove_if_stale(&ctx.arg("name"))?;
+    ctx.send(if r { "removed" } else { "kept" });
+});
+
+/// The name is re-created between the cleaner's last check and its
+/// removal: the cleaner removes nothing but the object it judged, and the
+/// new segment keeps its name (review finding 5).
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_name_recreated_before_the_unlink_survives_the_cleaner() {
+    let name = unique("recreated");
+    let _rm = RemoveOnDrop(name.clone());
+    killed_creator(&name, 0);
+    let kid = spawn("racing_cleaner").arg("name", &name).start();
+    let msg = kid
+        .recv(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no report\n{}", kid.output()));
+    kid.join();
+    assert!(
+        shm_path(&name).exists(),
+        "the new segment lost its name ({msg})"
+    );
+    assert_eq!(Value::<u64>::open(&name).unwrap().get().unwrap(), 77);
+    assert_eq!(msg, "kept");
+    // Nothing was left under a private name either.
+    assert!(segment::list()
+        .unwrap()
+        .iter()
+        .all(|r| !r.name.starts_with("/.rm-")));
+}
+
+/// A creator killed while reserving memory (before `READY`) has already
+/// written its header: its segment is listed, kept while it runs, and
+/// stale once it died (review finding 6).
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_creator_killed_while_reserving_leaves_a_judgeable_segment() {
+    let name = unique("reserve");
+    let _rm = RemoveOnDrop(name.clone());
+    let mut kid = spawn("paused_creator")
+        .arg("name", &name)
+        .arg("point", "segment.create.before_reserve")
+        .start();
+    let r = poll("header written", || {
+        segment::inspect(&name).ok().filter(|r| r.header.is_ok())
+    });
+    assert!(!r.ready && r.creator_alive && !r.is_stale(), "{r:?}");
+    assert!(segment::list().unwrap().iter().any(|r| r.name == name));
+    kid.kill();
+    kid.wait();
+    assert!(segment::inspect(&name).unwrap().is_stale());
+    assert!(segment::remove_if_stale(&name).unwrap());
+    assert!(!shm_path(&name).exists());
 }

@@ -71,8 +71,9 @@ const FIELDS: &[(usize, usize)] = &[
     (120, 8), // link, second word
     (128, 8), // link, third word
     (368, 4), // overflow (not covered by the checksum)
-    (372, 4), // doomed (not covered by the checksum)
-    (376, 8), // reserved tail, first word
+    (376, 8), // doomed: word (not covered by the checksum)
+    (384, 8), // doomed: start time
+    (392, 8), // creator_pidns
     (TABLE_AT, 8),      // attach row 0: word (pid, busy bit, generation)
     (TABLE_AT + 8, 8),  // attach row 0: start time
     (TABLE_AT + 16, 8), // attach row 1: word
@@ -81,7 +82,7 @@ const FIELDS: &[(usize, usize)] = &[
 ];
 
 /// Checksum-covered fields, as the header's `fields()` lists them: each is
-/// hashed as a little-endian u64, then a zero word, then the link bytes.
+/// hashed as a little-endian u64, then `creator_pidns`, then the link bytes.
 const SUMMED: &[(usize, usize)] = &[
     (0, 8),
     (8, 4),
@@ -123,7 +124,7 @@ fn checksum(img: &[u8]) -> u64 {
     for &f in SUMMED {
         h = fnv1a(&read_field(img, f).to_le_bytes(), h);
     }
-    h = fnv1a(&0u64.to_le_bytes(), h);
+    h = fnv1a(&read_field(img, (392, 8)).to_le_bytes(), h);
     fnv1a(&img[LINK_AT..LINK_AT + LINK_LEN], h)
 }
 

@@ -101,8 +101,18 @@ fn status(r: &SegmentReport) -> String {
     match &r.header {
         Err(e) => format!("refused: {e}"),
         Ok(_) if r.is_stale() => "stale".to_owned(),
+        Ok(_) if r.foreign_pid_namespace => "other pid namespace".to_owned(),
         Ok(_) if !r.ready => "initialising".to_owned(),
         Ok(_) => "in use".to_owned(),
+    }
+}
+
+/// The creator's liveness, or why it cannot be told.
+fn creator_liveness(r: &SegmentReport) -> &'static str {
+    if r.foreign_pid_namespace {
+        "other pid namespace"
+    } else {
+        liveness(r.creator_alive)
     }
 }
 
@@ -116,7 +126,7 @@ fn liveness(alive: bool) -> &'static str {
 
 fn creator(r: &SegmentReport) -> String {
     match &r.header {
-        Ok(h) => format!("{} ({})", h.creator_pid, liveness(r.creator_alive)),
+        Ok(h) => format!("{} ({})", h.creator_pid, creator_liveness(r)),
         Err(_) => "-".to_owned(),
     }
 }
@@ -200,7 +210,7 @@ fn inspect(name: &str) -> Result<(), Failure> {
         "creator:    pid {} start {} ({})",
         h.creator_pid,
         h.creator_start,
-        liveness(r.creator_alive)
+        creator_liveness(&r)
     );
     print_attachers(&r.attachers, r.overflow);
     if r.ready {

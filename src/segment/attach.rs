@@ -1,11 +1,16 @@
 //! One row of a header's attach table: how a process claims it, releases
 //! it, and how a reader gets a consistent copy while others write.
 //!
-//! `word` packs `generation << 33 | busy << 32 | pid`; 0 is a free row.
+//! `word` packs `generation << 33 | busy << 32 | pid`; pid 0 is a free
+//! row. A release keeps the generation (it stores `generation << 33`), so
+//! that no later claim of the row rebuilds a word that an earlier claim
+//! still holds: a stale release (by a process wrongly taken for dead and
+//! since taken over) then frees nothing but its own claim.
+//!
 //! `start` is that process's start time (0: unknown). A claimant CASes
-//! `word` from what it saw (0, or the word of a process found dead) to its
-//! pid with `busy` set and the generation bumped, stores `start`, then
-//! clears `busy`. A reader loads `word`, `start`, `word` again: if the two
+//! `word` from what it saw (a free word, or the word of a process found
+//! dead) to its pid with `busy` set and the generation bumped, stores
+//! `start`, then clears `busy`. A reader loads `word`, `start`, `word` again: if the two
 //! words are equal and not busy, the pair is consistent (a seqlock; the
 //! generation makes a reuse by the same pid visible). A busy row, or one
 //! that keeps changing, is judged by its pid alone. Nothing here trusts
@@ -22,6 +27,11 @@ const GEN_SHIFT: u32 = 33;
 /// Reads of a changing row before a reader gives up on a consistent copy
 /// (fewer under loom, to keep the model small; one retry already covers
 /// every interleaving of a single writer).
+/// Whether `word` names no process (pid 0; any generation).
+pub(crate) fn is_free(word: u64) -> bool {
+    word as u32 == 0
+}
+
 const SNAPSHOT_TRIES: usize = if cfg!(loom) { 2 } else { 8 };
 
 /// A row of the attach table, in shared memory.
@@ -32,8 +42,8 @@ pub(crate) struct AttachEntry {
 }
 
 impl AttachEntry {
-    /// A free row (loom models build rows on the heap).
-    #[cfg(all(test, loom))]
+    /// A free row (tests and loom models build rows on the heap).
+    #[cfg(test)]
     fn new() -> AttachEntry {
         AttachEntry {
             word: AtomicU64::new(0),
@@ -41,7 +51,7 @@ impl AttachEntry {
         }
     }
 
-    /// The word as it is now (0: free).
+    /// The word as it is now (see [`is_free`]).
     pub(crate) fn word(&self) -> u64 {
         self.word.load(SeqCst)
     }
@@ -74,14 +84,38 @@ impl AttachEntry {
     }
 
     /// Frees the row if it still holds `word` (another process may have
-    /// taken it over, having found this one dead).
+    /// taken it over, having found this one dead), keeping its generation.
     pub(crate) fn release(&self, word: u64) {
-        let _ = self.word.compare_exchange(word, 0, SeqCst, Relaxed);
+        let free = word >> GEN_SHIFT << GEN_SHIFT;
+        let _ = self.word.compare_exchange(word, free, SeqCst, Relaxed);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A process wrongly taken for dead loses its row to another, which
+    /// releases it; the first process claims it again with a second handle,
+    /// then drops the first: that stale release must not free the second
+    /// claim (it did when a release reset the generation).
+    #[test]
+    fn a_stale_release_never_frees_a_later_claim_by_the_same_process() {
+        let row = AttachEntry::new();
+        let first = row.try_claim(0, 7, 70).unwrap();
+        let taker = row.try_claim(first, 8, 80).unwrap();
+        row.release(taker);
+        assert!(is_free(row.word()));
+        let second = row.try_claim(row.word(), 7, 70).unwrap();
+        row.release(first);
+        assert_eq!(row.word(), second, "a stale release freed a live claim");
+        row.release(second);
+        assert!(is_free(row.word()));
     }
 }
 
 #[cfg(all(test, loom))]
-mod tests {
+mod loom_tests {
     use super::*;
     use loom::sync::Arc;
     use loom::thread;
@@ -96,7 +130,7 @@ mod tests {
     /// two claimants', and a busy word is never reported as consistent.
     fn check(snapshot: Option<(u64, u64)>, allowed: &[(u32, u64)]) {
         if let Some((w, start)) = snapshot {
-            if w != 0 && w & BUSY == 0 {
+            if !is_free(w) && w & BUSY == 0 {
                 assert!(
                     allowed.contains(&(w as u32, start)),
                     "torn row: pid {} with start {start}",
@@ -118,7 +152,7 @@ mod tests {
                     let row = row.clone();
                     thread::spawn(move || {
                         let old = row.word();
-                        if old != 0 {
+                        if !is_free(old) {
                             return false;
                         }
                         match row.try_claim(old, pid, start) {
@@ -139,7 +173,7 @@ mod tests {
             let won: Vec<bool> = claimers.into_iter().map(|t| t.join().unwrap()).collect();
             reader.join().unwrap();
             assert!(won.iter().any(|&w| w), "nobody claimed a free row");
-            assert_eq!(row.word(), 0, "a released row stays claimed");
+            assert!(is_free(row.word()), "a released row stays claimed");
         });
     }
 

@@ -19,11 +19,16 @@
 //! |     88 | `creator_pid`    | pid of the creator                                |
 //! |     92 | `flags`          | bit 0: a lock link follows                        |
 //! |     96 | `creator_start`  | creator's start time (`/proc/PID/stat` field 22)  |
-//! |    104 | `checksum`       | FNV-1a of every field above but `state`, + link   |
+//! |    104 | `checksum`       | FNV-1a of every field above but `state`, + link,  |
+//! |        |                  | + `creator_pidns`                                 |
 //! |    112 | `link`           | NUL-padded name of a linked lock segment          |
 //! |    368 | `overflow`       | attachers that found the table full (mutable)     |
-//! |    372 | `doomed`         | pid of a cleaner about to unlink it (mutable)     |
-//! |    376 | reserved         | zero                                              |
+//! |    372 | `foreign`        | 1 once a process of another pid namespace than    |
+//! |        |                  | the creator's attached (mutable, never cleared)   |
+//! |    376 | `doomed`         | a cleaner about to unlink it: a 16-byte row like  |
+//! |        |                  | the attach table's, pid and start time (mutable)  |
+//! |    392 | `creator_pidns`  | creator's pid namespace (`/proc/self/ns/pid` inode, 0 if unknown) |
+//! |    400 | reserved         | zero                                              |
 //! |    512 | `attach`         | [`ATTACH_SLOTS`] entries of 16 bytes (mutable)    |
 //!
 //! The attach table records every process that holds a handle on the
@@ -31,6 +36,13 @@
 //! stale one by it. `overflow`, `doomed` and the table change after `READY`
 //! and are outside the checksum; nothing in them is trusted (a pid is only
 //! ever a pid to ask the kernel about).
+//!
+//! Pids mean something only in the pid namespace that issued them: a
+//! reader in another namespace than `creator_pidns` cannot judge the
+//! creator or the attachers, and takes the segment for in use; and an
+//! opener in another namespace than the creator's sets `foreign` before it
+//! records its (foreign) pid, so that no cleaner ever judges the segment
+//! by pids again.
 //!
 //! Every field is an atomic: a header is read while other processes may be
 //! writing it (the creator before `READY`, or a buggy peer at any time), and
@@ -43,7 +55,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
 use static_assertions::const_assert_eq;
 
-use super::attach::{AttachEntry, BUSY};
+use super::attach::{is_free, AttachEntry, BUSY};
 use crate::sys::proc;
 use crate::{Error, Result};
 
@@ -235,6 +247,9 @@ pub struct HeaderInfo {
     pub creator_pid: u32,
     /// The creator's start time (clock ticks since boot; 0 if unknown).
     pub creator_start: u64,
+    /// The creator's pid namespace (the inode of its `/proc/self/ns/pid`;
+    /// 0 where unknown). Its pids mean nothing in another namespace.
+    pub creator_pidns: u64,
     /// The name of a linked lock segment, if any.
     pub link: Option<String>,
 }
@@ -261,8 +276,10 @@ pub(crate) struct Header {
     checksum: AtomicU64,
     link: [AtomicU64; LINK_LEN / 8],
     overflow: AtomicU32,
-    doomed: AtomicU32,
-    _reserved: [AtomicU64; (TABLE_OFFSET - DOOMED_END) / 8],
+    foreign: AtomicU32,
+    doomed: AttachEntry,
+    creator_pidns: AtomicU64,
+    _reserved: [AtomicU64; (TABLE_OFFSET - PIDNS_END) / 8],
     attach: [AttachEntry; ATTACH_SLOTS],
 }
 
@@ -271,13 +288,16 @@ pub(crate) struct Header {
 /// low 32 bits, a busy bit, a generation above) and a `u64` start time.
 pub const ATTACH_TABLE_OFFSET: usize = 512;
 use ATTACH_TABLE_OFFSET as TABLE_OFFSET;
-/// Where the `doomed` word lies (a cleaner's pid; see
-/// [`remove_if_stale`](crate::segment::remove_if_stale)).
-pub const DOOMED_OFFSET: usize = std::mem::offset_of!(Header, doomed);
+/// Where the `doomed` row lies: a cleaner's pid (low 32 bits of the first
+/// `u64`, as in an attach row) and start time (the second `u64`); see
+/// [`remove_if_stale`](crate::segment::remove_if_stale).
+pub const DOOMED_OFFSET: usize = 112 + LINK_LEN + 8;
 /// Where the `overflow` count lies.
-pub const OVERFLOW_OFFSET: usize = std::mem::offset_of!(Header, overflow);
-/// End of the `doomed` word (112 + link + two u32).
-const DOOMED_END: usize = 112 + LINK_LEN + 8;
+pub const OVERFLOW_OFFSET: usize = 112 + LINK_LEN;
+/// Where the creator's pid-namespace id lies.
+pub const PIDNS_OFFSET: usize = DOOMED_OFFSET + 16;
+/// End of `creator_pidns`: reserved bytes follow up to the table.
+const PIDNS_END: usize = PIDNS_OFFSET + 8;
 
 // Another build of the crate in another process reads these bytes: pin
 // the layout.
@@ -288,15 +308,38 @@ mod layout {
     const_assert_eq!(std::mem::size_of::<Header>(), 1024);
     const_assert_eq!(std::mem::offset_of!(Header, attach), TABLE_OFFSET);
     const_assert_eq!(std::mem::size_of::<AttachEntry>(), 16);
+    const_assert_eq!(std::mem::offset_of!(Header, doomed), DOOMED_OFFSET);
+    const_assert_eq!(std::mem::offset_of!(Header, creator_pidns), PIDNS_OFFSET);
 }
 const_assert_eq!(std::mem::align_of::<Header>(), 64);
-const_assert_eq!(std::mem::offset_of!(Header, overflow), 112 + LINK_LEN);
-const_assert_eq!(std::mem::offset_of!(Header, doomed), DOOMED_END - 4);
+const_assert_eq!(std::mem::offset_of!(Header, overflow), OVERFLOW_OFFSET);
+const_assert_eq!(std::mem::offset_of!(Header, doomed) % 8, 0);
 const_assert_eq!(std::mem::offset_of!(Header, state), 12);
 const_assert_eq!(std::mem::offset_of!(Header, kind), 16);
 const_assert_eq!(std::mem::offset_of!(Header, creator_pid), 88);
 const_assert_eq!(std::mem::offset_of!(Header, checksum), 104);
 const_assert_eq!(std::mem::offset_of!(Header, link), 112);
+
+/// A private, 64-aligned copy of a header's bytes: read with `pread` by a
+/// lister or cleaner (a peer truncating the file cannot fault a copy), or
+/// built by a creator before it writes it with `pwrite`.
+#[repr(C, align(64))]
+pub(crate) struct HeaderCopy(pub(crate) [u8; HEADER_SIZE]);
+
+impl HeaderCopy {
+    pub(crate) fn zeroed() -> Box<HeaderCopy> {
+        Box::new(HeaderCopy([0; HEADER_SIZE]))
+    }
+
+    /// The copy as a header, to read or to write (through its atomics).
+    pub(crate) fn header(&mut self) -> &Header {
+        // SAFETY: the buffer is HEADER_SIZE bytes and 64-aligned, as
+        // `Header` needs; `Header` is made only of atomics, valid for any
+        // bits; the reference is derived from `&mut self`, so nothing else
+        // reads or writes the bytes while it lives.
+        unsafe { &*self.0.as_mut_ptr().cast::<Header>() }
+    }
+}
 
 /// What a reader made of one row of the attach table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,13 +361,17 @@ pub(crate) enum Claim {
     Row { index: usize, word: u64 },
     /// The table was full: counted in `overflow`.
     Overflow,
+    /// The table was full and the count saturated: recorded nowhere, and
+    /// released as nothing (the count stays non-zero for ever, so the
+    /// segment is never judged stale).
+    Uncounted,
 }
 
 impl AttachEntry {
     /// The row as seen by a reader; `None` for a free row.
     fn read(&self) -> Option<Attacher> {
         match self.snapshot() {
-            Some((0, _)) => None,
+            Some((w, _)) if is_free(w) => None,
             Some((w, start)) if w & BUSY == 0 => {
                 let pid = w as u32;
                 Some(Attacher {
@@ -381,7 +428,7 @@ impl Header {
             self.creator_pid.load(Relaxed) as u64,
             self.flags.load(Relaxed) as u64,
             self.creator_start.load(Relaxed),
-            0,
+            self.creator_pidns.load(Relaxed),
         ]
     }
 
@@ -393,12 +440,13 @@ impl Header {
         out
     }
 
-    fn compute_checksum(&self) -> u64 {
+    /// The checksum of one read of the fields and the link.
+    fn checksum_of(fields: &[u64; 16], link: &[u8; LINK_LEN]) -> u64 {
         let mut h = FNV_OFFSET;
-        for f in self.fields() {
+        for f in fields {
             h = fnv1a(&f.to_le_bytes(), h);
         }
-        fnv1a(&self.link_bytes(), h)
+        fnv1a(link, h)
     }
 
     /// Writes every field but `state`. The caller is the creator, alone
@@ -407,7 +455,7 @@ impl Header {
         &self,
         spec: &Spec,
         total: u64,
-        creator: (u32, u64),
+        creator: (u32, u64, u64),
         link: Option<&str>,
     ) -> Result<()> {
         self.magic.store(MAGIC, Relaxed);
@@ -424,6 +472,7 @@ impl Header {
         self.param_capacity.store(spec.capacity, Relaxed);
         self.creator_pid.store(creator.0, Relaxed);
         self.creator_start.store(creator.1, Relaxed);
+        self.creator_pidns.store(creator.2, Relaxed);
         let mut buf = [0u8; LINK_LEN];
         if let Some(link) = link {
             if link.len() >= LINK_LEN {
@@ -438,7 +487,10 @@ impl Header {
                 Relaxed,
             );
         }
-        self.checksum.store(self.compute_checksum(), Relaxed);
+        self.checksum.store(
+            Self::checksum_of(&self.fields(), &self.link_bytes()),
+            Relaxed,
+        );
         Ok(())
     }
 
@@ -465,8 +517,9 @@ impl Header {
             Some(Claim::Row { index, word })
         };
         for i in 0..ATTACH_SLOTS {
-            if self.attach[i].word() == 0 {
-                if let Some(c) = claim(i, 0) {
+            let w = self.attach[i].word();
+            if is_free(w) {
+                if let Some(c) = claim(i, w) {
                     return c;
                 }
             }
@@ -474,7 +527,7 @@ impl Header {
         for i in 0..ATTACH_SLOTS {
             let e = &self.attach[i];
             if let Some((w, s)) = e.snapshot() {
-                let dead = w != 0
+                let dead = !is_free(w)
                     && if w & BUSY == 0 {
                         !proc::is_alive(w as u32, s)
                     } else {
@@ -487,10 +540,15 @@ impl Header {
                 }
             }
         }
-        let _ = self
+        match self
             .overflow
-            .fetch_update(SeqCst, Relaxed, |n| n.checked_add(1));
-        Claim::Overflow
+            .fetch_update(SeqCst, Relaxed, |n| n.checked_add(1))
+        {
+            Ok(_) => Claim::Overflow,
+            // Saturated: counting this claim is impossible, and releasing
+            // it later must not take someone else's count.
+            Err(_) => Claim::Uncounted,
+        }
     }
 
     /// Releases `claim`, unless the row was since reclaimed by another
@@ -507,7 +565,20 @@ impl Header {
                     .overflow
                     .fetch_update(SeqCst, Relaxed, |n| n.checked_sub(1));
             }
+            Claim::Uncounted => {}
         }
+    }
+
+    /// Records that a process of another pid namespace than the creator's
+    /// uses the segment. SYNC POINT (SeqCst): made before that process's
+    /// claim, so a cleaner that misses the claim's meaning sees this.
+    pub(crate) fn mark_foreign(&self) {
+        self.foreign.store(1, SeqCst);
+    }
+
+    /// Whether a process of another pid namespace ever attached.
+    pub(crate) fn has_foreign(&self) -> bool {
+        self.foreign.load(SeqCst) != 0
     }
 
     /// Every occupied row of the attach table, and the overflow count.
@@ -516,36 +587,43 @@ impl Header {
         (rows, self.overflow.load(SeqCst))
     }
 
-    /// The pid of a live cleaner about to unlink this segment, if any.
-    pub(crate) fn doomed_by(&self) -> Option<u32> {
-        match self.doomed.load(SeqCst) {
-            0 => None,
-            pid if proc::is_alive(pid, 0) => Some(pid),
-            _ => None,
-        }
+    /// The cleaner's mark: `None` if no cleaner ever marked the segment
+    /// (or its mark was withdrawn), else whether the cleaner that marked it
+    /// still runs (same pid and start time: a recycled pid is another
+    /// process). A mark being written is judged by its pid alone.
+    pub(crate) fn doomed_by(&self) -> Option<Attacher> {
+        self.doomed.read()
     }
 
-    /// Marks the segment as about to be unlinked by `me`, unless a live
-    /// cleaner marked it first. SYNC POINT (SeqCst): see [`Header::attach`].
-    pub(crate) fn doom(&self, me: u32) -> bool {
-        let cur = self.doomed.load(SeqCst);
-        if cur != 0 && cur != me && proc::is_alive(cur, 0) {
-            return false;
+    /// Marks the segment as about to be unlinked by (`me`, `start`), unless
+    /// a live process (this one included: another thread may be cleaning)
+    /// marked it first; returns the word to [`Header::undoom`] with.
+    /// SYNC POINT (SeqCst): see [`Header::attach`].
+    pub(crate) fn doom(&self, me: u32, start: u64) -> Option<u64> {
+        let (cur, cur_start) = self.doomed.snapshot()?;
+        if !is_free(cur) {
+            let alive = if cur & BUSY == 0 {
+                proc::is_alive(cur as u32, cur_start)
+            } else {
+                proc::is_alive(cur as u32, 0)
+            };
+            if alive {
+                return None;
+            }
         }
-        self.doomed
-            .compare_exchange(cur, me, SeqCst, Relaxed)
-            .is_ok()
+        self.doomed.try_claim(cur, me, start)
     }
 
-    /// Withdraws a mark set by [`Header::doom`].
-    pub(crate) fn undoom(&self, me: u32) {
-        let _ = self.doomed.compare_exchange(me, 0, SeqCst, Relaxed);
+    /// Withdraws a mark set by [`Header::doom`] (a no-op if another
+    /// cleaner, having found this one dead, took it over).
+    pub(crate) fn undoom(&self, word: u64) {
+        self.doomed.release(word);
     }
 
     /// Checks every field against the segment's real size and `expect`.
-    /// Called after `state` read `READY`; reads each field once, so a peer
-    /// changing the header concurrently cannot make the checks disagree
-    /// with what is returned.
+    /// Called after `state` read `READY`; checks what [`Header::info`]
+    /// returned (one read of each field), so a peer changing the header
+    /// concurrently cannot make the checks disagree with what is returned.
     pub(crate) fn validate(&self, real_size: u64, expect: &Spec) -> Result<HeaderInfo> {
         let info = self.info()?;
         if info.total_size != real_size {
@@ -575,22 +653,24 @@ impl Header {
 
     /// Reads and checks what can be checked without knowing the kind:
     /// magic, version, checksum, and that the object lies inside the
-    /// segment.
+    /// segment. Reads every field once: the checksum is computed over the
+    /// very values that are checked and returned.
     pub(crate) fn info(&self) -> Result<HeaderInfo> {
-        if self.magic.load(Relaxed) != MAGIC {
+        let f = self.fields();
+        let link_bytes = self.link_bytes();
+        if f[0] != MAGIC {
             return Err(Error::Corrupt("not a shmprim segment (bad magic)"));
         }
-        let version = self.version.load(Relaxed);
+        let version = f[1] as u32;
         if version != FORMAT_VERSION {
             return Err(Error::VersionMismatch {
                 found: version,
                 expected: FORMAT_VERSION,
             });
         }
-        if self.checksum.load(Relaxed) != self.compute_checksum() {
+        if self.checksum.load(Relaxed) != Self::checksum_of(&f, &link_bytes) {
             return Err(Error::Corrupt("header checksum mismatch"));
         }
-        let f = self.fields();
         let (total_size, object_offset, object_size) = (f[4], f[5], f[6]);
         if f[3] != HEADER_SIZE as u64 {
             return Err(Error::Corrupt("unexpected header size"));
@@ -601,7 +681,7 @@ impl Header {
         }
         let flags = f[13] as u32;
         let link = if flags & FLAG_LINK != 0 {
-            let bytes = self.link_bytes();
+            let bytes = link_bytes;
             let end = bytes.iter().position(|&b| b == 0).unwrap_or(LINK_LEN);
             let name = std::str::from_utf8(&bytes[..end])
                 .map_err(|_| Error::Corrupt("linked lock name is not UTF-8"))?;
@@ -627,7 +707,33 @@ impl Header {
             capacity: f[11],
             creator_pid: f[12] as u32,
             creator_start: f[14],
+            creator_pidns: f[15],
             link,
         })
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// With every row held by a live process and the overflow count
+    /// saturated, an attacher is recorded nowhere, and its release takes
+    /// nobody else's count (review finding 7: it used to decrement it).
+    #[test]
+    fn a_saturated_overflow_count_is_never_decremented_by_an_uncounted_claim() {
+        let mut copy = HeaderCopy::zeroed();
+        let header = copy.header();
+        let me = proc::pid();
+        let start = proc::start_time(me).unwrap_or(0);
+        for _ in 0..ATTACH_SLOTS {
+            assert!(matches!(header.attach(me, start), Claim::Row { .. }));
+        }
+        assert_eq!(header.attach(me, start), Claim::Overflow);
+        header.overflow.store(u32::MAX, SeqCst);
+        let claim = header.attach(me, start);
+        header.detach(claim);
+        assert_eq!(header.overflow.load(SeqCst), u32::MAX);
+        assert_eq!(claim, Claim::Uncounted);
     }
 }

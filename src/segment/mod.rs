@@ -7,8 +7,8 @@
 //! for embedders that place in-place objects themselves.
 //!
 //! Creation is exclusive (`O_CREAT|O_EXCL`, mode 0600 unless asked
-//! otherwise), reserves its memory with `posix_fallocate`, writes the header
-//! and the object, and publishes `READY` last. Opening waits, bounded, for
+//! otherwise), writes the header (`pwrite`), reserves the memory with
+//! `posix_fallocate`, initialises the object, and publishes `READY` last. Opening waits, bounded, for
 //! `READY`, then checks the header against the real size and the expected
 //! kind and type before anything else is read. `open` refuses a segment
 //! that another user owns or whose mode grants more than asked for, unless
@@ -395,12 +395,28 @@ impl Segment {
             let st = shm::fstat(&fd)?;
             identity = Some((st.dev, st.ino));
         }
+        let me = proc::pid();
+        let my_start = proc::start_time(me).unwrap_or(0);
+        let creator = (me, my_start, proc::pid_namespace());
+        // On Linux the header goes in first, by `pwrite` into the sized
+        // file, and only then is the memory reserved: a creator killed
+        // during a long `posix_fallocate` leaves a segment that a cleaner
+        // can list and judge by its creator, not a big file without the
+        // magic. (macOS shared memory takes neither `pwrite` nor a second
+        // `ftruncate`; elsewhere nothing lists segments.)
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            shm::set_len(&fd, total)?;
+            let mut copy = header::HeaderCopy::zeroed();
+            copy.header().write(spec, total, creator, link)?;
+            shm::write_at(&fd, &copy.0, 0)?;
+            crate::fault::fault_point!("segment.create.before_reserve");
+        }
         shm::reserve(&fd, total)?;
         let map = map_fd(&fd, total)?;
         let header = header_of(&map);
-        let me = proc::pid();
-        let my_start = proc::start_time(me).unwrap_or(0);
-        header.write(spec, total, (me, my_start), link)?;
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        header.write(spec, total, creator, link)?;
         let claim = name.is_some().then(|| (header.attach(me, my_start), me));
         let offset = spec.object_offset()? as usize;
         // SAFETY: `offset + object_size <= total` (Spec::total_size), so the
@@ -434,14 +450,28 @@ impl Segment {
         let fd = shm::shm_open(&c, shm::OpenMode::Existing, 0)?;
         check_owner_and_mode(&fd, opts)?;
         let mut seg = Self::attach_fd(&fd, spec, opts)?;
-        seg.name = Some((name.to_owned(), c));
+        seg.name = Some((name.to_owned(), c.clone()));
         // Record this process, then look for a cleaner's mark (the order
         // matters: see `Header::attach`). A segment being removed as stale
-        // is as good as gone.
+        // is as good as gone: a live cleaner's mark (another thread of this
+        // process included) sends the opener away. A dead cleaner may have
+        // removed the name (or moved it aside) before it died, so its mark
+        // is ignored only while the name still names this very object.
         let me = proc::pid();
         let header = header_of(&seg.map);
+        // Checked, not yet recorded: a cleaner may judge the segment stale
+        // and remove it now.
+        crate::fault::fault_point!("segment.open.before_claim");
+        if seg.info.creator_pidns != proc::pid_namespace() {
+            header.mark_foreign();
+        }
         let claim = header.attach(me, proc::start_time(me).unwrap_or(0));
-        if header.doomed_by().is_some_and(|pid| pid != me) {
+        let gone = match header.doomed_by() {
+            None => false,
+            Some(cleaner) if cleaner.alive => true,
+            Some(_) => !names_object(&c, &fd),
+        };
+        if gone {
             header.detach(claim);
             return Err(Error::NotFound);
         }
@@ -583,6 +613,17 @@ fn header_of(map: &MmapRaw) -> &Header {
     // for any bit pattern and for concurrent access by other processes; the
     // reference lives no longer than the borrow of `map`.
     unsafe { &*map.as_ptr().cast::<Header>() }
+}
+
+/// Whether `name` names the object open as `fd` (same `st_dev`, `st_ino`).
+fn names_object(name: &CString, fd: &OwnedFd) -> bool {
+    let (Ok(mine), Ok(now)) = (
+        shm::fstat(fd),
+        shm::shm_open(name, shm::OpenMode::ReadOnly, 0).and_then(|f| shm::fstat(&f)),
+    ) else {
+        return false;
+    };
+    (mine.dev, mine.ino) == (now.dev, now.ino)
 }
 
 /// Refuses (unless `opts` allows it) a segment that another user owns or

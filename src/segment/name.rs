@@ -40,6 +40,9 @@ pub(crate) fn validate(name: &str) -> Result<CString> {
     if bytes[1..].contains(&b'/') {
         return Err(fail(NameError::InnerSlash));
     }
+    if bytes == b"/." || bytes == b"/.." {
+        return Err(fail(NameError::DotName));
+    }
     if bytes.len() > MAX_NAME_LEN {
         return Err(fail(NameError::TooLong));
     }
@@ -88,6 +91,9 @@ mod tests {
         assert_eq!(reason("/"), NameError::NothingAfterSlash);
         assert_eq!(reason("/a/b"), NameError::InnerSlash);
         assert_eq!(reason("/a\0b"), NameError::Nul);
+        assert_eq!(reason("/."), NameError::DotName);
+        assert_eq!(reason("/.."), NameError::DotName);
+        assert!(validate("/...").is_ok() && validate("/.hidden").is_ok());
         assert_eq!(
             reason(&format!("/{}", "x".repeat(MAX_NAME_LEN))),
             NameError::TooLong

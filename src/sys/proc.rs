@@ -3,7 +3,8 @@
 //! A pid alone does not name a process for long: pids are recycled. The pair
 //! (pid, start time) does, which is what segment headers record about their
 //! creator (PITFALLS.md, "Robust locks": owner liveness). Pids are local to a
-//! pid namespace; processes sharing a segment must share one.
+//! pid namespace: segment headers also record the creator's
+//! ([`pid_namespace`]), and a cleaner in another one judges nothing by them.
 
 /// The calling process's pid.
 pub(crate) fn pid() -> u32 {
@@ -14,6 +15,21 @@ pub(crate) fn pid() -> u32 {
 pub(crate) fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// The calling process's pid namespace: the inode number of
+/// `/proc/self/ns/pid`, or 0 where unknown (no procfs, not Linux). Two
+/// processes compare pids meaningfully only if these agree.
+pub(crate) fn pid_namespace() -> u64 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        0
+    }
 }
 
 /// The start time of process `pid` in clock ticks since boot (field 22 of

@@ -18,13 +18,20 @@ pub(crate) enum OpenMode {
 }
 
 /// Opens or creates the POSIX shared-memory object `name`, read-write and
-/// close-on-exec.
+/// close-on-exec. On Linux, where the name is a file under `/dev/shm` that
+/// anyone with write access there can replace with a FIFO, the open is
+/// non-blocking: opening a FIFO read-only would otherwise wait for a writer
+/// for ever (callers that read must check [`Stat::is_file`]).
 pub(crate) fn shm_open(name: &CStr, mode: OpenMode, perm: u32) -> Result<OwnedFd> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let nonblock = libc::O_NONBLOCK;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let nonblock = 0;
     let flags = libc::O_CLOEXEC
         | match mode {
             OpenMode::CreateExclusive => libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
-            OpenMode::Existing => libc::O_RDWR,
-            OpenMode::ReadOnly => libc::O_RDONLY,
+            OpenMode::Existing => libc::O_RDWR | nonblock,
+            OpenMode::ReadOnly => libc::O_RDONLY | nonblock,
         };
     // macOS declares shm_open variadic, where the mode is promoted to
     // `unsigned`; elsewhere it is a `mode_t` parameter.
@@ -86,16 +93,42 @@ pub(crate) fn anonymous_fd() -> Result<OwnedFd> {
     }
 }
 
-/// Sizes `fd` to `len` bytes and reserves the memory, so that a full
-/// `/dev/shm` fails here with `OutOfSpace` rather than as `SIGBUS` on first
-/// touch. Where the platform refuses `posix_fallocate` on shared memory
-/// (FreeBSD), the object is only truncated to size.
-pub(crate) fn reserve(fd: &OwnedFd, len: u64) -> Result<()> {
+/// Sizes `fd` to `len` bytes (`ftruncate`), without reserving memory.
+/// (macOS allows one `ftruncate` per shared-memory object: there, only
+/// [`reserve`] sizes it.)
+pub(crate) fn set_len(fd: &OwnedFd, len: u64) -> Result<()> {
     let len_off = libc::off_t::try_from(len).map_err(|_| Error::InvalidArgument("size"))?;
     // SAFETY: `fd` is an open descriptor we own; `len_off` is non-negative.
     if unsafe { libc::ftruncate(fd.as_raw_fd(), len_off) } != 0 {
         return Err(Error::last_os("ftruncate"));
     }
+    Ok(())
+}
+
+/// Writes all of `bytes` at `offset` (`pwrite`, retried on `EINTR`).
+/// Linux only: macOS shared memory does not take `pwrite`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn write_at(fd: &OwnedFd, bytes: &[u8], offset: u64) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = std::mem::ManuallyDrop::new(
+        // SAFETY: the descriptor stays owned by `fd`, which outlives this
+        // `File`; `ManuallyDrop` keeps the `File` from closing it.
+        unsafe { std::fs::File::from_raw_fd(fd.as_raw_fd()) },
+    );
+    file.write_all_at(bytes, offset).map_err(|e| Error::Os {
+        call: "pwrite",
+        source: e,
+    })
+}
+
+/// Sizes `fd` to `len` bytes and reserves the memory, so that a full
+/// `/dev/shm` fails here with `OutOfSpace` rather than as `SIGBUS` on first
+/// touch. Where the platform refuses `posix_fallocate` on shared memory
+/// (FreeBSD), the object is only truncated to size.
+pub(crate) fn reserve(fd: &OwnedFd, len: u64) -> Result<()> {
+    set_len(fd, len)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let len_off = libc::off_t::try_from(len).map_err(|_| Error::InvalidArgument("size"))?;
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         // SAFETY: as above; posix_fallocate returns the error number instead
@@ -116,6 +149,8 @@ pub(crate) struct Stat {
     pub(crate) ino: u64,
     pub(crate) uid: u32,
     pub(crate) mode: u32,
+    /// A regular file (not a FIFO, a device, a directory).
+    pub(crate) is_file: bool,
 }
 
 /// `fstat` on `fd`.
@@ -136,7 +171,39 @@ pub(crate) fn fstat(fd: &OwnedFd) -> Result<Stat> {
         uid: st.st_uid,
         #[allow(clippy::useless_conversion)] // mode_t is u16 on some Unixes
         mode: u32::from(st.st_mode) & 0o7777,
+        is_file: st.st_mode & libc::S_IFMT == libc::S_IFREG,
     })
+}
+
+/// Renames `/dev/shm/FROM` to `/dev/shm/TO` (names with their leading
+/// `/`), failing with `AlreadyExists` if `to` exists (`RENAME_NOREPLACE`):
+/// a cleaner moves a name out of reach before it checks what the name
+/// held (see `segment::inventory`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn rename_noreplace(from: &CStr, to: &CStr) -> Result<()> {
+    let path = |n: &CStr| {
+        let mut p = b"/dev/shm".to_vec();
+        p.extend_from_slice(n.to_bytes());
+        std::ffi::CString::new(p).map_err(|_| Error::InvalidArgument("name"))
+    };
+    let (from, to) = (path(from)?, path(to)?);
+    // SAFETY: both paths are NUL-terminated strings that outlive the call;
+    // AT_FDCWD with absolute paths; RENAME_NOREPLACE is a valid flag. The
+    // raw system call, since not every C library wraps renameat2.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc != 0 {
+        return Err(Error::last_os("renameat2"));
+    }
+    Ok(())
 }
 
 /// Sets the permission bits exactly, undoing the process umask that
