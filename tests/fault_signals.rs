@@ -336,7 +336,8 @@ fn storm_queue_and_joinable_queue() {
         || assert_eq!(q.recv::<u64>().unwrap(), 1),
         Result::is_ok,
     );
-    assert_eq!(q.recv::<u64>().unwrap(), 2);
+    // After the storm: timed, so a lost message fails instead of hanging.
+    assert_eq!(q.recv_timeout::<u64>(Duration::from_secs(10)).unwrap(), 2);
 
     let j = JoinableQueue::anonymous(2, 8).unwrap();
     j.send(&1u64).unwrap();
@@ -425,10 +426,11 @@ fn storm_pipe_send_and_recv() {
     );
     assert!(r.is_ok(), "send_bytes: {r:?}");
     // Nothing lost or duplicated: the rest of the queue, then the last.
+    let ten = Duration::from_secs(10);
     for _ in 1..queued {
-        assert_eq!(a.recv_bytes().unwrap(), [1; 100]);
+        assert_eq!(a.recv_bytes_timeout(ten).unwrap(), [1; 100]);
     }
-    assert_eq!(a.recv_bytes().unwrap(), [3; 100]);
+    assert_eq!(a.recv_bytes_timeout(ten).unwrap(), [3; 100]);
     let rest = a.try_recv_bytes();
     assert!(matches!(rest, Err(Error::Empty)), "{rest:?}");
 }
