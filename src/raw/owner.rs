@@ -33,10 +33,11 @@ use crate::sys::proc::{self, ThreadState};
 
 thread_local! {
     static ME: Cell<u64> = const { Cell::new(0) };
-    /// The last owner word this thread judged alive, and when: a busy
-    /// `try_lock` in a loop reads `/proc` at most once per
-    /// [`LIVENESS_PERIOD`] per owner, not at every call.
-    static LAST_ALIVE: Cell<Option<(u64, Instant)>> = const { Cell::new(None) };
+    /// The last owner word this thread judged alive (with the pid
+    /// namespace of its mutex), and when: a busy `try_lock` in a loop
+    /// reads `/proc` at most once per [`LIVENESS_PERIOD`] per owner, not
+    /// at every call.
+    static LAST_ALIVE: Cell<Option<(u64, u64, Instant)>> = const { Cell::new(None) };
 }
 
 /// The calling thread's owner word.
@@ -121,22 +122,22 @@ fn boottime_offset_ticks() -> i64 {
 /// A word judged alive is not judged again by this thread for
 /// [`LIVENESS_PERIOD`] (the waiters' slices are that long anyway).
 pub(super) fn is_dead(word: u64, pid_namespace: u64) -> bool {
-    if pid_namespace != 0 && pid_namespace != proc::pid_namespace() {
-        return false;
-    }
     let word = word & !WAITERS;
     let now = Instant::now();
     let recent = LAST_ALIVE
         .try_with(Cell::get)
         .ok()
         .flatten()
-        .is_some_and(|(w, at)| w == word && now.saturating_duration_since(at) < LIVENESS_PERIOD);
+        .is_some_and(|(w, ns, at)| {
+            (w, ns) == (word, pid_namespace) && now.saturating_duration_since(at) < LIVENESS_PERIOD
+        });
     if recent {
         return false;
     }
-    let dead = judge(word);
+    let here = pid_namespace == 0 || pid_namespace == proc::pid_namespace();
+    let dead = here && judge(word);
     if !dead {
-        let _ = LAST_ALIVE.try_with(|c| c.set(Some((word, now))));
+        let _ = LAST_ALIVE.try_with(|c| c.set(Some((word, pid_namespace, now))));
     }
     dead
 }
