@@ -27,7 +27,9 @@
 //! sets `WAITERS` and sleeps on the futex in slices of at most
 //! [`LIVENESS_PERIOD`]; at the end of each slice (and once for a `try_lock`
 //! that finds the lock busy) it asks whether the owner named by the word
-//! is dead: its thread is gone, dead, or runs with another start time (its
+//! is dead. A slice ends at a fixed time: wake-ups and signals that
+//! interrupt the sleep do not start a new one, or a signal every few
+//! milliseconds would postpone the question for ever. The owner is dead if: its thread is gone, dead, or runs with another start time (its
 //! id recycled). A dead owner's word is taken over with a CAS from exactly
 //! the word that was judged, so two waiters cannot both take it, and a
 //! word that changed meanwhile is judged again. The taker keeps `WAITERS`
@@ -39,7 +41,10 @@
 //! break every pthread robust mutex of the thread; PITFALLS.md, "Robust
 //! locks"). What the list gave and this does not: an owner that `execve`s
 //! keeps its thread id and start time, so its lock stays held (glibc did
-//! not report that case reliably either). Detection takes up to one
+//! not report that case reliably either). Likewise when a thread other
+//! than the main one calls `execve`: the kernel gives it the main thread's
+//! id *and start time*, so a lock the old main thread held looks alive for
+//! as long as the new program runs. Detection takes up to one
 //! [`LIVENESS_PERIOD`] after death instead of an immediate wake-up.
 //!
 //! ## Trust
@@ -48,10 +53,14 @@
 //! set or a thread id above any the kernel hands out is [`Error::Corrupt`];
 //! a word naming the calling thread is [`Error::Deadlock`] (whether it was
 //! forged or this thread locks again: whether it holds the lock is decided
-//! by its own records, see `raw::held`); a word naming a thread that does
+//! by its own records, see `raw::held`), unless its stamp differs from this
+//! thread's (both known): an earlier thread with this id died holding it,
+//! and the word is judged like any other; a word naming a thread that does
 //! not exist is a dead owner. Unlocking a word that does not name the
 //! caller changes nothing ([`Error::NotOwner`]). Every wait is bounded by
-//! the slice, so a deadline always elapses.
+//! the slice, so a deadline always elapses; a free word that is not zero
+//! (which no unlock writes) is retried after a spin, then a sleep, and
+//! never past the deadline.
 
 use std::time::Duration;
 
@@ -163,7 +172,10 @@ impl LockWord {
         // Set once this locker has slept: other sleepers may remain, so it
         // takes the lock with `WAITERS` and its unlock wakes one of them.
         let mut waiters = 0;
-        // The last word judged alive, to judge each owner once per slice.
+        // The end of the current liveness slice: fixed when the first sleep
+        // of the slice starts, not renewed by a wake-up or a signal (a
+        // signal every few milliseconds must not postpone the judgment).
+        let mut slice_end: Option<Deadline> = None;
         loop {
             if tid_of(cur) == 0 {
                 match self
@@ -173,6 +185,11 @@ impl LockWord {
                     Ok(_) => return Ok(Got::Clean),
                     Err(now) => {
                         cur = now;
+                        if tid_of(cur) == 0 {
+                            // Free but not zero (unlocks write zero): a peer
+                            // scribbles on the word. Bounded like any wait.
+                            self.pause_on_garbage(cur, deadline, &mut backoff)?;
+                        }
                         continue;
                     }
                 }
@@ -181,12 +198,19 @@ impl LockWord {
             if deadline.is_some_and(Deadline::has_passed) {
                 // A try, or a wait that has run out: one last look at the
                 // owner, so that a dead one is reported even then.
-                return match self.take_if_dead(me, cur, judge)? {
+                return match self.take_if_dead(me | waiters, cur, judge)? {
                     Some(got) => Ok(got),
                     None => {
                         cur = self.word.load(Relaxed);
                         if tid_of(cur) == 0 {
                             continue;
+                        }
+                        if waiters != 0 {
+                            // This locker slept, so the wake-up it got may
+                            // have been meant for another sleeper (and the
+                            // lock then re-taken by a fast-path locker):
+                            // pass one on rather than strand that sleeper.
+                            futex_wake_low(&self.word, 1);
                         }
                         Err(Error::Timeout)
                     }
@@ -208,19 +232,47 @@ impl LockWord {
                 cur |= WAITERS;
             }
             waiters = WAITERS;
-            let slice = Deadline::after(LIVENESS_PERIOD);
+            let slice = *slice_end.get_or_insert_with(|| Deadline::after(LIVENESS_PERIOD));
             let until = deadline.map_or(slice, |d| d.min(slice));
             match futex_wait_low(&self.word, cur as u32, Some(until)) {
-                Ok(()) => {}
-                Err(Error::Timeout) => {
-                    judge.check()?;
-                    if let Some(got) = self.take_if_dead(me, cur, judge)? {
-                        return Ok(got);
-                    }
-                }
+                // Woken, interrupted, or out of time: look again below.
+                Ok(()) | Err(Error::Timeout) => {}
                 Err(e) => return Err(e),
             }
+            if slice.has_passed() {
+                slice_end = None;
+                judge.check()?;
+                if let Some(got) = self.take_if_dead(me | waiters, cur, judge)? {
+                    return Ok(got);
+                }
+            }
             cur = self.word.load(Relaxed);
+        }
+    }
+
+    /// The word was found free but not zero, which no unlock writes: spins
+    /// briefly, then sleeps a slice (or to the deadline) before the next
+    /// try, so that a peer flipping the word's bits can make a locker wait
+    /// but neither spin for ever nor outlive its deadline.
+    #[cold]
+    fn pause_on_garbage(
+        &self,
+        cur: u64,
+        deadline: Option<Deadline>,
+        backoff: &mut Backoff,
+    ) -> Result<()> {
+        if deadline.is_some_and(Deadline::has_passed) {
+            return Err(Error::Timeout);
+        }
+        if !backoff.is_completed() {
+            backoff.spin();
+            return Ok(());
+        }
+        let slice = Deadline::after(LIVENESS_PERIOD);
+        let until = deadline.map_or(slice, |d| d.min(slice));
+        match futex_wait_low(&self.word, cur as u32, Some(until)) {
+            Ok(()) | Err(Error::Timeout) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -235,6 +287,13 @@ impl LockWord {
             return Err(Error::Corrupt("mutex lock word names no possible thread"));
         }
         if tid == me & TID_MASK {
+            let (was, is) = (stamp_of(cur), stamp_of(me));
+            if was != 0 && is != 0 && was != is {
+                // This thread's id with another start time: an earlier
+                // thread that had the id died holding the lock. A dead
+                // owner's word, left to the judge (which sees the same).
+                return Ok(());
+            }
             // This thread, by the word: locking again, or a forged word.
             return Err(Error::Deadlock);
         }
@@ -436,6 +495,43 @@ mod loom_tests {
             for h in hs {
                 assert!(matches!(h.join().unwrap(), Err(Error::NotRecoverable)));
             }
+        });
+    }
+
+    /// A timed waiter that is woken, finds the lock re-taken by a fast-path
+    /// locker and gives up at its deadline must pass on the wake-up it may
+    /// have consumed: otherwise the other (untimed) sleeper is stranded, a
+    /// deadlock here since model slices never end. (Found in review.)
+    #[test]
+    fn loom_lockword_timed_waiter_giving_up_passes_the_wake_on() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(2);
+        b.check(|| {
+            let w = Arc::new(LockWord::new());
+            w.try_fast(A).unwrap();
+            let (w1, w2) = (w.clone(), w.clone());
+            let untimed = loom::thread::spawn(move || {
+                lock(&w1, B, None).unwrap();
+                w1.unlock(B).unwrap();
+            });
+            let timed = loom::thread::spawn(move || {
+                let d = Deadline::after(std::time::Duration::from_millis(1));
+                if lock(&w2, C, Some(d)).is_ok() {
+                    w2.unlock(C).unwrap();
+                }
+            });
+            let _ = w.load();
+            let _ = w.load();
+            // Past the timed waiter's deadline, then a release and a
+            // fast-path re-lock that can race with the woken sleeper.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            w.unlock(A).unwrap();
+            if lock(&w, A, None).is_ok() {
+                w.unlock(A).unwrap();
+            }
+            timed.join().unwrap();
+            untimed.join().unwrap();
+            assert_eq!(w.load(), 0);
         });
     }
 }

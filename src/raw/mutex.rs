@@ -7,7 +7,11 @@
 //! |      0 | `state`     | `STATE_MAGIC` in bits 8..32, flags in bits 0..8      |
 //! |      4 | `kind`      | [`MutexKind`] code                                   |
 //! |      8 | `word`      | the lock word: owner thread id, `WAITERS`, owner stamp (`raw::lockword`) |
-//! |     16 | reserved    | zero                                                 |
+//! |     16 | `pidns`     | pid namespace of the initialising process (inode of `/proc/self/ns/pid`; 0: unknown) |
+//! |     24 | reserved    | zero                                                 |
+//!
+//! `pidns` was reserved (zero) before: a mutex initialised then reads as
+//! "namespace unknown" and is judged as before, by anyone.
 //!
 //! Version 1 (a `pthread_mutex_t` at offset 16, magic "MTX") is refused
 //! with [`Error::Corrupt`]; segments carry a format version and refuse it
@@ -45,7 +49,7 @@
 //! `release()` refuses it ([`Error::NotOwner`]).
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, Ordering::*};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use std::time::Duration;
 
 use super::held::{self, Popped, Via};
@@ -111,10 +115,14 @@ pub enum Acquire {
 /// (same thread id, same start time). A word forged to name a live thread
 /// cannot be told from a real holder: `lock()` waits for it as for any
 /// holder, which is what [`RawMutex::lock_timeout`] is for. A word naming
-/// no possible thread is [`Error::Corrupt`]. Processes sharing it must
-/// share a pid namespace (and its `/proc`). A `try_lock` that finds the
-/// lock busy checks the holder once (a read of `/proc`), so that it too
-/// reports a dead holder.
+/// no possible thread is [`Error::Corrupt`]. Processes sharing it should
+/// share a pid namespace (and its `/proc`): the mutex records the one it
+/// was initialised in, and a waiter in another never judges the holder
+/// dead (it waits, or times out, but never takes over; a dead holder is
+/// then reported only to waiters in the recorded namespace). A holder in
+/// another time namespace is judged correctly. A `try_lock` that finds
+/// the lock busy checks the holder (a read of `/proc`, at most once per
+/// 100 ms per holder and thread), so that it too reports a dead holder.
 ///
 /// Ownership is per thread: guards are neither `Send` nor `Sync`.
 ///
@@ -128,7 +136,9 @@ pub struct RawMutex {
     state: AtomicU32,
     kind: AtomicU32,
     word: LockWord,
-    _reserved: [AtomicU32; 12],
+    /// Where thread ids in `word` can be looked up (see `owner::is_dead`).
+    pidns: AtomicU64,
+    _reserved: [AtomicU32; 10],
 }
 
 #[cfg(not(loom))]
@@ -139,6 +149,8 @@ const _: () = {
     const_assert_eq!(std::mem::offset_of!(RawMutex, state), 0);
     const_assert_eq!(std::mem::offset_of!(RawMutex, kind), 4);
     const_assert_eq!(std::mem::offset_of!(RawMutex, word), 8);
+    const_assert_eq!(std::mem::offset_of!(RawMutex, pidns), 16);
+    const_assert_eq!(std::mem::offset_of!(RawMutex, _reserved), 24);
 };
 
 impl RawMutex {
@@ -171,6 +183,7 @@ impl RawMutex {
         let this = unsafe { &*this };
         this.word.reset();
         this.kind.store(kind.code(), Relaxed);
+        this.pidns.store(proc::pid_namespace(), Relaxed);
         this._reserved.iter().for_each(|r| r.store(0, Relaxed));
         this.state.store(STATE_MAGIC, Release);
         Ok(())
@@ -570,7 +583,7 @@ impl RawMutex {
 /// What the lock word's slow path asks of the mutex around it.
 impl Judge for RawMutex {
     fn is_dead(&self, word: u64) -> bool {
-        owner::is_dead(word)
+        owner::is_dead(word, self.pidns.load(Relaxed))
     }
 
     fn check(&self) -> Result<()> {
@@ -710,8 +723,11 @@ impl Drop for RawMutexGuard<'_> {
                 Some(Popped::Held(_) | Popped::Orphan) | None => return,
             }
         }
-        // An error here would mean the bytes were overwritten under us;
-        // there is nothing left to undo, and a destructor must not panic.
+        // An error here (`NotOwner`: the word no longer names this thread)
+        // means a peer overwrote the bytes under us: the lock is not ours
+        // to release any more, there is nothing left to undo, and a
+        // destructor must not panic (not even in debug builds: tests forge
+        // words under live guards on purpose), so it is dropped.
         let _ = self.mutex.unlock_outermost();
     }
 }
@@ -1049,37 +1065,56 @@ mod tests {
 
     /// A word naming a thread that does not exist (a holder killed before
     /// anyone looked), or one that runs with another start time (a
-    /// recycled id): the holder is dead, the lock handed over.
+    /// recycled id, this thread's own included: an earlier thread with this
+    /// id died holding it): the holder is dead, the lock handed over, to
+    /// `try_lock` at once and to a waiting lock within a slice.
     #[test]
     fn a_word_naming_a_vanished_or_recycled_owner_is_handed_over() {
         let exited = std::thread::spawn(owner::me).join().unwrap();
         let me = owner::me();
         let recycled = lockword::owner_word(
             lockword::tid_of(me),
-            lockword::stamp_of(me).wrapping_add(1).max(1),
+            lockword::stamp_of(me).wrapping_add(2).max(1),
         );
         for dead in [exited, recycled] {
-            let b = boxed(MutexKind::Normal);
-            let m = get(&b);
-            word(m, 8).store(dead as u32 | lockword::WAITERS as u32, Relaxed);
-            word(m, 12).store((dead >> 32) as u32, Relaxed);
-            if dead == recycled {
-                // Naming this thread's id is a deadlock whatever the stamp.
-                assert!(matches!(
-                    m.try_lock(),
-                    Err(LockError::Failed(Error::Deadlock))
-                ));
-                continue;
+            for try_only in [true, false] {
+                let b = boxed(MutexKind::Normal);
+                let m = get(&b);
+                word(m, 8).store(dead as u32 | lockword::WAITERS as u32, Relaxed);
+                word(m, 12).store((dead >> 32) as u32, Relaxed);
+                let t = std::time::Instant::now();
+                let r = if try_only {
+                    m.try_lock()
+                } else {
+                    m.lock_timeout(Duration::from_secs(5))
+                };
+                let died = match r {
+                    Err(LockError::OwnerDied(d)) => d,
+                    // The exited thread's id may linger an instant.
+                    Err(LockError::Failed(Error::WouldBlock)) if dead == exited => continue,
+                    other => panic!("{:?}", other.map(drop)),
+                };
+                assert!(t.elapsed() < Duration::from_secs(5));
+                drop(died.make_consistent().unwrap());
+                drop(m.try_lock().unwrap());
             }
-            let t = std::time::Instant::now();
-            let died = match m.lock_timeout(Duration::from_secs(5)) {
-                Err(LockError::OwnerDied(d)) => d,
-                other => panic!("{:?}", other.map(drop)),
-            };
-            assert!(t.elapsed() < Duration::from_secs(5));
-            drop(died.make_consistent().unwrap());
-            drop(m.try_lock().unwrap());
         }
+    }
+
+    /// This thread's own word (same id, same stamp) is this thread locking
+    /// again, or a forged word: a deadlock, never a hand-over.
+    #[test]
+    fn a_word_naming_this_very_thread_is_a_deadlock() {
+        let b = boxed(MutexKind::Normal);
+        let m = get(&b);
+        let me = owner::me();
+        word(m, 8).store(me as u32, Relaxed);
+        word(m, 12).store((me >> 32) as u32, Relaxed);
+        assert!(matches!(
+            m.try_lock(),
+            Err(LockError::Failed(Error::Deadlock))
+        ));
+        assert_eq!(m.word.load(), me);
     }
 
     /// A try_lock of a lock whose holder thread has exited reports it at
@@ -1117,9 +1152,13 @@ mod tests {
     fn a_forked_child_does_not_inherit_held_locks() {
         let lock = crate::RLock::anonymous().unwrap();
         let _g = lock.lock().unwrap();
-        // SAFETY: the child runs only a trylock (no allocation on the
-        // WouldBlock path) and `_exit`, both fine after fork in a threaded
-        // process; the parent waits for it.
+        // SAFETY: the child runs only a trylock and `_exit`. The trylock
+        // allocates (it reads `/proc` for the child's identity and to judge
+        // the busy lock's holder): fine after fork in a threaded process
+        // with the C libraries we support, whose malloc is made consistent
+        // in the child of `fork` (glibc's and musl's atfork handling), and
+        // the test takes no other lock the child could find held. The
+        // parent waits for it.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork failed");
         if pid == 0 {

@@ -7,14 +7,37 @@
 //! (one read of `/proc/thread-self/stat`) and cached in a thread-local with
 //! no destructor, readable even while the thread's locals are torn down.
 //! A child made by `fork` forgets it (its thread has another id).
+//!
+//! ## Namespaces
+//!
+//! Start times in `/proc` count from boot as the *reader's* time namespace
+//! sees it (its boot-time offset added): a holder in another time
+//! namespace would seem to run with another start time, a recycled id.
+//! Both sides therefore remove their own offset (`/proc/self/timens_offsets`,
+//! read once per process) before recording or comparing, and a reading may
+//! still differ by one tick (offsets need not be whole ticks, and the kernel
+//! rounds the sum): stamps one tick apart count as the same. (A process that
+//! itself called `unshare(CLONE_NEWTIME)` sees its children's offsets there,
+//! not its own: it should not share locks with its old namespace.)
+//!
+//! Thread ids are local to a pid namespace. A mutex records the pid
+//! namespace it was initialised in; a judge in another one cannot look its
+//! owner up, so it never judges it dead (see [`is_dead`]).
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering::*};
+use std::time::Instant;
 
-use super::lockword::{owner_word, stamp_of, tid_of};
+use super::lockword::{owner_word, stamp_of, tid_of, LIVENESS_PERIOD, WAITERS};
 use crate::sys::proc::{self, ThreadState};
 
 thread_local! {
     static ME: Cell<u64> = const { Cell::new(0) };
+    /// The last owner word this thread judged alive (with the pid
+    /// namespace of its mutex), and when: a busy `try_lock` in a loop
+    /// reads `/proc` at most once per [`LIVENESS_PERIOD`] per owner, not
+    /// at every call.
+    static LAST_ALIVE: Cell<Option<(u64, u64, Instant)>> = const { Cell::new(None) };
 }
 
 /// The calling thread's owner word.
@@ -32,7 +55,7 @@ fn me_slow() -> u64 {
     // Registers the fork handler that makes a child forget the identity
     // (before any thread caches one).
     super::held::generation();
-    let stamp = proc::this_thread_start_time().map_or(0, stamp);
+    let stamp = proc::this_thread_start_time().map_or(0, |t| stamp(normalised(t)));
     let w = owner_word(proc::tid(), stamp);
     ME.with(|c| c.set(w));
     w
@@ -55,13 +78,77 @@ fn stamp(start: u64) -> u32 {
     (start as u32).max(1)
 }
 
+/// Whether two stamps name the same start time: equal, or one tick apart
+/// (time-namespace offsets that are not whole ticks; see the module).
+fn same_start(a: u32, b: u32) -> bool {
+    let d = a.wrapping_sub(b);
+    d <= 1 || d == u32::MAX || (a == 1 && b == u32::MAX) || (b == 1 && a == u32::MAX)
+}
+
+/// A start time read from `/proc` (offset by this process's time
+/// namespace) as ticks since the machine's boot.
+fn normalised(start: u64) -> u64 {
+    start.wrapping_sub(boottime_offset_ticks() as u64)
+}
+
+/// This process's boot-time offset in clock ticks, read once per process
+/// (keyed by pid: a child of `fork` may live in another time namespace).
+fn boottime_offset_ticks() -> i64 {
+    static PID: AtomicU32 = AtomicU32::new(0);
+    static TICKS: AtomicI64 = AtomicI64::new(0);
+    let pid = proc::pid();
+    if PID.load(Acquire) == pid {
+        return TICKS.load(Relaxed);
+    }
+    let ticks = proc::boottime_offset_ticks();
+    TICKS.store(ticks, Relaxed);
+    PID.store(pid, Release);
+    ticks
+}
+
 /// Whether the owner named by `word` is dead: its thread is gone or dead,
 /// or runs with another start time (its id was recycled). Where the start
 /// time is unknown (either side), a thread that exists counts as alive.
-pub(super) fn is_dead(word: u64) -> bool {
+///
+/// `pid_namespace` is the one the mutex was initialised in (0: unknown).
+/// A judge in another pid namespace would look the thread id up among
+/// other threads: it never judges the owner dead (a waiter there waits,
+/// may time out, but never takes over). The reverse is not caught: an
+/// owner in another namespace than the mutex's, judged from the mutex's,
+/// is looked up by the wrong id; processes sharing a lock must share a
+/// pid namespace, or at least the one that initialised it holds it never
+/// from another.
+///
+/// A word judged alive is not judged again by this thread for
+/// [`LIVENESS_PERIOD`] (the waiters' slices are that long anyway).
+pub(super) fn is_dead(word: u64, pid_namespace: u64) -> bool {
+    let word = word & !WAITERS;
+    let now = Instant::now();
+    let recent = LAST_ALIVE
+        .try_with(Cell::get)
+        .ok()
+        .flatten()
+        .is_some_and(|(w, ns, at)| {
+            (w, ns) == (word, pid_namespace) && now.saturating_duration_since(at) < LIVENESS_PERIOD
+        });
+    if recent {
+        return false;
+    }
+    let here = pid_namespace == 0 || pid_namespace == proc::pid_namespace();
+    let dead = here && judge(word);
+    if !dead {
+        let _ = LAST_ALIVE.try_with(|c| c.set(Some((word, pid_namespace, now))));
+    }
+    dead
+}
+
+/// The `/proc` judgment behind [`is_dead`], uncached.
+fn judge(word: u64) -> bool {
     match proc::thread_state(tid_of(word)) {
         ThreadState::Gone | ThreadState::Dead => true,
-        ThreadState::Running(Some(start)) => stamp_of(word) != 0 && stamp(start) != stamp_of(word),
+        ThreadState::Running(Some(start)) => {
+            stamp_of(word) != 0 && !same_start(stamp(normalised(start)), stamp_of(word))
+        }
         ThreadState::Running(None) => false,
     }
 }
@@ -70,28 +157,93 @@ pub(super) fn is_dead(word: u64) -> bool {
 mod tests {
     use super::*;
 
+    /// The pid namespace the judge runs in (what a mutex made here records).
+    fn here() -> u64 {
+        proc::pid_namespace()
+    }
+
     #[test]
     fn this_thread_is_alive_and_other_incarnations_are_not() {
         let me = me();
         assert_eq!(tid_of(me), proc::tid());
         assert_ne!(stamp_of(me), 0, "no start time from /proc");
-        assert!(!is_dead(me));
-        // The same id with another start time: a recycled id.
-        assert!(is_dead(owner_word(
-            tid_of(me),
-            stamp_of(me).wrapping_add(1).max(1)
-        )));
+        assert!(!is_dead(me, here()));
+        // The same id with another start time (two ticks or more apart): a
+        // recycled id.
+        assert!(is_dead(
+            owner_word(tid_of(me), stamp_of(me).wrapping_add(2).max(1)),
+            here()
+        ));
+        // One tick apart: the same start time, read across time namespaces.
+        assert!(!is_dead(
+            owner_word(tid_of(me), stamp_of(me).wrapping_add(1).max(1)),
+            here()
+        ));
         // Unknown stamp: the thread exists.
-        assert!(!is_dead(owner_word(tid_of(me), 0)));
+        assert!(!is_dead(owner_word(tid_of(me), 0), here()));
+    }
+
+    #[test]
+    fn stamps_one_tick_apart_are_the_same_start() {
+        assert!(same_start(7, 7) && same_start(7, 8) && same_start(8, 7));
+        assert!(!same_start(7, 9) && !same_start(9, 7));
+        assert!(same_start(u32::MAX, 1) && same_start(1, u32::MAX));
+        assert!(same_start(u32::MAX, u32::MAX - 1));
     }
 
     #[test]
     fn an_exited_thread_is_dead() {
         let w = std::thread::spawn(me).join().unwrap();
         let t = std::time::Instant::now();
-        while !is_dead(w) {
+        while !is_dead(w, here()) {
             assert!(t.elapsed() < std::time::Duration::from_secs(5));
             std::thread::yield_now();
         }
+    }
+
+    /// A judge in another pid namespace than the mutex's never finds the
+    /// owner dead, even one that is.
+    #[test]
+    fn a_judge_in_another_pid_namespace_finds_nobody_dead() {
+        let w = std::thread::spawn(me).join().unwrap();
+        let t = std::time::Instant::now();
+        while !judge(w) {
+            assert!(t.elapsed() < std::time::Duration::from_secs(5));
+            std::thread::yield_now();
+        }
+        assert!(!is_dead(w, here().wrapping_add(1)));
+        assert!(is_dead(w, here()));
+        // Unknown namespace (a mutex of an older layout): judged here.
+        assert!(is_dead(w, 0));
+    }
+
+    /// A word judged alive is trusted for a liveness period: a thread that
+    /// exits right after is found dead only once that has passed.
+    #[test]
+    fn a_word_judged_alive_is_not_judged_again_within_a_period() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let h = std::thread::spawn(move || {
+            tx.send(me()).unwrap();
+            go_rx.recv().unwrap();
+        });
+        let w = rx.recv().unwrap();
+        let t0 = Instant::now();
+        assert!(!is_dead(w, here()));
+        go_tx.send(()).unwrap();
+        h.join().unwrap();
+        while !judge(w) {
+            assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+            std::thread::yield_now();
+        }
+        if t0.elapsed() < LIVENESS_PERIOD / 2 {
+            // Dead by `/proc`, alive by the cache (not read again).
+            assert!(!is_dead(w, here()), "judged again within the period");
+        }
+        while !is_dead(w, here()) {
+            assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(t0.elapsed() >= LIVENESS_PERIOD);
     }
 }

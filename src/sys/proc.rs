@@ -32,6 +32,51 @@ pub(crate) fn pid_namespace() -> u64 {
     }
 }
 
+/// The calling process's boot-time offset (its time namespace's, from
+/// `/proc/self/timens_offsets`) in clock ticks; 0 where there is none or
+/// it cannot be read. Start times in `/proc` include the reader's offset.
+pub(crate) fn boottime_offset_ticks() -> i64 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        std::fs::read("/proc/self/timens_offsets")
+            .ok()
+            .and_then(|t| parse_boottime_offset(&t, clock_ticks_per_second()))
+            .unwrap_or(0)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        0
+    }
+}
+
+/// Clock ticks per second (`_SC_CLK_TCK`), the unit of `/proc` start times.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn clock_ticks_per_second() -> i64 {
+    // SAFETY: sysconf has no preconditions.
+    match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+        // `c_long`: 64 bits here, 32 on 32-bit targets.
+        #[allow(clippy::unnecessary_cast)]
+        n if n > 0 => n as i64,
+        _ => 100,
+    }
+}
+
+/// The `boottime` line of a `timens_offsets` file (`boottime <s> <ns>`)
+/// in ticks, rounded down; `None` if there is no such line.
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+fn parse_boottime_offset(text: &[u8], ticks_per_second: i64) -> Option<i64> {
+    let text = std::str::from_utf8(text).ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("boottime"))?;
+    let mut f = line.split_whitespace().skip(1);
+    let secs: i64 = f.next()?.parse().ok()?;
+    let nanos: i64 = f.next().map_or(Some(0), |n| n.parse().ok())?;
+    let total = i128::from(secs) * 1_000_000_000 + i128::from(nanos);
+    let ticks = (total * i128::from(ticks_per_second)).div_euclid(1_000_000_000);
+    i64::try_from(ticks).ok()
+}
+
 /// The start time of process `pid` in clock ticks since boot (field 22 of
 /// `/proc/PID/stat`), or `None` where unknown (no such process, no procfs).
 pub(crate) fn start_time(pid: u32) -> Option<u64> {
@@ -245,6 +290,16 @@ pub(crate) fn is_alive(pid: u32, start: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_the_boottime_offset() {
+        let t = b"monotonic           0         0\nboottime         1000         0\n";
+        assert_eq!(parse_boottime_offset(t, 100), Some(100_000));
+        let t = b"monotonic 5 0\nboottime -2 500000000\n";
+        assert_eq!(parse_boottime_offset(t, 100), Some(-150));
+        assert_eq!(parse_boottime_offset(b"monotonic 5 0\n", 100), None);
+        assert_eq!(parse_boottime_offset(b"boottime x 0\n", 100), None);
+    }
 
     #[test]
     fn parses_field_22_past_odd_command_names() {

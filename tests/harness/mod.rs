@@ -118,6 +118,7 @@ pub fn spawn(role: &str) -> Spawn {
         role: role.to_owned(),
         args: Vec::new(),
         timeout: DEFAULT_TIMEOUT,
+        wrapper: Vec::new(),
     }
 }
 
@@ -126,6 +127,7 @@ pub struct Spawn {
     role: String,
     args: Vec<(String, String)>,
     timeout: Duration,
+    wrapper: Vec<String>,
 }
 
 impl Spawn {
@@ -142,10 +144,24 @@ impl Spawn {
         self
     }
 
+    /// Runs the child through a wrapper command (`unshare ...`), which is
+    /// given the test binary and its arguments to run.
+    pub fn under(mut self, wrapper: &[&str]) -> Self {
+        self.wrapper = wrapper.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
     /// Starts the child.
     pub fn start(self) -> Child {
         let exe = std::env::current_exe().expect("current_exe");
-        let mut cmd = Command::new(exe);
+        let mut cmd = match self.wrapper.split_first() {
+            None => Command::new(exe),
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(exe);
+                c
+            }
+        };
         cmd.args([
             "--exact",
             &self.role,

@@ -1,0 +1,166 @@
+//! Dead-owner detection of the crate's lock under adverse conditions: a
+//! storm of signals at the waiter, and holders or waiters in other time or
+//! pid namespaces (which must never make a live holder look dead).
+#![cfg(target_os = "linux")] // procfs, namespaces
+
+mod harness;
+use harness::*;
+use shmprim::*;
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long a waiter waits for a holder that lives.
+const BRIEF: Duration = Duration::from_millis(400);
+
+fn describe<G>(r: LockResult<G>) -> String {
+    match r {
+        Ok(_) => "ok".to_owned(),
+        Err(LockError::OwnerDied(_)) => "OwnerDied".to_owned(),
+        Err(LockError::Failed(e)) => format!("{e:?}"),
+    }
+}
+
+extern "C" fn ignore(_: libc::c_int) {}
+
+/// A signal every 20 ms at a waiter whose lock's owner died: each one
+/// interrupts its futex sleep, and it must still judge the owner within a
+/// liveness slice or so, not only at its deadline (slices used to restart
+/// at every interruption).
+#[test]
+fn a_signal_storm_does_not_stop_dead_owner_detection() {
+    // SAFETY: installs a handler that does nothing, without SA_RESTART so
+    // that the futex wait is interrupted; `sa` is fully initialised.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = ignore as extern "C" fn(libc::c_int) as usize;
+        assert_eq!(libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut()), 0);
+    }
+    let lock = Lock::anonymous().unwrap();
+    let l2 = lock.clone();
+    std::thread::spawn(move || std::mem::forget(l2.lock().unwrap()))
+        .join()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let l3 = lock.clone();
+    let deadline = Duration::from_secs(3);
+    let waiter = std::thread::spawn(move || {
+        // SAFETY: pthread_self has no preconditions.
+        tx.send(unsafe { libc::pthread_self() } as usize).unwrap();
+        let t = Instant::now();
+        let r = describe(l3.lock_timeout(deadline));
+        (r, t.elapsed())
+    });
+    let target = rx.recv().unwrap() as libc::pthread_t;
+    while !waiter.is_finished() {
+        // SAFETY: the waiter thread is joined only after this loop, so
+        // `target` names a live (or finished, unjoined) thread.
+        unsafe { libc::pthread_kill(target, libc::SIGUSR2) };
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (r, took) = waiter.join().unwrap();
+    assert_eq!(r, "OwnerDied");
+    // Detection takes a slice (100 ms); the deadline's last look comes at 3 s.
+    assert!(took < deadline * 5 / 6, "detected only after {took:?}");
+}
+
+/// Whether this machine lets us run `unshare` with these flags.
+fn can_unshare(flags: &[&str]) -> bool {
+    let ok = std::process::Command::new("unshare")
+        .args(flags)
+        .arg("true")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!(
+            "skipped: `unshare {}` is not permitted here",
+            flags.join(" ")
+        );
+    }
+    ok
+}
+
+child!(
+    /// Opens the lock and waits briefly for it; reports what it got.
+    fn waits_briefly(ctx) {
+        let l = Lock::open(&ctx.arg("name"))?;
+        ctx.send(&describe(l.lock_timeout(BRIEF)));
+    }
+);
+
+child!(
+    /// Opens the lock, takes it and holds it until killed.
+    fn holds_until_killed(ctx) {
+        let l = Lock::open(&ctx.arg("name"))?;
+        let g = l.lock();
+        ctx.send(&describe(g.as_ref().map(drop).map_err(|_| LockError::Failed(Error::WouldBlock))));
+        std::thread::sleep(Duration::from_secs(60));
+        drop(g);
+    }
+);
+
+const TIMENS: &[&str] = &["unshare", "-Ur", "-T", "--boottime", "1000"];
+const PIDNS: &[&str] = &["unshare", "-Urpf", "--mount-proc"];
+
+/// A waiter in a time namespace 1000 s ahead sees its holder's start time
+/// 1000 s later in `/proc`: it must still find it alive (and not take the
+/// lock over from it).
+#[test]
+fn a_waiter_in_another_time_namespace_finds_the_holder_alive() {
+    if !can_unshare(&TIMENS[1..]) {
+        return;
+    }
+    let name = unique("timens-waiter");
+    let lock = Lock::create(&name).unwrap();
+    let g = lock.lock().unwrap();
+    let child = spawn("waits_briefly")
+        .arg("name", &name)
+        .under(TIMENS)
+        .start();
+    child.expect("Timeout");
+    child.join();
+    drop(g);
+}
+
+/// A holder in a time namespace 1000 s ahead is alive to a waiter here;
+/// once killed, it is dead to it.
+#[test]
+fn a_holder_in_another_time_namespace_is_alive_until_killed() {
+    if !can_unshare(&TIMENS[1..]) {
+        return;
+    }
+    let name = unique("timens-holder");
+    let lock = Lock::create(&name).unwrap();
+    let mut child = spawn("holds_until_killed")
+        .arg("name", &name)
+        .under(TIMENS)
+        .start();
+    child.expect("ok");
+    assert_eq!(describe(lock.lock_timeout(BRIEF)), "Timeout");
+    child.kill();
+    match lock.lock_timeout(Duration::from_secs(10)) {
+        Err(LockError::OwnerDied(d)) => drop(d.make_consistent().unwrap()),
+        other => panic!("{:?}", other.map(drop)),
+    };
+}
+
+/// A waiter in another pid namespace cannot look the holder's thread id
+/// up (there it names another thread, or none): it must never judge the
+/// holder dead, only wait and time out.
+#[test]
+fn a_waiter_in_another_pid_namespace_never_takes_the_lock_over() {
+    if !can_unshare(&PIDNS[1..]) {
+        return;
+    }
+    let name = unique("pidns-waiter");
+    let lock = Lock::create(&name).unwrap();
+    let g = lock.lock().unwrap();
+    let child = spawn("waits_briefly")
+        .arg("name", &name)
+        .under(PIDNS)
+        .start();
+    child.expect("Timeout");
+    child.join();
+    drop(g);
+    drop(lock.try_lock().unwrap());
+}
