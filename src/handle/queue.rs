@@ -357,20 +357,8 @@ impl Queue {
     }
 
     fn send_until(&self, bytes: &[u8], until: Option<Deadline>) -> Result<()> {
-        let mut r = self.reserve_until(bytes.len(), until)?;
-        #[cfg(not(feature = "fault-injection"))]
-        r.copy_from_slice(bytes);
-        #[cfg(feature = "fault-injection")]
-        {
-            // Two halves, so that a fault test can stop a producer with
-            // half a message written.
-            let half = bytes.len() / 2;
-            r[..half].copy_from_slice(&bytes[..half]);
-            crate::fault::fault_point!("mpmc.send.payload_partial");
-            r[half..].copy_from_slice(&bytes[half..]);
-        }
-        r.commit();
-        Ok(())
+        self.too_large(bytes.len())?;
+        self.ring.send_copy_until(bytes, until)
     }
 
     /// Sends `bytes` (Python's `put`), waiting while the queue is full.
@@ -466,16 +454,7 @@ impl Queue {
     }
 
     fn recv_into_until(&self, buf: &mut [u8], until: Option<Deadline>) -> Result<usize> {
-        let cap = buf.len();
-        let b = self.recv_in_place_until(until, |n| {
-            if n > cap {
-                Err(Error::BufferTooShort { needed: n })
-            } else {
-                Ok(())
-            }
-        })?;
-        buf[..b.len()].copy_from_slice(&b);
-        Ok(b.len())
+        self.ring.recv_copy_until(buf, until)
     }
 
     /// Receives the next message into `buf`, waiting for one; returns its

@@ -481,6 +481,17 @@ fn heavy_prepare() -> bool {
     cfg!(loom) || membarrier::heavy_barrier()
 }
 
+/// The copying receive's check: a message of `n` bytes fits a buffer of
+/// `room` bytes.
+#[inline]
+fn fits(n: usize, room: usize) -> Result<()> {
+    if n > room {
+        Err(Error::BufferTooShort { needed: n })
+    } else {
+        Ok(())
+    }
+}
+
 /// A ring on the heap, made by [`MpmcRing::new`]; derefs to its view.
 #[derive(Debug)]
 pub struct HeapMpmc {
@@ -1376,6 +1387,120 @@ impl MpmcRef {
         let r = self.ring();
         let next = self.next(pos);
         self.wake(&r.not_full.0, &r.not_empty.0, next, next.wrapping_add(1));
+    }
+
+    /// Reserves a slot, copies `bytes` into it and commits it, without a
+    /// [`SlotRef`] between the steps: the copying send of the handles.
+    /// The position never leaves this function, so it needs none of the
+    /// re-checks a handed-back slot gets (`held`). At most `slot_size`
+    /// bytes are copied (the caller refuses longer messages first).
+    #[inline]
+    pub(crate) fn try_send_copy(&self, bytes: &[u8]) -> Result<()> {
+        let seat = self.seat(|p| &p.producing);
+        match self.try_reserve_as(seat) {
+            Ok(slot) => {
+                self.fill_and_commit(slot.pos, bytes, seat);
+                Ok(())
+            }
+            Err(e) => {
+                self.unseat(seat, |p| &p.producing);
+                Err(e)
+            }
+        }
+    }
+
+    /// [`try_send_copy`](Self::try_send_copy), waiting for room until
+    /// `until`.
+    #[inline]
+    pub(crate) fn send_copy_until(&self, bytes: &[u8], until: Option<Deadline>) -> Result<()> {
+        match self.try_send_copy(bytes) {
+            Err(Error::Full) => {}
+            other => return other,
+        }
+        let slot = self.reserve_wait(until)?;
+        self.fill_and_commit(slot.pos, bytes, slot.seat);
+        Ok(())
+    }
+
+    /// Copies `bytes` into the slot at `pos`, which we reserved (as
+    /// `seat`), and commits it.
+    #[inline]
+    fn fill_and_commit(&self, pos: u64, bytes: &[u8], seat: Seat) {
+        let n = bytes.len().min(self.slot_size);
+        let dst = self.payload(pos);
+        #[cfg(not(feature = "fault-injection"))]
+        // SAFETY: the slot at `pos` is reserved by us (its index was
+        // checked by `try_reserve_as`): nobody else touches its payload
+        // until the commit below; `n <= slot_size`, the payload's size;
+        // `bytes` is our caller's memory, not the ring's.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, n)
+        };
+        #[cfg(feature = "fault-injection")]
+        {
+            // Two halves, so that a fault test can stop a producer with
+            // half a message written.
+            let half = n / 2;
+            // SAFETY: as above, for bytes `..half` then `half..n`.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, half) };
+            fault_point!("mpmc.send.payload_partial");
+            // SAFETY: as above.
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr().add(half), dst.add(half), n - half)
+            };
+        }
+        fault_point!("mpmc.send.before_commit");
+        if self.joinable {
+            self.ring().tasks.0.unfinished.fetch_add(1, SeqCst);
+        }
+        self.publish(pos, n as u32, seat);
+    }
+
+    /// Claims the oldest message, copies it into `buf` and releases its
+    /// slot: the copying receive of the handles, without a [`SlotRef`]
+    /// between the steps. A message longer than `buf` stays queued
+    /// ([`Error::BufferTooShort`]).
+    #[inline]
+    pub(crate) fn try_recv_copy(&self, buf: &mut [u8]) -> Result<usize> {
+        let seat = self.seat(|p| &p.consuming);
+        let room = buf.len();
+        match self.try_claim_as(seat, |n| fits(n, room)) {
+            Ok(slot) => Ok(self.drain_and_release(slot.pos, slot.len, buf, seat)),
+            Err(e) => {
+                self.unseat(seat, |p| &p.consuming);
+                Err(e)
+            }
+        }
+    }
+
+    /// [`try_recv_copy`](Self::try_recv_copy), waiting for a message until
+    /// `until`.
+    #[inline]
+    pub(crate) fn recv_copy_until(&self, buf: &mut [u8], until: Option<Deadline>) -> Result<usize> {
+        match self.try_recv_copy(buf) {
+            Err(Error::Empty) => {}
+            other => return other,
+        }
+        let room = buf.len();
+        let slot = self.claim_wait(until, |n| fits(n, room))?;
+        Ok(self.drain_and_release(slot.pos, slot.len, buf, slot.seat))
+    }
+
+    /// Copies the message of `len` bytes in the slot at `pos`, which we
+    /// claimed (as `seat`), into `buf` and releases the slot.
+    #[inline]
+    fn drain_and_release(&self, pos: u64, len: usize, buf: &mut [u8], seat: Seat) -> usize {
+        // `len <= slot_size` was checked by the claim, `len <= buf.len()`
+        // by `fits`; the `min`s keep the copy in bounds regardless.
+        let n = len.min(buf.len()).min(self.slot_size);
+        // SAFETY: the slot at `pos` is claimed by us (index checked by
+        // `try_claim_as`): its payload stays as committed until we release
+        // it below; `n` is within both the payload and `buf`.
+        unsafe { std::ptr::copy_nonoverlapping(self.payload(pos), buf.as_mut_ptr(), n) };
+        self.release_pos(pos);
+        // After the stamp (Release): see `publish`.
+        self.unseat(seat, |p| &p.consuming);
+        n
     }
 
     /// Runs `attempt` until it gives something other than `retry`,
