@@ -1128,6 +1128,12 @@ impl MpmcRef {
 
     #[inline]
     fn publish(&self, pos: u64, len: u32, seat: Seat) {
+        self.publish_at(pos, self.next(pos), len, seat);
+    }
+
+    /// `publish`, `next` being `self.next(pos)` (the fast path has it).
+    #[inline]
+    fn publish_at(&self, pos: u64, next: u64, len: u32, seat: Seat) {
         let s = self.slot(pos);
         s.len.store(len, Relaxed);
         // SYNC POINT (Release): payload and `len` before the stamp; pairs
@@ -1138,7 +1144,6 @@ impl MpmcRef {
         // sees the commit, and its poisoning CAS fails.
         self.unseat(seat, |p| &p.producing);
         let r = self.ring();
-        let next = self.next(pos);
         self.wake(&r.not_empty.0, &r.not_full.0, next, next);
     }
 
@@ -1379,13 +1384,18 @@ impl MpmcRef {
 
     #[inline]
     fn release_pos(&self, pos: u64) {
+        self.release_at(pos, self.next(pos));
+    }
+
+    /// `release_pos`, `next` being `self.next(pos)`.
+    #[inline]
+    fn release_at(&self, pos: u64, next: u64) {
         // SYNC POINT (Release): our reads of the payload before the stamp
         // that lets a producer overwrite it; pairs with `try_reserve`.
         self.slot(pos)
             .stamp
             .store(pos.wrapping_add(self.one_lap), Release);
         let r = self.ring();
-        let next = self.next(pos);
         self.wake(&r.not_full.0, &r.not_empty.0, next, next.wrapping_add(1));
     }
 
@@ -1399,7 +1409,7 @@ impl MpmcRef {
         let seat = self.seat(|p| &p.producing);
         match self.try_reserve_as(seat) {
             Ok(slot) => {
-                self.fill_and_commit(slot.pos, bytes, seat);
+                self.fill_and_commit(slot.pos, self.next(slot.pos), bytes, seat);
                 Ok(())
             }
             Err(e) => {
@@ -1413,19 +1423,65 @@ impl MpmcRef {
     /// `until`.
     #[inline]
     pub(crate) fn send_copy_until(&self, bytes: &[u8], until: Option<Deadline>) -> Result<()> {
+        if self.send_fast(bytes) {
+            return Ok(());
+        }
+        self.send_copy_slow(bytes, until)
+    }
+
+    /// The common case of a send, and nothing else: `tail` unmarked at a
+    /// free slot, the reservation won at the first try. `false` (with
+    /// nothing held or recorded) for anything else, which the general
+    /// path then sorts out and reports. It returns a `bool`, not a
+    /// `Result`: an `Error` is a few words, and moving it through every
+    /// return was a good part of a message's cost.
+    #[inline]
+    fn send_fast(&self, bytes: &[u8]) -> bool {
+        let r = self.ring();
+        let pos = r.tail.0.load(Acquire);
+        // One test for both: the mark lies among the index bits, above
+        // every index below `cap`.
+        if pos & (self.one_lap - 1) >= self.cap {
+            return false; // closed, or garbage: the general path says which
+        }
+        // SYNC POINT (Acquire): as in `try_reserve_as`.
+        if self.slot(pos).stamp.load(Acquire) != pos {
+            return false;
+        }
+        let seat = self.seat(|p| &p.producing);
+        // SYNC POINT: on record before the claim (see `peers`).
+        if let Some(i) = seat.index() {
+            self.peer(i).producing.store(pos, Release);
+        }
+        let next = self.next(pos);
+        if r.tail
+            .0
+            .compare_exchange(pos, next, AcqRel, Relaxed)
+            .is_err()
+        {
+            self.unseat(seat, |p| &p.producing);
+            return false;
+        }
+        fault_point!("mpmc.send.reserved");
+        self.fill_and_commit(pos, next, bytes, seat);
+        true
+    }
+
+    #[inline(never)]
+    fn send_copy_slow(&self, bytes: &[u8], until: Option<Deadline>) -> Result<()> {
         match self.try_send_copy(bytes) {
             Err(Error::Full) => {}
             other => return other,
         }
         let slot = self.reserve_wait(until)?;
-        self.fill_and_commit(slot.pos, bytes, slot.seat);
+        self.fill_and_commit(slot.pos, self.next(slot.pos), bytes, slot.seat);
         Ok(())
     }
 
     /// Copies `bytes` into the slot at `pos`, which we reserved (as
     /// `seat`), and commits it.
     #[inline]
-    fn fill_and_commit(&self, pos: u64, bytes: &[u8], seat: Seat) {
+    fn fill_and_commit(&self, pos: u64, next: u64, bytes: &[u8], seat: Seat) {
         let n = bytes.len().min(self.slot_size);
         let dst = self.payload(pos);
         #[cfg(not(feature = "fault-injection"))]
@@ -1453,7 +1509,7 @@ impl MpmcRef {
         if self.joinable {
             self.ring().tasks.0.unfinished.fetch_add(1, SeqCst);
         }
-        self.publish(pos, n as u32, seat);
+        self.publish_at(pos, next, n as u32, seat);
     }
 
     /// Claims the oldest message, copies it into `buf` and releases its
@@ -1465,7 +1521,9 @@ impl MpmcRef {
         let seat = self.seat(|p| &p.consuming);
         let room = buf.len();
         match self.try_claim_as(seat, |n| fits(n, room)) {
-            Ok(slot) => Ok(self.drain_and_release(slot.pos, slot.len, buf, seat)),
+            Ok(slot) => {
+                Ok(self.drain_and_release(slot.pos, self.next(slot.pos), slot.len, buf, seat))
+            }
             Err(e) => {
                 self.unseat(seat, |p| &p.consuming);
                 Err(e)
@@ -1477,19 +1535,72 @@ impl MpmcRef {
     /// `until`.
     #[inline]
     pub(crate) fn recv_copy_until(&self, buf: &mut [u8], until: Option<Deadline>) -> Result<usize> {
+        match self.recv_fast(buf) {
+            Some(n) => Ok(n),
+            None => self.recv_copy_slow(buf, until),
+        }
+    }
+
+    /// The common case of a receive, and nothing else (see `send_fast`):
+    /// a committed message at `head` that fits `buf`, claimed at the first
+    /// try. `None` (with nothing held or recorded) for anything else.
+    #[inline]
+    fn recv_fast(&self, buf: &mut [u8]) -> Option<usize> {
+        let r = self.ring();
+        let pos = r.head.0.load(Acquire);
+        if pos & (self.one_lap - 1) >= self.cap {
+            return None; // garbage: the general path reports it
+        }
+        let s = self.slot(pos);
+        // SYNC POINT (Acquire): pairs with the Release store in `publish`.
+        if s.stamp.load(Acquire) != pos.wrapping_add(1) {
+            return None;
+        }
+        // `CANCELLED` is above any slot size: skipped by the general path.
+        let len = s.len.load(Relaxed) as usize;
+        if len > self.slot_size || len > buf.len() {
+            return None;
+        }
+        let seat = self.seat(|p| &p.consuming);
+        // SYNC POINT: on record before the claim (see `peers`).
+        if let Some(i) = seat.index() {
+            self.peer(i).consuming.store(pos, Release);
+        }
+        let next = self.next(pos);
+        if r.head
+            .0
+            .compare_exchange(pos, next, AcqRel, Relaxed)
+            .is_err()
+        {
+            self.unseat(seat, |p| &p.consuming);
+            return None;
+        }
+        fault_point!("mpmc.recv.borrowed");
+        Some(self.drain_and_release(pos, next, len, buf, seat))
+    }
+
+    #[inline(never)]
+    fn recv_copy_slow(&self, buf: &mut [u8], until: Option<Deadline>) -> Result<usize> {
         match self.try_recv_copy(buf) {
             Err(Error::Empty) => {}
             other => return other,
         }
         let room = buf.len();
         let slot = self.claim_wait(until, |n| fits(n, room))?;
-        Ok(self.drain_and_release(slot.pos, slot.len, buf, slot.seat))
+        Ok(self.drain_and_release(slot.pos, self.next(slot.pos), slot.len, buf, slot.seat))
     }
 
     /// Copies the message of `len` bytes in the slot at `pos`, which we
     /// claimed (as `seat`), into `buf` and releases the slot.
     #[inline]
-    fn drain_and_release(&self, pos: u64, len: usize, buf: &mut [u8], seat: Seat) -> usize {
+    fn drain_and_release(
+        &self,
+        pos: u64,
+        next: u64,
+        len: usize,
+        buf: &mut [u8],
+        seat: Seat,
+    ) -> usize {
         // `len <= slot_size` was checked by the claim, `len <= buf.len()`
         // by `fits`; the `min`s keep the copy in bounds regardless.
         let n = len.min(buf.len()).min(self.slot_size);
@@ -1497,7 +1608,7 @@ impl MpmcRef {
         // `try_claim_as`): its payload stays as committed until we release
         // it below; `n` is within both the payload and `buf`.
         unsafe { std::ptr::copy_nonoverlapping(self.payload(pos), buf.as_mut_ptr(), n) };
-        self.release_pos(pos);
+        self.release_at(pos, next);
         // After the stamp (Release): see `publish`.
         self.unseat(seat, |p| &p.consuming);
         n
