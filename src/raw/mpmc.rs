@@ -2484,6 +2484,36 @@ mod loom_tests {
         });
     }
 
+    /// `loom_mpmc_2p2c` through the copying send and receive (their
+    /// one-shot fast paths, falling back to the general ones under
+    /// contention), with a capacity-1 ring so that both sides also wait.
+    #[test]
+    fn loom_mpmc_copy_2p2c() {
+        builder().check(|| {
+            let r = Arc::new(MpmcRing::new(1, 1, 0).unwrap());
+            let ps: Vec<_> = (1..=2u8)
+                .map(|v| {
+                    let r = r.clone();
+                    loom::thread::spawn(move || r.send_copy_until(&[v], None).unwrap())
+                })
+                .collect();
+            let get = |r: &MpmcRef| {
+                let mut b = [0u8; 1];
+                assert_eq!(r.recv_copy_until(&mut b, None).unwrap(), 1);
+                b[0]
+            };
+            let r2 = r.clone();
+            let c = loom::thread::spawn(move || get(&r2));
+            let a = get(&r);
+            let b = c.join().unwrap();
+            for p in ps {
+                p.join().unwrap();
+            }
+            assert_eq!(a + b, 3);
+            assert_ne!(a, b);
+        });
+    }
+
     /// One producer sends two messages through a ring of capacity 1 to a
     /// consumer: the producer waits for room (the `not_full` side), the
     /// consumer for data, and the order holds.
@@ -2610,6 +2640,29 @@ mod loom_tests {
             let p = loom::thread::spawn(move || put(&r1, 7));
             assert_eq!(r.recover(), 0);
             assert_eq!(take(&r), 7);
+            p.join().unwrap();
+            assert_eq!(r.abandoned().sends, 0, "a live reservation was poisoned");
+        });
+    }
+
+    /// `loom_mpmc_dead_loser_never_poisons_a_live_winner` with the
+    /// winner on the copying send's fast path, which records its position
+    /// before its claiming CAS too.
+    #[test]
+    fn loom_mpmc_copy_send_winner_is_never_poisoned() {
+        builder().check(|| {
+            let r = Arc::new(MpmcRing::new(2, 1, 0).unwrap().tracked());
+            let ghost = (std::process::id() as u64) << 32 | 0xffff_fff0;
+            peers::declare_dead(ghost);
+            let e = &r.ring().peers[PEERS - 1].0;
+            e.owner.store(ghost, SeqCst);
+            e.producing.store(0, SeqCst);
+            let r1 = r.clone();
+            let p = loom::thread::spawn(move || r1.send_copy_until(&[7], None).unwrap());
+            assert_eq!(r.recover(), 0);
+            let mut b = [0u8; 1];
+            assert_eq!(r.recv_copy_until(&mut b, None).unwrap(), 1);
+            assert_eq!(b[0], 7);
             p.join().unwrap();
             assert_eq!(r.abandoned().sends, 0, "a live reservation was poisoned");
         });
