@@ -2486,11 +2486,11 @@ mod loom_tests {
 
     /// `loom_mpmc_2p2c` through the copying send and receive (their
     /// one-shot fast paths, falling back to the general ones under
-    /// contention), with a capacity-1 ring so that both sides also wait.
+    /// contention).
     #[test]
     fn loom_mpmc_copy_2p2c() {
         builder().check(|| {
-            let r = Arc::new(MpmcRing::new(1, 1, 0).unwrap());
+            let r = Arc::new(MpmcRing::new(2, 1, 0).unwrap());
             let ps: Vec<_> = (1..=2u8)
                 .map(|v| {
                     let r = r.clone();
@@ -2642,6 +2642,26 @@ mod loom_tests {
             assert_eq!(take(&r), 7);
             p.join().unwrap();
             assert_eq!(r.abandoned().sends, 0, "a live reservation was poisoned");
+        });
+    }
+
+    /// `loom_mpmc_capacity_1_both_sides_wait` through the copying send
+    /// and receive: both sides wait, and the order holds.
+    #[test]
+    fn loom_mpmc_copy_capacity_1_both_sides_wait() {
+        builder().check(|| {
+            let r = Arc::new(MpmcRing::new(1, 1, 0).unwrap());
+            let r1 = r.clone();
+            let p = loom::thread::spawn(move || {
+                r1.send_copy_until(&[1], None).unwrap();
+                r1.send_copy_until(&[2], None).unwrap();
+            });
+            let mut b = [0u8; 1];
+            r.recv_copy_until(&mut b, None).unwrap();
+            assert_eq!(b[0], 1);
+            r.recv_copy_until(&mut b, None).unwrap();
+            assert_eq!(b[0], 2);
+            p.join().unwrap();
         });
     }
 
