@@ -1436,7 +1436,7 @@ impl MpmcRef {
     /// `Result`: an `Error` is a few words, and moving it through every
     /// return was a good part of a message's cost.
     #[inline]
-    fn send_fast(&self, bytes: &[u8]) -> bool {
+    pub(crate) fn send_fast(&self, bytes: &[u8]) -> bool {
         let r = self.ring();
         let pos = r.tail.0.load(Acquire);
         // One test for both: the mark lies among the index bits, above
@@ -1545,7 +1545,7 @@ impl MpmcRef {
     /// a committed message at `head` that fits `buf`, claimed at the first
     /// try. `None` (with nothing held or recorded) for anything else.
     #[inline]
-    fn recv_fast(&self, buf: &mut [u8]) -> Option<usize> {
+    pub(crate) fn recv_fast(&self, buf: &mut [u8]) -> Option<usize> {
         let r = self.ring();
         let pos = r.head.0.load(Acquire);
         if pos & (self.one_lap - 1) >= self.cap {
