@@ -9,7 +9,8 @@
 //! `cargo bench --bench queue -- --quick` for a smoke run. Plain std
 //! timing; every figure is the median of several runs, and the runs of
 //! the three queues are interleaved so that drift in the machine's speed
-//! hits them alike.
+//! hits them alike; the ratio columns are the medians of each run's own
+//! ratios.
 //!
 //! Process runs `fork` the bench process itself; they happen while it has a
 //! single thread (checked): thread runs join their threads before the next
@@ -472,6 +473,15 @@ fn main() {
                 b.push(crossbeam_sized(size, p, c, plan.per_producer));
                 l.push(locked_run(line, &locked, p, c, plan.per_producer));
             }
+            // The ratios are medians of each run's own ratio: runs are
+            // interleaved, so one run's three figures share the machine's
+            // mood, and a ratio of medians would mix runs (on a shared
+            // 2-vCPU machine one queue's median can come from a quiet
+            // moment, the other's from a busy one).
+            let ratio = |x: &[f64], y: &[f64]| {
+                median(x.iter().zip(y).map(|(x, y)| x / y).collect::<Vec<_>>())
+            };
+            let (ra, rl) = (ratio(&a, &b), ratio(&a, &l));
             let (a, b, l) = (median(a), median(b), median(l));
             if (p, c, size) == (1, 1, 64) {
                 one_one_64 = Some(a);
@@ -483,8 +493,8 @@ fn main() {
                 a / 1e6,
                 b / 1e6,
                 l / 1e6,
-                a / b,
-                a / l
+                ra,
+                rl
             );
         }
     }

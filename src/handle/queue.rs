@@ -357,20 +357,8 @@ impl Queue {
     }
 
     fn send_until(&self, bytes: &[u8], until: Option<Deadline>) -> Result<()> {
-        let mut r = self.reserve_until(bytes.len(), until)?;
-        #[cfg(not(feature = "fault-injection"))]
-        r.copy_from_slice(bytes);
-        #[cfg(feature = "fault-injection")]
-        {
-            // Two halves, so that a fault test can stop a producer with
-            // half a message written.
-            let half = bytes.len() / 2;
-            r[..half].copy_from_slice(&bytes[..half]);
-            crate::fault::fault_point!("mpmc.send.payload_partial");
-            r[half..].copy_from_slice(&bytes[half..]);
-        }
-        r.commit();
-        Ok(())
+        self.too_large(bytes.len())?;
+        self.ring.send_copy_until(bytes, until)
     }
 
     /// Sends `bytes` (Python's `put`), waiting while the queue is full.
@@ -387,6 +375,11 @@ impl Queue {
 
     /// Sends, waiting at most `timeout` for room ([`Error::Timeout`]).
     pub fn send_bytes_timeout(&self, bytes: &[u8], timeout: Duration) -> Result<()> {
+        self.too_large(bytes.len())?;
+        // The common case before the deadline, which costs a clock read.
+        if self.ring.send_fast(bytes) {
+            return Ok(());
+        }
         self.send_until(bytes, Some(Deadline::after(timeout)))
     }
 
@@ -466,16 +459,7 @@ impl Queue {
     }
 
     fn recv_into_until(&self, buf: &mut [u8], until: Option<Deadline>) -> Result<usize> {
-        let cap = buf.len();
-        let b = self.recv_in_place_until(until, |n| {
-            if n > cap {
-                Err(Error::BufferTooShort { needed: n })
-            } else {
-                Ok(())
-            }
-        })?;
-        buf[..b.len()].copy_from_slice(&b);
-        Ok(b.len())
+        self.ring.recv_copy_until(buf, until)
     }
 
     /// Receives the next message into `buf`, waiting for one; returns its
@@ -493,6 +477,10 @@ impl Queue {
     /// [`recv_bytes_into`](Self::recv_bytes_into), waiting at most
     /// `timeout`.
     pub fn recv_bytes_into_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        // The common case before the deadline, which costs a clock read.
+        if let Some(n) = self.ring.recv_fast(buf) {
+            return Ok(n);
+        }
         self.recv_into_until(buf, Some(Deadline::after(timeout)))
     }
 

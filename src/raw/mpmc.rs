@@ -481,6 +481,17 @@ fn heavy_prepare() -> bool {
     cfg!(loom) || membarrier::heavy_barrier()
 }
 
+/// The copying receive's check: a message of `n` bytes fits a buffer of
+/// `room` bytes.
+#[inline]
+fn fits(n: usize, room: usize) -> Result<()> {
+    if n > room {
+        Err(Error::BufferTooShort { needed: n })
+    } else {
+        Ok(())
+    }
+}
+
 /// A ring on the heap, made by [`MpmcRing::new`]; derefs to its view.
 #[derive(Debug)]
 pub struct HeapMpmc {
@@ -1117,6 +1128,12 @@ impl MpmcRef {
 
     #[inline]
     fn publish(&self, pos: u64, len: u32, seat: Seat) {
+        self.publish_at(pos, self.next(pos), len, seat);
+    }
+
+    /// `publish`, `next` being `self.next(pos)` (the fast path has it).
+    #[inline]
+    fn publish_at(&self, pos: u64, next: u64, len: u32, seat: Seat) {
         let s = self.slot(pos);
         s.len.store(len, Relaxed);
         // SYNC POINT (Release): payload and `len` before the stamp; pairs
@@ -1127,7 +1144,6 @@ impl MpmcRef {
         // sees the commit, and its poisoning CAS fails.
         self.unseat(seat, |p| &p.producing);
         let r = self.ring();
-        let next = self.next(pos);
         self.wake(&r.not_empty.0, &r.not_full.0, next, next);
     }
 
@@ -1368,14 +1384,234 @@ impl MpmcRef {
 
     #[inline]
     fn release_pos(&self, pos: u64) {
+        self.release_at(pos, self.next(pos));
+    }
+
+    /// `release_pos`, `next` being `self.next(pos)`.
+    #[inline]
+    fn release_at(&self, pos: u64, next: u64) {
         // SYNC POINT (Release): our reads of the payload before the stamp
         // that lets a producer overwrite it; pairs with `try_reserve`.
         self.slot(pos)
             .stamp
             .store(pos.wrapping_add(self.one_lap), Release);
         let r = self.ring();
-        let next = self.next(pos);
         self.wake(&r.not_full.0, &r.not_empty.0, next, next.wrapping_add(1));
+    }
+
+    /// Reserves a slot, copies `bytes` into it and commits it, without a
+    /// [`SlotRef`] between the steps: the copying send of the handles.
+    /// The position never leaves this function, so it needs none of the
+    /// re-checks a handed-back slot gets (`held`). At most `slot_size`
+    /// bytes are copied (the caller refuses longer messages first).
+    #[inline]
+    pub(crate) fn try_send_copy(&self, bytes: &[u8]) -> Result<()> {
+        let seat = self.seat(|p| &p.producing);
+        match self.try_reserve_as(seat) {
+            Ok(slot) => {
+                self.fill_and_commit(slot.pos, self.next(slot.pos), bytes, seat);
+                Ok(())
+            }
+            Err(e) => {
+                self.unseat(seat, |p| &p.producing);
+                Err(e)
+            }
+        }
+    }
+
+    /// [`try_send_copy`](Self::try_send_copy), waiting for room until
+    /// `until`.
+    #[inline]
+    pub(crate) fn send_copy_until(&self, bytes: &[u8], until: Option<Deadline>) -> Result<()> {
+        if self.send_fast(bytes) {
+            return Ok(());
+        }
+        self.send_copy_slow(bytes, until)
+    }
+
+    /// The common case of a send, and nothing else: `tail` unmarked at a
+    /// free slot, the reservation won at the first try. `false` (with
+    /// nothing held or recorded) for anything else, which the general
+    /// path then sorts out and reports. It returns a `bool`, not a
+    /// `Result`: an `Error` is a few words, and moving it through every
+    /// return was a good part of a message's cost.
+    #[inline]
+    pub(crate) fn send_fast(&self, bytes: &[u8]) -> bool {
+        let r = self.ring();
+        let pos = r.tail.0.load(Acquire);
+        // One test for both: the mark lies among the index bits, above
+        // every index below `cap`.
+        if pos & (self.one_lap - 1) >= self.cap {
+            return false; // closed, or garbage: the general path says which
+        }
+        // SYNC POINT (Acquire): as in `try_reserve_as`.
+        if self.slot(pos).stamp.load(Acquire) != pos {
+            return false;
+        }
+        let seat = self.seat(|p| &p.producing);
+        // SYNC POINT: on record before the claim (see `peers`).
+        if let Some(i) = seat.index() {
+            self.peer(i).producing.store(pos, Release);
+        }
+        let next = self.next(pos);
+        if r.tail
+            .0
+            .compare_exchange(pos, next, AcqRel, Relaxed)
+            .is_err()
+        {
+            self.unseat(seat, |p| &p.producing);
+            return false;
+        }
+        fault_point!("mpmc.send.reserved");
+        self.fill_and_commit(pos, next, bytes, seat);
+        true
+    }
+
+    #[inline(never)]
+    fn send_copy_slow(&self, bytes: &[u8], until: Option<Deadline>) -> Result<()> {
+        match self.try_send_copy(bytes) {
+            Err(Error::Full) => {}
+            other => return other,
+        }
+        let slot = self.reserve_wait(until)?;
+        self.fill_and_commit(slot.pos, self.next(slot.pos), bytes, slot.seat);
+        Ok(())
+    }
+
+    /// Copies `bytes` into the slot at `pos`, which we reserved (as
+    /// `seat`), and commits it.
+    #[inline]
+    fn fill_and_commit(&self, pos: u64, next: u64, bytes: &[u8], seat: Seat) {
+        let n = bytes.len().min(self.slot_size);
+        let dst = self.payload(pos);
+        #[cfg(not(feature = "fault-injection"))]
+        // SAFETY: the slot at `pos` is reserved by us (its index was
+        // checked by `try_reserve_as`): nobody else touches its payload
+        // until the commit below; `n <= slot_size`, the payload's size;
+        // `bytes` is our caller's memory, not the ring's.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, n)
+        };
+        #[cfg(feature = "fault-injection")]
+        {
+            // Two halves, so that a fault test can stop a producer with
+            // half a message written.
+            let half = n / 2;
+            // SAFETY: as above, for bytes `..half` then `half..n`.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, half) };
+            fault_point!("mpmc.send.payload_partial");
+            // SAFETY: as above.
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr().add(half), dst.add(half), n - half)
+            };
+        }
+        fault_point!("mpmc.send.before_commit");
+        if self.joinable {
+            self.ring().tasks.0.unfinished.fetch_add(1, SeqCst);
+        }
+        self.publish_at(pos, next, n as u32, seat);
+    }
+
+    /// Claims the oldest message, copies it into `buf` and releases its
+    /// slot: the copying receive of the handles, without a [`SlotRef`]
+    /// between the steps. A message longer than `buf` stays queued
+    /// ([`Error::BufferTooShort`]).
+    #[inline]
+    pub(crate) fn try_recv_copy(&self, buf: &mut [u8]) -> Result<usize> {
+        let seat = self.seat(|p| &p.consuming);
+        let room = buf.len();
+        match self.try_claim_as(seat, |n| fits(n, room)) {
+            Ok(slot) => {
+                Ok(self.drain_and_release(slot.pos, self.next(slot.pos), slot.len, buf, seat))
+            }
+            Err(e) => {
+                self.unseat(seat, |p| &p.consuming);
+                Err(e)
+            }
+        }
+    }
+
+    /// [`try_recv_copy`](Self::try_recv_copy), waiting for a message until
+    /// `until`.
+    #[inline]
+    pub(crate) fn recv_copy_until(&self, buf: &mut [u8], until: Option<Deadline>) -> Result<usize> {
+        match self.recv_fast(buf) {
+            Some(n) => Ok(n),
+            None => self.recv_copy_slow(buf, until),
+        }
+    }
+
+    /// The common case of a receive, and nothing else (see `send_fast`):
+    /// a committed message at `head` that fits `buf`, claimed at the first
+    /// try. `None` (with nothing held or recorded) for anything else.
+    #[inline]
+    pub(crate) fn recv_fast(&self, buf: &mut [u8]) -> Option<usize> {
+        let r = self.ring();
+        let pos = r.head.0.load(Acquire);
+        if pos & (self.one_lap - 1) >= self.cap {
+            return None; // garbage: the general path reports it
+        }
+        let s = self.slot(pos);
+        // SYNC POINT (Acquire): pairs with the Release store in `publish`.
+        if s.stamp.load(Acquire) != pos.wrapping_add(1) {
+            return None;
+        }
+        // `CANCELLED` is above any slot size: skipped by the general path.
+        let len = s.len.load(Relaxed) as usize;
+        if len > self.slot_size || len > buf.len() {
+            return None;
+        }
+        let seat = self.seat(|p| &p.consuming);
+        // SYNC POINT: on record before the claim (see `peers`).
+        if let Some(i) = seat.index() {
+            self.peer(i).consuming.store(pos, Release);
+        }
+        let next = self.next(pos);
+        if r.head
+            .0
+            .compare_exchange(pos, next, AcqRel, Relaxed)
+            .is_err()
+        {
+            self.unseat(seat, |p| &p.consuming);
+            return None;
+        }
+        fault_point!("mpmc.recv.borrowed");
+        Some(self.drain_and_release(pos, next, len, buf, seat))
+    }
+
+    #[inline(never)]
+    fn recv_copy_slow(&self, buf: &mut [u8], until: Option<Deadline>) -> Result<usize> {
+        match self.try_recv_copy(buf) {
+            Err(Error::Empty) => {}
+            other => return other,
+        }
+        let room = buf.len();
+        let slot = self.claim_wait(until, |n| fits(n, room))?;
+        Ok(self.drain_and_release(slot.pos, self.next(slot.pos), slot.len, buf, slot.seat))
+    }
+
+    /// Copies the message of `len` bytes in the slot at `pos`, which we
+    /// claimed (as `seat`), into `buf` and releases the slot.
+    #[inline]
+    fn drain_and_release(
+        &self,
+        pos: u64,
+        next: u64,
+        len: usize,
+        buf: &mut [u8],
+        seat: Seat,
+    ) -> usize {
+        // `len <= slot_size` was checked by the claim, `len <= buf.len()`
+        // by `fits`; the `min`s keep the copy in bounds regardless.
+        let n = len.min(buf.len()).min(self.slot_size);
+        // SAFETY: the slot at `pos` is claimed by us (index checked by
+        // `try_claim_as`): its payload stays as committed until we release
+        // it below; `n` is within both the payload and `buf`.
+        unsafe { std::ptr::copy_nonoverlapping(self.payload(pos), buf.as_mut_ptr(), n) };
+        self.release_at(pos, next);
+        // After the stamp (Release): see `publish`.
+        self.unseat(seat, |p| &p.consuming);
+        n
     }
 
     /// Runs `attempt` until it gives something other than `retry`,
@@ -2248,6 +2484,36 @@ mod loom_tests {
         });
     }
 
+    /// `loom_mpmc_2p2c` through the copying send and receive (their
+    /// one-shot fast paths, falling back to the general ones under
+    /// contention).
+    #[test]
+    fn loom_mpmc_copy_2p2c() {
+        builder().check(|| {
+            let r = Arc::new(MpmcRing::new(2, 1, 0).unwrap());
+            let ps: Vec<_> = (1..=2u8)
+                .map(|v| {
+                    let r = r.clone();
+                    loom::thread::spawn(move || r.send_copy_until(&[v], None).unwrap())
+                })
+                .collect();
+            let get = |r: &MpmcRef| {
+                let mut b = [0u8; 1];
+                assert_eq!(r.recv_copy_until(&mut b, None).unwrap(), 1);
+                b[0]
+            };
+            let r2 = r.clone();
+            let c = loom::thread::spawn(move || get(&r2));
+            let a = get(&r);
+            let b = c.join().unwrap();
+            for p in ps {
+                p.join().unwrap();
+            }
+            assert_eq!(a + b, 3);
+            assert_ne!(a, b);
+        });
+    }
+
     /// One producer sends two messages through a ring of capacity 1 to a
     /// consumer: the producer waits for room (the `not_full` side), the
     /// consumer for data, and the order holds.
@@ -2374,6 +2640,49 @@ mod loom_tests {
             let p = loom::thread::spawn(move || put(&r1, 7));
             assert_eq!(r.recover(), 0);
             assert_eq!(take(&r), 7);
+            p.join().unwrap();
+            assert_eq!(r.abandoned().sends, 0, "a live reservation was poisoned");
+        });
+    }
+
+    /// `loom_mpmc_capacity_1_both_sides_wait` through the copying send
+    /// and receive: both sides wait, and the order holds.
+    #[test]
+    fn loom_mpmc_copy_capacity_1_both_sides_wait() {
+        builder().check(|| {
+            let r = Arc::new(MpmcRing::new(1, 1, 0).unwrap());
+            let r1 = r.clone();
+            let p = loom::thread::spawn(move || {
+                r1.send_copy_until(&[1], None).unwrap();
+                r1.send_copy_until(&[2], None).unwrap();
+            });
+            let mut b = [0u8; 1];
+            r.recv_copy_until(&mut b, None).unwrap();
+            assert_eq!(b[0], 1);
+            r.recv_copy_until(&mut b, None).unwrap();
+            assert_eq!(b[0], 2);
+            p.join().unwrap();
+        });
+    }
+
+    /// `loom_mpmc_dead_loser_never_poisons_a_live_winner` with the
+    /// winner on the copying send's fast path, which records its position
+    /// before its claiming CAS too.
+    #[test]
+    fn loom_mpmc_copy_send_winner_is_never_poisoned() {
+        builder().check(|| {
+            let r = Arc::new(MpmcRing::new(2, 1, 0).unwrap().tracked());
+            let ghost = (std::process::id() as u64) << 32 | 0xffff_fff0;
+            peers::declare_dead(ghost);
+            let e = &r.ring().peers[PEERS - 1].0;
+            e.owner.store(ghost, SeqCst);
+            e.producing.store(0, SeqCst);
+            let r1 = r.clone();
+            let p = loom::thread::spawn(move || r1.send_copy_until(&[7], None).unwrap());
+            assert_eq!(r.recover(), 0);
+            let mut b = [0u8; 1];
+            assert_eq!(r.recv_copy_until(&mut b, None).unwrap(), 1);
+            assert_eq!(b[0], 7);
             p.join().unwrap();
             assert_eq!(r.abandoned().sends, 0, "a live reservation was poisoned");
         });
