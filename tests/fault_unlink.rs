@@ -29,9 +29,15 @@ child!(fn producer(ctx) {
     let count = Value::<u64>::open(&ctx.arg("count"))?;
     let pipe = Pipe::open(&ctx.arg("pipe"))?;
     let gate = AtomicValue::<u32>::open(&ctx.arg("gate"))?;
+    let half = AtomicValue::<u32>::open(&ctx.arg("half"))?;
     ctx.send("ready");
     gate_wait(&gate, LONG)?;
     for seq in 0..N {
+        if seq == N / 2 {
+            // Half-way: wait until the parent has unlinked every name, so
+            // the second half surely runs on unlinked names.
+            gate_wait(&half, LONG)?;
+        }
         q.send_timeout(&msg(id, seq), LONG)?;
         count.update(|c| *c += 1)?;
     }
@@ -91,6 +97,8 @@ fn names_unlinked_while_four_peers_talk() {
     let pipe = Pipe::create(&pn, 4096).unwrap();
     let count = Value::<u64>::create(&cn, 0).unwrap();
     let gate = AtomicValue::<u32>::create(&gn, 0).unwrap();
+    let hn = unique("fuh");
+    let half = AtomicValue::<u32>::create(&hn, 0).unwrap();
     let start = |role: &str, id: u64| {
         let c = spawn(role)
             .arg("id", id)
@@ -98,6 +106,7 @@ fn names_unlinked_while_four_peers_talk() {
             .arg("pipe", &pn)
             .arg("count", &cn)
             .arg("gate", &gn)
+            .arg("half", &hn)
             .start();
         c.expect("ready");
         c
@@ -116,7 +125,11 @@ fn names_unlinked_while_four_peers_talk() {
     pipe.segment().unlink().unwrap();
     count.segment().unlink().unwrap();
     let mid = count.get().unwrap();
-    assert!(mid < 2 * N, "unlinked only after the talk ended");
+    assert_eq!(
+        mid, N,
+        "the producers stop half-way until the names are gone"
+    );
+    gate_open(&half);
     assert!(matches!(Queue::open(&qn), Err(Error::NotFound)));
     assert!(matches!(Pipe::open(&pn), Err(Error::NotFound)));
     assert!(matches!(Value::<u64>::open(&cn), Err(Error::NotFound)));

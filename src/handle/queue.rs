@@ -272,7 +272,8 @@ impl Queue {
     }
 
     /// Messages in the queue (Python's `qsize`): approximate while others
-    /// send and receive; counts reserved and borrowed slots too.
+    /// send and receive; counts slots reserved by senders (not yet
+    /// committed), not those already borrowed by receivers.
     pub fn len(&self) -> usize {
         self.ring.len()
     }
