@@ -19,10 +19,24 @@ pub fn single_threaded() -> bool {
         .unwrap_or(true)
 }
 
+/// Waits (up to a second) until threads that were joined have left the
+/// kernel too: `join` returns when a thread has finished, a moment before
+/// `/proc` stops counting it.
+fn settle_to_one_thread() -> bool {
+    let until = Instant::now() + Duration::from_secs(1);
+    while !single_threaded() {
+        if Instant::now() > until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
 /// Forks a child that runs `body` and exits with 0, or 101 if it panicked.
 pub fn fork_child(body: impl FnOnce()) -> libc::pid_t {
     assert!(
-        single_threaded(),
+        settle_to_one_thread(),
         "fork from a multi-threaded bench process"
     );
     // SAFETY: the process is single-threaded (checked above), so the child
