@@ -99,7 +99,8 @@
 //! stores to a line of its own, no fence). A waiter that finds the ring
 //! stopped at the same held slot for `GRACE` (50 ms) (or anyone calling
 //! [`MpmcRef::recover`]) looks for entries of dead owners (pid gone, or
-//! reused with another start time) and, when every entry naming that
+//! reused with another start time; an entry from another pid namespace is
+//! never judged dead) and, when every entry naming that
 //! position is dead and no untracked holder counts:
 //!
 //! * a reservation is *poisoned*: a CAS of its stamp from `p` to `p + 2`
@@ -260,7 +261,7 @@ mod layout {
     static_assertions::const_assert_eq!(PEERS, 64);
     static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, stats), 512);
     static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, peers), 576);
-    static_assertions::assert_eq_size!(Peer, [u8; 32]);
+    static_assertions::assert_eq_size!(Peer, [u8; 40]);
     static_assertions::const_assert_eq!(std::mem::align_of::<MpmcRing>(), 64);
     static_assertions::assert_eq_size!(Geometry, [u8; 40]);
     static_assertions::assert_eq_size!(SlotHeader, [u8; 16]);
@@ -723,29 +724,42 @@ impl MpmcRef {
         }
     }
 
-    /// Finds or takes an entry for `me`: ours already (a cache miss), a
-    /// free one, or an idle one of a dead owner. `None` if the table is
-    /// full.
+    /// Finds or takes an entry for `me`: ours already (a cache miss: same
+    /// owner word, start time and pid namespace), a free one, or an idle
+    /// one that [`peers::reusable`] gives up. `None` if the table is full.
     #[cold]
     fn claim_seat(&self, me: u64) -> Option<usize> {
         let base = self.base.as_ptr() as usize;
-        let found = (0..PEERS)
-            .find(|&i| self.peer(i).owner.load(Relaxed) == me)
-            .or_else(|| {
-                (0..PEERS).find(|&i| {
+        let (start, pidns) = peers::my_identity();
+        let ours = (0..PEERS).find(|&i| {
+            let p = self.peer(i);
+            p.owner.load(Acquire) == me
+                && p.start.load(Relaxed) == start
+                && p.pidns.load(Relaxed) == pidns
+        });
+        let found = match ours {
+            Some(i) => i,
+            None => {
+                let i = (0..PEERS).find(|&i| {
                     let p = self.peer(i);
                     let o = p.owner.load(Acquire);
                     let idle =
                         p.producing.load(Acquire) == IDLE && p.consuming.load(Acquire) == IDLE;
-                    (o == 0 || (idle && !peers::alive(o, p.start.load(Relaxed))))
+                    let (s, ns) = (p.start.load(Relaxed), p.pidns.load(Relaxed));
+                    (o == 0 || (idle && peers::reusable(o, s, ns)))
                         && p.owner.compare_exchange(o, me, AcqRel, Relaxed).is_ok()
-                })
-            })?;
-        let p = self.peer(found);
-        p.start.store(peers::my_start(), Relaxed);
-        // Garbage (or a dead owner's leftovers) must not name positions.
-        p.producing.store(IDLE, Release);
-        p.consuming.store(IDLE, Release);
+                })?;
+                let p = self.peer(i);
+                p.start.store(start, Relaxed);
+                p.pidns.store(pidns, Relaxed);
+                // Garbage must not name positions (a dead owner's entry was
+                // idle: only its owner or a recoverer ending a hold writes
+                // them, and neither names a new one).
+                p.producing.store(IDLE, Release);
+                p.consuming.store(IDLE, Release);
+                i
+            }
+        };
         peers::remember(base, found);
         Some(found)
     }
@@ -815,7 +829,7 @@ impl MpmcRef {
             if prod == IDLE && cons == IDLE {
                 continue;
             }
-            if peers::alive(owner, e.start.load(Relaxed)) {
+            if peers::alive(owner, e.start.load(Relaxed), e.pidns.load(Relaxed)) {
                 continue;
             }
             if prod != IDLE {
@@ -852,7 +866,7 @@ impl MpmcRef {
             let e = self.peer(i);
             side(e).load(Acquire) == pos && {
                 let o = e.owner.load(Acquire);
-                o != 0 && peers::alive(o, e.start.load(Relaxed))
+                o != 0 && peers::alive(o, e.start.load(Relaxed), e.pidns.load(Relaxed))
             }
         })
     }
@@ -2187,6 +2201,78 @@ mod tests {
         assert_eq!(all.len() as u64, 2 * per);
         all.dedup();
         assert_eq!(all.len() as u64, 2 * per);
+    }
+
+    /// A process that reuses a dead process's pid (and thread id) must not
+    /// take the dead entry as its own: it would clear the position the
+    /// entry names, and the dead reservation would be recovered never.
+    #[test]
+    fn mpmc_pid_reuse_keeps_the_dead_entry() {
+        let r = MpmcRing::new(2, 8, 0).unwrap();
+        let other = MpmcRing::new(2, 8, 0).unwrap();
+        dies_holding(|| {
+            let _held = r.try_reserve().unwrap();
+        });
+        let named = |r: &MpmcRef| (0..PEERS).find(|&i| r.peer(i).producing.load(SeqCst) == 0);
+        let dead = named(&r).unwrap();
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                // Our owner word, learnt from an entry of another ring.
+                send(&other, b"w").unwrap();
+                let j = (0..PEERS).find(|&j| other.peer(j).owner.load(SeqCst) != 0);
+                let me = other.peer(j.unwrap()).owner.load(SeqCst);
+                // The dead entry as a process before us with our pid and
+                // thread id left it: same owner word, another start time.
+                r.peer(dead).owner.store(me, SeqCst);
+                r.peer(dead).start.store(12345, SeqCst);
+                send(&r, b"x").unwrap();
+            });
+        });
+        assert_eq!(named(&r), Some(dead), "the dead reservation is still named");
+        if cfg!(not(miri)) {
+            // Miri cannot read /proc: everyone looks alive there.
+            assert_eq!(r.recover(), 1);
+            assert_eq!(recv(&r).unwrap(), b"x");
+        }
+    }
+
+    /// Entries of threads that exited are taken by new threads: otherwise
+    /// `PEERS` short-lived threads would leave every later holder
+    /// untracked, and recovery off.
+    #[test]
+    #[cfg_attr(miri, ignore)] // reads /proc/self/task
+    fn mpmc_exited_threads_entries_are_reused() {
+        let r = MpmcRing::new(2, 8, 0).unwrap();
+        for _ in 0..PEERS + 1 {
+            std::thread::scope(|sc| {
+                sc.spawn(|| {
+                    let s = r.try_reserve().unwrap();
+                    assert_ne!(s.seat, Seat::NONE, "untracked: the table is full");
+                    r.commit(s, 0).unwrap();
+                    recv(&r).unwrap();
+                });
+            });
+        }
+    }
+
+    /// An entry written from another pid namespace is never judged dead:
+    /// its pid means nothing here.
+    #[test]
+    fn mpmc_entry_of_another_pid_namespace_is_never_recovered() {
+        let r = MpmcRing::new(2, 8, 0).unwrap();
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                let _held = r.try_reserve().unwrap();
+            });
+        });
+        let i = (0..PEERS)
+            .find(|&i| r.peer(i).producing.load(SeqCst) == 0)
+            .unwrap();
+        // A pid no process has, in another namespace.
+        r.peer(i).owner.store((i32::MAX as u64) << 32 | 1, SeqCst);
+        r.peer(i).pidns.store(peers::my_identity().1 ^ 1, SeqCst);
+        assert_eq!(r.recover(), 0);
+        assert_eq!(r.slot(0).stamp.load(SeqCst), 0, "still reserved");
     }
 }
 
