@@ -2229,8 +2229,12 @@ mod tests {
             });
         });
         assert_eq!(named(&r), Some(dead), "the dead reservation is still named");
-        if cfg!(not(miri)) {
-            // Miri cannot read /proc: everyone looks alive there.
+        if cfg!(all(
+            not(miri),
+            any(target_os = "linux", target_os = "android")
+        )) {
+            // Start times come from /proc: without it (and under Miri)
+            // everyone looks alive.
             assert_eq!(r.recover(), 1);
             assert_eq!(recv(&r).unwrap(), b"x");
         }
@@ -2240,7 +2244,10 @@ mod tests {
     /// `PEERS` short-lived threads would leave every later holder
     /// untracked, and recovery off.
     #[test]
-    #[cfg_attr(miri, ignore)] // reads /proc/self/task
+    #[cfg_attr(
+        any(miri, not(any(target_os = "linux", target_os = "android"))),
+        ignore = "needs /proc/self/task"
+    )]
     fn mpmc_exited_threads_entries_are_reused() {
         let r = MpmcRing::new(2, 8, 0).unwrap();
         for _ in 0..PEERS + 1 {
@@ -2458,10 +2465,37 @@ mod loom_tests {
             e.producing.store(0, SeqCst);
             let r1 = r.clone();
             let p = loom::thread::spawn(move || put(&r1, 7));
+            // Lets the producer run first too: otherwise the recoverer
+            // always scans before it, and the race is never explored.
+            loom::thread::yield_now();
             assert_eq!(r.recover(), 0);
             assert_eq!(take(&r), 7);
             p.join().unwrap();
             assert_eq!(r.abandoned().sends, 0, "a live reservation was poisoned");
+        });
+    }
+
+    /// The same race on the consuming side: a consumer that died after
+    /// recording position 0 and lost the CAS on `head` (forged as an
+    /// entry), a live consumer that wins it and holds the slot borrowed,
+    /// and a recoverer running meanwhile: the live consumer's slot must
+    /// never be freed under it. Catches: recording the position after the
+    /// claiming CAS instead of before it.
+    #[test]
+    fn loom_mpmc_dead_losing_consumer_never_frees_a_live_winner() {
+        builder().check(|| {
+            let r = Arc::new(MpmcRing::new(2, 1, 0).unwrap().tracked());
+            put(&r, 7);
+            let ghost = (std::process::id() as u64) << 32 | 0xffff_fff0;
+            peers::declare_dead(ghost);
+            let e = &r.ring().peers[PEERS - 1].0;
+            e.owner.store(ghost, SeqCst);
+            e.consuming.store(0, SeqCst);
+            let r1 = r.clone();
+            let rec = loom::thread::spawn(move || r1.recover());
+            assert_eq!(take(&r), 7);
+            assert_eq!(rec.join().unwrap(), 0);
+            assert_eq!(r.abandoned().recvs, 0, "a live borrow was freed");
         });
     }
 
