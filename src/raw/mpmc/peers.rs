@@ -335,7 +335,10 @@ pub(crate) fn alive(owner: u64, start: u64, pidns: u64) -> bool {
 }
 
 /// Whether the idle entry of `owner` (see [`alive`]) may be taken: its
-/// owner is dead, or is a thread of ours that exited.
+/// owner is dead, or is a thread of ours that exited. (A new thread given
+/// the same id between this check and the claiming CAS would share the
+/// entry: that needs the kernel to cycle through every thread id, `pid_max`
+/// of them, meanwhile.)
 pub(crate) fn reusable(owner: u64, start: u64, pidns: u64) -> bool {
     if !alive(owner, start, pidns) {
         return true;
