@@ -5,7 +5,8 @@
 //! This is the ring's `robust_list`/`list_op_pending`: each (process,
 //! thread) that uses the ring owns one 64-byte entry (its own line, so the
 //! stores below stay in its own cache) holding its pid and kernel thread
-//! id, the start time and pid namespace of its process, and the position it is reserving (`producing`) or has
+//! id, the start time and pid namespace of its process, and the position
+//! it is reserving (`producing`) or has
 //! claimed (`consuming`), or [`IDLE`]. A producer stores its position
 //! *before* the CAS that claims it and clears it (Release) after its
 //! commit; a consumer likewise around its claim and release. Those are
@@ -36,7 +37,7 @@
 //! (never a wrong recovery).
 //!
 //! Pids mean something only within a pid namespace: an entry written from
-//! another namespace (or where ours is unknown) is never judged dead.
+//! another namespace is never judged dead.
 //!
 //! A process that calls `execve` while another of its threads holds a slot
 //! keeps its pid and start time: it still looks alive, and that slot is
@@ -247,17 +248,23 @@ pub(crate) fn my_identity() -> (u64, u64) {
     #[cfg(not(any(loom, miri)))]
     {
         use crate::sys::proc;
-        static ID: std::sync::Mutex<(u64, u64, u64)> = std::sync::Mutex::new((0, 0, 0));
-        let mut id = ID.lock().unwrap_or_else(|e| e.into_inner());
+        use std::sync::atomic::{AtomicU64, Ordering};
+        // No lock: a fork while another thread held it would hang the
+        // child. Racing writers of one process write the same values, and
+        // publish them by the Release store of `GEN`.
+        static GEN: AtomicU64 = AtomicU64::new(0);
+        static START: AtomicU64 = AtomicU64::new(0);
+        static NS: AtomicU64 = AtomicU64::new(0);
         let gen = generation();
-        if id.0 != gen {
-            *id = (
-                gen,
+        if GEN.load(Ordering::Acquire) != gen {
+            START.store(
                 proc::start_time(proc::pid()).unwrap_or(0),
-                proc::pid_namespace(),
+                Ordering::Relaxed,
             );
+            NS.store(proc::pid_namespace(), Ordering::Relaxed);
+            GEN.store(gen, Ordering::Release);
         }
-        (id.1, id.2)
+        (START.load(Ordering::Relaxed), NS.load(Ordering::Relaxed))
     }
     #[cfg(any(loom, miri))]
     (0, 0)
