@@ -90,6 +90,17 @@ fn flags(kind: Kind) -> u32 {
 /// at once, is untracked, and recovery waits while it holds its slot (and
 /// for good if it dies then). See [`MpmcRing`] for the protocol.
 ///
+/// The verdict "dead" rests on pids, so:
+///
+/// * do not hold a [`Reservation`] or a [`Borrowed`] across a `fork`: the
+///   child's copy still names the parent, and once the parent exits the
+///   slot may be taken back under the child;
+/// * holders in another pid namespace are never judged dead (their slots
+///   are not recovered from here);
+/// * a process that calls `execve` while another of its threads holds a
+///   slot keeps its pid and start time: it still looks alive, and that
+///   slot is never recovered.
+///
 /// ```
 /// use shmprim::Queue;
 /// let q = Queue::anonymous(16, 64).unwrap();
@@ -427,7 +438,8 @@ impl Queue {
 
     /// Borrows the next message in place, waiting for one: read it through
     /// the returned [`Borrowed`]; dropping it frees the slot. A consumer
-    /// that dies holding it loses the message.
+    /// that dies holding it loses the message (on a [`JoinableQueue`] it
+    /// then counts as done: call `task_done` only after dropping it).
     pub fn recv_in_place(&self) -> Result<Borrowed<'_>> {
         self.recv_in_place_until(None, |_| Ok(()))
     }
@@ -687,6 +699,11 @@ impl std::fmt::Debug for Borrowed<'_> {
 /// [`task_done`](Self::task_done) lowers it; [`join`](Self::join) waits
 /// until it is zero. All of [`Queue`]'s methods are available through
 /// `Deref`.
+///
+/// A message received in place is counted done when a consumer that died
+/// holding its [`Borrowed`] is recovered: call `task_done` only *after*
+/// dropping the `Borrowed`, or a consumer killed in between counts it
+/// done twice.
 ///
 /// ```
 /// use shmprim::JoinableQueue;

@@ -99,7 +99,8 @@
 //! stores to a line of its own, no fence). A waiter that finds the ring
 //! stopped at the same held slot for `GRACE` (50 ms) (or anyone calling
 //! [`MpmcRef::recover`]) looks for entries of dead owners (pid gone, or
-//! reused with another start time) and, when every entry naming that
+//! reused with another start time; an entry from another pid namespace is
+//! never judged dead) and, when every entry naming that
 //! position is dead and no untracked holder counts:
 //!
 //! * a reservation is *poisoned*: a CAS of its stamp from `p` to `p + 2`
@@ -260,7 +261,7 @@ mod layout {
     static_assertions::const_assert_eq!(PEERS, 64);
     static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, stats), 512);
     static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, peers), 576);
-    static_assertions::assert_eq_size!(Peer, [u8; 32]);
+    static_assertions::assert_eq_size!(Peer, [u8; 40]);
     static_assertions::const_assert_eq!(std::mem::align_of::<MpmcRing>(), 64);
     static_assertions::assert_eq_size!(Geometry, [u8; 40]);
     static_assertions::assert_eq_size!(SlotHeader, [u8; 16]);
@@ -734,29 +735,42 @@ impl MpmcRef {
         }
     }
 
-    /// Finds or takes an entry for `me`: ours already (a cache miss), a
-    /// free one, or an idle one of a dead owner. `None` if the table is
-    /// full.
+    /// Finds or takes an entry for `me`: ours already (a cache miss: same
+    /// owner word, start time and pid namespace), a free one, or an idle
+    /// one that [`peers::reusable`] gives up. `None` if the table is full.
     #[cold]
     fn claim_seat(&self, me: u64) -> Option<usize> {
         let base = self.base.as_ptr() as usize;
-        let found = (0..PEERS)
-            .find(|&i| self.peer(i).owner.load(Relaxed) == me)
-            .or_else(|| {
-                (0..PEERS).find(|&i| {
+        let (start, pidns) = peers::my_identity();
+        let ours = (0..PEERS).find(|&i| {
+            let p = self.peer(i);
+            p.owner.load(Acquire) == me
+                && p.start.load(Relaxed) == start
+                && p.pidns.load(Relaxed) == pidns
+        });
+        let found = match ours {
+            Some(i) => i,
+            None => {
+                let i = (0..PEERS).find(|&i| {
                     let p = self.peer(i);
                     let o = p.owner.load(Acquire);
                     let idle =
                         p.producing.load(Acquire) == IDLE && p.consuming.load(Acquire) == IDLE;
-                    (o == 0 || (idle && !peers::alive(o, p.start.load(Relaxed))))
+                    let (s, ns) = (p.start.load(Relaxed), p.pidns.load(Relaxed));
+                    (o == 0 || (idle && peers::reusable(o, s, ns)))
                         && p.owner.compare_exchange(o, me, AcqRel, Relaxed).is_ok()
-                })
-            })?;
-        let p = self.peer(found);
-        p.start.store(peers::my_start(), Relaxed);
-        // Garbage (or a dead owner's leftovers) must not name positions.
-        p.producing.store(IDLE, Release);
-        p.consuming.store(IDLE, Release);
+                })?;
+                let p = self.peer(i);
+                p.start.store(start, Relaxed);
+                p.pidns.store(pidns, Relaxed);
+                // Garbage must not name positions (a dead owner's entry was
+                // idle: only its owner or a recoverer ending a hold writes
+                // them, and neither names a new one).
+                p.producing.store(IDLE, Release);
+                p.consuming.store(IDLE, Release);
+                i
+            }
+        };
         peers::remember(base, found);
         Some(found)
     }
@@ -826,7 +840,7 @@ impl MpmcRef {
             if prod == IDLE && cons == IDLE {
                 continue;
             }
-            if peers::alive(owner, e.start.load(Relaxed)) {
+            if peers::alive(owner, e.start.load(Relaxed), e.pidns.load(Relaxed)) {
                 continue;
             }
             if prod != IDLE {
@@ -863,7 +877,7 @@ impl MpmcRef {
             let e = self.peer(i);
             side(e).load(Acquire) == pos && {
                 let o = e.owner.load(Acquire);
-                o != 0 && peers::alive(o, e.start.load(Relaxed))
+                o != 0 && peers::alive(o, e.start.load(Relaxed), e.pidns.load(Relaxed))
             }
         })
     }
@@ -2424,6 +2438,85 @@ mod tests {
         all.dedup();
         assert_eq!(all.len() as u64, 2 * per);
     }
+
+    /// A process that reuses a dead process's pid (and thread id) must not
+    /// take the dead entry as its own: it would clear the position the
+    /// entry names, and the dead reservation would be recovered never.
+    #[test]
+    fn mpmc_pid_reuse_keeps_the_dead_entry() {
+        let r = MpmcRing::new(2, 8, 0).unwrap();
+        let other = MpmcRing::new(2, 8, 0).unwrap();
+        dies_holding(|| {
+            let _held = r.try_reserve().unwrap();
+        });
+        let named = |r: &MpmcRef| (0..PEERS).find(|&i| r.peer(i).producing.load(SeqCst) == 0);
+        let dead = named(&r).unwrap();
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                // Our owner word, learnt from an entry of another ring.
+                send(&other, b"w").unwrap();
+                let j = (0..PEERS).find(|&j| other.peer(j).owner.load(SeqCst) != 0);
+                let me = other.peer(j.unwrap()).owner.load(SeqCst);
+                // The dead entry as a process before us with our pid and
+                // thread id left it: same owner word, another start time.
+                r.peer(dead).owner.store(me, SeqCst);
+                r.peer(dead).start.store(12345, SeqCst);
+                send(&r, b"x").unwrap();
+            });
+        });
+        assert_eq!(named(&r), Some(dead), "the dead reservation is still named");
+        if cfg!(all(
+            not(miri),
+            any(target_os = "linux", target_os = "android")
+        )) {
+            // Start times come from /proc: without it (and under Miri)
+            // everyone looks alive.
+            assert_eq!(r.recover(), 1);
+            assert_eq!(recv(&r).unwrap(), b"x");
+        }
+    }
+
+    /// Entries of threads that exited are taken by new threads: otherwise
+    /// `PEERS` short-lived threads would leave every later holder
+    /// untracked, and recovery off.
+    #[test]
+    #[cfg_attr(
+        any(miri, not(any(target_os = "linux", target_os = "android"))),
+        ignore = "needs /proc/self/task"
+    )]
+    fn mpmc_exited_threads_entries_are_reused() {
+        let r = MpmcRing::new(2, 8, 0).unwrap();
+        for _ in 0..PEERS + 1 {
+            std::thread::scope(|sc| {
+                sc.spawn(|| {
+                    let s = r.try_reserve().unwrap();
+                    assert_ne!(s.seat, Seat::NONE, "untracked: the table is full");
+                    r.commit(s, 0).unwrap();
+                    recv(&r).unwrap();
+                });
+            });
+        }
+    }
+
+    /// An entry written from another pid namespace is never judged dead:
+    /// its pid means nothing here.
+    #[test]
+    fn mpmc_entry_of_another_pid_namespace_is_never_recovered() {
+        let r = MpmcRing::new(2, 8, 0).unwrap();
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                let _held = r.try_reserve().unwrap();
+            });
+        });
+        let i = (0..PEERS)
+            .find(|&i| r.peer(i).producing.load(SeqCst) == 0)
+            .unwrap();
+        // A pid no process has, in another namespace.
+        r.peer(i).owner.store((i32::MAX as u64) << 32 | 1, SeqCst);
+        r.peer(i).pidns.store(peers::my_identity().1 ^ 1, SeqCst);
+        assert_eq!(r.recover(), 0);
+        assert_eq!(r.slot(0).stamp.load(SeqCst), 0, "still reserved");
+    }
 }
 
 #[cfg(all(test, loom))]
@@ -2638,6 +2731,9 @@ mod loom_tests {
             e.producing.store(0, SeqCst);
             let r1 = r.clone();
             let p = loom::thread::spawn(move || put(&r1, 7));
+            // Lets the producer run first too: otherwise the recoverer
+            // always scans before it, and the race is never explored.
+            loom::thread::yield_now();
             assert_eq!(r.recover(), 0);
             assert_eq!(take(&r), 7);
             p.join().unwrap();
@@ -2679,12 +2775,39 @@ mod loom_tests {
             e.producing.store(0, SeqCst);
             let r1 = r.clone();
             let p = loom::thread::spawn(move || r1.send_copy_until(&[7], None).unwrap());
+            // Let the sender run first sometimes: otherwise the recoverer
+            // always scans before the claim and the race goes unexplored.
+            loom::thread::yield_now();
             assert_eq!(r.recover(), 0);
             let mut b = [0u8; 1];
             assert_eq!(r.recv_copy_until(&mut b, None).unwrap(), 1);
             assert_eq!(b[0], 7);
             p.join().unwrap();
             assert_eq!(r.abandoned().sends, 0, "a live reservation was poisoned");
+        });
+    }
+
+    /// The same race on the consuming side: a consumer that died after
+    /// recording position 0 and lost the CAS on `head` (forged as an
+    /// entry), a live consumer that wins it and holds the slot borrowed,
+    /// and a recoverer running meanwhile: the live consumer's slot must
+    /// never be freed under it. Catches: recording the position after the
+    /// claiming CAS instead of before it.
+    #[test]
+    fn loom_mpmc_dead_losing_consumer_never_frees_a_live_winner() {
+        builder().check(|| {
+            let r = Arc::new(MpmcRing::new(2, 1, 0).unwrap().tracked());
+            put(&r, 7);
+            let ghost = (std::process::id() as u64) << 32 | 0xffff_fff0;
+            peers::declare_dead(ghost);
+            let e = &r.ring().peers[PEERS - 1].0;
+            e.owner.store(ghost, SeqCst);
+            e.consuming.store(0, SeqCst);
+            let r1 = r.clone();
+            let rec = loom::thread::spawn(move || r1.recover());
+            assert_eq!(take(&r), 7);
+            assert_eq!(rec.join().unwrap(), 0);
+            assert_eq!(r.abandoned().recvs, 0, "a live borrow was freed");
         });
     }
 

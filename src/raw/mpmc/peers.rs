@@ -4,8 +4,9 @@
 //!
 //! This is the ring's `robust_list`/`list_op_pending`: each (process,
 //! thread) that uses the ring owns one 64-byte entry (its own line, so the
-//! stores below stay in its own cache) holding its pid, the start time of
-//! its process, and the position it is reserving (`producing`) or has
+//! stores below stay in its own cache) holding its pid and kernel thread
+//! id, the start time and pid namespace of its process, and the position
+//! it is reserving (`producing`) or has
 //! claimed (`consuming`), or [`IDLE`]. A producer stores its position
 //! *before* the CAS that claims it and clears it (Release) after its
 //! commit; a consumer likewise around its claim and release. Those are
@@ -20,15 +21,27 @@
 //! the recoverer fails. So "every entry naming the position is dead"
 //! means the winner is dead.
 //!
-//! An entry is claimed with a CAS on `owner` (0, or a dead owner whose
-//! entry is idle, becomes ours) and cached per thread. When the table is
+//! An entry is claimed with a CAS on `owner` (0, or an idle entry of a dead
+//! owner, becomes ours) and cached per thread. An entry is ours only if its
+//! start time and pid namespace are ours too: one left by a dead process
+//! whose pid (and thread id) we reuse is a dead entry like any other, and
+//! is taken only once idle. An idle entry of a thread of ours that exited
+//! (its id no longer under `/proc/self/task`) is taken too; one that still
+//! names a position is left alone (a `Reservation` may have been moved to
+//! another thread). When the table is
 //! full, or a thread holds a second slot at once, the holder is
 //! *untracked*: it counts itself in the ring's `untracked` word, and while
 //! that is non-zero recovery waits (an untracked holder cannot be told from
 //! a dead one). A process killed while untracked leaves the count raised:
 //! recovery is then off for that ring, which is the documented fallback
-//! (never a wrong recovery). Entries of threads that exited in a live
-//! process stay taken until the process exits.
+//! (never a wrong recovery).
+//!
+//! Pids mean something only within a pid namespace: an entry written from
+//! another namespace is never judged dead.
+//!
+//! A process that calls `execve` while another of its threads holds a slot
+//! keeps its pid and start time: it still looks alive, and that slot is
+//! never recovered (it stays held until the ring is made anew).
 //!
 //! A held slot copied into a child by `fork` (a `Reservation` alive across
 //! the fork) still names the parent: if the parent dies and the child
@@ -48,14 +61,18 @@ pub(crate) const PEERS: usize = 2;
 /// and the index of a position is below `one_lap / 2`.
 pub(crate) const IDLE: u64 = u64::MAX;
 
-/// One entry: 32 bytes, each in a line of its own.
+/// One entry: 40 bytes, each in a line of its own.
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct Peer {
-    /// `pid << 32 | thread number` of the owner; 0: free.
+    /// `pid << 32 | tid` of the owner (a thread number where there is no
+    /// kernel thread id, and under loom and Miri); 0: free.
     pub(crate) owner: AtomicU64,
     /// The owner process's start time (0: unknown).
     pub(crate) start: AtomicU64,
+    /// The owner process's pid namespace (see `sys::proc::pid_namespace`;
+    /// 0: unknown).
+    pub(crate) pidns: AtomicU64,
     /// The position this owner is reserving or holds reserved, or `IDLE`.
     pub(crate) producing: AtomicU64,
     /// The position this owner is claiming or holds borrowed, or `IDLE`.
@@ -67,6 +84,7 @@ impl Peer {
         Peer {
             owner: AtomicU64::new(0),
             start: AtomicU64::new(0),
+            pidns: AtomicU64::new(0),
             producing: AtomicU64::new(IDLE),
             consuming: AtomicU64::new(IDLE),
         }
@@ -137,16 +155,23 @@ const EMPTY: Cache = Cache {
 
 tls!(CACHE: Cell<Cache> = Cell::new(EMPTY));
 
-/// Numbers threads within a process (never 0).
+/// Numbers threads within a process (never 0), where there is no kernel
+/// thread id to tell them apart.
+#[cfg(any(loom, miri, not(any(target_os = "linux", target_os = "android"))))]
 static THREADS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
 tls!(THREAD_NO: Cell<u32> = Cell::new(0));
 // The last hit: (ring address, entry index, owner word, generation).
 tls!(LAST: Cell<(usize, usize, u64, u64)> = Cell::new((0, 0, 0, 0)));
 
+/// This thread's kernel id (read once per thread), or its number where
+/// there is none.
 fn thread_no() -> u32 {
     THREAD_NO.with(|t| {
         if t.get() == 0 {
+            #[cfg(not(any(loom, miri, not(any(target_os = "linux", target_os = "android")))))]
+            t.set(crate::sys::proc::tid().max(1));
+            #[cfg(any(loom, miri, not(any(target_os = "linux", target_os = "android"))))]
             t.set(
                 THREADS
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -217,15 +242,32 @@ pub(crate) fn remember(ring: usize, idx: usize) {
     });
 }
 
-/// This process's start time (0 where unknown), read once.
-pub(crate) fn my_start() -> u64 {
+/// This process's (start time, pid namespace), 0 where unknown: read once
+/// per process (again in a forked child, whose start time differs).
+pub(crate) fn my_identity() -> (u64, u64) {
     #[cfg(not(any(loom, miri)))]
     {
-        static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-        *START.get_or_init(|| crate::sys::proc::start_time(crate::sys::proc::pid()).unwrap_or(0))
+        use crate::sys::proc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        // No lock: a fork while another thread held it would hang the
+        // child. Racing writers of one process write the same values, and
+        // publish them by the Release store of `GEN`.
+        static GEN: AtomicU64 = AtomicU64::new(0);
+        static START: AtomicU64 = AtomicU64::new(0);
+        static NS: AtomicU64 = AtomicU64::new(0);
+        let gen = generation();
+        if GEN.load(Ordering::Acquire) != gen {
+            START.store(
+                proc::start_time(proc::pid()).unwrap_or(0),
+                Ordering::Relaxed,
+            );
+            NS.store(proc::pid_namespace(), Ordering::Relaxed);
+            GEN.store(gen, Ordering::Release);
+        }
+        (START.load(Ordering::Relaxed), NS.load(Ordering::Relaxed))
     }
     #[cfg(any(loom, miri))]
-    0
+    (0, 0)
 }
 
 /// Owner words that tests declare dead (loom and Miri cannot kill a
@@ -257,10 +299,11 @@ pub(crate) fn declare_dead(owner: u64) {
         .push(owner);
 }
 
-/// Whether the owner `owner` (started at `start`) may still be running.
-/// Errs on "alive": a wrong "dead" could let a live holder's slot be
-/// taken from it, a wrong "alive" only delays recovery.
-pub(crate) fn alive(owner: u64, start: u64) -> bool {
+/// Whether the owner `owner` (its process started at `start`, in the pid
+/// namespace `pidns`) may still be running. Errs on "alive": a wrong
+/// "dead" could let a live holder's slot be taken from it, a wrong "alive"
+/// only delays recovery.
+pub(crate) fn alive(owner: u64, start: u64, pidns: u64) -> bool {
     #[cfg(test)]
     if PRETEND_DEAD
         .lock()
@@ -278,16 +321,42 @@ pub(crate) fn alive(owner: u64, start: u64) -> bool {
     }
     #[cfg(any(loom, miri))]
     {
-        let _ = start;
+        let _ = (start, pidns);
         true
     }
     #[cfg(not(any(loom, miri)))]
     {
+        let (my_start, my_ns) = my_identity();
+        if pidns != my_ns {
+            // Its pids are not ours to judge.
+            return true;
+        }
         if pid == crate::sys::proc::pid() {
             // Our own process is alive (a thread of ours that exited is
-            // not detected: see the module documentation).
-            return true;
+            // not judged dead: its slot may have moved to another thread);
+            // a process before us with our pid is not.
+            return start == 0 || my_start == 0 || start == my_start;
         }
         crate::sys::proc::is_alive(pid, start)
     }
+}
+
+/// Whether the idle entry of `owner` (see [`alive`]) may be taken: its
+/// owner is dead, or is a thread of ours that exited. (A new thread given
+/// the same id between this check and the claiming CAS would share the
+/// entry: that needs the kernel to cycle through every thread id, `pid_max`
+/// of them, meanwhile.)
+pub(crate) fn reusable(owner: u64, start: u64, pidns: u64) -> bool {
+    if !alive(owner, start, pidns) {
+        return true;
+    }
+    #[cfg(not(any(loom, miri, not(any(target_os = "linux", target_os = "android")))))]
+    {
+        let (my_start, my_ns) = my_identity();
+        (owner >> 32) as u32 == crate::sys::proc::pid()
+            && (start, pidns) == (my_start, my_ns)
+            && !crate::sys::proc::may_be_own_thread(owner as u32)
+    }
+    #[cfg(any(loom, miri, not(any(target_os = "linux", target_os = "android"))))]
+    false
 }
