@@ -722,6 +722,30 @@ impl MpmcRef {
         }
     }
 
+    /// The fast paths' claim: records `pos` in this thread's entry (`side`)
+    /// and only then moves `word` (`tail` or `head`) from `pos` to `next`
+    /// with one CAS. The seat on success; on failure the record is
+    /// withdrawn and nothing was claimed.
+    #[inline(always)]
+    fn claim_on_record(
+        &self,
+        word: &AtomicU64,
+        pos: u64,
+        next: u64,
+        side: fn(&Peer) -> &AtomicU64,
+    ) -> Option<Seat> {
+        let seat = self.seat(side);
+        // SYNC POINT: on record before the claim (see `peers`).
+        if let Some(i) = seat.index() {
+            side(self.peer(i)).store(pos, Release);
+        }
+        if word.compare_exchange(pos, next, AcqRel, Relaxed).is_err() {
+            self.unseat(seat, side);
+            return None;
+        }
+        Some(seat)
+    }
+
     /// Ends a hold recorded by [`seat`](Self::seat), after the stamp store
     /// that ended it (Release: see `peers`).
     #[inline]
@@ -1462,20 +1486,10 @@ impl MpmcRef {
         if self.slot(pos).stamp.load(Acquire) != pos {
             return false;
         }
-        let seat = self.seat(|p| &p.producing);
-        // SYNC POINT: on record before the claim (see `peers`).
-        if let Some(i) = seat.index() {
-            self.peer(i).producing.store(pos, Release);
-        }
         let next = self.next(pos);
-        if r.tail
-            .0
-            .compare_exchange(pos, next, AcqRel, Relaxed)
-            .is_err()
-        {
-            self.unseat(seat, |p| &p.producing);
+        let Some(seat) = self.claim_on_record(&r.tail.0, pos, next, |p| &p.producing) else {
             return false;
-        }
+        };
         fault_point!("mpmc.send.reserved");
         self.fill_and_commit(pos, next, bytes, seat);
         true
@@ -1575,20 +1589,8 @@ impl MpmcRef {
         if len > self.slot_size || len > buf.len() {
             return None;
         }
-        let seat = self.seat(|p| &p.consuming);
-        // SYNC POINT: on record before the claim (see `peers`).
-        if let Some(i) = seat.index() {
-            self.peer(i).consuming.store(pos, Release);
-        }
         let next = self.next(pos);
-        if r.head
-            .0
-            .compare_exchange(pos, next, AcqRel, Relaxed)
-            .is_err()
-        {
-            self.unseat(seat, |p| &p.consuming);
-            return None;
-        }
+        let seat = self.claim_on_record(&r.head.0, pos, next, |p| &p.consuming)?;
         fault_point!("mpmc.recv.borrowed");
         Some(self.drain_and_release(pos, next, len, buf, seat))
     }
