@@ -1260,30 +1260,10 @@ fn persisted_segment_outlives_its_creator_until_unlink_name() {
 // ---------------------------------------------------------- out of space
 
 child!(fn enospc_child(ctx) {
-    // A private mount namespace for this thread, with a 1 MiB tmpfs on
-    // /dev/shm: shm_open goes through /dev/shm, so it fills up here and
-    // nowhere else.
-    // SAFETY: unshare changes only which namespace this thread belongs to.
-    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-        ctx.send(&format!("skip: unshare: {}", std::io::Error::last_os_error()));
-        return Ok(());
-    }
-    // Stop every mount made below from propagating out of the namespace.
-    // SAFETY: null source, type and data are allowed for a propagation
-    // change; the target is a NUL-terminated literal.
-    let rc = unsafe {
-        libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null())
-    };
-    if rc != 0 {
-        ctx.send(&format!("skip: make-rprivate: {}", std::io::Error::last_os_error()));
-        return Ok(());
-    }
-    // SAFETY: all strings are NUL-terminated literals that outlive the call.
-    let rc = unsafe {
-        libc::mount(c"tmpfs".as_ptr(), c"/dev/shm".as_ptr(), c"tmpfs".as_ptr(), 0, c"size=1m".as_ptr().cast())
-    };
-    if rc != 0 {
-        ctx.send(&format!("skip: mount: {}", std::io::Error::last_os_error()));
+    // A 1 MiB tmpfs on a private /dev/shm: shm_open goes through
+    // /dev/shm, so it fills up here and nowhere else.
+    if let Err(why) = private_dev_shm(c"size=1m") {
+        ctx.send(&format!("skip: {why}"));
         return Ok(());
     }
     let listing = || -> Vec<String> {

@@ -359,28 +359,9 @@ fn no_descriptor_reaches_an_execd_child() {
 // ------------------------------------------------ remove_stale, whole dir
 
 child!(fn private_shm_sweep(ctx) {
-    // A private mount namespace with its own /dev/shm, as in
-    // segments.rs's ENOSPC test: the sweep sees nothing of other tests.
-    // SAFETY: unshare changes only this thread's namespace.
-    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-        ctx.send(&format!("skip: unshare: {}", std::io::Error::last_os_error()));
-        return Ok(());
-    }
-    // SAFETY: null source/type/data are allowed for a propagation change;
-    // the target is a NUL-terminated literal.
-    let rc = unsafe {
-        libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null())
-    };
-    if rc != 0 {
-        ctx.send(&format!("skip: make-rprivate: {}", std::io::Error::last_os_error()));
-        return Ok(());
-    }
-    // SAFETY: NUL-terminated literals that outlive the call.
-    let rc = unsafe {
-        libc::mount(c"tmpfs".as_ptr(), c"/dev/shm".as_ptr(), c"tmpfs".as_ptr(), 0, c"size=4m".as_ptr().cast())
-    };
-    if rc != 0 {
-        ctx.send(&format!("skip: mount: {}", std::io::Error::last_os_error()));
+    // A private /dev/shm: the sweep sees nothing of other tests.
+    if let Err(why) = private_dev_shm(c"size=4m") {
+        ctx.send(&format!("skip: {why}"));
         return Ok(());
     }
     // A stale segment: made by a forked child that exits without dropping.

@@ -435,3 +435,46 @@ pub fn reap(pid: libc::pid_t) -> i32 {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Moves the calling thread into a private mount namespace with a fresh
+/// tmpfs (`options`, e.g. `c"size=1m"`) on `/dev/shm`, where `shm_open`
+/// creates everything: a test sees a `/dev/shm` of its own (full, empty)
+/// and nothing of other tests. `Err(why)` where that is not permitted (not
+/// root, or no `CAP_SYS_ADMIN`): the caller skips with that message.
+#[allow(dead_code)]
+pub fn private_dev_shm(options: &std::ffi::CStr) -> Result<(), String> {
+    let os_error = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
+    // SAFETY: unshare changes only which namespace this thread belongs to.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(os_error("unshare"));
+    }
+    // Stop every mount made below from propagating out of the namespace.
+    // SAFETY: null source, type and data are allowed for a propagation
+    // change; the target is a NUL-terminated literal.
+    let rc = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(os_error("make-rprivate"));
+    }
+    // SAFETY: NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            c"/dev/shm".as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            options.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(os_error("mount"));
+    }
+    Ok(())
+}
