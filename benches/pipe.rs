@@ -48,7 +48,7 @@ const QUICK: Plan = Plan {
 
 const SMALL: usize = 64;
 const LARGE: usize = 64 * 1024;
-const RING: usize = 1 << 20;
+pub(crate) const RING: usize = 1 << 20;
 const CHILD_DEADLINE: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------
@@ -410,8 +410,11 @@ fn shm_rtt(n: u64, policy: WaitPolicy) -> f64 {
     e.as_nanos() as f64 / n as f64
 }
 
-fn shm_stream(n: u64, size: usize, zero_copy: bool) -> f64 {
-    let (mut a, mut b) = conns(RING, WaitPolicy::default());
+/// `n` messages of `size` bytes streamed from a child to this process
+/// (copying, or zero copy), in ns per message. Also the peers suite's
+/// shmprim streaming driver.
+pub(crate) fn shm_stream(n: u64, size: usize, policy: WaitPolicy, zero_copy: bool) -> f64 {
+    let (mut a, mut b) = conns(RING.max(4 * size), policy);
     let e = pair(
         move || {
             b.claim().unwrap();
@@ -505,7 +508,7 @@ fn main() {
         p.runs,
         &mut [
             &mut || spin_ring_stream(p.small, SMALL),
-            &mut || shm_stream(p.small, SMALL, false),
+            &mut || shm_stream(p.small, SMALL, WaitPolicy::default(), false),
             &mut || {
                 let (a, b) = socketpair();
                 let r = kernel_stream(p.small / 10, SMALL, a, b);
@@ -545,8 +548,8 @@ fn main() {
         p.runs,
         &mut [
             &mut || hw_stream(p.large, LARGE),
-            &mut || shm_stream(p.large, LARGE, false),
-            &mut || shm_stream(p.large, LARGE, true),
+            &mut || shm_stream(p.large, LARGE, WaitPolicy::default(), false),
+            &mut || shm_stream(p.large, LARGE, WaitPolicy::default(), true),
             &mut || {
                 let (a, b) = socketpair();
                 let r = kernel_stream(p.large, LARGE, a, b);

@@ -3,57 +3,14 @@
 //! the plots. One producer process streams to one consumer process; every
 //! system's figure is ns per message, converted at the end.
 
-use shmprim::{Pipe, WaitPolicy};
+use shmprim::WaitPolicy;
 
 use crate::common::median;
 use crate::pipe_bench::{
-    close, hw_stream, kernel_stream, pair, pipe2, socketpair, spin_ring_stream,
+    close, hw_stream, kernel_stream, pair, pipe2, shm_stream, socketpair, spin_ring_stream, RING,
 };
 use crate::python::Python;
 use crate::{iox, rounds, Contender, Plan, Point, Results, LARGE, SMALL};
-
-/// The ring size shmprim gets (as in `benches/pipe.rs`).
-const RING: usize = 1 << 20;
-
-fn shm(n: u64, size: usize, policy: WaitPolicy, zero_copy: bool) -> f64 {
-    let cap = RING.max(4 * size);
-    let (mut a, mut b) = Pipe::anonymous(cap).unwrap();
-    a.set_wait_policy(policy);
-    b.set_wait_policy(policy);
-    let e = pair(
-        move || {
-            b.claim().unwrap();
-            let src = vec![7u8; size];
-            for _ in 0..n {
-                if zero_copy {
-                    let mut r = b.reserve(size).unwrap();
-                    r.copy_from_slice(&src);
-                    r.commit().unwrap();
-                } else {
-                    b.send_bytes(&src).unwrap();
-                }
-            }
-            // Wait for the parent to finish before our end closes.
-            let _ = b.recv_bytes();
-            std::mem::forget(b);
-        },
-        || {
-            a.claim().unwrap();
-            let mut buf = vec![0u8; size];
-            for _ in 0..n {
-                if zero_copy {
-                    let m = a.recv_in_place().unwrap();
-                    std::hint::black_box(m[m.len() - 1]);
-                } else {
-                    a.recv_bytes_into(&mut buf).unwrap();
-                }
-            }
-            a.send_bytes(b"done").unwrap();
-            std::hint::black_box(&buf);
-        },
-    );
-    e.as_nanos() as f64 / n as f64
-}
 
 fn fd(n: u64, size: usize, (rd, wr): (i32, i32)) -> f64 {
     let r = kernel_stream(n, size, rd, wr);
@@ -149,11 +106,11 @@ fn small_point(plan: &Plan, py: &Python, size: usize) -> Vec<(String, Vec<f64>)>
         ),
         (
             "shmprim".into(),
-            Box::new(move || shm(fast, size, WaitPolicy::default(), false)),
+            Box::new(move || shm_stream(fast, size, WaitPolicy::default(), false)),
         ),
         (
             "shmprim-park".into(),
-            Box::new(move || shm(slow, size, WaitPolicy::park(), false)),
+            Box::new(move || shm_stream(slow, size, WaitPolicy::park(), false)),
         ),
         (
             "unix-socket".into(),
@@ -188,11 +145,11 @@ fn large_point(plan: &Plan, py: &Python, size: usize) -> Vec<(String, Vec<f64>)>
         ("hw-reference".into(), Box::new(move || hw_stream(n, size))),
         (
             "shmprim".into(),
-            Box::new(move || shm(n, size, WaitPolicy::default(), false)),
+            Box::new(move || shm_stream(n, size, WaitPolicy::default(), false)),
         ),
         (
             "shmprim-park".into(),
-            Box::new(move || shm(slow, size, WaitPolicy::park(), false)),
+            Box::new(move || shm_stream(slow, size, WaitPolicy::park(), false)),
         ),
         (
             "unix-socket".into(),
@@ -210,11 +167,11 @@ fn large_point(plan: &Plan, py: &Python, size: usize) -> Vec<(String, Vec<f64>)>
         ),
         (
             "shmprim/loan".into(),
-            Box::new(move || shm(n, size, WaitPolicy::default(), true)),
+            Box::new(move || shm_stream(n, size, WaitPolicy::default(), true)),
         ),
         (
             "shmprim-park/loan".into(),
-            Box::new(move || shm(slow, size, WaitPolicy::park(), true)),
+            Box::new(move || shm_stream(slow, size, WaitPolicy::park(), true)),
         ),
         (
             "iceoryx2/loan".into(),
