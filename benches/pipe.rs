@@ -379,25 +379,29 @@ pub(crate) fn spin_ring_stream(n: u64, size: usize) -> f64 {
 // ---------------------------------------------------------------------------
 // shmprim
 
-fn conns(cap: usize, policy: WaitPolicy) -> (Connection, Connection) {
+pub(crate) fn conns(cap: usize, policy: WaitPolicy) -> (Connection, Connection) {
     let (mut a, mut b) = Pipe::anonymous(cap).unwrap();
     a.set_wait_policy(policy);
     b.set_wait_policy(policy);
     (a, b)
 }
 
+/// The child's side of an 8-byte round trip: echoes `n` messages back.
+/// Also the peers suite's W1 echo.
+pub(crate) fn shm_echo(mut b: Connection, n: u64) {
+    b.claim().unwrap();
+    let mut buf = [0u8; 8];
+    for _ in 0..n {
+        b.recv_bytes_into(&mut buf).unwrap();
+        b.send_bytes(&buf).unwrap();
+    }
+    std::mem::forget(b);
+}
+
 fn shm_rtt(n: u64, policy: WaitPolicy) -> f64 {
-    let (mut a, mut b) = conns(4096, policy);
+    let (mut a, b) = conns(4096, policy);
     let e = pair(
-        move || {
-            b.claim().unwrap();
-            let mut buf = [0u8; 8];
-            for _ in 0..n {
-                b.recv_bytes_into(&mut buf).unwrap();
-                b.send_bytes(&buf).unwrap();
-            }
-            std::mem::forget(b);
-        },
+        move || shm_echo(b, n),
         || {
             a.claim().unwrap();
             let mut buf = [0u8; 8];

@@ -6,10 +6,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::*};
 
-use shmprim::{Pipe, WaitPolicy};
+use shmprim::WaitPolicy;
 
 use crate::common::{median, mono_ns};
-use crate::pipe_bench::{close, pair, pipe2, read_exact, socketpair, spin_until, write_all};
+use crate::pipe_bench::{
+    close, conns, pair, pipe2, read_exact, shm_echo, socketpair, spin_until, write_all,
+};
 use crate::python::Python;
 use crate::{iox, rounds, Contender, Plan, Results};
 
@@ -72,21 +74,11 @@ fn hw(n: u64) -> Vec<u64> {
 }
 
 fn shm(n: u64, policy: WaitPolicy) -> Vec<u64> {
-    let (mut a, mut b) = Pipe::anonymous(4096).unwrap();
-    a.set_wait_policy(policy);
-    b.set_wait_policy(policy);
+    let (mut a, b) = conns(4096, policy);
     let total = warm(n) + n;
     let mut out = Vec::new();
     pair(
-        move || {
-            b.claim().unwrap();
-            let mut buf = [0u8; 8];
-            for _ in 0..total {
-                b.recv_bytes_into(&mut buf).unwrap();
-                b.send_bytes(&buf).unwrap();
-            }
-            std::mem::forget(b);
-        },
+        move || shm_echo(b, total),
         || {
             a.claim().unwrap();
             let mut buf = [0u8; 8];
