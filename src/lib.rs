@@ -37,13 +37,29 @@
 //!
 //! ## Timeouts, and the rules where Python disagrees with itself
 //!
-//! Every blocking call `op` has `try_op` (one attempt:
-//! [`Error::WouldBlock`] for locks and semaphores) and `op_timeout(d)`.
+//! Every blocking call `op` has `try_op` and `op_timeout(d)`, and the two
+//! report "could not do it now" by one rule, on every primitive:
+//!
+//! * **`try_op` is "try once, busy"**: one attempt, no sleep, and a busy
+//!   primitive is reported by what is busy, never as [`Error::Timeout`]:
+//!   [`Error::WouldBlock`] for locks and semaphores, [`Error::Empty`] for
+//!   a receive with nothing to take, [`Error::Full`] for a send with no
+//!   room.
+//! * **`op_timeout(d)` (and `op_deadline`) is "deadline passed"**:
+//!   [`Error::Timeout`], never `WouldBlock`/`Empty`/`Full`, including for
+//!   `d == Duration::ZERO`, which makes exactly one attempt (a `Condition`
+//!   wait releases and retakes its lock once; a `Barrier` arrival that
+//!   does not complete the barrier breaks it). Where Python answers a
+//!   timed wait with `False` (`Event.wait`, `Condition.wait`,
+//!   `Lock.acquire(timeout=...)`), the Python-shaped method
+//!   (`wait_timeout`, `acquire_timeout`) returns `false`/`None` instead.
+//! * A terminal condition wins over both: `Disconnected`, `Closed`,
+//!   `BrokenBarrier`, `NotRecoverable`, and `OwnerDied` (which comes with
+//!   the lock) are reported as themselves, by `try_op` as by `op_timeout`.
+//!
 //! The deadline is taken once, on the monotonic clock, when the call
 //! starts: a timeout elapses at about `d`, never before, however many
-//! signals interrupt the sleep. `Duration::ZERO` makes exactly one attempt
-//! (a `Condition` wait releases and retakes its lock once; a `Barrier`
-//! arrival that does not complete the barrier breaks it).
+//! signals interrupt the sleep.
 //!
 //! * Negative timeouts: Python's `threading` refuses some
 //!   (`ValueError`) while `multiprocessing` treats them as zero. Here a

@@ -227,7 +227,8 @@ fn invalid_names_are_refused_with_their_reason() {
         ("/", NameError::NothingAfterSlash),
     ];
     type Make = (&'static str, fn(&str) -> Result<()>);
-    let makers: [Make; 9] = [
+    let makers: [Make; 10] = [
+        ("segment::check_name", shmprim::segment::check_name),
         ("Segment::create", |n| Segment::create(n, 64).map(drop)),
         ("Segment::open", |n| Segment::open(n).map(drop)),
         ("Segment::open_or_create", |n| {
@@ -270,10 +271,23 @@ fn longest_name_is_accepted_one_more_is_not() {
         name.push('x');
     }
     let _rm = RemoveOnDrop(name.clone());
+    shmprim::segment::check_name(&name).expect("check_name agrees");
     let seg = Segment::create(&name, 64).expect("a name of MAX_NAME_LEN bytes");
     assert!(shm_path(&name).exists());
     assert_eq!(seg.name(), Some(name.as_str()));
     let longer = format!("{name}y");
+    #[cfg(target_os = "linux")]
+    {
+        // Every name the OS accepts: NAME_MAX (255) bytes after the `/`,
+        // and the OS itself refuses one more.
+        assert_eq!(name.len(), 1 + 255);
+        let e = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(shm_path(&longer))
+            .expect_err("the OS took a 256-byte name");
+        assert_eq!(e.raw_os_error(), Some(libc::ENAMETOOLONG), "{e}");
+    }
     assert!(matches!(
         Segment::create(&longer, 64),
         Err(Error::InvalidName {

@@ -41,7 +41,7 @@ pub use header::{Attacher, Fingerprint, Kind, FORMAT_VERSION};
 #[cfg(fuzzing)]
 pub use inventory::__fuzz_inspect;
 pub use inventory::{inspect, list, remove_if_stale, remove_stale, SegmentReport};
-pub use name::{unique_name, MAX_NAME_LEN};
+pub use name::{check_name, unique_name, MAX_NAME_LEN};
 
 /// How segments are created and opened. The defaults suit most uses:
 /// mode 0600, the creator removes the name when its last handle drops, and

@@ -2,21 +2,33 @@
 //! smallest platform limit.
 
 use std::ffi::CString;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::error::NameError;
 use crate::{Error, Result};
 
-/// The longest name accepted, leading `/` included: `NAME_MAX` (255) on
-/// Linux, where glibc puts the name under `/dev/shm`; 31 on macOS
-/// (`PSHMNAMLEN`); 255 elsewhere.
+pub use crate::sys::shm::unique_name;
+
+/// The longest name accepted, leading `/` included: 256 on Linux, where
+/// glibc makes the name a file under `/dev/shm` and the 255 bytes after the
+/// `/` are one path component (`NAME_MAX`); 31 on macOS (`PSHMNAMLEN`,
+/// slash included); 256 elsewhere (a `/` and `NAME_MAX` bytes).
 #[cfg(target_os = "macos")]
 pub const MAX_NAME_LEN: usize = 31;
-/// The longest name accepted, leading `/` included: `NAME_MAX` (255) on
-/// Linux, where glibc puts the name under `/dev/shm`; 31 on macOS
-/// (`PSHMNAMLEN`); 255 elsewhere.
+/// The longest name accepted, leading `/` included: 256 on Linux, where
+/// glibc makes the name a file under `/dev/shm` and the 255 bytes after the
+/// `/` are one path component (`NAME_MAX`); 31 on macOS (`PSHMNAMLEN`,
+/// slash included); 256 elsewhere (a `/` and `NAME_MAX` bytes).
 #[cfg(not(target_os = "macos"))]
-pub const MAX_NAME_LEN: usize = 255;
+pub const MAX_NAME_LEN: usize = 256;
+
+/// Checks a segment name the way every create and open does, before any
+/// system call: one leading `/`, 1 to [`MAX_NAME_LEN`]` - 1` bytes after
+/// it, no other `/`, no NUL, not `/.` or `/..`. [`Error::InvalidName`]
+/// (with a [`NameError`] saying why) otherwise, so a caller can validate a
+/// name it was given before creating anything.
+pub fn check_name(name: &str) -> Result<()> {
+    validate(name).map(drop)
+}
 
 /// Checks `name` and returns it as a C string for `shm_open`.
 pub(crate) fn validate(name: &str) -> Result<CString> {
@@ -47,30 +59,6 @@ pub(crate) fn validate(name: &str) -> Result<CString> {
         return Err(fail(NameError::TooLong));
     }
     CString::new(bytes).map_err(|_| fail(NameError::Nul))
-}
-
-/// A fresh name `/<prefix>-<pid>-<counter>-<noise>` that fits every
-/// platform's limit (31 bytes): `prefix` is cut to 8 bytes and any `/` or
-/// NUL in it becomes `_`. Collisions are unlikely, not impossible: create
-/// with `create` and retry on [`Error::AlreadyExists`].
-pub fn unique_name(prefix: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let prefix: String = prefix
-        .chars()
-        .filter(char::is_ascii)
-        .take(8)
-        .map(|c| if c == '/' || c == '\0' { '_' } else { c })
-        .collect();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let noise = (crate::sys::clock::monotonic_ns() as u32) ^ (n.rotate_left(16));
-    let mut s = format!(
-        "/{prefix}-{:x}-{:x}-{:x}",
-        std::process::id(),
-        n,
-        noise & 0xffff
-    );
-    s.truncate(31);
-    s
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::{Error, Result};
 
@@ -60,6 +61,30 @@ pub(crate) fn shm_unlink(name: &CStr) -> Result<()> {
     Ok(())
 }
 
+/// A fresh name `/<prefix>-<pid>-<counter>-<noise>` that fits every
+/// platform's limit (31 bytes): `prefix` is cut to 8 bytes and any `/` or
+/// NUL in it becomes `_`. Collisions are unlikely, not impossible: create
+/// with `create` and retry on [`Error::AlreadyExists`].
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let prefix: String = prefix
+        .chars()
+        .filter(char::is_ascii)
+        .take(8)
+        .map(|c| if c == '/' || c == '\0' { '_' } else { c })
+        .collect();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let noise = (super::clock::monotonic_ns() as u32) ^ (n.rotate_left(16));
+    let mut s = format!(
+        "/{prefix}-{:x}-{:x}-{:x}",
+        std::process::id(),
+        n,
+        noise & 0xffff
+    );
+    s.truncate(31);
+    s
+}
+
 /// An unnamed shared-memory object for an anonymous segment, inherited across
 /// `fork` through its mapping. Linux: `memfd_create`. Elsewhere: a uniquely
 /// named POSIX object, unlinked at once.
@@ -78,7 +103,7 @@ pub(crate) fn anonymous_fd() -> Result<OwnedFd> {
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
         for _ in 0..16 {
-            let name = crate::segment::unique_name("anon");
+            let name = unique_name("anon");
             let c = std::ffi::CString::new(name).map_err(|_| Error::InvalidArgument("name"))?;
             match shm_open(&c, OpenMode::CreateExclusive, 0o600) {
                 Ok(fd) => {
@@ -231,7 +256,7 @@ mod tests {
     /// program a thread `exec`s while another holds it open.
     #[test]
     fn every_descriptor_is_close_on_exec() {
-        let name = crate::segment::unique_name("cloexec");
+        let name = unique_name("cloexec");
         let c = std::ffi::CString::new(name).unwrap();
         let created = shm_open(&c, OpenMode::CreateExclusive, 0o600).unwrap();
         let opened = shm_open(&c, OpenMode::Existing, 0).unwrap();
