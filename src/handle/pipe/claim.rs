@@ -49,7 +49,7 @@ impl Connection {
             // process may have received since); the shared flag says
             // whether the ring's head is inside a fragmented message.
             self.partial = None;
-            self.skipping = rx.ring.in_message();
+            self.skipping = rx.c.as_ref().is_some_and(|c| c.in_message());
         }
         self.claimed_gen = Some(fork::generation());
         self.claimed_pid = me;

@@ -16,8 +16,12 @@ pub(super) struct Rx {
 
 /// One end of a [`Pipe`]: Python's `multiprocessing.connection.Connection`.
 ///
-/// Blocking `op`, non-blocking `try_op` ([`Error::Empty`] / [`Error::Full`]),
-/// and timed `op_timeout` (a monotonic deadline taken once; never early).
+/// Blocking `op`, non-blocking `try_op`, and timed `op_timeout` (a
+/// monotonic deadline taken once; never early), by the crate's rule (see
+/// the crate docs, "Timeouts"): `try_op` tries once and reports a busy
+/// pipe as [`Error::Empty`] (receives) or [`Error::Full`] (sends);
+/// `op_timeout` reports a passed deadline as [`Error::Timeout`], for
+/// `Duration::ZERO` too.
 /// [`Error::Closed`] after this end's [`close`](Connection::close);
 /// [`Error::Disconnected`] once the peer closed or died and everything it
 /// sent has been received.

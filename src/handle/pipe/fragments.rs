@@ -92,7 +92,8 @@ impl Connection {
                 if matches!(e, Error::Disconnected) {
                     // The writer went away mid-message: it was never sent.
                     if self.partial.take().is_some() || self.skipping {
-                        ring.set_in_message(false);
+                        c.set_in_message(false);
+                        c.publish_in_message();
                     }
                     self.skipping = false;
                 }
@@ -101,9 +102,10 @@ impl Connection {
             let r = rec.ok_or(Error::Corrupt("record vanished"))?;
             let flags = r.flags();
             if flags & ABORT != 0 {
-                if self.partial.is_some() || self.skipping {
-                    ring.set_in_message(false);
-                }
+                // The flag travels with the release (one store): a reader
+                // dying in between leaves both as they were.
+                c.set_in_message(false);
+                crate::fault::fault_point!("pipe.read.message_unflagged");
                 c.release(r)?;
                 self.partial = None;
                 self.skipping = false;
@@ -119,11 +121,10 @@ impl Connection {
                 // one. Dropped up to the end of that message, or up to an
                 // ABORT or a FIRST, rather than refused (which would
                 // leave the ring stuck on it).
-                if flags & MORE == 0 {
-                    ring.set_in_message(false);
-                    self.skipping = false;
-                } else {
-                    self.skipping = true;
+                self.skipping = flags & MORE != 0;
+                c.set_in_message(self.skipping);
+                if !self.skipping {
+                    crate::fault::fault_point!("pipe.read.message_unflagged");
                 }
                 c.release(r)?;
                 continue;
@@ -150,9 +151,10 @@ impl Connection {
                     let n = r.len() - 8;
                     buf.resize(n, 0);
                     c.read(&r, 8, &mut buf)?;
-                    // Before the release: a receiver taking the end over
-                    // must know that the head is inside a message.
-                    ring.set_in_message(flags & MORE != 0);
+                    // Published with the release: a receiver taking the end
+                    // over must know that the head is inside a message.
+                    c.set_in_message(flags & MORE != 0);
+                    crate::fault::fault_point!("pipe.read.message_flagged");
                     c.release(r)?;
                     self.partial = Some(Partial {
                         buf,
@@ -174,7 +176,8 @@ impl Connection {
                     p.buf.resize(old + r.len(), 0);
                     c.read(&r, 0, &mut p.buf[old..])?;
                     if flags & MORE == 0 {
-                        ring.set_in_message(false);
+                        c.set_in_message(false);
+                        crate::fault::fault_point!("pipe.read.message_unflagged");
                     }
                     c.release(r)?;
                     if flags & MORE == 0 {

@@ -70,10 +70,10 @@ fn spec(rings: u64, capacity: usize) -> Result<Spec> {
 ///
 /// | Python                                  | shmprim                                   |
 /// |-----------------------------------------|-------------------------------------------|
-/// | `a, b = Pipe()`                         | `let (a, b) = Pipe::anonymous(cap)?`      |
-/// | `r, w = Pipe(duplex=False)`             | `let (r, w) = Pipe::anonymous_simplex(cap)?` |
+/// | `a, b = Pipe()`                         | `let (a, b) = Pipe::anonymous_default()?` (or [`Pipe::anonymous`] with a capacity) |
+/// | `r, w = Pipe(duplex=False)`             | `let (r, w) = Pipe::anonymous_simplex_default()?` |
 /// | `c.send_bytes(buf, offset, size)`       | [`Connection::send_bytes_range`]          |
-/// | `c.recv_bytes(maxlength)`               | [`Connection::recv_bytes_max`]            |
+/// | `c.recv_bytes(maxlength)`               | [`Connection::recv_bytes_max`] (`try_`, `_timeout` forms too) |
 /// | `c.recv_bytes_into(buf, offset)`        | [`Connection::recv_bytes_into_at`]        |
 /// | `c.send(obj)` / `c.recv()`              | `send_obj` / `recv_obj` (feature `serde`) |
 /// | `c.poll(timeout)`                       | [`Connection::poll`]                      |
@@ -151,7 +151,13 @@ pub struct Pipe {
 }
 
 impl Pipe {
-    /// A sensible ring capacity per direction: 256 KiB.
+    /// The ring capacity per direction of [`Pipe::anonymous_default`] and
+    /// [`Pipe::anonymous_simplex_default`]: 256 KiB. Python's `Pipe()`
+    /// takes no size (its buffer is the kernel's, 64 KiB for a Linux
+    /// pipe); 256 KiB holds the messages of up to 128 KiB that travel as
+    /// one record, and four of the 64 KiB messages of a typical stream, so
+    /// a sender rarely waits for a receiver that keeps up. Each pipe
+    /// reserves this much memory in `/dev/shm` per direction.
     pub const DEFAULT_CAPACITY: usize = 256 * 1024;
 
     fn make(place: Place<'_>, capacity: usize, duplex: bool, opts: &Options) -> Result<Pipe> {
@@ -249,6 +255,18 @@ impl Pipe {
         Ok((p.end(End::A, true), p.end(End::B, true)))
     }
 
+    /// [`Pipe::anonymous`] with [`Pipe::DEFAULT_CAPACITY`]: Python's
+    /// `Pipe()`, which takes no size.
+    pub fn anonymous_default() -> Result<(Connection, Connection)> {
+        Self::anonymous(Self::DEFAULT_CAPACITY)
+    }
+
+    /// [`Pipe::anonymous_simplex`] with [`Pipe::DEFAULT_CAPACITY`]:
+    /// Python's `Pipe(duplex=False)`. Returns `(reader, writer)`.
+    pub fn anonymous_simplex_default() -> Result<(Connection, Connection)> {
+        Self::anonymous_simplex(Self::DEFAULT_CAPACITY)
+    }
+
     /// A one-way anonymous pipe: Python's `Pipe(duplex=False)`. Returns
     /// `(reader, writer)`.
     pub fn anonymous_simplex(capacity: usize) -> Result<(Connection, Connection)> {
@@ -306,6 +324,21 @@ impl Pipe {
         c.claimed_gen = Some(fork::generation());
         c.claimed_pid = me;
         Ok(c)
+    }
+
+    /// Test hook: moves the positions of a fresh pipe's rings to just
+    /// below `pos`, so tests can stream across the 2^64 wrap.
+    ///
+    /// # Safety
+    ///
+    /// Nothing was ever sent on the pipe, and no end of it is connected
+    /// (in any process) before this returns.
+    #[doc(hidden)]
+    pub unsafe fn __start_positions_at(&self, pos: u64) {
+        for r in self.rings.iter().flatten() {
+            // SAFETY: the caller's contract is the ring's.
+            unsafe { r.__start_positions_at(pos) };
+        }
     }
 
     /// Whether it has two directions.

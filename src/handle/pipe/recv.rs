@@ -55,6 +55,24 @@ impl Connection {
         self.recv_vec(Limit::Max(maxlength), None)
     }
 
+    /// [`recv_bytes_max`](Self::recv_bytes_max) if a message is there,
+    /// else [`Error::Empty`] (try once: the crate's rule for `try_`).
+    pub fn try_recv_bytes_max(&mut self, maxlength: usize) -> Result<Vec<u8>> {
+        let d = Some(Deadline::PASSED);
+        self.recv_vec(Limit::Max(maxlength), d)
+            .map_err(|e| timeout_to(e, Error::Empty, d))
+    }
+
+    /// [`recv_bytes_max`](Self::recv_bytes_max), or [`Error::Timeout`]
+    /// after `timeout` (the deadline passed; never earlier).
+    pub fn recv_bytes_max_timeout(
+        &mut self,
+        maxlength: usize,
+        timeout: Duration,
+    ) -> Result<Vec<u8>> {
+        self.recv_vec(Limit::Max(maxlength), Some(Deadline::after(timeout)))
+    }
+
     pub(super) fn recv_into(
         &mut self,
         buf: &mut [u8],

@@ -41,6 +41,9 @@ pub struct Consumer<'a> {
     pub(super) ring: Ring<'a>,
     pub(super) head: u64,
     pub(super) tail: u64,
+    /// Whether the head is inside a fragmented message: published with
+    /// every release, in `head`'s low bit (`IN_MESSAGE`).
+    pub(super) in_message: bool,
 }
 
 impl<'a> Consumer<'a> {
@@ -68,9 +71,38 @@ impl<'a> Consumer<'a> {
     /// load in `refresh_head`) and wakes the producer if it sleeps.
     #[inline]
     fn advance(&mut self, n: u64) {
-        self.head += n;
-        self.ring.ctl.cons.head.store(self.head, Release);
+        self.head = self.head.wrapping_add(n);
+        self.ring
+            .ctl
+            .cons
+            .head
+            .store(self.head | self.in_message as u64, Release);
         self.ring.space_ready().notify(1);
+    }
+
+    /// Records whether this consumer's head, once the next record is
+    /// released, is inside a fragmented message (the layer above's state,
+    /// for a consumer that may take this end over: it must drop the rest
+    /// of that message). It is published with that release, in the same
+    /// store as `head`: a consumer that dies before the release leaves the
+    /// flag that describes the head it leaves, never one a record off.
+    pub fn set_in_message(&mut self, yes: bool) {
+        self.in_message = yes;
+    }
+
+    /// Whether the head is inside a fragmented message, as last recorded.
+    pub fn in_message(&self) -> bool {
+        self.in_message
+    }
+
+    /// Publishes the in-message flag at once, releasing nothing (for a
+    /// consumer whose producer left in the middle of a message).
+    pub fn publish_in_message(&mut self) {
+        self.ring
+            .ctl
+            .cons
+            .head
+            .store(self.head | self.in_message as u64, Release);
     }
 
     /// Whether a record (or padding) is published and unconsumed.
@@ -89,7 +121,10 @@ impl<'a> Consumer<'a> {
             let off = self.head & (self.ring.cap - 1);
             let size = record_extent(word, off, self.ring.cap)?;
             // What this header publishes: the bound `check` holds records to.
-            self.tail = self.tail.max(self.head + size);
+            let end = self.head.wrapping_add(size);
+            if ahead(self.tail, end) > 0 {
+                self.tail = end;
+            }
             let (len, flags) = (word as u32, ((word >> FLAGS_SHIFT) & FLAGS_MASK) as u32);
             if flags & PAD != 0 {
                 self.advance(size);
@@ -116,7 +151,7 @@ impl<'a> Consumer<'a> {
             || r.pos != self.head
             || r.off != r.pos & (self.ring.cap - 1)
             || r.off + need > self.ring.cap
-            || r.pos + need > self.tail
+            || need > self.tail.wrapping_sub(self.head)
         {
             return Err(Error::InvalidArgument("not this consumer's current record"));
         }

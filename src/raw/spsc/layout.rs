@@ -44,10 +44,10 @@ pub(super) struct Ends {
     /// Claimant of the consumer's end.
     pub(super) reader_pid: AtomicU64,
     pub(super) reader_start: AtomicU64,
-    /// Non-zero while the consumer is inside a fragmented message (the
-    /// layer above's state, kept here so that a consumer taking the end
-    /// over knows to skip the rest of that message).
-    pub(super) reader_in_message: AtomicU32,
+    /// Zero. Format 2 kept the consumer's in-message flag here, written
+    /// apart from `head`: a consumer dying between the two stores left its
+    /// successor a record off. Format 3 keeps it in `head`'s low bit.
+    pub(super) reserved: AtomicU32,
 }
 
 /// The claim word after `cur` for `pid`: the pid in the low half, the
@@ -86,10 +86,11 @@ mod asserts {
     const_assert_eq!(offset_of!(Ends, writer_closed), 16);
     const_assert_eq!(offset_of!(Ends, writer_pid), 24);
     const_assert_eq!(offset_of!(Ends, reader_start), 48);
-    const_assert_eq!(offset_of!(Ends, reader_in_message), 56);
+    const_assert_eq!(offset_of!(Ends, reserved), 56);
     // Format version 2: tagged record headers (module docs).
-    const_assert_eq!(FORMAT_VERSION, 2);
-    const_assert_eq!(MAGIC, u64::from_le_bytes(*b"shmspsc2"));
+    const_assert_eq!(FORMAT_VERSION, 3);
+    const_assert_eq!(MAGIC, u64::from_le_bytes(*b"shmspsc3"));
+    const_assert_eq!(IN_MESSAGE, 1);
     const_assert_eq!(FLAGS_SHIFT, 32);
     const_assert_eq!(TAG_SHIFT, 40);
     const_assert_eq!(KNOWN_FLAGS as u64 & !FLAGS_MASK, 0);
@@ -170,7 +171,7 @@ impl SpscRing {
                 writer_start: AtomicU64::new(0),
                 reader_pid: AtomicU64::new(0),
                 reader_start: AtomicU64::new(0),
-                reader_in_message: AtomicU32::new(0),
+                reserved: AtomicU32::new(0),
             },
         };
         // SAFETY: the caller gives us `size` writable, aligned, unshared

@@ -6,14 +6,19 @@
 //! ```text
 //! offset   0  meta line      magic, capacity                 (written once, at init)
 //! offset  64  producer line  tail (a hint, see below)        (written by the producer)
-//! offset 128  consumer line  head                            (written by the consumer)
-//! offset 192  ends line      event counts, closed flags, claimants, in-message
+//! offset 128  consumer line  head, in-message bit            (written by the consumer)
+//! offset 192  ends line      event counts, closed flags, claimants
 //! offset 256  data           `capacity` bytes of records
 //! ```
 //!
-//! `head` and `tail` are 64-bit byte positions that only grow (no wrap-around
-//! within any realistic lifetime: 2^64 bytes at 10 GB/s is 58 years); the
-//! offset in the data area is `pos & (capacity - 1)`. Each side keeps its
+//! `head` and `tail` are 64-bit byte positions that grow modulo 2^64; the
+//! offset in the data area is `pos & (capacity - 1)`. Two positions of one
+//! ring are never more than `capacity` (at most 2^31) apart, so every
+//! comparison is made on their wrapping difference read as a signed
+//! distance, and a ring streams across the 2^64 wrap like anywhere else
+//! (`tests.rs` and `tests/pipe_wrap.rs` start rings just below it). The
+//! lap tag below is `pos / capacity` modulo 2^23: consecutive laps differ
+//! at the wrap as well. Each side keeps its
 //! cached copy of the other side's position in its own handle
 //! ([`Producer`], [`Consumer`]), not in shared memory: a producer trusts its
 //! cached `head` until the ring looks full, and only then re-reads `head`
@@ -42,8 +47,9 @@
 //! publishes, when that word is free) or, when the ring was exactly full,
 //! the header of the record one lap earlier (whose tag is the previous
 //! lap's, always different). Nothing else can be there, so stale payload
-//! bytes are never taken for a header. Format version 2 (magic
-//! `shmspsc2`): version 1 had no tag and published through `tail` alone.
+//! bytes are never taken for a header. Format version 3 (magic
+//! `shmspsc3`): version 1 had no tag and published through `tail` alone;
+//! version 2 kept the in-message flag (below) in a word of its own.
 //!
 //! | flag            | meaning                                                      |
 //! |-----------------|--------------------------------------------------------------|
@@ -73,6 +79,14 @@
 //! load unless the other side announced that it sleeps; the sleeper's
 //! re-check reads the header word (or `head`), the location published.
 //!
+//! The `head` word's low bit (`IN_MESSAGE`) says whether the consumer's
+//! head is inside a fragmented message: the layer above sets it with
+//! [`Consumer::set_in_message`], and it is published by the same store that
+//! releases the record, so a consumer taking the end over after a death
+//! reads a flag that describes exactly the head it finds (a flag written
+//! apart from `head` could describe the record after it: the successor
+//! would deliver a message's last fragment as a message of its own).
+//!
 //! A producer that dies between a header and the `tail` hint leaves the
 //! hint one record behind (the consumer may already be past it): attach
 //! accepts `head` and `tail` up to `capacity` apart either way, and a new
@@ -83,8 +97,8 @@
 //!
 //! Everything read from shared memory is checked before use: the magic and
 //! capacity at attach (the handle keeps its own copy of the capacity), that
-//! positions are multiples of 8, below 2^62 and at most `capacity` apart,
-//! that a refreshed `head` only moves forward and stays below `tail`, and
+//! positions are multiples of 8 and at most `capacity` apart, that a
+//! refreshed `head` only moves forward and stays below `tail`, and
 //! that every record header carries known flags and describes a record
 //! inside the data area. A header with a foreign tag reads as "not
 //! published yet". A violation is
@@ -136,9 +150,9 @@ pub const ABORT: u32 = 8;
 const KNOWN_FLAGS: u32 = PAD | FIRST | MORE | ABORT;
 
 /// The in-place format version (see the module docs: 2 tags headers).
-pub const FORMAT_VERSION: u8 = 2;
-/// "shmspsc2": the last byte is [`FORMAT_VERSION`] in ASCII.
-const MAGIC: u64 = u64::from_le_bytes(*b"shmspsc2");
+pub const FORMAT_VERSION: u8 = 3;
+/// "shmspsc3": the last byte is [`FORMAT_VERSION`] in ASCII.
+const MAGIC: u64 = u64::from_le_bytes(*b"shmspsc3");
 /// Bits of the header word holding the flags, then the lap tag.
 const FLAGS_SHIFT: u32 = 32;
 const TAG_SHIFT: u32 = 40;
@@ -149,9 +163,19 @@ pub const MIN_CAPACITY: usize = 256;
 pub const MAX_CAPACITY: usize = 1 << 31;
 /// Bytes of a record header.
 pub const RECORD_HEADER: usize = 8;
-/// Positions found at attach above this are garbage (2^62 bytes: 14 years
-/// at 10 GB/s); below it, no position arithmetic can overflow.
-const MAX_POSITION: u64 = 1 << 62;
+/// The low bit of the `head` word: the consumer's head is inside a
+/// fragmented message (see [`Consumer::set_in_message`]). Positions are
+/// multiples of 8, so the bit never collides with one.
+const IN_MESSAGE: u64 = 1;
+
+/// How far position `to` is ahead of `from` (negative: behind).
+/// Positions count bytes modulo 2^64, and two positions of one ring are
+/// never more than `capacity` (at most 2^31) apart, so the wrapping
+/// difference read as signed is their true distance, across the wrap too.
+#[inline]
+const fn ahead(from: u64, to: u64) -> i64 {
+    to.wrapping_sub(from) as i64
+}
 
 /// Which end of a ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -52,15 +52,17 @@ impl<'a> Producer<'a> {
 
     #[inline]
     fn free(&self) -> u64 {
-        self.ring.cap - (self.tail - self.head)
+        self.ring.cap - self.tail.wrapping_sub(self.head)
     }
 
     /// SYNC POINT (consumer's Release store of `head` in `release`): after
     /// this Acquire load the space below `head` is no longer read.
     #[inline]
     fn refresh_head(&mut self) -> Result<()> {
-        let h = self.ring.ctl.cons.head.load(Acquire);
-        if h < self.head || h > self.tail || h % 8 != 0 {
+        // The consumer's in-message bit rides in `head`'s low bit.
+        let h = self.ring.ctl.cons.head.load(Acquire) & !IN_MESSAGE;
+        // `h` in [head, tail], distances taken across the 2^64 wrap.
+        if h.wrapping_sub(self.head) > self.tail.wrapping_sub(self.head) || h % 8 != 0 {
             return Err(Error::Corrupt("ring head moved backwards or past tail"));
         }
         self.head = h;
@@ -79,8 +81,12 @@ impl<'a> Producer<'a> {
     #[inline]
     fn publish(&mut self, size: u64, word: u64) {
         let mask = self.ring.cap - 1;
-        let end = self.tail + size;
-        if end + RECORD_HEADER as u64 - self.head <= self.ring.cap {
+        let end = self.tail.wrapping_add(size);
+        if end
+            .wrapping_add(RECORD_HEADER as u64)
+            .wrapping_sub(self.head)
+            <= self.ring.cap
+        {
             self.ring.word(end & mask).store(0, Relaxed);
         }
         self.ring.word(self.tail & mask).store(word, Release);
@@ -150,7 +156,7 @@ impl<'a> Producer<'a> {
             || g.pos != self.tail
             || g.off != g.pos & (self.ring.cap - 1)
             || g.off + need > self.ring.cap
-            || g.pos + need - self.head > self.ring.cap
+            || g.pos.wrapping_add(need).wrapping_sub(self.head) > self.ring.cap
         {
             return Err(Error::InvalidArgument(
                 "not this producer's current reservation",

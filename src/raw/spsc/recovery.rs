@@ -19,15 +19,11 @@ impl<'a> Ring<'a> {
         // the hint (a takeover may come after the previous producer died).
         let hint = self.ctl.prod.tail.load(Acquire);
         let mut tail = hint;
-        let head = self.ctl.cons.head.load(Acquire);
+        let head = self.ctl.cons.head.load(Acquire) & !IN_MESSAGE;
         // `tail` is a hint stored after each header: a producer that died
         // between the two left it one record behind, and the consumer may
         // have gone past it already.
-        if (head | tail) % 8 != 0
-            || tail > MAX_POSITION
-            || head > MAX_POSITION
-            || tail.abs_diff(head) > self.cap
-        {
+        if (head | tail) % 8 != 0 || ahead(head, tail).unsigned_abs() > self.cap {
             return Err(Error::Corrupt("ring positions"));
         }
         // Walk over records published past the hint (bounded: each step
@@ -35,7 +31,7 @@ impl<'a> Ring<'a> {
         // is 0 or the previous lap's header: it stops there.
         let mask = self.cap - 1;
         for _ in 0..=self.cap / 8 {
-            if tail >= head + self.cap {
+            if ahead(head, tail) >= self.cap as i64 {
                 break;
             }
             let off = tail & mask;
@@ -44,12 +40,12 @@ impl<'a> Ring<'a> {
                 break;
             }
             let size = record_extent(word, off, self.cap)?;
-            if tail + size > head + self.cap {
+            if ahead(head, tail) + size as i64 > self.cap as i64 {
                 return Err(Error::Corrupt("record beyond the consumer's head"));
             }
-            tail += size;
+            tail = tail.wrapping_add(size);
         }
-        if head > tail {
+        if ahead(head, tail) < 0 {
             return Err(Error::Corrupt("ring positions"));
         }
         if tail != hint {
@@ -72,20 +68,18 @@ impl<'a> Ring<'a> {
         // Acquire: a consumer taking an end over must see the producer's
         // zero-ahead at `head`, which the previous consumer's release of
         // the record before it happened after.
-        let head = self.ctl.cons.head.load(Acquire);
+        let word = self.ctl.cons.head.load(Acquire);
+        let (head, in_message) = (word & !IN_MESSAGE, word & IN_MESSAGE != 0);
         let tail = self.ctl.prod.tail.load(Acquire);
         // The `tail` hint may lag one record behind `head` (see `producer`).
-        if (head | tail) % 8 != 0
-            || tail > MAX_POSITION
-            || head > MAX_POSITION
-            || tail.abs_diff(head) > self.cap
-        {
+        if (head | tail) % 8 != 0 || ahead(head, tail).unsigned_abs() > self.cap {
             return Err(Error::Corrupt("ring positions"));
         }
         Ok(Consumer {
             ring: self,
             head,
-            tail: tail.max(head),
+            tail: if ahead(head, tail) > 0 { tail } else { head },
+            in_message,
         })
     }
 
@@ -162,15 +156,27 @@ impl<'a> Ring<'a> {
         self.claim_words(role).0.load(Acquire) as u32
     }
 
-    /// Whether the consumer recorded that it is inside a fragmented
-    /// message (see [`set_in_message`](Self::set_in_message)).
-    pub fn in_message(&self) -> bool {
-        self.ctl.ends.reader_in_message.load(Acquire) != 0
+    /// Test hook: moves both positions of a fresh ring to `pos` (rounded
+    /// down to a multiple of 8), so tests can stream across the 2^64 wrap.
+    ///
+    /// # Safety
+    ///
+    /// The ring is fresh (nothing was ever published in it), and no
+    /// `Producer` or `Consumer` of it is alive or made during the call, in
+    /// any process: theirs would be positions of another ring.
+    #[doc(hidden)]
+    pub unsafe fn __start_positions_at(&self, pos: u64) {
+        let pos = pos & !7;
+        self.word(pos & (self.cap - 1)).store(0, SeqCst);
+        self.ctl.cons.head.store(pos, SeqCst);
+        self.ctl.prod.tail.store(pos, SeqCst);
     }
 
-    /// Records, for a consumer that may take this end over, whether the
-    /// consumer is inside a fragmented message. Written by the consumer only.
-    pub fn set_in_message(&self, yes: bool) {
-        self.ctl.ends.reader_in_message.store(yes as u32, Release);
+    /// Whether the consumer recorded, with its last release, that its
+    /// head is inside a fragmented message (see
+    /// [`Consumer::set_in_message`]): a consumer taking the end over must
+    /// then drop the rest of that message.
+    pub fn in_message(&self) -> bool {
+        self.ctl.cons.head.load(Acquire) & IN_MESSAGE != 0
     }
 }

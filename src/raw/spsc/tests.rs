@@ -125,7 +125,7 @@ fn spsc_ring_of_another_format_is_a_version_mismatch() {
             r,
             Err(Error::VersionMismatch {
                 found: 1,
-                expected: 2
+                expected: 3
             })
         ),
         "{:?}",
@@ -177,9 +177,18 @@ fn spsc_garbage_positions_and_headers_are_corrupt() {
         assert!(matches!(ring.consumer(), Err(Error::Corrupt(_))));
         assert!(matches!(ring.producer(), Err(Error::Corrupt(_))));
     }
-    // Near 2^64 (found by the spsc_garbage fuzz target).
-    ring.ctl.cons.head.store(u64::MAX - 7, Relaxed);
-    ring.ctl.prod.tail.store(u64::MAX - 7, Relaxed);
+    // Far apart across the 2^64 wrap (positions near it were found by
+    // the spsc_garbage fuzz target, when they overflowed).
+    ring.ctl.cons.head.store(8, Relaxed);
+    ring.ctl.prod.tail.store(u64::MAX - 1007, Relaxed);
+    // SAFETY: one producer and one consumer, this thread.
+    unsafe {
+        assert!(matches!(ring.producer(), Err(Error::Corrupt(_))));
+        assert!(matches!(ring.consumer(), Err(Error::Corrupt(_))));
+    }
+    // `head`'s bits 1 and 2 are never set (bit 0 is the in-message flag).
+    ring.ctl.cons.head.store(2, Relaxed);
+    ring.ctl.prod.tail.store(0, Relaxed);
     // SAFETY: one producer and one consumer, this thread.
     unsafe {
         assert!(matches!(ring.producer(), Err(Error::Corrupt(_))));
@@ -247,4 +256,49 @@ fn spsc_full_ring_stale_header_is_not_a_record() {
     assert_eq!(buf[..8], [9; 8]);
     assert_eq!(c.try_pop(&mut buf).unwrap(), Some((8, 0)));
     assert_eq!(buf[..8], [10; 8]);
+}
+
+/// Positions started just below 2^64 (not on a lap boundary, so padding
+/// falls at the wrap): records keep their boundaries across the wrap, and
+/// a producer and a consumer taking the ends over on either side of it
+/// (attach checks, the producer's walk) see the same ring; the in-message
+/// bit travels with `head` and reaches the successor.
+#[test]
+fn spsc_streams_across_the_2_64_wrap() {
+    let h = SpscRing::new(512).unwrap();
+    let ring = h.ring();
+    // SAFETY: fresh ring, no producer or consumer yet.
+    unsafe { ring.__start_positions_at(u64::MAX - 1000) };
+    let mut buf = [0u8; 512];
+    let mut wrapped = false;
+    for round in 0..300u32 {
+        // SAFETY: one producer and one consumer at a time, this thread
+        // (the previous ones are dropped: a take-over every round).
+        let (mut p, mut c) = unsafe { (ring.producer().unwrap(), ring.consumer().unwrap()) };
+        let len = (round as usize * 29) % 120;
+        let msg: Vec<u8> = (0..len).map(|i| ((i as u32 * 3) ^ round) as u8).collect();
+        assert!(p.try_push(&msg, 0).unwrap());
+        if round % 3 == 0 {
+            // A second record, left for the next round's consumer.
+            assert!(p.try_push(&msg[..len / 2], MORE).unwrap());
+        }
+        let (n, f) = c.try_pop(&mut buf).unwrap().unwrap();
+        assert_eq!((n, f), (len, 0), "round {round}");
+        assert_eq!(&buf[..n], &msg[..]);
+        if round % 3 == 0 {
+            c.set_in_message(true);
+            let (n, f) = c.try_pop(&mut buf).unwrap().unwrap();
+            assert_eq!((n, f), (len / 2, MORE));
+            assert!(ring.in_message());
+            c.set_in_message(false);
+        }
+        wrapped |= ring.ctl.cons.head.load(Relaxed) < 1 << 20;
+    }
+    assert!(wrapped, "the positions never crossed 2^64");
+    // SAFETY: as above.
+    let c = unsafe { ring.consumer().unwrap() };
+    assert!(
+        c.in_message(),
+        "the successor did not see the in-message bit"
+    );
 }
