@@ -17,7 +17,7 @@
 //! | `Event()`                  | [`Event`]                        |
 //! | `Condition(lock)`          | [`Condition`]                    |
 //! | `Barrier(n, action, timeout)` | [`Barrier`]                   |
-//! | `Pipe()`, `Pipe(False)`   | [`Pipe::anonymous`], [`Pipe::anonymous_simplex`], [`Pipe::create`] |
+//! | `Pipe()`, `Pipe(False)`   | [`Pipe::anonymous_default`], [`Pipe::anonymous_simplex_default`], [`Pipe::anonymous`], [`Pipe::create`] |
 //! | `Connection`               | [`Connection`] (over [`SpscRing`]) |
 //! | `Queue(maxsize)`           | [`Queue`] (MPMC, fixed-size slots) |
 //! | `JoinableQueue(maxsize)`   | [`JoinableQueue`]                |

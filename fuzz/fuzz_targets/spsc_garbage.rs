@@ -64,10 +64,10 @@ fn near_valid(data: &[u8]) {
     let body = &data[7..];
     // Half the inputs get the lap tag of their position stamped on every
     // word, so that garbage headers pass the "published" test and reach
-    // the length and flag checks (format 2: tag in bits 40..64).
+    // the length and flag checks (format 3: tag in bits 40..64).
     let stamp = data[0] & 0x80 != 0;
     with_region(cap, |r| {
-        r[..8].copy_from_slice(b"shmspsc2");
+        r[..8].copy_from_slice(b"shmspsc3");
         r[8..16].copy_from_slice(&(cap as u64).to_le_bytes());
         r[64..72].copy_from_slice(&tail.to_le_bytes());
         r[128..136].copy_from_slice(&head.to_le_bytes());

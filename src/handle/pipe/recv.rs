@@ -1,0 +1,274 @@
+//! The receive calls, on top of `fragments.rs`.
+
+use std::time::Duration;
+
+use super::*;
+
+impl Connection {
+    pub(super) fn consumer(&mut self) -> Result<&mut Consumer<'static>> {
+        self.rx
+            .as_mut()
+            .and_then(|r| r.c.as_mut())
+            .ok_or(Error::Closed)
+    }
+
+    pub(super) fn take_whole(&mut self) -> Vec<u8> {
+        self.partial.take().map(|p| p.buf).unwrap_or_default()
+    }
+
+    pub(super) fn recv_vec(&mut self, limit: Limit, deadline: Option<Deadline>) -> Result<Vec<u8>> {
+        match self.next(limit, deadline)? {
+            Next::Whole => Ok(self.take_whole()),
+            Next::Record(r) => {
+                let c = self.consumer()?;
+                let mut v = vec![0u8; r.len()];
+                c.read(&r, 0, &mut v)?;
+                c.release(r)?;
+                Ok(v)
+            }
+        }
+    }
+
+    /// Receives the next message, waiting for one (Python: `recv_bytes()`).
+    pub fn recv_bytes(&mut self) -> Result<Vec<u8>> {
+        self.recv_vec(Limit::Any, None)
+    }
+
+    /// The next message if one is there, else [`Error::Empty`] (also while
+    /// a fragmented message is only partly there: what arrived is kept).
+    pub fn try_recv_bytes(&mut self) -> Result<Vec<u8>> {
+        let d = Some(Deadline::PASSED);
+        self.recv_vec(Limit::Any, d)
+            .map_err(|e| timeout_to(e, Error::Empty, d))
+    }
+
+    /// [`recv_bytes`](Self::recv_bytes), or [`Error::Timeout`] after
+    /// `timeout` (never earlier).
+    pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
+        self.recv_vec(Limit::Any, Some(Deadline::after(timeout)))
+    }
+
+    /// [`recv_bytes`](Self::recv_bytes) refusing messages longer than
+    /// `maxlength` with [`Error::MessageTooLarge`]; the message stays
+    /// (Python: `recv_bytes(maxlength)`, where it would be lost).
+    pub fn recv_bytes_max(&mut self, maxlength: usize) -> Result<Vec<u8>> {
+        self.recv_vec(Limit::Max(maxlength), None)
+    }
+
+    /// [`recv_bytes_max`](Self::recv_bytes_max) if a message is there,
+    /// else [`Error::Empty`] (try once: the crate's rule for `try_`).
+    pub fn try_recv_bytes_max(&mut self, maxlength: usize) -> Result<Vec<u8>> {
+        let d = Some(Deadline::PASSED);
+        self.recv_vec(Limit::Max(maxlength), d)
+            .map_err(|e| timeout_to(e, Error::Empty, d))
+    }
+
+    /// [`recv_bytes_max`](Self::recv_bytes_max), or [`Error::Timeout`]
+    /// after `timeout` (the deadline passed; never earlier).
+    pub fn recv_bytes_max_timeout(
+        &mut self,
+        maxlength: usize,
+        timeout: Duration,
+    ) -> Result<Vec<u8>> {
+        self.recv_vec(Limit::Max(maxlength), Some(Deadline::after(timeout)))
+    }
+
+    pub(super) fn recv_into(
+        &mut self,
+        buf: &mut [u8],
+        offset: usize,
+        deadline: Option<Deadline>,
+    ) -> Result<usize> {
+        // Fast path: a single record is there and fits. Anything else
+        // (including any error) takes the general path below.
+        if self.partial.is_none() && !self.skipping && offset <= buf.len() && self.ready_fast() {
+            if let Some(Rx { c: Some(c), .. }) = &mut self.rx {
+                if let Ok(Some(len)) = c.try_pop_plain(&mut buf[offset..]) {
+                    return Ok(len);
+                }
+            }
+        }
+        if offset > buf.len() {
+            return Err(Error::InvalidArgument(
+                "offset beyond the end of the buffer",
+            ));
+        }
+        let out = &mut buf[offset..];
+        match self.next(Limit::Buffer(out.len()), deadline)? {
+            Next::Whole => {
+                let v = self.take_whole();
+                out[..v.len()].copy_from_slice(&v);
+                Ok(v.len())
+            }
+            Next::Record(r) => {
+                let c = self.consumer()?;
+                let len = r.len();
+                c.read(&r, 0, &mut out[..len])?;
+                c.release(r)?;
+                Ok(len)
+            }
+        }
+    }
+
+    /// Receives the next message into `buf`, returning its length (Python:
+    /// `recv_bytes_into`). If `buf` is too short: [`Error::BufferTooShort`]
+    /// with the message's exact length, and the message stays, to be
+    /// received again with a larger buffer.
+    pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.recv_into(buf, 0, None)
+    }
+
+    /// [`recv_bytes_into`](Self::recv_bytes_into) writing at `buf[offset..]`
+    /// (an offset past the end is [`Error::InvalidArgument`]).
+    pub fn recv_bytes_into_at(&mut self, buf: &mut [u8], offset: usize) -> Result<usize> {
+        self.recv_into(buf, offset, None)
+    }
+
+    /// [`recv_bytes_into`](Self::recv_bytes_into), or [`Error::Empty`].
+    pub fn try_recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let d = Some(Deadline::PASSED);
+        self.recv_into(buf, 0, d)
+            .map_err(|e| timeout_to(e, Error::Empty, d))
+    }
+
+    /// [`recv_bytes_into`](Self::recv_bytes_into), or [`Error::Timeout`].
+    pub fn recv_bytes_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        self.recv_into(buf, 0, Some(Deadline::after(timeout)))
+    }
+
+    /// Whether a message can be received without waiting, waiting up to
+    /// `timeout` (`None`: for ever) for one. Never consumes anything. Like
+    /// Python's, it also says `true` once the peer is gone (the next receive
+    /// returns [`Error::Disconnected`] without waiting).
+    pub fn poll(&mut self, timeout: Option<Duration>) -> Result<bool> {
+        self.ready()?;
+        if self.partial.as_ref().is_some_and(|p| p.done) {
+            return Ok(true);
+        }
+        let deadline = match timeout {
+            Some(Duration::ZERO) => Some(Deadline::PASSED),
+            Some(t) => Some(Deadline::after(t)),
+            None => None,
+        };
+        let anonymous = self.anonymous;
+        let policy = self.policy;
+        let rx = self
+            .rx
+            .as_mut()
+            .ok_or(Error::InvalidArgument("this end cannot receive"))?;
+        let ring = rx.ring;
+        let c = rx.c.as_mut().ok_or(Error::Closed)?;
+        let w = Watch {
+            ring,
+            ec: ring.data_ready(),
+            peer: Role::Writer,
+            seg: &self.seg,
+            anonymous,
+            policy,
+            last_check: &self.last_check,
+        };
+        match w.wait(deadline, || Ok(c.try_peek()?.is_some())) {
+            Ok(()) | Err(Error::Disconnected) => Ok(true),
+            Err(Error::Timeout) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) fn recv_typed<T: Plain>(&mut self, deadline: Option<Deadline>) -> Result<T> {
+        let size = std::mem::size_of::<T>();
+        let mut out = std::mem::MaybeUninit::<T>::uninit();
+        match self.next(Limit::Exact(size), deadline)? {
+            Next::Whole => {
+                let v = self.take_whole();
+                // SAFETY: `v` holds exactly `size` bytes (Limit::Exact).
+                unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), out.as_mut_ptr().cast(), size) };
+            }
+            Next::Record(r) => {
+                let c = self.consumer()?;
+                let src = c.payload_ptr(&r)?;
+                // SAFETY: the record is published and ours until released,
+                // `size` bytes long (Limit::Exact); the copy is untyped.
+                unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr().cast(), size) };
+                c.release(r)?;
+            }
+        }
+        // SAFETY: all `size` bytes were written, and `T: Plain` is valid for
+        // any bit pattern.
+        Ok(unsafe { out.assume_init() })
+    }
+
+    /// Receives a message holding one `T`; a message of another length is
+    /// [`Error::LengthMismatch`] and stays in place.
+    pub fn recv<T: Plain>(&mut self) -> Result<T> {
+        self.recv_typed(None)
+    }
+
+    /// [`recv`](Self::recv), or [`Error::Empty`].
+    pub fn try_recv<T: Plain>(&mut self) -> Result<T> {
+        let d = Some(Deadline::PASSED);
+        self.recv_typed(d)
+            .map_err(|e| timeout_to(e, Error::Empty, d))
+    }
+
+    /// [`recv`](Self::recv), or [`Error::Timeout`].
+    pub fn recv_timeout<T: Plain>(&mut self, timeout: Duration) -> Result<T> {
+        self.recv_typed(Some(Deadline::after(timeout)))
+    }
+
+    /// Receives a message and decodes it with postcard (Python: `recv()`).
+    #[cfg(feature = "serde")]
+    pub fn recv_obj<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
+        crate::codec::decode(&self.recv_bytes()?)
+    }
+
+    pub(super) fn in_place(&mut self, deadline: Option<Deadline>) -> Result<Borrowed<'_>> {
+        // Fast path: a single record is there. Anything else (including
+        // any error) takes the general path below.
+        let mut fast = None;
+        if self.partial.is_none() && !self.skipping && self.ready_fast() {
+            if let Some(Rx { c: Some(c), .. }) = &mut self.rx {
+                fast = c.try_peek().ok().flatten().filter(|r| r.flags() == 0);
+            }
+        }
+        let next = match fast {
+            Some(r) => Next::Record(r),
+            None => self.next(Limit::InPlace(self.max_record()), deadline)?,
+        };
+        let max = self.max_record();
+        match next {
+            Next::Whole => Err(Error::MessageTooLarge {
+                size: self.partial.as_ref().map_or(0, |p| p.total),
+                max,
+            }),
+            Next::Record(r) => {
+                let c = self.consumer()?;
+                let ptr = c.payload_ptr(&r)?;
+                let len = r.len();
+                Ok(Borrowed {
+                    c,
+                    rec: Some(r),
+                    ptr,
+                    len,
+                })
+            }
+        }
+    }
+
+    /// Borrows the next message in place; dropping the [`Borrowed`]
+    /// releases it. A message that was sent in fragments cannot be borrowed:
+    /// [`Error::MessageTooLarge`], and it stays for `recv_bytes`.
+    pub fn recv_in_place(&mut self) -> Result<Borrowed<'_>> {
+        self.in_place(None)
+    }
+
+    /// [`recv_in_place`](Self::recv_in_place), or [`Error::Empty`].
+    pub fn try_recv_in_place(&mut self) -> Result<Borrowed<'_>> {
+        let d = Some(Deadline::PASSED);
+        self.in_place(d).map_err(|e| timeout_to(e, Error::Empty, d))
+    }
+
+    /// [`recv_in_place`](Self::recv_in_place), or [`Error::Timeout`].
+    pub fn recv_in_place_timeout(&mut self, timeout: Duration) -> Result<Borrowed<'_>> {
+        self.in_place(Some(Deadline::after(timeout)))
+    }
+}

@@ -1,0 +1,210 @@
+//! How a blocked call waits: spin for the policy's budget, then sleep on
+//! the ring's event count in slices, checking the peer's liveness.
+
+use std::time::Duration;
+
+use super::*;
+
+/// The longest a blocked call sleeps before checking the peer's liveness.
+pub(super) const SLICE: Duration = Duration::from_millis(100);
+/// The slice when this process could not issue `membarrier` (see `Wake`).
+pub(super) const SHORT_SLICE: Duration = Duration::from_millis(1);
+/// How long a spinning waiter spins without yielding its CPU.
+pub(super) const PURE_SPIN: Duration = Duration::from_micros(5);
+
+/// How a blocked call waits: spin for a budget, then sleep on the futex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitPolicy {
+    pub(super) spin: Duration,
+}
+
+impl WaitPolicy {
+    /// Sleep on the futex after a few hundred pause instructions: the
+    /// cheapest for the CPU, the slowest answer (a futex wake, ~25 µs on a
+    /// small VM).
+    pub const fn park() -> Self {
+        WaitPolicy {
+            spin: Duration::ZERO,
+        }
+    }
+
+    /// Spin (re-checking the ring) for `spin`, then sleep on the futex.
+    pub const fn spin_then_park(spin: Duration) -> Self {
+        WaitPolicy { spin }
+    }
+
+    /// The spinning budget.
+    pub const fn spin(&self) -> Duration {
+        self.spin
+    }
+}
+
+impl Default for WaitPolicy {
+    /// Spin 50 µs, then sleep.
+    fn default() -> Self {
+        WaitPolicy::spin_then_park(Duration::from_micros(50))
+    }
+}
+
+/// What a wait watches: one ring, one side's event count, the peer's role.
+pub(super) struct Watch<'a> {
+    pub(super) ring: Ring<'static>,
+    pub(super) ec: &'static Wake,
+    pub(super) peer: Role,
+    pub(super) seg: &'a Segment,
+    pub(super) anonymous: bool,
+    pub(super) policy: WaitPolicy,
+    /// The connection's last liveness check (monotonic ns).
+    pub(super) last_check: &'a Cell<u64>,
+}
+
+impl Watch<'_> {
+    /// Whether the peer is gone: its closed flag always, its process only
+    /// when the last such check is more than a slice old (a `/proc` read).
+    pub(super) fn peer_gone_checked(&self) -> bool {
+        let now = monotonic_ns();
+        if now.saturating_sub(self.last_check.get()) >= SLICE.as_nanos() as u64 {
+            let gone = self.peer_gone();
+            // A peer found gone is looked at again on the next call (it
+            // does not come back), so every later call says so at once.
+            self.last_check.set(if gone { 0 } else { now });
+            gone
+        } else {
+            self.ring.is_closed(self.peer)
+        }
+    }
+
+    /// Whether the peer closed its end or its process is gone.
+    pub(super) fn peer_gone(&self) -> bool {
+        if self.ring.is_closed(self.peer) {
+            return true;
+        }
+        let (pid, start) = self.ring.claimant(self.peer);
+        if pid == 0 {
+            // Not claimed yet: an anonymous pipe's peer is (still) the
+            // creating process; a named pipe's peer may connect later.
+            return self.anonymous && !self.seg.creator_alive();
+        }
+        !proc::is_alive(pid, start)
+    }
+
+    /// Waits until `ready()` says yes: `Ok(())`, or `Disconnected` (the peer
+    /// is gone and `ready()` still says no), or `Timeout` at `deadline`.
+    pub(super) fn wait(
+        &self,
+        deadline: Option<Deadline>,
+        mut ready: impl FnMut() -> Result<bool>,
+    ) -> Result<()> {
+        if ready()? {
+            return Ok(());
+        }
+        if deadline == Some(Deadline::PASSED) {
+            return Err(if self.peer_gone_checked() && !ready()? {
+                Error::Disconnected
+            } else {
+                Error::Timeout
+            });
+        }
+        // Spin.
+        if self.policy.spin > Duration::ZERO {
+            // Pure spinning catches a peer running on another CPU; past
+            // PURE_SPIN the spinner also yields, so that a peer waiting for
+            // this very CPU (a busy or small machine) runs at once instead
+            // of after our whole budget.
+            let start = monotonic_ns();
+            let end = start.saturating_add(self.policy.spin.as_nanos() as u64);
+            let pure = start.saturating_add(PURE_SPIN.as_nanos() as u64);
+            let mut i = 0u32;
+            loop {
+                // One pause per check: a pause can cost over 100 cycles, and
+                // the answer should be seen as soon as it lands.
+                std::hint::spin_loop();
+                if ready()? {
+                    return Ok(());
+                }
+                i = i.wrapping_add(1);
+                if i % 64 != 0 {
+                    continue;
+                }
+                let now = monotonic_ns();
+                if self.ring.is_closed(self.peer) || now >= end {
+                    break;
+                }
+                if deadline.is_some_and(Deadline::has_passed) {
+                    // A deadline inside the spin budget: one last look.
+                    return if ready()? {
+                        Ok(())
+                    } else {
+                        Err(Error::Timeout)
+                    };
+                }
+                if now >= pure {
+                    std::thread::yield_now();
+                }
+            }
+        } else {
+            let mut b = crate::raw::backoff::Backoff::new();
+            while !b.is_completed() {
+                b.spin();
+                if ready()? {
+                    return Ok(());
+                }
+            }
+        }
+        // Sleep in slices. The closed flag is checked before every sleep;
+        // the peer's process (a /proc read, ~10 µs) once per slice of
+        // waiting, however often the sleep is interrupted: a death is seen
+        // within about two slices.
+        loop {
+            let key = self.ec.prepare();
+            match ready() {
+                Ok(false) => {}
+                Ok(true) => {
+                    self.ec.cancel(key);
+                    return Ok(());
+                }
+                Err(e) => {
+                    // Withdraw the announcement, or every publish would
+                    // pay a FUTEX_WAKE from now on.
+                    self.ec.cancel(key);
+                    return Err(e);
+                }
+            }
+            if self.peer_gone_checked() {
+                self.ec.cancel(key);
+                // Whatever it published before closing is visible now.
+                return if ready()? {
+                    Ok(())
+                } else {
+                    Err(Error::Disconnected)
+                };
+            }
+            // A waiter whose heavy barrier failed may miss a light notifier:
+            // it sleeps in short slices instead (bounded, never a hang).
+            let slice = Deadline::after(if key.covered() { SLICE } else { SHORT_SLICE });
+            let until = match deadline {
+                Some(d) if d < slice => d,
+                _ => slice,
+            };
+            match self.ec.wait(key, Some(until)) {
+                Ok(()) => {}
+                Err(Error::Timeout) if Some(until) == deadline => {
+                    return if ready()? {
+                        Ok(())
+                    } else {
+                        Err(Error::Timeout)
+                    };
+                }
+                Err(Error::Timeout) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+pub(super) fn timeout_to(e: Error, try_err: Error, deadline: Option<Deadline>) -> Error {
+    match e {
+        Error::Timeout if deadline == Some(Deadline::PASSED) => try_err,
+        e => e,
+    }
+}

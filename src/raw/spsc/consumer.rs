@@ -1,0 +1,239 @@
+//! The consumer's side: peek, read, release.
+
+use super::super::sync::Ordering::*;
+use super::*;
+
+/// A published record found by [`Consumer::try_peek`], not yet released.
+///
+/// Neither `Copy` nor `Clone`: [`Consumer::release`] consumes it. The
+/// consumer checks every record it is handed (made for this ring, the
+/// current record, inside what was published), so a foreign or stale
+/// record is [`Error::InvalidArgument`], never an access out of bounds.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The ring it was found in (its control block's address).
+    pub(super) ring: usize,
+    pub(super) pos: u64,
+    pub(super) off: u64,
+    pub(super) len: u32,
+    pub(super) flags: u32,
+}
+
+impl Record {
+    /// Payload bytes.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Header flags (never [`PAD`]: the consumer skips padding).
+    pub fn flags(&self) -> u32 {
+        self.flags
+    }
+}
+/// The consumer's side of a ring. Its cached `tail` lives here.
+#[derive(Debug)]
+pub struct Consumer<'a> {
+    pub(super) ring: Ring<'a>,
+    pub(super) head: u64,
+    pub(super) tail: u64,
+    /// Whether the head is inside a fragmented message: published with
+    /// every release, in `head`'s low bit (`IN_MESSAGE`).
+    pub(super) in_message: bool,
+}
+
+impl<'a> Consumer<'a> {
+    /// The ring.
+    pub fn ring(&self) -> Ring<'a> {
+        self.ring
+    }
+
+    /// The header word at `head` if it is published (its tag is the one
+    /// of `head`'s lap), else `None`.
+    ///
+    /// SYNC POINT (producer's Release store of the header in `publish`):
+    /// after this Acquire load the record's payload, and the zero just past
+    /// it, are visible.
+    #[inline]
+    fn published_header(&self) -> Option<u64> {
+        let word = self
+            .ring
+            .word(self.head & (self.ring.cap - 1))
+            .load(Acquire);
+        (word >> TAG_SHIFT == lap_tag(self.head, self.ring.cap)).then_some(word)
+    }
+
+    /// Releases `n` bytes (SYNC POINT: pairs with the producer's Acquire
+    /// load in `refresh_head`) and wakes the producer if it sleeps.
+    #[inline]
+    fn advance(&mut self, n: u64) {
+        self.head = self.head.wrapping_add(n);
+        self.ring
+            .ctl
+            .cons
+            .head
+            .store(self.head | self.in_message as u64, Release);
+        self.ring.space_ready().notify(1);
+    }
+
+    /// Records whether this consumer's head, once the next record is
+    /// released, is inside a fragmented message (the layer above's state,
+    /// for a consumer that may take this end over: it must drop the rest
+    /// of that message). It is published with that release, in the same
+    /// store as `head`: a consumer that dies before the release leaves the
+    /// flag that describes the head it leaves, never one a record off.
+    pub fn set_in_message(&mut self, yes: bool) {
+        self.in_message = yes;
+    }
+
+    /// Whether the head is inside a fragmented message, as last recorded.
+    pub fn in_message(&self) -> bool {
+        self.in_message
+    }
+
+    /// Publishes the in-message flag at once, releasing nothing (for a
+    /// consumer whose producer left in the middle of a message).
+    pub fn publish_in_message(&mut self) {
+        self.ring
+            .ctl
+            .cons
+            .head
+            .store(self.head | self.in_message as u64, Release);
+    }
+
+    /// Whether a record (or padding) is published and unconsumed.
+    pub fn has_data(&mut self) -> Result<bool> {
+        Ok(self.published_header().is_some())
+    }
+
+    /// The next published record, or `Ok(None)` if there is none now.
+    /// Padding is skipped (and released) here. Does not consume.
+    pub fn try_peek(&mut self) -> Result<Option<Record>> {
+        // At most one padding record precedes a record.
+        for _ in 0..2 {
+            let Some(word) = self.published_header() else {
+                return Ok(None);
+            };
+            let off = self.head & (self.ring.cap - 1);
+            let size = record_extent(word, off, self.ring.cap)?;
+            // What this header publishes: the bound `check` holds records to.
+            let end = self.head.wrapping_add(size);
+            if ahead(self.tail, end) > 0 {
+                self.tail = end;
+            }
+            let (len, flags) = (word as u32, ((word >> FLAGS_SHIFT) & FLAGS_MASK) as u32);
+            if flags & PAD != 0 {
+                self.advance(size);
+                continue;
+            }
+            return Ok(Some(Record {
+                ring: self.ring.id(),
+                pos: self.head,
+                off,
+                len,
+                flags,
+            }));
+        }
+        Err(Error::Corrupt("padding after padding"))
+    }
+
+    /// Checks that `r` is this consumer's current record: found in this
+    /// ring, at the current head, inside the data area and inside what was
+    /// published. Anything else is `InvalidArgument`.
+    #[inline]
+    fn check(&self, r: &Record) -> Result<()> {
+        let need = record_size(r.len as u64);
+        if r.ring != self.ring.id()
+            || r.pos != self.head
+            || r.off != r.pos & (self.ring.cap - 1)
+            || r.off + need > self.ring.cap
+            || need > self.tail.wrapping_sub(self.head)
+        {
+            return Err(Error::InvalidArgument("not this consumer's current record"));
+        }
+        Ok(())
+    }
+
+    /// Copies `dst.len()` payload bytes of `r` from byte `at` into `dst`
+    /// (`InvalidArgument` if outside the record, or if `r` is not this
+    /// consumer's current record; `at` need not be aligned except under
+    /// loom).
+    pub fn read(&self, r: &Record, at: usize, dst: &mut [u8]) -> Result<()> {
+        self.check(r)?;
+        if at
+            .checked_add(dst.len())
+            .map_or(true, |e| e > r.len as usize)
+        {
+            return Err(Error::InvalidArgument("read outside the record"));
+        }
+        self.ring
+            .copy_out(r.off + RECORD_HEADER as u64 + at as u64, dst);
+        Ok(())
+    }
+
+    /// Copies the next record into `dst` and consumes it if it carries no
+    /// flags and fits: `Ok(Some(len))`; otherwise (empty, flagged, too
+    /// long) consumes nothing and says `Ok(None)`. The receive fast path of
+    /// the layer above, which handles everything else itself.
+    #[inline]
+    pub fn try_pop_plain(&mut self, dst: &mut [u8]) -> Result<Option<usize>> {
+        let Some(r) = self.try_peek()? else {
+            return Ok(None);
+        };
+        let len = r.len();
+        if r.flags != 0 || len > dst.len() {
+            return Ok(None);
+        }
+        // Found just now at the head and inside the data area (try_peek):
+        // the record checks of `read` and `release` cannot fail.
+        self.ring
+            .copy_out(r.off + RECORD_HEADER as u64, &mut dst[..len]);
+        self.release_checked(r);
+        Ok(Some(len))
+    }
+
+    /// The address of `r`'s payload: `r.len()` bytes nobody writes until
+    /// this consumer releases `r`. `InvalidArgument` if `r` is not this
+    /// consumer's current record.
+    #[cfg(not(loom))]
+    pub fn payload_ptr(&self, r: &Record) -> Result<*const u8> {
+        self.check(r)?;
+        // SAFETY: off + 8 + len <= cap (checked): inside the data area.
+        Ok(unsafe { self.ring.data.add((r.off + RECORD_HEADER as u64) as usize) })
+    }
+
+    /// Consumes `r` and wakes the producer if it sleeps.
+    /// `InvalidArgument` if `r` is not this consumer's current record
+    /// (another ring's, or stale).
+    pub fn release(&mut self, r: Record) -> Result<()> {
+        self.check(&r)?;
+        self.release_checked(r);
+        Ok(())
+    }
+
+    /// `release` once `r` is known good.
+    #[inline]
+    fn release_checked(&mut self, r: Record) {
+        crate::fault::fault_point!("spsc.read.before_release");
+        self.advance(record_size(r.len as u64));
+    }
+
+    /// Copies the next record into `dst`: `Ok(Some(len))`, `Ok(None)` if
+    /// empty, [`Error::BufferTooShort`] (record kept) if `dst` is short.
+    pub fn try_pop(&mut self, dst: &mut [u8]) -> Result<Option<(usize, u32)>> {
+        let Some(r) = self.try_peek()? else {
+            return Ok(None);
+        };
+        if r.len() > dst.len() {
+            return Err(Error::BufferTooShort { needed: r.len() });
+        }
+        let (len, flags) = (r.len(), r.flags);
+        self.read(&r, 0, &mut dst[..len])?;
+        self.release(r)?;
+        Ok(Some((len, flags)))
+    }
+}

@@ -1,0 +1,242 @@
+//! The producer's side: reserve, write, publish.
+
+use super::super::sync::Ordering::*;
+use super::*;
+
+/// Space reserved by [`Producer::try_reserve`], not yet published.
+///
+/// Neither `Copy` nor `Clone`: [`Producer::commit`] consumes it. The
+/// producer checks every grant it is handed (that it was made for this
+/// ring, is the current reservation and lies inside the data area), so a
+/// grant of another ring or a stale one is [`Error::InvalidArgument`],
+/// never a write out of bounds or over a published record.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The ring it was made for (its control block's address).
+    pub(super) ring: usize,
+    pub(super) pos: u64,
+    pub(super) off: u64,
+    pub(super) len: u32,
+    pub(super) flags: u32,
+}
+
+impl Grant {
+    /// Payload bytes reserved.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The header flags the record will carry.
+    pub fn flags(&self) -> u32 {
+        self.flags
+    }
+}
+/// The producer's side of a ring. Its cached `head` lives here.
+#[derive(Debug)]
+pub struct Producer<'a> {
+    pub(super) ring: Ring<'a>,
+    pub(super) tail: u64,
+    pub(super) head: u64,
+}
+
+impl<'a> Producer<'a> {
+    /// The ring.
+    pub fn ring(&self) -> Ring<'a> {
+        self.ring
+    }
+
+    #[inline]
+    fn free(&self) -> u64 {
+        self.ring.cap - self.tail.wrapping_sub(self.head)
+    }
+
+    /// SYNC POINT (consumer's Release store of `head` in `release`): after
+    /// this Acquire load the space below `head` is no longer read.
+    #[inline]
+    fn refresh_head(&mut self) -> Result<()> {
+        // The consumer's in-message bit rides in `head`'s low bit.
+        let h = self.ring.ctl.cons.head.load(Acquire) & !IN_MESSAGE;
+        // `h` in [head, tail], distances taken across the 2^64 wrap.
+        if h.wrapping_sub(self.head) > self.tail.wrapping_sub(self.head) || h % 8 != 0 {
+            return Err(Error::Corrupt("ring head moved backwards or past tail"));
+        }
+        self.head = h;
+        Ok(())
+    }
+
+    /// Publishes the record (or padding) of `size` bytes at the current
+    /// tail whose header is `word`; the caller then wakes the consumer.
+    ///
+    /// SYNC POINT (pairs with the consumer's Acquire load of the header in
+    /// `try_peek`): the payload, and the zero written just past the record,
+    /// happen before the header. The zero makes the next slot read "not
+    /// published" whatever the previous lap left there; when that word is
+    /// not free (the ring is exactly full) it holds the previous lap's
+    /// header at the cached `head`, whose tag differs.
+    #[inline]
+    fn publish(&mut self, size: u64, word: u64) {
+        let mask = self.ring.cap - 1;
+        let end = self.tail.wrapping_add(size);
+        if end
+            .wrapping_add(RECORD_HEADER as u64)
+            .wrapping_sub(self.head)
+            <= self.ring.cap
+        {
+            self.ring.word(end & mask).store(0, Relaxed);
+        }
+        self.ring.word(self.tail & mask).store(word, Release);
+        self.tail = end;
+        crate::fault::fault_point!("spsc.write.before_hint");
+        // A hint (takeover, attach checks): not on the consumer's path.
+        self.ring.ctl.prod.tail.store(end, Release);
+    }
+
+    /// Reserves a record of `len` payload bytes with header `flags`, or
+    /// `Ok(None)` if the ring has no room now. Writes (and publishes) a
+    /// padding record first if the record would cross the end of the data
+    /// area. [`Error::MessageTooLarge`] if it could never fit.
+    pub fn try_reserve(&mut self, len: usize, flags: u32) -> Result<Option<Grant>> {
+        if len > self.ring.max_payload() {
+            return Err(Error::MessageTooLarge {
+                size: len,
+                max: self.ring.max_payload(),
+            });
+        }
+        if flags & (PAD | !KNOWN_FLAGS) != 0 {
+            return Err(Error::InvalidArgument("bad record flags"));
+        }
+        let need = record_size(len as u64);
+        let mask = self.ring.cap - 1;
+        // At most: one padding record, then the record itself.
+        for _ in 0..2 {
+            let off = self.tail & mask;
+            if off + need > self.ring.cap {
+                let pad = self.ring.cap - off;
+                if self.free() < pad {
+                    self.refresh_head()?;
+                    if self.free() < pad {
+                        return Ok(None);
+                    }
+                }
+                let word = header_word(self.tail, self.ring.cap, 0, PAD);
+                self.publish(pad, word);
+                self.ring.data_ready().notify(1);
+                continue;
+            }
+            if self.free() < need {
+                self.refresh_head()?;
+                if self.free() < need {
+                    return Ok(None);
+                }
+            }
+            crate::fault::fault_point!("spsc.write.reserved");
+            return Ok(Some(Grant {
+                ring: self.ring.id(),
+                pos: self.tail,
+                off,
+                len: len as u32,
+                flags,
+            }));
+        }
+        Ok(None) // unreachable: after padding, off == 0 and need <= cap
+    }
+
+    /// Checks that `g` is this producer's current reservation: made for
+    /// this ring, at the current tail, inside the data area, and inside the
+    /// space known free. Anything else is `InvalidArgument`.
+    #[inline]
+    fn check(&self, g: &Grant) -> Result<()> {
+        let need = record_size(g.len as u64);
+        if g.ring != self.ring.id()
+            || g.pos != self.tail
+            || g.off != g.pos & (self.ring.cap - 1)
+            || g.off + need > self.ring.cap
+            || g.pos.wrapping_add(need).wrapping_sub(self.head) > self.ring.cap
+        {
+            return Err(Error::InvalidArgument(
+                "not this producer's current reservation",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Copies `src` into `g`'s payload at byte `at` (`at` a multiple of 8,
+    /// `at + src.len() <= g.len()`, else `InvalidArgument`; also
+    /// `InvalidArgument` if `g` is not this producer's current reservation).
+    pub fn write(&mut self, g: &Grant, at: usize, src: &[u8]) -> Result<()> {
+        self.check(g)?;
+        if at % 8 != 0
+            || at
+                .checked_add(src.len())
+                .map_or(true, |e| e > g.len as usize)
+        {
+            return Err(Error::InvalidArgument("write outside the reserved record"));
+        }
+        self.write_checked(g, at, src);
+        Ok(())
+    }
+
+    /// `write` once `g` and the range are known good.
+    #[inline]
+    fn write_checked(&mut self, g: &Grant, at: usize, src: &[u8]) {
+        let base = g.off + RECORD_HEADER as u64 + at as u64;
+        #[cfg(feature = "fault-injection")]
+        {
+            // Two halves, so that a fault test can stop in between.
+            let half = (src.len() / 2) & !7;
+            self.ring.copy_in(base, &src[..half]);
+            crate::fault::fault_point!("spsc.write.payload_partial");
+            self.ring.copy_in(base + half as u64, &src[half..]);
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        self.ring.copy_in(base, src);
+    }
+
+    /// The address of `g`'s payload: `g.len()` bytes this producer alone
+    /// may write until it commits. `InvalidArgument` if `g` is not this
+    /// producer's current reservation.
+    #[cfg(not(loom))]
+    pub fn payload_ptr(&self, g: &Grant) -> Result<*mut u8> {
+        self.check(g)?;
+        // SAFETY: off + 8 + len <= cap (checked): inside the data area.
+        Ok(unsafe { self.ring.data.add((g.off + RECORD_HEADER as u64) as usize) })
+    }
+
+    /// Publishes `g` and wakes the consumer if it sleeps.
+    /// `InvalidArgument` if `g` is not this producer's current reservation
+    /// (another ring's, or stale).
+    pub fn commit(&mut self, g: Grant) -> Result<()> {
+        self.check(&g)?;
+        self.commit_checked(g);
+        Ok(())
+    }
+
+    /// `commit` once `g` is known good.
+    #[inline]
+    fn commit_checked(&mut self, g: Grant) {
+        crate::fault::fault_point!("spsc.write.before_publish");
+        let word = header_word(g.pos, self.ring.cap, g.len, g.flags);
+        self.publish(record_size(g.len as u64), word);
+        crate::fault::fault_point!("spsc.write.published_before_wake");
+        self.ring.data_ready().notify(1);
+    }
+
+    /// Reserves, writes `src` and commits: `Ok(false)` if no room now.
+    pub fn try_push(&mut self, src: &[u8], flags: u32) -> Result<bool> {
+        match self.try_reserve(src.len(), flags)? {
+            Some(g) => {
+                // Made just now for `src.len()` bytes at the current tail:
+                // the grant checks of `write` and `commit` cannot fail.
+                self.write_checked(&g, 0, src);
+                self.commit_checked(g);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}

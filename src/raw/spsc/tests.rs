@@ -1,0 +1,304 @@
+//! Unit tests of the ring (heap-backed; run under Miri too).
+
+use super::super::sync::Ordering::*;
+use super::*;
+
+#[test]
+fn spsc_records_keep_boundaries_and_wrap_with_padding() {
+    let h = SpscRing::new(256).unwrap();
+    // SAFETY: one producer and one consumer, this thread.
+    let (mut p, mut c) = unsafe { (h.ring().producer().unwrap(), h.ring().consumer().unwrap()) };
+    let mut buf = [0u8; 256];
+    for round in 0..200u32 {
+        let len = (round as usize * 13) % 90;
+        let msg: Vec<u8> = (0..len).map(|i| (i as u32 ^ round) as u8).collect();
+        assert!(p.try_push(&msg, 0).unwrap());
+        let (n, f) = c.try_pop(&mut buf).unwrap().unwrap();
+        assert_eq!((n, f), (len, 0));
+        assert_eq!(&buf[..n], &msg[..]);
+    }
+    assert_eq!(c.try_pop(&mut buf).unwrap(), None);
+}
+
+#[test]
+fn spsc_full_ring_refuses_and_too_large_is_refused_at_once() {
+    let h = SpscRing::new(256).unwrap();
+    // SAFETY: one producer and one consumer, this thread.
+    let (mut p, mut c) = unsafe { (h.ring().producer().unwrap(), h.ring().consumer().unwrap()) };
+    assert!(matches!(
+        p.try_reserve(249, 0),
+        Err(Error::MessageTooLarge {
+            size: 249,
+            max: 248
+        })
+    ));
+    let mut n = 0;
+    while p.try_push(&[7; 24], 0).unwrap() {
+        n += 1;
+    }
+    assert_eq!(n, 256 / 32);
+    let mut small = [0u8; 4];
+    assert!(matches!(
+        c.try_pop(&mut small),
+        Err(Error::BufferTooShort { needed: 24 })
+    ));
+    let mut buf = [0u8; 24];
+    assert_eq!(c.try_pop(&mut buf).unwrap(), Some((24, 0)));
+    assert!(p.try_push(&[1; 24], 0).unwrap());
+    // A maximal record needs an empty ring.
+    while c.try_pop(&mut buf).unwrap().is_some() {}
+    // Not at offset 0: padding goes first, and the consumer must skip it.
+    assert_eq!(p.try_reserve(248, 0).unwrap(), None);
+    assert_eq!(c.try_peek().unwrap(), None);
+    let g = p.try_reserve(248, 0).unwrap().unwrap();
+    p.commit(g).unwrap();
+    let r = c.try_peek().unwrap().unwrap();
+    assert_eq!(r.len(), 248);
+    c.release(r).unwrap();
+}
+
+#[test]
+fn spsc_uncommitted_reservation_sends_nothing() {
+    let h = SpscRing::new(256).unwrap();
+    // SAFETY: one producer and one consumer, this thread.
+    let (mut p, mut c) = unsafe { (h.ring().producer().unwrap(), h.ring().consumer().unwrap()) };
+    let g = p.try_reserve(16, 0).unwrap().unwrap();
+    p.write(&g, 0, &[1; 16]).unwrap();
+    assert_eq!(c.try_peek().unwrap(), None);
+    let g2 = p.try_reserve(16, 0).unwrap().unwrap();
+    assert_eq!(g, g2);
+    p.commit(g2).unwrap();
+    assert!(matches!(
+        p.write(&g, 0, &[2; 8]),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(p.commit(g), Err(Error::InvalidArgument(_))));
+    assert_eq!(c.try_peek().unwrap().unwrap().len(), 16);
+}
+
+/// Two threads stream records of every length through a small ring
+/// (also under Miri, with fewer records).
+#[test]
+fn spsc_two_threads_stream_in_order() {
+    let n: u32 = if cfg!(miri) { 300 } else { 100_000 };
+    let h = SpscRing::new(512).unwrap();
+    let ring = h.ring();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: the only producer.
+            let mut p = unsafe { ring.producer().unwrap() };
+            for i in 0..n {
+                let m: Vec<u8> = (0..i % 200).map(|j| (i ^ j) as u8).collect();
+                while !p.try_push(&m, 0).unwrap() {
+                    std::thread::yield_now();
+                }
+            }
+        });
+        // SAFETY: the only consumer.
+        let mut c = unsafe { ring.consumer().unwrap() };
+        let mut buf = [0u8; 256];
+        for i in 0..n {
+            let (len, _) = loop {
+                match c.try_pop(&mut buf).unwrap() {
+                    Some(x) => break x,
+                    None => std::thread::yield_now(),
+                }
+            };
+            assert_eq!(len as u32, i % 200);
+            assert!(buf[..len]
+                .iter()
+                .enumerate()
+                .all(|(j, &b)| b == (i ^ j as u32) as u8));
+        }
+    });
+}
+
+#[test]
+fn spsc_ring_of_another_format_is_a_version_mismatch() {
+    let h = SpscRing::new(256).unwrap();
+    let magic = &h.ring().ctl.meta.magic;
+    magic.store(u64::from_le_bytes(*b"shmspsc1"), Relaxed);
+    // SAFETY: the heap ring's own pointer and size.
+    let r = unsafe { SpscRing::attach(h.ptr, h.layout.size()) };
+    assert!(
+        matches!(
+            r,
+            Err(Error::VersionMismatch {
+                found: 1,
+                expected: 3
+            })
+        ),
+        "{:?}",
+        r.err()
+    );
+    magic.store(u64::from_le_bytes(*b"shmspscX"), Relaxed);
+    // SAFETY: as above.
+    let r = unsafe { SpscRing::attach(h.ptr, h.layout.size()) };
+    assert!(matches!(r, Err(Error::Corrupt(_))), "{:?}", r.err());
+    magic.store(MAGIC, Relaxed);
+}
+
+#[test]
+fn spsc_garbage_positions_and_headers_are_corrupt() {
+    let h = SpscRing::new(256).unwrap();
+    let ring = h.ring();
+    let tag0 = lap_tag(0, 256) << TAG_SHIFT;
+    // SAFETY: one producer and one consumer, this thread.
+    let mut c = unsafe { ring.consumer().unwrap() };
+    // A garbage `tail` hint is not read on the consumer's path; a
+    // header with a foreign tag reads as "not published".
+    ring.ctl.prod.tail.store(1000, Relaxed);
+    assert_eq!(c.try_peek().unwrap(), None);
+    ring.word(0).store(u64::MAX >> 24, Relaxed);
+    assert_eq!(c.try_peek().unwrap(), None);
+    // Tagged garbage: unknown flags, a record crossing the end of the
+    // data area, padding at offset 0.
+    ring.word(0).store(tag0 | (0x80 << FLAGS_SHIFT), Relaxed);
+    assert!(matches!(c.try_peek(), Err(Error::Corrupt(_))));
+    ring.word(0).store(tag0 | 249, Relaxed);
+    assert!(matches!(c.try_peek(), Err(Error::Corrupt(_))));
+    ring.word(0)
+        .store(tag0 | ((PAD as u64) << FLAGS_SHIFT), Relaxed);
+    assert!(matches!(c.try_peek(), Err(Error::Corrupt(_))));
+    ring.word(0)
+        .store(tag0 | ((PAD as u64) << FLAGS_SHIFT) | 8, Relaxed);
+    assert!(matches!(c.try_peek(), Err(Error::Corrupt(_))));
+    // Positions are multiples of 8 (found by the spsc_garbage fuzz target).
+    ring.ctl.prod.tail.store(9, Relaxed);
+    // SAFETY: one producer and one consumer, this thread.
+    unsafe {
+        assert!(matches!(ring.consumer(), Err(Error::Corrupt(_))));
+        assert!(matches!(ring.producer(), Err(Error::Corrupt(_))));
+    }
+    // Farther apart than the capacity.
+    ring.ctl.prod.tail.store(1000, Relaxed);
+    // SAFETY: one producer and one consumer, this thread.
+    unsafe {
+        assert!(matches!(ring.consumer(), Err(Error::Corrupt(_))));
+        assert!(matches!(ring.producer(), Err(Error::Corrupt(_))));
+    }
+    // Far apart across the 2^64 wrap (positions near it were found by
+    // the spsc_garbage fuzz target, when they overflowed).
+    ring.ctl.cons.head.store(8, Relaxed);
+    ring.ctl.prod.tail.store(u64::MAX - 1007, Relaxed);
+    // SAFETY: one producer and one consumer, this thread.
+    unsafe {
+        assert!(matches!(ring.producer(), Err(Error::Corrupt(_))));
+        assert!(matches!(ring.consumer(), Err(Error::Corrupt(_))));
+    }
+    // `head`'s bits 1 and 2 are never set (bit 0 is the in-message flag).
+    ring.ctl.cons.head.store(2, Relaxed);
+    ring.ctl.prod.tail.store(0, Relaxed);
+    // SAFETY: one producer and one consumer, this thread.
+    unsafe {
+        assert!(matches!(ring.producer(), Err(Error::Corrupt(_))));
+        assert!(matches!(ring.consumer(), Err(Error::Corrupt(_))));
+    }
+    // A producer taking over walks tagged records past a stale hint,
+    // and refuses one that would overrun the consumer's head.
+    ring.ctl.cons.head.store(0, Relaxed);
+    ring.ctl.prod.tail.store(0, Relaxed);
+    ring.word(0).store(tag0 | 8, Relaxed);
+    ring.word(16).store(0, Relaxed);
+    // SAFETY: one producer and one consumer, this thread.
+    let p = unsafe { ring.producer().unwrap() };
+    assert_eq!(p.tail, 16);
+    assert_eq!(ring.ctl.prod.tail.load(Relaxed), 16);
+    ring.ctl.prod.tail.store(0, Relaxed);
+    ring.word(16).store(tag0 | 240, Relaxed);
+    // SAFETY: one producer and one consumer, this thread.
+    unsafe { assert!(matches!(ring.producer(), Err(Error::Corrupt(_)))) };
+}
+
+/// The tagged-header protocol: a full ring leaves the previous lap's
+/// header in the next slot (no zero written ahead), and the consumer
+/// must not take it for a new record; a producer that died after the
+/// header but before the `tail` hint is taken over without loss.
+#[test]
+fn spsc_full_ring_stale_header_is_not_a_record() {
+    let h = SpscRing::new(256).unwrap();
+    // SAFETY: one producer and one consumer, this thread.
+    let (mut p, mut c) = unsafe { (h.ring().producer().unwrap(), h.ring().consumer().unwrap()) };
+    let mut buf = [0u8; 256];
+    for lap in 0..5u8 {
+        // Exactly full: 8 records of 32 bytes.
+        for i in 0..8u8 {
+            assert!(p.try_push(&[lap ^ i; 24], 0).unwrap());
+        }
+        assert!(!p.try_push(&[0; 1], 0).unwrap());
+        for i in 0..8u8 {
+            assert_eq!(c.try_pop(&mut buf).unwrap(), Some((24, 0)));
+            assert_eq!(buf[..24], [lap ^ i; 24]);
+        }
+        // The slot at head holds the header of this lap's first record.
+        assert_ne!(h.ring().word(0).load(Relaxed), 0);
+        assert_eq!(c.try_pop(&mut buf).unwrap(), None);
+        assert!(!c.has_data().unwrap());
+    }
+    // Stale bytes (a previous lap's payload) that look like the header
+    // due at the next slot are never read as one: the producer zeroes
+    // that word before it publishes the record in front of it.
+    let pos = 5 * 256;
+    let next = pos + 48;
+    h.ring()
+        .word(48)
+        .store(header_word(next, 256, 8, 0), Relaxed);
+    assert!(p.try_push(&[3; 40], 0).unwrap());
+    assert_eq!(c.try_pop(&mut buf).unwrap(), Some((40, 0)));
+    assert_eq!(c.try_pop(&mut buf).unwrap(), None);
+    // Takeover after a lost `tail` hint.
+    assert!(p.try_push(&[9; 8], 0).unwrap());
+    h.ring().ctl.prod.tail.store(next, Relaxed);
+    // SAFETY: the previous producer is no longer used (shadowed).
+    let mut p = unsafe { h.ring().producer().unwrap() };
+    assert!(p.try_push(&[10; 8], 0).unwrap());
+    assert_eq!(c.try_pop(&mut buf).unwrap(), Some((8, 0)));
+    assert_eq!(buf[..8], [9; 8]);
+    assert_eq!(c.try_pop(&mut buf).unwrap(), Some((8, 0)));
+    assert_eq!(buf[..8], [10; 8]);
+}
+
+/// Positions started just below 2^64 (not on a lap boundary, so padding
+/// falls at the wrap): records keep their boundaries across the wrap, and
+/// a producer and a consumer taking the ends over on either side of it
+/// (attach checks, the producer's walk) see the same ring; the in-message
+/// bit travels with `head` and reaches the successor.
+#[test]
+fn spsc_streams_across_the_2_64_wrap() {
+    let h = SpscRing::new(512).unwrap();
+    let ring = h.ring();
+    // SAFETY: fresh ring, no producer or consumer yet.
+    unsafe { ring.__start_positions_at(u64::MAX - 1000) };
+    let mut buf = [0u8; 512];
+    let mut wrapped = false;
+    for round in 0..300u32 {
+        // SAFETY: one producer and one consumer at a time, this thread
+        // (the previous ones are dropped: a take-over every round).
+        let (mut p, mut c) = unsafe { (ring.producer().unwrap(), ring.consumer().unwrap()) };
+        let len = (round as usize * 29) % 120;
+        let msg: Vec<u8> = (0..len).map(|i| ((i as u32 * 3) ^ round) as u8).collect();
+        assert!(p.try_push(&msg, 0).unwrap());
+        if round % 3 == 0 {
+            // A second record, left for the next round's consumer.
+            assert!(p.try_push(&msg[..len / 2], MORE).unwrap());
+        }
+        let (n, f) = c.try_pop(&mut buf).unwrap().unwrap();
+        assert_eq!((n, f), (len, 0), "round {round}");
+        assert_eq!(&buf[..n], &msg[..]);
+        if round % 3 == 0 {
+            c.set_in_message(true);
+            let (n, f) = c.try_pop(&mut buf).unwrap().unwrap();
+            assert_eq!((n, f), (len / 2, MORE));
+            assert!(ring.in_message());
+            c.set_in_message(false);
+        }
+        wrapped |= ring.ctl.cons.head.load(Relaxed) < 1 << 20;
+    }
+    assert!(wrapped, "the positions never crossed 2^64");
+    // SAFETY: as above.
+    let c = unsafe { ring.consumer().unwrap() };
+    assert!(
+        c.in_message(),
+        "the successor did not see the in-message bit"
+    );
+}
