@@ -31,9 +31,15 @@ pub(super) struct Geometry {
 #[repr(C)]
 #[derive(Debug)]
 pub(super) struct Tasks {
-    pub(super) unfinished: AtomicU64,
+    /// Tasks counted by senders with no peer entry (untracked, see
+    /// `peers`); tracked senders count in their own entry (`Peer::sent`),
+    /// so that the recovery can tell whether a dead one counted its send.
+    pub(super) untracked_sent: AtomicU64,
     /// `join` sleeps here; `task_done` reaching zero notifies.
     pub(super) all_done: EventCount,
+    /// Tasks marked done (`task_done`, and recoveries). The unfinished
+    /// count is every entry's `sent` plus `untracked_sent`, less this.
+    pub(super) done: AtomicU64,
 }
 
 /// The in-place header of a bounded MPMC ring; the slots follow it. See
@@ -81,7 +87,10 @@ pub(super) struct Stats {
     /// a second slot held at once): while non-zero nothing is recovered,
     /// since such a holder cannot be told from a dead one.
     pub(super) untracked: AtomicU64,
-    pub(super) _reserved: AtomicU64,
+    /// A hint: entries at or above this index were never claimed (each
+    /// claim raises it first), so that summing the task counts reads
+    /// only the entries in use. Clamped to the table.
+    pub(super) peers_used: AtomicU64,
 }
 
 /// The header of one slot; the payload follows it.
@@ -100,7 +109,7 @@ mod assertions {
     static_assertions::const_assert_eq!(PEERS, 64);
     static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, stats), 512);
     static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, peers), 576);
-    static_assertions::assert_eq_size!(Peer, [u8; 40]);
+    static_assertions::assert_eq_size!(Peer, [u8; 56]);
     static_assertions::const_assert_eq!(std::mem::align_of::<MpmcRing>(), 64);
     static_assertions::assert_eq_size!(Geometry, [u8; 40]);
     static_assertions::assert_eq_size!(SlotHeader, [u8; 16]);
@@ -110,6 +119,7 @@ mod assertions {
     static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, tail), 256);
     static_assertions::const_assert_eq!(std::mem::offset_of!(MpmcRing, head), 384);
     static_assertions::const_assert_eq!(std::mem::offset_of!(Geometry, closed), 32);
+    static_assertions::assert_eq_size!(Tasks, [u8; 24]);
 }
 
 /// Bytes of a slot holding `slot_size` payload bytes.
@@ -171,8 +181,9 @@ impl MpmcRing {
             not_empty: Line(EventCount::new()),
             not_full: Line(EventCount::new()),
             tasks: Line(Tasks {
-                unfinished: AtomicU64::new(0),
+                untracked_sent: AtomicU64::new(0),
                 all_done: EventCount::new(),
+                done: AtomicU64::new(0),
             }),
             tail: Line(AtomicU64::new(0)),
             _pair_tail: Line([0; 64]),
@@ -182,7 +193,7 @@ impl MpmcRing {
                 abandoned_sends: AtomicU64::new(0),
                 abandoned_recvs: AtomicU64::new(0),
                 untracked: AtomicU64::new(0),
-                _reserved: AtomicU64::new(0),
+                peers_used: AtomicU64::new(0),
             }),
             peers: std::array::from_fn(|_| Line(Peer::new())),
         };

@@ -346,3 +346,36 @@ fn loom_mpmc_cancel_and_task_done() {
         assert_eq!(r.unfinished(), 0);
     });
 }
+
+/// A producer that died after counting its send and before committing it
+/// (forged: a dead entry naming position 0, its `sent` ahead of its
+/// `sent_idle`, `tail` past it), a recoverer, and a live producer and
+/// consumer meanwhile: the poisoned task is settled exactly once, so
+/// `join` returns and the count ends at zero. Catches: a poisoning that
+/// leaves the count alone (`join` sleeps for ever: a loom deadlock), or
+/// one that settles twice (`task_done` refused).
+#[test]
+fn loom_mpmc_dead_counted_send_is_settled_once() {
+    builder().check(|| {
+        let r = Arc::new(MpmcRing::new(2, 1, FLAG_JOINABLE).unwrap().tracked());
+        let ghost = (std::process::id() as u64) << 32 | 0xffff_fff0;
+        peers::declare_dead(ghost);
+        let e = &r.ring().peers[PEERS - 1].0;
+        e.owner.store(ghost, SeqCst);
+        e.producing.store(0, SeqCst);
+        e.sent.store(1, SeqCst);
+        r.ring().stats.0.peers_used.store(PEERS as u64, SeqCst);
+        r.ring().tail.0.store(1, SeqCst);
+        let r1 = r.clone();
+        let rec = loom::thread::spawn(move || r1.recover());
+        let r2 = r.clone();
+        let p = loom::thread::spawn(move || put(&r2, 7));
+        assert_eq!(take(&r), 7);
+        r.task_done().unwrap();
+        r.join_until(None).unwrap();
+        p.join().unwrap();
+        rec.join().unwrap();
+        assert_eq!(r.abandoned().sends, 1);
+        assert_eq!(r.unfinished(), 0);
+    });
+}

@@ -10,7 +10,7 @@
 //! | 0      | geometry, `closed` hint                   | creator; `close`       |
 //! | 64     | `not_empty` event count (consumers sleep) | sleeping consumers     |
 //! | 128    | `not_full` event count (producers sleep)  | sleeping producers     |
-//! | 192    | `unfinished`, `all_done` event count      | senders (joinable), `task_done`, `join` |
+//! | 192    | untracked senders' task count, `all_done` event count, `done` count | untracked senders (joinable), `task_done`, `join` |
 //! | 256    | `tail`: the producers' position, closed mark | producers (CAS); `close` |
 //! | 384    | `head`: the consumers' position           | consumers (CAS)        |
 //! | 512    | abandoned counts, untracked holders       | recoverers; untracked holders |
@@ -106,10 +106,13 @@
 //! * a reservation is *poisoned*: a CAS of its stamp from `p` to `p + 2`
 //!   (which fails if the owner's commit landed after all); consumers skip
 //!   it like a cancelled slot. Nothing of it is delivered: its payload may
-//!   be half written. Counted in [`Abandoned::sends`]; on a joinable ring
-//!   it never counted as a task (the count rises in `commit`, after the
-//!   `mpmc.send.before_commit` point, right before the stamp store: a
-//!   process killed in those few instructions leaves the count one high).
+//!   be half written. Counted in [`Abandoned::sends`]. On a joinable ring
+//!   a send counts its task with one store to its own peer entry (`sent`)
+//!   right before the commit, and `sent_idle` catches up after it: a
+//!   poisoned reservation whose entry shows `sent != sent_idle` had
+//!   counted, and the recoverer marks that task done (`settle_count`), so
+//!   `join` returns. The task count is the entries' `sent` (plus the
+//!   untracked senders' shared count) less `done`.
 //! * a borrowed slot is *freed*: a CAS of its stamp from `p + 1` to
 //!   `p + one_lap`. Its message is **dropped**, never redelivered: the dead
 //!   consumer may have acted on part of it, and `head` has moved on.
@@ -160,8 +163,9 @@ pub use peers::Abandoned;
 use peers::{Peer, Seat, IDLE, PEERS};
 
 /// The ring's magic, which is also its layout version: "MPM2" added the
-/// peer table and the abandoned counts (version 1 was "MPMC").
-const MAGIC: u32 = u32::from_le_bytes(*b"MPM2");
+/// peer table and the abandoned counts (version 1 was "MPMC"); "MPM3"
+/// moved the task count into the peer entries (`Peer::sent`).
+const MAGIC: u32 = u32::from_le_bytes(*b"MPM3");
 /// `flags` bit: the ring counts unfinished tasks (a `JoinableQueue`).
 pub const FLAG_JOINABLE: u32 = 1;
 /// `len` marker of a slot whose reservation was dropped uncommitted.

@@ -62,7 +62,7 @@ pub(crate) const PEERS: usize = 2;
 /// and the index of a position is below `one_lap / 2`.
 pub(crate) const IDLE: u64 = u64::MAX;
 
-/// One entry: 40 bytes, each in a line of its own.
+/// One entry: 56 bytes, each in a line of its own.
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct Peer {
@@ -78,6 +78,16 @@ pub(crate) struct Peer {
     pub(crate) producing: AtomicU64,
     /// The position this owner is claiming or holds borrowed, or `IDLE`.
     pub(crate) consuming: AtomicU64,
+    /// Joinable rings: tasks counted through this entry, ever (by any of
+    /// its owners). A send counts itself with one store here, right
+    /// before its commit, so the count and the commit are each one store
+    /// the recovery can read (see `MpmcRef::count_task`).
+    pub(crate) sent: AtomicU64,
+    /// `sent` as it was when the owner's last send ended: the two differ
+    /// only between a send's count and the end of its commit, so a dead
+    /// producer whose reservation is poisoned had counted it exactly when
+    /// they differ.
+    pub(crate) sent_idle: AtomicU64,
 }
 
 impl Peer {
@@ -88,6 +98,8 @@ impl Peer {
             pidns: AtomicU64::new(0),
             producing: AtomicU64::new(IDLE),
             consuming: AtomicU64::new(IDLE),
+            sent: AtomicU64::new(0),
+            sent_idle: AtomicU64::new(0),
         }
     }
 }
@@ -458,6 +470,17 @@ impl MpmcRef {
                 // them, and neither names a new one).
                 p.producing.store(IDLE, Release);
                 p.consuming.store(IDLE, Release);
+                // A dead owner killed between its commit and the end of
+                // its send leaves `sent_idle` behind: no send of ours is
+                // counted yet.
+                p.sent_idle.store(p.sent.load(Acquire), Release);
+                // Before any count of ours lands in the entry (see
+                // `Stats::peers_used`).
+                self.ring()
+                    .stats
+                    .0
+                    .peers_used
+                    .fetch_max(i as u64 + 1, AcqRel);
                 i
             }
         };

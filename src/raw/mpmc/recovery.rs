@@ -149,6 +149,9 @@ impl MpmcRef {
             return Settled::Resolved;
         }
         r.stats.0.abandoned_sends.fetch_add(1, AcqRel);
+        if self.joinable {
+            self.settle_count(pos);
+        }
         // The consumers stopped here may all be asleep.
         r.not_empty.0.notify_all();
         Settled::Recovered

@@ -83,8 +83,9 @@ impl MpmcRef {
         debug_assert!(len <= self.slot_size);
         fault_point!("mpmc.send.before_commit");
         if self.joinable {
-            self.ring().tasks.0.unfinished.fetch_add(1, SeqCst);
+            self.count_task(slot.seat);
         }
+        fault_point!("mpmc.send.counted");
         self.publish(pos, len.min(self.slot_size) as u32, slot.seat);
         Ok(())
     }
@@ -110,6 +111,9 @@ impl MpmcRef {
         // SYNC POINT (Release): payload and `len` before the stamp; pairs
         // with the Acquire load in `try_claim`.
         s.stamp.store(pos.wrapping_add(1), Release);
+        if self.joinable {
+            self.end_count(seat);
+        }
         fault_point!("mpmc.send.committed_before_wake");
         // After the stamp (Release): a recoverer that sees the entry idle
         // sees the commit, and its poisoning CAS fails.
@@ -216,8 +220,9 @@ impl MpmcRef {
         }
         fault_point!("mpmc.send.before_commit");
         if self.joinable {
-            self.ring().tasks.0.unfinished.fetch_add(1, SeqCst);
+            self.count_task(seat);
         }
+        fault_point!("mpmc.send.counted");
         self.publish_at(pos, next, n as u32, seat);
     }
 }

@@ -297,6 +297,29 @@ fn mpmc_dead_producer_reservation_is_poisoned_and_skipped() {
     r.join_until(Some(Deadline::PASSED)).unwrap();
 }
 
+/// A producer killed after its send counted as a task and before the
+/// commit: the poisoning settles the task, so `join` returns.
+#[test]
+fn mpmc_dead_producer_counted_task_is_settled() {
+    let r = MpmcRing::new(3, 8, FLAG_JOINABLE).unwrap();
+    dies_holding(|| {
+        let s = r.try_reserve().unwrap();
+        // What `commit` does before its stamp store.
+        r.count_task(s.seat);
+        let _ = s;
+    });
+    assert_eq!(r.unfinished(), 1, "counted, never committed");
+    send(&r, b"behind").unwrap();
+    assert_eq!(r.unfinished(), 2);
+    assert_eq!(r.recover(), 1);
+    assert_eq!(r.recover(), 0, "recovered (and settled) once");
+    assert_eq!(r.unfinished(), 1, "the poisoned task counts as done");
+    assert_eq!(recv(&r).unwrap(), b"behind");
+    r.task_done().unwrap();
+    r.join_until(Some(Deadline::PASSED)).unwrap();
+    assert!(r.task_done().is_err(), "settled once, not twice");
+}
+
 #[test]
 fn mpmc_dead_consumer_borrow_is_freed_and_dropped() {
     let r = MpmcRing::new(2, 8, FLAG_JOINABLE).unwrap();
