@@ -105,6 +105,7 @@ impl MpmcRef {
     ) -> Result<R> {
         let mut backoff = Backoff::new();
         let mut yields = 0;
+        let mut attempts = 0u32;
         // The held slot we saw the ring stopped at, and since when.
         let mut stopped: Option<(u64, Deadline)> = None;
         loop {
@@ -115,6 +116,16 @@ impl MpmcRef {
             if until == Some(Deadline::PASSED) {
                 return Err(Error::Timeout);
             }
+            // A deadline that passed already (`_timeout(Duration::ZERO)`,
+            // or one spent spinning and yielding): no more attempts. Read
+            // the clock only where the waiting costs more than the read.
+            if !cfg!(loom)
+                && (attempts == 0 || backoff.is_completed())
+                && until.is_some_and(Deadline::has_passed)
+            {
+                return Err(Error::Timeout);
+            }
+            attempts += 1;
             if !backoff.is_completed() {
                 backoff.spin();
                 continue;
