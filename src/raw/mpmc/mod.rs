@@ -187,6 +187,7 @@ const GRACE: Duration = Duration::from_millis(50);
 /// light notifier, see `sys::membarrier`).
 const UNCOVERED_SLICE: Duration = Duration::from_millis(2);
 
+/// A checked view on an [`MpmcRing`]: its address and its own copy of the
 /// geometry. Cheap to copy. Made by [`MpmcRing::attach`] (whose contract
 /// keeps the memory alive) or [`MpmcRing::new`].
 #[derive(Debug, Clone, Copy)]

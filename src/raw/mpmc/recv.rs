@@ -4,6 +4,7 @@
 
 use super::*;
 
+/// The copying receive's check: a message of `n` bytes fits a buffer of
 /// `room` bytes.
 #[inline]
 pub(super) fn fits(n: usize, room: usize) -> Result<()> {

@@ -4,15 +4,45 @@
 
 use super::*;
 
+/// The publisher's half of the asymmetric fence: a compiler barrier in a
 /// process registered for `membarrier`, a full fence otherwise (and always
 /// under loom, which models no `membarrier`).
 #[inline]
 pub(super) fn light_fence() {
-    if !cfg!(loom) && membarrier::registered() {
+    if !cfg!(loom) && (membarrier::registered() || register_after_fork()) {
         std::sync::atomic::compiler_fence(SeqCst);
     } else {
         fence(SeqCst);
     }
+}
+
+/// A process forked after the ring was attached inherits the ring but
+/// not the parent's `membarrier` registration (it is per process, and
+/// `registered` follows the fork generation): without this, every
+/// publish of a forked worker paid a full fence, which was over a
+/// quarter of a send's time between processes (`perf`, 2P2C). Registers
+/// once per fork generation; `false` (full fences) where that fails.
+/// Sound mid-stream for the reason `attach`'s registration is: a waiter
+/// whose heavy barrier ran before our registration returned is seen by
+/// our later loads (the system call orders them), and one after it
+/// covers our light publishes.
+#[cold]
+#[inline(never)]
+fn register_after_fork() -> bool {
+    #[cfg(not(any(loom, miri)))]
+    {
+        use std::sync::atomic::{AtomicU64 as StdU64, Ordering};
+        // The generation tried last: one attempt per generation, so an
+        // unsupported kernel costs one system call, not one per publish.
+        static TRIED: StdU64 = StdU64::new(u64::MAX);
+        let gen = crate::sys::fork::generation();
+        if TRIED.swap(gen, Ordering::Relaxed) == gen {
+            return false;
+        }
+        membarrier::register()
+    }
+    #[cfg(any(loom, miri))]
+    false
 }
 
 /// The waiter's half: after `EventCount::prepare` (whose fence orders the
@@ -255,6 +285,7 @@ impl MpmcRef {
     }
 }
 
+/// The end of the next sleep slice: at most [`SLICE`] from now, never past
 /// `until`.
 pub(super) fn slice_end(until: Option<Deadline>) -> Deadline {
     let s = Deadline::after(SLICE);
