@@ -28,6 +28,7 @@ use crossbeam_queue::ArrayQueue;
 use shmprim::{Error, Lock, Queue, Segment};
 
 /// Iteration counts for one invocation.
+#[derive(Clone, Copy)]
 struct Plan {
     runs: usize,
     /// Messages each producer sends per run.
@@ -59,7 +60,7 @@ const CHILD_DEADLINE: Duration = Duration::from_secs(120);
 /// when it ended; the last producer to finish closes the queue.
 #[repr(C)]
 pub(crate) struct StartLine {
-    line: common::StartLine<8>,
+    line: common::StartLine<16>,
     producers_left: AtomicU32,
     closed: AtomicU32,
     received: AtomicU64,
@@ -443,9 +444,63 @@ fn python_rate(msgs: u64) -> Option<f64> {
 
 // ---------------------------------------------------------------------------
 
+/// `--pairs N`: one thread sends and receives `N` 64-byte messages,
+/// one pair at a time, through a `Queue` and through an `ArrayQueue`: the
+/// cost of the uncontended paths alone, for instruction counts
+/// (`valgrind --tool=callgrind ... --pairs N`, then divide by `N`).
+fn pairs(n: u64) {
+    let q = Queue::anonymous(CAPACITY, 64).unwrap();
+    let mut buf = [0u8; 64];
+    let t = Instant::now();
+    for i in 0..n {
+        stamp(&mut buf, i);
+        q.send_bytes(&buf).unwrap();
+        black_box(q.recv_bytes_into(&mut buf).unwrap());
+    }
+    let shm = t.elapsed().as_nanos() as f64 / n as f64;
+    let aq = ArrayQueue::<[u8; 64]>::new(CAPACITY);
+    let t = Instant::now();
+    for i in 0..n {
+        stamp(&mut buf, i);
+        aq.push(buf).unwrap();
+        buf = black_box(aq.pop().unwrap());
+    }
+    let cb = t.elapsed().as_nanos() as f64 / n as f64;
+    println!("pairs: shm Queue {shm:.1} ns, ArrayQueue {cb:.1} ns per send+recv (one thread)");
+}
+
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(n) = args.windows(2).find(|w| w[0] == "--pairs") {
+        return pairs(n[1].parse().expect("--pairs N"));
+    }
+    let quick = args.iter().any(|a| a == "--quick");
     let plan = if quick { &QUICK } else { &FULL };
+    // `--per N`: messages per producer (instead of the plan's).
+    let per_arg = args.windows(2).find(|w| w[0] == "--per");
+    let custom;
+    let plan = match per_arg {
+        Some(w) => {
+            custom = Plan {
+                per_producer: w[1].parse().expect("--per N"),
+                ..*plan
+            };
+            &custom
+        }
+        None => plan,
+    };
+    // `--only 2P2C:64` (repeatable) runs only those shapes and sizes: for
+    // profiling one case (`valgrind --tool=callgrind`) or a quick look.
+    let only: Vec<&str> = args
+        .windows(2)
+        .filter(|w| w[0] == "--only")
+        .map(|w| w[1].as_str())
+        .collect();
+    // `--shm-only`: shmprim's queue alone (for a profile of it).
+    let shm_only = args.iter().any(|a| a == "--shm-only");
+    let wanted = |p: usize, c: usize, size: usize| {
+        only.is_empty() || only.contains(&format!("{p}P{c}C:{size}").as_str())
+    };
     let line = start_line();
     println!(
         "queue bench ({} mode): messages/s, median of {} runs, capacity {CAPACITY}, {} msgs per producer",
@@ -464,12 +519,18 @@ fn main() {
     let mut one_one_64 = None;
     for &size in &[8usize, 64, 1024] {
         let locked = LockedRing::new(size);
-        for &(p, c) in &[(1usize, 1usize), (2, 1), (1, 2), (2, 2)] {
+        for &(p, c) in &[(1usize, 1usize), (2, 1), (1, 2), (2, 2), (4, 4), (8, 8)] {
+            if !wanted(p, c, size) || (p > 2 && only.is_empty()) {
+                continue;
+            }
             let (mut a, mut b, mut l) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..plan.runs {
                 // A fresh queue per run: each run ends by closing it.
                 let q = Queue::anonymous(CAPACITY, size).unwrap();
                 a.push(shm_run(line, &q, p, c, size, plan.per_producer));
+                if shm_only {
+                    continue;
+                }
                 b.push(crossbeam_sized(size, p, c, plan.per_producer));
                 l.push(locked_run(line, &locked, p, c, plan.per_producer));
             }
@@ -481,6 +542,10 @@ fn main() {
             let ratio = |x: &[f64], y: &[f64]| {
                 median(x.iter().zip(y).map(|(x, y)| x / y).collect::<Vec<_>>())
             };
+            if shm_only {
+                println!("{p}P{c}C {size:>5}B | {:>10.2}M", median(a) / 1e6);
+                continue;
+            }
             let (ra, rl) = (ratio(&a, &b), ratio(&a, &l));
             let (a, b, l) = (median(a), median(b), median(l));
             if (p, c, size) == (1, 1, 64) {
@@ -497,6 +562,9 @@ fn main() {
                 rl
             );
         }
+    }
+    if !only.is_empty() {
+        return;
     }
     match python_rate(plan.python_msgs) {
         Some(py) => {

@@ -183,6 +183,13 @@ fn producer_killed_before_commit() {
     run("mpmc.send.before_commit", Fate::Poisoned);
 }
 
+/// Killed after its send counted as a task, before the commit: the
+/// poisoned slot must settle the count too, or `join` waits for ever.
+#[test]
+fn producer_killed_between_count_and_commit() {
+    run("mpmc.send.counted", Fate::Poisoned);
+}
+
 #[test]
 fn producer_killed_between_commit_and_wake() {
     run("mpmc.send.committed_before_wake", Fate::Delivered);

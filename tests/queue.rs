@@ -651,3 +651,99 @@ fn killed_consumer_holding_a_borrowed_message() {
     }
     assert!(matches!(q.try_recv::<u64>(), Err(Error::Empty)));
 }
+
+/// Every blocking call of `Queue`/`JoinableQueue` has its one-attempt
+/// form (`Full` for sends, `Empty` for receives, `WouldBlock` for `join`)
+/// and its timeout form (`Timeout` once the deadline passed;
+/// `Duration::ZERO` is one attempt).
+#[test]
+fn every_blocking_call_has_try_and_timeout_forms() {
+    let q = JoinableQueue::anonymous(1, 8).unwrap();
+    let z = Duration::ZERO;
+    let mut buf = [0u8; 8];
+    let mut out = Vec::new();
+    let empty = |r: Result<()>| matches!(r, Err(Error::Empty));
+    let timeout = |r: Result<()>| matches!(r, Err(Error::Timeout));
+    // Empty: receives.
+    assert!(empty(q.try_recv_bytes().map(drop)));
+    assert!(empty(q.try_recv_bytes_into(&mut buf).map(drop)));
+    assert!(empty(q.try_recv_in_place().map(drop)));
+    assert!(empty(q.try_recv::<u64>().map(drop)));
+    assert!(empty(q.try_recv_many(&mut out, 4).map(drop)));
+    assert!(timeout(q.recv_bytes_timeout(z).map(drop)));
+    assert!(timeout(q.recv_bytes_into_timeout(&mut buf, z).map(drop)));
+    assert!(timeout(q.recv_in_place_timeout(z).map(drop)));
+    assert!(timeout(q.recv_timeout::<u64>(z).map(drop)));
+    assert!(timeout(q.recv_many_timeout(&mut out, 4, z).map(drop)));
+    // Full: sends.
+    q.send(&7u64).unwrap();
+    let full = |r: Result<()>| matches!(r, Err(Error::Full));
+    assert!(full(q.try_send_bytes(b"x")));
+    assert!(full(q.try_send(&1u64)));
+    assert!(full(q.try_reserve(1).map(drop)));
+    assert!(full(q.try_send_many([b"x"]).map(drop)));
+    assert!(timeout(q.send_bytes_timeout(b"x", z)));
+    assert!(timeout(q.send_timeout(&1u64, z)));
+    assert!(timeout(q.reserve_timeout(1, z).map(drop)));
+    assert!(timeout(q.send_many_timeout([b"x"], z).map(drop)));
+    // WouldBlock: join with a task unfinished.
+    assert!(matches!(q.try_join(), Err(Error::WouldBlock)));
+    assert!(timeout(q.join_timeout(z)));
+    assert_eq!(q.try_recv::<u64>().unwrap(), 7);
+    q.task_done().unwrap();
+    q.try_join().unwrap();
+    q.join_timeout(z).unwrap();
+    assert!(out.is_empty());
+}
+
+/// The batch calls: `send_many` sends while there is room and says how
+/// many went; `recv_many` takes what is there, up to `max`; both wait
+/// for the first message only.
+#[test]
+fn send_many_and_recv_many() {
+    let q = Queue::anonymous(3, 4).unwrap();
+    let none: [&[u8]; 0] = [];
+    assert_eq!(q.send_many(none).unwrap(), 0);
+    // Room for three: the fourth and fifth stay with the caller.
+    let msgs = [&b"a"[..], b"bb", b"ccc", b"d", b"e"];
+    assert_eq!(q.send_many(msgs).unwrap(), 3);
+    assert!(matches!(q.try_send_many(&msgs[3..]), Err(Error::Full)));
+    let mut out = Vec::new();
+    assert_eq!(q.recv_many(&mut out, 0).unwrap(), 0);
+    assert_eq!(q.recv_many(&mut out, 2).unwrap(), 2);
+    assert_eq!(q.recv_many(&mut out, 8).unwrap(), 1);
+    assert_eq!(out, [&b"a"[..], b"bb", b"ccc"]);
+    // A message too large ends the batch; alone, it is refused.
+    let msgs = [&b"x"[..], b"too long", b"y"];
+    assert_eq!(q.send_many(msgs).unwrap(), 1);
+    assert!(matches!(
+        q.send_many(&msgs[1..]),
+        Err(Error::MessageTooLarge { .. })
+    ));
+    // Waits for the first: a sender in another thread delivers it.
+    let q2 = q.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(T);
+        q2.send_many(vec![b"late".to_vec(), b"r".to_vec()]).unwrap()
+    });
+    out.clear();
+    let mut got = q.recv_many_timeout(&mut out, 8, LONG).unwrap();
+    let sent = t.join().unwrap();
+    while got < 1 + sent {
+        got += q.recv_many(&mut out, 8).unwrap();
+    }
+    assert_eq!(out, [&b"x"[..], b"late", b"r"]);
+    q.close();
+    assert!(matches!(q.try_send_many([b"z"]), Err(Error::Closed)));
+    assert!(matches!(q.recv_many(&mut out, 8), Err(Error::Closed)));
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn serde_try_forms() {
+    let q = Queue::anonymous(1, 32).unwrap();
+    assert!(matches!(q.try_recv_obj::<String>(), Err(Error::Empty)));
+    q.try_send_obj("one").unwrap();
+    assert!(matches!(q.try_send_obj("two"), Err(Error::Full)));
+    assert_eq!(q.try_recv_obj::<String>().unwrap(), "one");
+}

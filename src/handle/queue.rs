@@ -53,6 +53,18 @@ fn flags(kind: Kind) -> u32 {
 /// | `q.empty()` / `q.full()`     | [`is_empty`](Queue::is_empty) / [`is_full`](Queue::is_full) |
 /// | `q.close()`                  | [`close`](Queue::close)                    |
 ///
+/// ## Waiting
+///
+/// Every blocking call `op` has `try_op`, one attempt that reports why it
+/// would wait ([`Error::Full`] for sends and reservations, [`Error::Empty`]
+/// for receives, as Python's `queue.Full`/`queue.Empty`;
+/// [`Error::WouldBlock`] for [`JoinableQueue::try_join`]), and
+/// `op_timeout(d)`, which reports [`Error::Timeout`] once its deadline
+/// passed (`Duration::ZERO`: one attempt, then `Timeout`). The batch calls
+/// [`send_many`](Queue::send_many) and [`recv_many`](Queue::recv_many)
+/// follow the same rule for their first message and never wait for the
+/// others.
+///
 /// ## Closing
 ///
 /// [`close`](Queue::close) is global: it marks the queue closed for every
@@ -76,7 +88,8 @@ fn flags(kind: Kind) -> u32 {
 ///   of it is ever delivered (no torn message), and it counts in
 ///   [`abandoned`](Queue::abandoned)`().sends`. Receivers get
 ///   [`Error::Closed`] after a close once it is skipped. On a
-///   [`JoinableQueue`] it never counted as a task.
+///   [`JoinableQueue`] a task it had already counted is counted done, so
+///   `join` returns.
 /// * a consumer killed while holding a [`Borrowed`] message (or in the
 ///   middle of a receive): the message is **dropped**, not redelivered
 ///   (the consumer may have acted on part of it, and redelivery would
@@ -395,6 +408,130 @@ impl Queue {
         self.send_until(bytes, Some(Deadline::after(timeout)))
     }
 
+    /// Sends messages from `msgs` in order until one cannot be sent
+    /// without waiting (or they run out), waiting (until `until`) only
+    /// for the first. How many were sent; an error only if the first
+    /// could not be.
+    fn send_many_until<I, B>(&self, msgs: I, until: Option<Deadline>) -> Result<usize>
+    where
+        I: IntoIterator<Item = B>,
+        B: AsRef<[u8]>,
+    {
+        let mut msgs = msgs.into_iter();
+        let Some(first) = msgs.next() else {
+            return Ok(0);
+        };
+        self.send_until(first.as_ref(), until)?;
+        let mut sent = 1;
+        for m in msgs {
+            let m = m.as_ref();
+            // Too large, full or closed: stop here; the caller's next call
+            // starts with this message and reports why it cannot go.
+            if m.len() > self.slot_size() || self.ring.try_send_copy(m).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
+    /// Sends the messages of `msgs` in order, waiting for room for the
+    /// first only: the rest go while there is room, and the first that
+    /// finds none (or is too large, or finds the queue closed) ends the
+    /// batch unsent, together with those after it (an iterator is taken
+    /// no further than that message). Returns how many were sent (0 for
+    /// no messages); an error only if the first could not be sent.
+    ///
+    /// ```
+    /// use shmprim::Queue;
+    /// let q = Queue::anonymous(4, 8).unwrap();
+    /// assert_eq!(q.send_many([&b"a"[..], b"b", b"c"]).unwrap(), 3);
+    /// let mut got = Vec::new();
+    /// assert_eq!(q.recv_many(&mut got, 8).unwrap(), 3);
+    /// assert_eq!(got, [b"a", b"b", b"c"]);
+    /// ```
+    pub fn send_many<I, B>(&self, msgs: I) -> Result<usize>
+    where
+        I: IntoIterator<Item = B>,
+        B: AsRef<[u8]>,
+    {
+        self.send_many_until(msgs, None)
+    }
+
+    /// [`send_many`](Self::send_many) without waiting: [`Error::Full`] if
+    /// not even the first message fits.
+    pub fn try_send_many<I, B>(&self, msgs: I) -> Result<usize>
+    where
+        I: IntoIterator<Item = B>,
+        B: AsRef<[u8]>,
+    {
+        self.send_many_until(msgs, Some(Deadline::PASSED))
+            .map_err(full_for_timeout)
+    }
+
+    /// [`send_many`](Self::send_many), waiting at most `timeout` for room
+    /// for the first message ([`Error::Timeout`]).
+    pub fn send_many_timeout<I, B>(&self, msgs: I, timeout: Duration) -> Result<usize>
+    where
+        I: IntoIterator<Item = B>,
+        B: AsRef<[u8]>,
+    {
+        self.send_many_until(msgs, Some(Deadline::after(timeout)))
+    }
+
+    /// Appends up to `max` messages to `out`, waiting (until `until`) only
+    /// for the first.
+    fn recv_many_until(
+        &self,
+        out: &mut Vec<Vec<u8>>,
+        max: usize,
+        until: Option<Deadline>,
+    ) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        out.push(self.recv_in_place_until(until, |_| Ok(()))?.to_vec());
+        let mut got = 1;
+        while got < max {
+            // Empty (or closed, or garbage: the next call reports it).
+            let Ok(b) = self.ring.try_claim(|_| Ok(())) else {
+                break;
+            };
+            let b = Borrowed {
+                q: self,
+                slot: ManuallyDrop::new(b),
+            };
+            out.push(b.to_vec());
+            got += 1;
+        }
+        Ok(got)
+    }
+
+    /// Receives up to `max` messages, appending each to `out`, waiting
+    /// for the first only: the rest are those already committed. Returns
+    /// how many were received (0 if `max` is 0).
+    pub fn recv_many(&self, out: &mut Vec<Vec<u8>>, max: usize) -> Result<usize> {
+        self.recv_many_until(out, max, None)
+    }
+
+    /// [`recv_many`](Self::recv_many) without waiting: [`Error::Empty`] if
+    /// no message is there.
+    pub fn try_recv_many(&self, out: &mut Vec<Vec<u8>>, max: usize) -> Result<usize> {
+        self.recv_many_until(out, max, Some(Deadline::PASSED))
+            .map_err(empty_for_timeout)
+    }
+
+    /// [`recv_many`](Self::recv_many), waiting at most `timeout` for the
+    /// first message ([`Error::Timeout`]).
+    pub fn recv_many_timeout(
+        &self,
+        out: &mut Vec<Vec<u8>>,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<usize> {
+        self.recv_many_until(out, max, Some(Deadline::after(timeout)))
+    }
+
     fn send_plain_until<T: Plain>(&self, v: &T, until: Option<Deadline>) -> Result<()> {
         let n = std::mem::size_of::<T>();
         let r = self.reserve_until(n, until)?;
@@ -554,6 +691,18 @@ impl Queue {
     #[cfg(feature = "serde")]
     pub fn recv_obj<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
         crate::codec::decode(&self.recv_in_place()?)
+    }
+
+    /// [`send_obj`](Self::send_obj) without waiting ([`Error::Full`]).
+    #[cfg(feature = "serde")]
+    pub fn try_send_obj<T: serde::Serialize + ?Sized>(&self, v: &T) -> Result<()> {
+        self.try_send_bytes(&crate::codec::encode(v)?)
+    }
+
+    /// [`recv_obj`](Self::recv_obj) without waiting ([`Error::Empty`]).
+    #[cfg(feature = "serde")]
+    pub fn try_recv_obj<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        crate::codec::decode(&self.try_recv_in_place()?)
     }
 
     /// [`recv_obj`](Self::recv_obj), waiting at most `timeout`.
@@ -808,6 +957,19 @@ impl JoinableQueue {
     /// only once the count reaches zero.
     pub fn join(&self) -> Result<()> {
         self.q.ring.join_until(None)
+    }
+
+    /// [`join`](Self::join) without waiting: [`Error::WouldBlock`] while
+    /// a task is unfinished (it has no `Full`/`Empty` meaning; see
+    /// "Waiting" on [`Queue`]).
+    pub fn try_join(&self) -> Result<()> {
+        self.q
+            .ring
+            .join_until(Some(Deadline::PASSED))
+            .map_err(|e| match e {
+                Error::Timeout => Error::WouldBlock,
+                e => e,
+            })
     }
 
     /// [`join`](Self::join), waiting at most `timeout` ([`Error::Timeout`]).

@@ -80,7 +80,7 @@ pub fn table(res: &Results) -> String {
 /// measured figure is shmprim's value over the peer's; "<=" targets are on
 /// lower-is-better figures, ">=" ones on higher-is-better figures, except
 /// the "x faster" ones, which are the peer's value over shmprim's.
-const TARGETS: [(&str, &str, &str, f64, &str); 11] = [
+const TARGETS: [(&str, &str, &str, f64, &str); 17] = [
     (
         "W1",
         "hw-reference",
@@ -157,6 +157,48 @@ const TARGETS: [(&str, &str, &str, f64, &str); 11] = [
         ">=",
         1.0,
         "W5: at least 1.0x ArrayQueue between threads",
+    ),
+    (
+        "W5-1p1c",
+        "crossbeam-arrayqueue",
+        ">=",
+        1.0,
+        "W5 1P1C: at least 1.0x ArrayQueue",
+    ),
+    (
+        "W5-1p1c",
+        "crossbeam-channel",
+        ">=",
+        1.0,
+        "W5 1P1C: at least 1.0x crossbeam-channel",
+    ),
+    (
+        "W5-4p4c",
+        "crossbeam-arrayqueue",
+        ">=",
+        1.0,
+        "W5 4P4C: at least 1.0x ArrayQueue",
+    ),
+    (
+        "W5-4p4c",
+        "crossbeam-channel",
+        ">=",
+        1.0,
+        "W5 4P4C: at least 1.0x crossbeam-channel",
+    ),
+    (
+        "W5-8p8c",
+        "crossbeam-arrayqueue",
+        ">=",
+        1.0,
+        "W5 8P8C: at least 1.0x ArrayQueue",
+    ),
+    (
+        "W5-8p8c",
+        "crossbeam-channel",
+        ">=",
+        1.0,
+        "W5 8P8C: at least 1.0x crossbeam-channel",
     ),
 ];
 

@@ -81,13 +81,14 @@ fn kernel(per: u64, (rd, wr): (i32, i32)) -> f64 {
     2.0 * per as f64 * 1e9 / sh.line.elapsed_since(t0) as f64
 }
 
-/// Threads over a bounded crossbeam channel of `[u8; 64]`.
-fn channel(per: u64) -> f64 {
+/// Threads over a bounded crossbeam channel of `[u8; 64]`: `p` producers
+/// sending `per` messages each, `c` consumers.
+fn channel(p: usize, c: usize, per: u64) -> f64 {
     let (tx, rx) = crossbeam_channel::bounded::<[u8; SIZE]>(CAPACITY);
     let got = AtomicU64::new(0);
     let t = Instant::now();
     std::thread::scope(|s| {
-        for _ in 0..2 {
+        for _ in 0..p {
             let tx = tx.clone();
             s.spawn(move || {
                 for i in 0..per {
@@ -98,7 +99,7 @@ fn channel(per: u64) -> f64 {
             });
         }
         drop(tx);
-        for _ in 0..2 {
+        for _ in 0..c {
             let (rx, got) = (rx.clone(), &got);
             s.spawn(move || {
                 let mut n = 0;
@@ -110,8 +111,8 @@ fn channel(per: u64) -> f64 {
             });
         }
     });
-    assert_eq!(got.load(SeqCst), 2 * per, "messages lost");
-    2.0 * per as f64 * 1e9 / t.elapsed().as_nanos() as f64
+    assert_eq!(got.load(SeqCst), p as u64 * per, "messages lost");
+    (p as u64 * per) as f64 * 1e9 / t.elapsed().as_nanos() as f64
 }
 
 pub fn run(plan: &Plan, py: &Python, res: &mut Results) {
@@ -131,7 +132,7 @@ pub fn run(plan: &Plan, py: &Python, res: &mut Results) {
             "crossbeam-arrayqueue".into(),
             Box::new(|| crossbeam_run::<SIZE>(2, 2, per)),
         ),
-        ("crossbeam-channel".into(), Box::new(|| channel(per))),
+        ("crossbeam-channel".into(), Box::new(|| channel(2, 2, per))),
         (
             "unix-socket".into(),
             Box::new(|| kernel(per / 10, seqpacket())),
@@ -147,6 +148,59 @@ pub fn run(plan: &Plan, py: &Python, res: &mut Results) {
         println!("  {name:<24} {:>10.2} M msg/s", m / 1e6);
         res.push("W5", &name, m);
     }
+    shapes(plan, line, res);
     res.absent("iceoryx2 and ipc-channel in W5 (publish/subscribe delivers every message to every subscriber; an ipc-channel receiver has one owner: neither is an MPMC queue)");
     res.absent("hw-reference in W5 (no minimal MPMC reference: crossbeam's ArrayQueue between threads is the bar)");
+}
+
+/// The other shapes, beside `W5` (2P2C): `(id, producers, consumers)`.
+/// 8P8C puts sixteen processes (threads, for the crossbeam peers) on
+/// however few cores there are: a queue whose waiters spin too long, or
+/// sleep and wake too eagerly, collapses there.
+const SHAPES: [(&str, usize, usize); 3] = [("W5-1p1c", 1, 1), ("W5-4p4c", 4, 4), ("W5-8p8c", 8, 8)];
+
+/// The shapes of [`SHAPES`] for shmprim (processes) and the crossbeam
+/// peers (threads); every shape moves as many messages as `W5` does.
+/// Prints shmprim's rate in each shape against its own 1P1C rate (the
+/// target: at least 0.5x).
+fn shapes(plan: &Plan, line: &'static crate::queue_bench::StartLine, res: &mut Results) {
+    let total = 2 * plan.mpmc_per;
+    let mut own = Vec::new();
+    for (id, p, c) in SHAPES {
+        println!("\n{id}: MPMC {p}P{c}C, 64-byte messages (msg/s)");
+        let per = total / p as u64;
+        let cs: Vec<Contender<'_>> = vec![
+            (
+                "shmprim".into(),
+                Box::new(move || {
+                    let q = Queue::anonymous(CAPACITY, SIZE).unwrap();
+                    shm_run(line, &q, p, c, SIZE, per)
+                }),
+            ),
+            (
+                "crossbeam-arrayqueue".into(),
+                Box::new(move || crossbeam_run::<SIZE>(p, c, per)),
+            ),
+            (
+                "crossbeam-channel".into(),
+                Box::new(move || channel(p, c, per)),
+            ),
+        ];
+        for (name, v) in rounds(plan.rounds, cs) {
+            let m = median(v);
+            println!("  {name:<24} {:>10.2} M msg/s", m / 1e6);
+            if name == "shmprim" {
+                own.push((id, m));
+            }
+            res.push(id, &name, m);
+        }
+    }
+    if let Some(&(_, one)) = own.first() {
+        for (id, m) in &own[1..] {
+            println!(
+                "  shmprim {id} / its own W5-1p1c: {:.2}x (target: at least 0.5x)",
+                m / one
+            );
+        }
+    }
 }

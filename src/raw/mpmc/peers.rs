@@ -49,6 +49,7 @@
 //! fork while holding a slot.
 
 use super::super::sync::{AtomicU64, Ordering::*};
+use super::MpmcRef;
 use std::cell::Cell;
 
 /// Entries in the table (fewer under loom, to keep models small).
@@ -61,7 +62,7 @@ pub(crate) const PEERS: usize = 2;
 /// and the index of a position is below `one_lap / 2`.
 pub(crate) const IDLE: u64 = u64::MAX;
 
-/// One entry: 40 bytes, each in a line of its own.
+/// One entry: 56 bytes, each in a line of its own.
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct Peer {
@@ -77,6 +78,16 @@ pub(crate) struct Peer {
     pub(crate) producing: AtomicU64,
     /// The position this owner is claiming or holds borrowed, or `IDLE`.
     pub(crate) consuming: AtomicU64,
+    /// Joinable rings: tasks counted through this entry, ever (by any of
+    /// its owners). A send counts itself with one store here, right
+    /// before its commit, so the count and the commit are each one store
+    /// the recovery can read (see `MpmcRef::count_task`).
+    pub(crate) sent: AtomicU64,
+    /// `sent` as it was when the owner's last send ended: the two differ
+    /// only between a send's count and the end of its commit, so a dead
+    /// producer whose reservation is poisoned had counted it exactly when
+    /// they differ.
+    pub(crate) sent_idle: AtomicU64,
 }
 
 impl Peer {
@@ -87,6 +98,8 @@ impl Peer {
             pidns: AtomicU64::new(0),
             producing: AtomicU64::new(IDLE),
             consuming: AtomicU64::new(IDLE),
+            sent: AtomicU64::new(0),
+            sent_idle: AtomicU64::new(0),
         }
     }
 }
@@ -359,4 +372,119 @@ pub(crate) fn reusable(owner: u64, start: u64, pidns: u64) -> bool {
     }
     #[cfg(any(loom, miri, not(any(target_os = "linux", target_os = "android"))))]
     false
+}
+
+impl MpmcRef {
+    /// The entry recording this thread's holds for the field `side` picks
+    /// (`producing` or `consuming`), claimed on first use; or, if the table
+    /// is full or this thread already holds a slot of that side (a second
+    /// reservation at once), [`Seat::NONE`] after counting an untracked
+    /// holder (see `peers`).
+    #[inline]
+    pub(super) fn seat(&self, side: fn(&Peer) -> &AtomicU64) -> Seat {
+        #[cfg(loom)]
+        if !self.track {
+            return Seat::SKIP;
+        }
+        let base = self.base.as_ptr() as usize;
+        let (me, cached) = lookup(base, &self.ring().peers);
+        let idx = cached.or_else(|| self.claim_seat(me));
+        match idx {
+            Some(i) if side(self.peer(i)).load(Relaxed) == IDLE => Seat(i as u32),
+            _ => {
+                // SYNC POINT (Release): counted before the claiming CAS,
+                // like a tracked holder's entry.
+                self.ring().stats.0.untracked.fetch_add(1, AcqRel);
+                Seat::NONE
+            }
+        }
+    }
+
+    /// The fast paths' claim: records `pos` in this thread's entry (`side`)
+    /// and only then moves `word` (`tail` or `head`) from `pos` to `next`
+    /// with one CAS. The seat on success; on failure the record is
+    /// withdrawn and nothing was claimed.
+    #[inline(always)]
+    pub(super) fn claim_on_record(
+        &self,
+        word: &AtomicU64,
+        pos: u64,
+        next: u64,
+        side: fn(&Peer) -> &AtomicU64,
+    ) -> Option<Seat> {
+        let seat = self.seat(side);
+        // SYNC POINT: on record before the claim (see `peers`).
+        if let Some(i) = seat.index() {
+            side(self.peer(i)).store(pos, Release);
+        }
+        if word.compare_exchange(pos, next, AcqRel, Relaxed).is_err() {
+            self.unseat(seat, side);
+            return None;
+        }
+        Some(seat)
+    }
+
+    /// Ends a hold recorded by [`seat`](Self::seat), after the stamp store
+    /// that ended it (Release: see `peers`).
+    #[inline]
+    pub(super) fn unseat(&self, seat: Seat, side: fn(&Peer) -> &AtomicU64) {
+        match seat.index() {
+            Some(i) => side(self.peer(i)).store(IDLE, Release),
+            None if seat == Seat::NONE => {
+                self.ring().stats.0.untracked.fetch_sub(1, Release);
+            }
+            None => {}
+        }
+    }
+
+    /// Finds or takes an entry for `me`: ours already (a cache miss: same
+    /// owner word, start time and pid namespace), a free one, or an idle
+    /// one that [`reusable`] gives up. `None` if the table is full.
+    #[cold]
+    pub(super) fn claim_seat(&self, me: u64) -> Option<usize> {
+        let base = self.base.as_ptr() as usize;
+        let (start, pidns) = my_identity();
+        let ours = (0..PEERS).find(|&i| {
+            let p = self.peer(i);
+            p.owner.load(Acquire) == me
+                && p.start.load(Relaxed) == start
+                && p.pidns.load(Relaxed) == pidns
+        });
+        let found = match ours {
+            Some(i) => i,
+            None => {
+                let i = (0..PEERS).find(|&i| {
+                    let p = self.peer(i);
+                    let o = p.owner.load(Acquire);
+                    let idle =
+                        p.producing.load(Acquire) == IDLE && p.consuming.load(Acquire) == IDLE;
+                    let (s, ns) = (p.start.load(Relaxed), p.pidns.load(Relaxed));
+                    (o == 0 || (idle && reusable(o, s, ns)))
+                        && p.owner.compare_exchange(o, me, AcqRel, Relaxed).is_ok()
+                })?;
+                let p = self.peer(i);
+                p.start.store(start, Relaxed);
+                p.pidns.store(pidns, Relaxed);
+                // Garbage must not name positions (a dead owner's entry was
+                // idle: only its owner or a recoverer ending a hold writes
+                // them, and neither names a new one).
+                p.producing.store(IDLE, Release);
+                p.consuming.store(IDLE, Release);
+                // A dead owner killed between its commit and the end of
+                // its send leaves `sent_idle` behind: no send of ours is
+                // counted yet.
+                p.sent_idle.store(p.sent.load(Acquire), Release);
+                // Before any count of ours lands in the entry (see
+                // `Stats::peers_used`).
+                self.ring()
+                    .stats
+                    .0
+                    .peers_used
+                    .fetch_max(i as u64 + 1, AcqRel);
+                i
+            }
+        };
+        remember(base, found);
+        Some(found)
+    }
 }
