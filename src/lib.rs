@@ -12,6 +12,8 @@
 //! | `Value('q', 0)`            | [`Value<i64>`](Value)            |
 //! | `Array('d', 8)`            | [`Array<f64>`](Array)            |
 //! | `Value('q', 0, lock=False)`| [`AtomicValue<i64>`](AtomicValue) (lock-free) |
+//! | `RawValue('d')`, `Value('d', lock=False)` | [`RawValue<f64>`](RawValue) (any `Plain` type, no lock) |
+//! | `RawArray('d', 8)`         | [`RawArray<f64>`](RawArray) (no lock; `unsafe` slice view for synchronised phases) |
 //! | `Semaphore(3)`             | [`Semaphore`]                    |
 //! | `BoundedSemaphore(3)`      | [`BoundedSemaphore`]             |
 //! | `Event()`                  | [`Event`]                        |
@@ -109,6 +111,7 @@ pub use handle::{
 #[cfg(not(loom))]
 pub use handle::{Connection, End, Pipe, WaitPolicy};
 pub use handle::{JoinableQueue, Queue};
+pub use handle::{RawArray, RawValue};
 pub use plain::{type_tag, Plain};
 pub use raw::MpmcRing;
 pub use raw::{

@@ -164,3 +164,119 @@ fn a_waiter_in_another_pid_namespace_never_takes_the_lock_over() {
     drop(g);
     drop(lock.try_lock().unwrap());
 }
+
+/// Iterations each side runs in [`two_pid_namespaces_hammer_one_lock_value_and_queue`].
+const HAMMER: u64 = 20_000;
+
+/// One side of the hammer: `HAMMER` times, one increment under the
+/// `Lock` (a load and a store of a lock-free counter, torn if two hold it),
+/// one under the `Value`'s lock (every other round by `try_lock`, whose
+/// busy path judges the holder), one message sent and one received. Any
+/// owner-died is false here: nobody dies. Returns the received messages'
+/// count and sum.
+fn hammer(
+    lock: &Lock,
+    counter: &AtomicValue<u64>,
+    value: &Value<u64>,
+    queue: &Queue,
+    side: u8,
+) -> (u64, u64) {
+    let (mut got, mut sum) = (0, 0);
+    let mut buf = [0u8; 16];
+    for i in 0..HAMMER {
+        let g = loop {
+            let r = if i % 2 == 0 {
+                lock.lock()
+            } else {
+                lock.try_lock()
+            };
+            match r {
+                Ok(g) => break g,
+                Err(LockError::Failed(Error::WouldBlock)) => std::thread::yield_now(),
+                Err(e) => panic!("side {side}: lock: {}", describe::<()>(Err(e.map(drop)))),
+            }
+        };
+        let c = counter.load();
+        if i % 64 == 0 {
+            std::thread::yield_now();
+        }
+        counter.store(c + 1);
+        drop(g);
+        let mut g = loop {
+            let r = if i % 2 == 1 {
+                value.lock()
+            } else {
+                value.try_lock()
+            };
+            match r {
+                Ok(g) => break g,
+                Err(LockError::Failed(Error::WouldBlock)) => std::thread::yield_now(),
+                Err(e) => panic!("side {side}: value: {}", describe::<()>(Err(e.map(drop)))),
+            }
+        };
+        *g += 1;
+        drop(g);
+        let mut msg = [side; 9];
+        msg[1..].copy_from_slice(&i.to_le_bytes());
+        queue.send_bytes(&msg).unwrap();
+        let n = queue.recv_bytes_into(&mut buf).unwrap();
+        assert_eq!(n, 9);
+        got += 1;
+        sum += u64::from_le_bytes(buf[1..9].try_into().unwrap());
+    }
+    (got, sum)
+}
+
+child!(
+    /// The other namespace's side of the hammer; reports its count and sum.
+    fn hammers(ctx) {
+        let name = ctx.arg("name");
+        let lock = Lock::open(&format!("{name}l"))?;
+        let counter = AtomicValue::<u64>::open(&format!("{name}c"))?;
+        let value = Value::<u64>::open(&format!("{name}v"))?;
+        let queue = Queue::open(&format!("{name}q"))?;
+        ctx.send("ready");
+        let (got, sum) = hammer(&lock, &counter, &value, &queue, 2);
+        ctx.send(&format!("{got} {sum}"));
+    }
+);
+
+/// Containers sharing `/dev/shm` with pid namespaces of their own: a
+/// process here and one in a fresh pid namespace (with its own `/proc`)
+/// hammer one `Lock`, one `Value` and one `Queue`. Thread ids of either
+/// side name other threads, or none, on the other: a waiter that judged
+/// the other side's holder from them would take a live holder's lock
+/// (torn counts, a false owner-died). Counts must be exact.
+#[test]
+fn two_pid_namespaces_hammer_one_lock_value_and_queue() {
+    if !can_unshare(&PIDNS[1..]) {
+        return;
+    }
+    let name = unique("pidns-hammer");
+    let lock = Lock::create(&format!("{name}l")).unwrap();
+    let counter = AtomicValue::<u64>::create(&format!("{name}c"), 0).unwrap();
+    let value = Value::<u64>::create(&format!("{name}v"), 0).unwrap();
+    let queue = Queue::create(&format!("{name}q"), 64, 16).unwrap();
+    let child = spawn("hammers")
+        .arg("name", &name)
+        .under(PIDNS)
+        .timeout(Duration::from_secs(120))
+        .start();
+    child.expect("ready");
+    let (got, sum) = hammer(&lock, &counter, &value, &queue, 1);
+    let theirs = child
+        .recv(Duration::from_secs(120))
+        .expect("the child's count");
+    child.join();
+    let (g2, s2) = theirs.split_once(' ').expect("count and sum");
+    let (g2, s2): (u64, u64) = (g2.parse().unwrap(), s2.parse().unwrap());
+    assert_eq!(counter.load(), 2 * HAMMER, "the Lock let two hold it");
+    assert_eq!(
+        value.get().unwrap(),
+        2 * HAMMER,
+        "the Value's lock let two hold it"
+    );
+    assert_eq!(got + g2, 2 * HAMMER, "messages lost or duplicated");
+    assert_eq!(sum + s2, HAMMER * (HAMMER - 1), "messages changed");
+    assert!(queue.is_empty());
+}

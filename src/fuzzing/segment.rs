@@ -30,6 +30,12 @@ pub fn open_all(bytes: &[u8]) -> usize {
             ok += 1;
         }
     }
+    if let Ok(seg) = attach(bytes, Kind::RawArray, fp::<u64>()) {
+        if let Ok(a) = RawArray::<u64>::__attach(seg) {
+            let _ = a.to_vec();
+            ok += 1;
+        }
+    }
     if let Ok(seg) = attach(bytes, Kind::Lock, Fingerprint::NONE) {
         if let Ok(l) = Lock::__attach(seg) {
             let _ = l.try_lock().map(|_| ());

@@ -12,6 +12,7 @@ mod object;
 #[cfg(not(loom))]
 pub(crate) mod pipe;
 pub(crate) mod queue;
+mod raw_array;
 mod semaphore;
 mod value;
 
@@ -24,5 +25,6 @@ pub use lock::{Lock, LockGuard, RLock, SharedLock};
 #[cfg(not(loom))]
 pub use pipe::{Connection, End, Pipe, WaitPolicy};
 pub use queue::{JoinableQueue, Queue};
+pub use raw_array::{RawArray, RawValue};
 pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use value::{Value, ValueGuard};

@@ -6,7 +6,7 @@
 //! | bits   | meaning                                                       |
 //! |--------|---------------------------------------------------------------|
 //! | 0..30  | owner's thread id; 0: free; all ones: not recoverable         |
-//! | 30     | must be zero                                                  |
+//! | 30     | `FOREIGN`: the id is local to a pid namespace other than the mutex's |
 //! | 31     | `WAITERS`: someone may sleep on the futex                     |
 //! | 32..64 | owner's stamp: its start time in clock ticks (low 32 bits), 0 if unknown |
 //!
@@ -35,6 +35,11 @@
 //! word that changed meanwhile is judged again. The taker keeps `WAITERS`
 //! (others may sleep) and gets `OwnerDied`.
 //!
+//! Thread ids mean something only in one pid namespace: a locker whose
+//! namespace is not the one the mutex records writes its word with
+//! `FOREIGN`, and a foreign word is never judged (see `raw::owner`,
+//! "Namespaces", for which cases recover).
+//!
 //! A thread that exits holding the lock (its process lives on) is caught
 //! the same way: its id disappears. This replaces the kernel's robust list,
 //! which glibc owns per thread (registering another list would silently
@@ -49,8 +54,8 @@
 //!
 //! ## Trust
 //!
-//! The word is read from shared memory and judged, never trusted: bit 30
-//! set or a thread id above any the kernel hands out is [`Error::Corrupt`];
+//! The word is read from shared memory and judged, never trusted: a
+//! thread id above any the kernel hands out is [`Error::Corrupt`];
 //! a word naming the calling thread is [`Error::Deadlock`] (whether it was
 //! forged or this thread locks again: whether it holds the lock is decided
 //! by its own records, see `raw::held`), unless its stamp differs from this
@@ -73,8 +78,11 @@ use crate::{Error, Result};
 pub(crate) const WAITERS: u64 = 1 << 31;
 /// The thread-id field.
 pub(crate) const TID_MASK: u64 = (1 << 30) - 1;
-/// A bit that no valid word sets.
-const RESERVED_BIT: u64 = 1 << 30;
+/// The owner's thread id is local to a pid namespace other than the one
+/// the mutex records (see `raw::owner`): no judge can look it up, so the
+/// owner is never judged dead. (Builds before this bit read it as
+/// [`Error::Corrupt`], never as a dead owner.)
+pub(crate) const FOREIGN: u64 = 1 << 30;
 /// The word of a lock whose owner died and whose next holder released it
 /// unrepaired: nobody can take it again.
 pub(crate) const NOT_RECOVERABLE: u64 = TID_MASK;
@@ -283,10 +291,12 @@ impl LockWord {
         if tid == NOT_RECOVERABLE {
             return Err(Error::NotRecoverable);
         }
-        if cur & RESERVED_BIT != 0 || tid >= TID_LIMIT {
+        if tid >= TID_LIMIT {
             return Err(Error::Corrupt("mutex lock word names no possible thread"));
         }
-        if tid == me & TID_MASK {
+        // The same id in the same kind of namespace (an id of the mutex's
+        // namespace never names a foreign thread).
+        if cur & (TID_MASK | FOREIGN) == me & (TID_MASK | FOREIGN) {
             let (was, is) = (stamp_of(cur), stamp_of(me));
             if was != 0 && is != 0 && was != is {
                 // This thread's id with another start time: an earlier

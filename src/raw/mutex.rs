@@ -115,12 +115,15 @@ pub enum Acquire {
 /// (same thread id, same start time). A word forged to name a live thread
 /// cannot be told from a real holder: `lock()` waits for it as for any
 /// holder, which is what [`RawMutex::lock_timeout`] is for. A word naming
-/// no possible thread is [`Error::Corrupt`]. Processes sharing it should
-/// share a pid namespace (and its `/proc`): the mutex records the one it
-/// was initialised in, and a waiter in another never judges the holder
-/// dead (it waits, or times out, but never takes over; a dead holder is
-/// then reported only to waiters in the recorded namespace). A holder in
-/// another time namespace is judged correctly. A `try_lock` that finds
+/// no possible thread is [`Error::Corrupt`]. Processes in several pid
+/// namespaces (containers sharing `/dev/shm`) keep mutual exclusion: the
+/// mutex records the namespace it was initialised in, a holder from
+/// another one is marked in the lock word, and a waiter never judges a
+/// holder it cannot see (it waits, or times out, but never takes over).
+/// A dead holder is reported where both it and the waiter live in the
+/// recorded namespace; a dead holder from another namespace is never
+/// reported (the table in `raw::owner`'s docs, "Namespaces"). A holder
+/// in another time namespace is judged correctly. A `try_lock` that finds
 /// the lock busy checks the holder (a read of `/proc`, at most once per
 /// 100 ms per holder and thread), so that it too reports a dead holder.
 ///
@@ -187,6 +190,13 @@ impl RawMutex {
         this._reserved.iter().for_each(|r| r.store(0, Relaxed));
         this.state.store(STATE_MAGIC, Release);
         Ok(())
+    }
+
+    /// The calling thread's owner word for this mutex: `FOREIGN` where the
+    /// thread's pid namespace is not the one the mutex records.
+    #[inline]
+    fn me(&self) -> u64 {
+        owner::me_in(self.pidns.load(Relaxed))
     }
 
     /// This mutex's identity in the calling process's record of held locks.
@@ -339,7 +349,7 @@ impl RawMutex {
     ) -> LockResult<RawMutexGuard<'a>> {
         if self.check()? == MutexKind::Normal && expect != Some(MutexKind::Recursive) {
             // `me` first: it registers the fork handler the generation needs.
-            let me = owner::me();
+            let me = self.me();
             let first = self.word.try_fast(me);
             if first.is_ok() {
                 fault_point!("mutex.lock.acquired");
@@ -452,7 +462,7 @@ impl RawMutex {
                 return Ok(Got::Clean);
             }
         }
-        let me = owner::me();
+        let me = self.me();
         let got = match self.word.try_fast(me) {
             Ok(()) => {
                 fault_point!("mutex.lock.acquired");
@@ -532,7 +542,7 @@ impl RawMutex {
     /// this thread too, or nothing changes ([`Error::NotOwner`]).
     #[inline]
     fn unlock_outermost(&self) -> Result<()> {
-        let me = owner::cached();
+        let me = owner::cached_in(self.pidns.load(Relaxed));
         if self.state.load(Relaxed) & INCONSISTENT == 0 {
             return self.word.unlock(me);
         }
@@ -771,7 +781,7 @@ impl RawMutex {
         // This thread holds it: the guard was made in this process by this
         // thread (guards are not Send) and is alive, so its level is still
         // held. (The word must name this thread too.)
-        match self.word.unlock(owner::cached()) {
+        match self.word.unlock(owner::cached_in(self.pidns.load(Relaxed))) {
             Ok(()) => Ok(levels),
             Err(e) => {
                 self.restore_levels(&levels);
@@ -816,7 +826,7 @@ impl RawMutex {
 
     fn relock(&self, levels: WaitLevels) -> Result<()> {
         self.check_layout()?;
-        let me = owner::me();
+        let me = self.me();
         let got = match self.word.try_fast(me) {
             Ok(()) => Got::Clean,
             Err(cur) => self.lock_word_after(me, cur, None)?,
@@ -994,8 +1004,8 @@ mod tests {
     fn lock_words_naming_no_possible_thread_are_corrupt() {
         let b = boxed(MutexKind::Normal);
         let m = get(&b);
-        // Bit 30 set, or a thread id above PID_MAX_LIMIT.
-        for low in [0x4000_0001u32, 0x3fff_fff0, 0x0040_0000] {
+        // A thread id above PID_MAX_LIMIT.
+        for low in [0x3fff_fff0u32, 0x0040_0000, 0x4040_0000] {
             word(m, 8).store(low, Relaxed);
             let t = std::time::Instant::now();
             let r = m.lock();
@@ -1014,6 +1024,33 @@ mod tests {
             Err(LockError::Failed(Error::NotRecoverable))
         ));
         assert!(m.is_not_recoverable());
+    }
+
+    /// A word whose owner lives in another pid namespace (`FOREIGN`, bit
+    /// 30) names a thread this process cannot look up: never judged dead,
+    /// however dead the same id is here. (Bit 30 was refused as corrupt
+    /// before it meant this.)
+    #[test]
+    fn a_foreign_owner_is_waited_for_never_judged() {
+        let b = boxed(MutexKind::Normal);
+        let m = get(&b);
+        let exited = std::thread::spawn(owner::me).join().unwrap();
+        word(m, 8).store(exited as u32 | 0x4000_0000, Relaxed);
+        word(m, 12).store((exited >> 32) as u32, Relaxed);
+        assert!(matches!(
+            m.lock_timeout(lockword::LIVENESS_PERIOD * 3),
+            Err(LockError::Failed(Error::Timeout))
+        ));
+        assert!(matches!(
+            m.try_lock(),
+            Err(LockError::Failed(Error::WouldBlock))
+        ));
+        // The same word without the bit is the exited thread's: taken over.
+        word(m, 8).store(exited as u32, Relaxed);
+        assert!(matches!(
+            m.lock_timeout(Duration::from_secs(10)),
+            Err(LockError::OwnerDied(_))
+        ));
     }
 
     /// A version-1 mutex (a pthread mutex inside) is refused by name.

@@ -21,18 +21,39 @@
 //! not its own: it should not share locks with its old namespace.)
 //!
 //! Thread ids are local to a pid namespace. A mutex records the pid
-//! namespace it was initialised in; a judge in another one cannot look its
-//! owner up, so it never judges it dead (see [`is_dead`]).
+//! namespace it was initialised in (its *home*), and every owner word says
+//! whether its id belongs there: a locker in another namespace writes its
+//! word with `FOREIGN` ([`me_in`]). A judge looks an id up only when both
+//! it and the id are in the home namespace ([`is_dead`]); a waiter never
+//! judges a holder it cannot see. So, with processes in several pid
+//! namespaces sharing one mutex (containers sharing `/dev/shm`):
+//!
+//! | holder in | waiter in | mutual exclusion | holder's death reported |
+//! |-----------|-----------|------------------|-------------------------|
+//! | home      | home      | yes              | yes, within a liveness period |
+//! | home      | elsewhere | yes              | not to this waiter (it waits or times out; a home waiter recovers it) |
+//! | elsewhere | anywhere  | yes              | never (a foreign id cannot be looked up soundly: waiters wait or time out) |
+//!
+//! A mutex of an older layout records no namespace (0): every word is
+//! judged by everyone, as before. A process whose own namespace cannot be
+//! learnt (no `/proc`) counts as foreign to any mutex that records one.
+//! Two foreign threads of two different namespaces with the same id and
+//! the same start time (to the tick) cannot be told apart: one locking
+//! while the other holds is [`Error::Deadlock`](crate::Error::Deadlock)
+//! instead of a wait (never a second holder).
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering::*};
 use std::time::Instant;
 
-use super::lockword::{owner_word, stamp_of, tid_of, LIVENESS_PERIOD, WAITERS};
+use super::lockword::{owner_word, stamp_of, tid_of, FOREIGN, LIVENESS_PERIOD, WAITERS};
 use crate::sys::proc::{self, ThreadState};
 
 thread_local! {
     static ME: Cell<u64> = const { Cell::new(0) };
+    /// This process's pid namespace, learnt with `ME` (0: unknown), and
+    /// forgotten with it at `fork` (a child may live in another one).
+    static NS: Cell<u64> = const { Cell::new(0) };
     /// The last owner word this thread judged alive (with the pid
     /// namespace of its mutex), and when: a busy `try_lock` in a loop
     /// reads `/proc` at most once per [`LIVENESS_PERIOD`] per owner, not
@@ -57,8 +78,39 @@ fn me_slow() -> u64 {
     super::held::generation();
     let stamp = proc::this_thread_start_time().map_or(0, |t| stamp(normalised(t)));
     let w = owner_word(proc::tid(), stamp);
+    NS.with(|c| c.set(proc::pid_namespace()));
     ME.with(|c| c.set(w));
     w
+}
+
+/// The calling thread's owner word for a mutex whose home pid namespace is
+/// `home` (0: unknown, every word is judged there): with `FOREIGN` unless
+/// this process lives in `home`.
+#[inline]
+pub(super) fn me_in(home: u64) -> u64 {
+    let w = me();
+    w | foreign_bit(home)
+}
+
+/// [`cached`] for a mutex whose home pid namespace is `home` (0 if this
+/// thread has no identity yet).
+#[inline]
+pub(super) fn cached_in(home: u64) -> u64 {
+    match cached() {
+        0 => 0,
+        w => w | foreign_bit(home),
+    }
+}
+
+/// `FOREIGN` if this process does not live in `home` (a known namespace);
+/// valid once [`me`] has run in this thread.
+#[inline]
+fn foreign_bit(home: u64) -> u64 {
+    if home == 0 || NS.with(Cell::get) == home {
+        0
+    } else {
+        FOREIGN
+    }
 }
 
 /// The owner word cached by [`me`], 0 if this thread has not locked since
@@ -71,6 +123,7 @@ pub(super) fn cached() -> u64 {
 /// Forgets the identity (in the child, right after `fork`).
 pub(super) fn forget() {
     ME.with(|c| c.set(0));
+    NS.with(|c| c.set(0));
 }
 
 /// A start time as a stamp: never 0, which means "unknown".
@@ -110,14 +163,10 @@ fn boottime_offset_ticks() -> i64 {
 /// or runs with another start time (its id was recycled). Where the start
 /// time is unknown (either side), a thread that exists counts as alive.
 ///
-/// `pid_namespace` is the one the mutex was initialised in (0: unknown).
-/// A judge in another pid namespace would look the thread id up among
-/// other threads: it never judges the owner dead (a waiter there waits,
-/// may time out, but never takes over). The reverse is not caught: an
-/// owner in another namespace than the mutex's, judged from the mutex's,
-/// is looked up by the wrong id; processes sharing a lock must share a
-/// pid namespace, or at least the one that initialised it holds it never
-/// from another.
+/// `pid_namespace` is the mutex's home (0: unknown). Only a judge in the
+/// home namespace looks an id up, and only an id of that namespace (no
+/// `FOREIGN`): any other owner is never judged dead (a waiter waits, may
+/// time out, but never takes over; see the module, "Namespaces").
 ///
 /// A word judged alive is not judged again by this thread for
 /// [`LIVENESS_PERIOD`] (the waiters' slices are that long anyway).
@@ -135,7 +184,7 @@ pub(super) fn is_dead(word: u64, pid_namespace: u64) -> bool {
         return false;
     }
     let here = pid_namespace == 0 || pid_namespace == proc::pid_namespace();
-    let dead = here && judge(word);
+    let dead = here && word & FOREIGN == 0 && judge(word);
     if !dead {
         let _ = LAST_ALIVE.try_with(|c| c.set(Some((word, pid_namespace, now))));
     }
@@ -213,8 +262,24 @@ mod tests {
         }
         assert!(!is_dead(w, here().wrapping_add(1)));
         assert!(is_dead(w, here()));
+        // A foreign owner (its id local to another namespace) is never
+        // judged, not even from the mutex's own namespace.
+        assert!(!is_dead(w | FOREIGN, here()));
+        assert!(!is_dead(w | FOREIGN, here().wrapping_add(1)));
         // Unknown namespace (a mutex of an older layout): judged here.
         assert!(is_dead(w, 0));
+    }
+
+    /// A thread writes `FOREIGN` into its word exactly for mutexes whose
+    /// home namespace is known and not its own.
+    #[test]
+    fn a_locker_outside_the_home_namespace_marks_its_word_foreign() {
+        let me = me();
+        assert_eq!(me_in(here()), me);
+        assert_eq!(me_in(0), me);
+        assert_eq!(me_in(here().wrapping_add(1)), me | FOREIGN);
+        assert_eq!(cached_in(here().wrapping_add(1)), me | FOREIGN);
+        assert_eq!(cached_in(here()), me);
     }
 
     /// A word judged alive is trusted for a liveness period: a thread that

@@ -113,6 +113,9 @@ pub enum Kind {
     Condition,
     /// A `Barrier`.
     Barrier,
+    /// A [`RawArray`](crate::RawArray) or [`RawValue`](crate::RawValue):
+    /// elements with no lock.
+    RawArray,
 }
 
 impl Kind {
@@ -133,6 +136,7 @@ impl Kind {
             Kind::Event => 12,
             Kind::Condition => 13,
             Kind::Barrier => 14,
+            Kind::RawArray => 15,
         }
     }
 
@@ -153,6 +157,7 @@ impl Kind {
             12 => Kind::Event,
             13 => Kind::Condition,
             14 => Kind::Barrier,
+            15 => Kind::RawArray,
             _ => return None,
         })
     }
