@@ -344,6 +344,12 @@ pub mod __fuzz {
         ok
     }
 
+    /// A `SharedMap` and a `SharedList` whose shared bytes are `bytes`,
+    /// opened and used (see `containers::__fuzz_open`).
+    pub fn open_containers(bytes: &[u8]) -> usize {
+        crate::containers::__fuzz_open(bytes)
+    }
+
     /// Bytes as `MpmcRing` memory (garbage, or a valid ring with garbage
     /// control words), then a bounded run of operations.
     pub fn mpmc_garbage(bytes: &[u8]) {

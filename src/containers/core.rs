@@ -279,6 +279,23 @@ impl Core {
         Ok(Self::with(root, shape, base, gen_opts, first, None))
     }
 
+    /// Overwrites the root's words other than the lock with `bytes`.
+    #[cfg(fuzzing)]
+    pub fn __fuzz_patch_root(&self, bytes: &[u8]) {
+        for (i, c) in bytes.chunks(8).enumerate() {
+            let off = match i {
+                0..=7 => i as u64 * 8,
+                _ => 128 + (i as u64 - 8) * 8,
+            };
+            if off + 8 > ROOT_SIZE as u64 {
+                break;
+            }
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            self.rw(off).store(u64::from_le_bytes(b), Relaxed);
+        }
+    }
+
     fn rw(&self, off: u64) -> &AtomicU64 {
         root_word(&self.root, off)
     }
@@ -492,6 +509,11 @@ impl Drop for Core {
         if self.owner == Some(std::process::id()) && !self.persist.load(Relaxed) {
             self.rw(R_CLOSED).store(1, SeqCst);
             self.unlink_generations(None);
+            // The root's words may have been overwritten: this handle's
+            // own generation goes in any case.
+            // SAFETY: see `pin`; `&mut self`: no pin is alive.
+            let n = unsafe { &*self.cur.load(Relaxed) }.number;
+            let _ = Segment::unlink_name(&gen_name(&self.base, n));
             // The root segment's own drop removes the root name.
         }
         let p = *self.cur.get_mut();
@@ -623,6 +645,9 @@ impl<'a> Writer<'a> {
             .div_ceil(8)
             * 8;
         let log_cap = (heap / 8).clamp(MIN_LOG, MAX_LOG) / 8 * 8;
+        if cfg!(fuzzing) && heap > 64 << 20 {
+            return Err(Error::OutOfSpace);
+        }
         let number = core.rw(R_CREATED).load(Relaxed).max(src.number) + 1;
         // Recorded before the segment exists, so that a repair after our
         // death knows which name may be debris.

@@ -276,7 +276,7 @@ impl Gen {
 
     /// Offset of slot `i` (map: its hash word; the record offset follows).
     pub fn slot(&self, i: u64) -> u64 {
-        debug_assert!(i < self.nslots);
+        debug_assert!(i <= self.nslots);
         G_SLOTS + i * self.shape.slot_size()
     }
 

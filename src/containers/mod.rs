@@ -65,7 +65,7 @@
 //! doubling. `SharedList::insert`/`remove` in the middle shift the slot
 //! table (8 bytes an element).
 
-mod core;
+pub(crate) mod core;
 mod gen;
 mod list;
 mod map;
@@ -138,6 +138,75 @@ pub(crate) fn from_bytes<T: Plain>(b: &[u8]) -> Result<T> {
     // SAFETY: `b` holds size_of::<T>() bytes (checked); every bit pattern
     // is a valid `Plain` value; read_unaligned needs no alignment.
     Ok(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<T>()) })
+}
+
+/// The fuzz entry: a named map and a named list whose first generation's
+/// bytes (and, from the second half of the input, the root's fields other
+/// than the lock) are overwritten with `bytes`; then the container is
+/// opened anew and used through both handles. Every call must end in a
+/// value or a typed error, without hanging. Returns how many succeeded.
+#[cfg(fuzzing)]
+pub fn __fuzz_open(bytes: &[u8]) -> usize {
+    use crate::Segment;
+    let (gen_bytes, root_bytes) = bytes.split_at(bytes.len() / 2 + bytes.len() % 2);
+    let mut ok = 0;
+    for shape in [Shape::Map, Shape::List] {
+        let name = crate::segment::unique_name("fzc");
+        let Ok(core) = core::Core::create(core::Place::Named(&name, &crate::Options::new()), shape)
+        else {
+            continue;
+        };
+        core.set_timeout(Some(std::time::Duration::from_millis(1)));
+        if let Ok(seg) = Segment::open(&format!("{name}.1")) {
+            let n = gen_bytes.len().min(seg.data_len());
+            // SAFETY: `n` bytes fit the segment's data; nothing else of
+            // this process reads them during the copy.
+            unsafe { std::ptr::copy_nonoverlapping(gen_bytes.as_ptr(), seg.data_ptr(), n) };
+        }
+        core.__fuzz_patch_root(root_bytes);
+        let reopened = core::Core::open(&name, shape, &crate::Options::new());
+        let cores = std::iter::once(core).chain(reopened.ok());
+        for c in cores {
+            c.set_timeout(Some(std::time::Duration::from_millis(1)));
+            ok += match shape {
+                Shape::Map => fuzz_map(SharedMap::__from_core(c)),
+                Shape::List => fuzz_list(SharedList::__from_core(c)),
+            };
+        }
+    }
+    ok
+}
+
+#[cfg(fuzzing)]
+fn fuzz_map(m: SharedMap) -> usize {
+    let r = [
+        m.len().is_ok(),
+        m.get(b"k").is_ok(),
+        m.items().is_ok(),
+        m.insert(b"k", b"v").is_ok(),
+        m.insert(b"k", b"w").is_ok(),
+        m.insert(b"big", &[1; 5000]).is_ok(),
+        m.remove(b"k").is_ok(),
+        m.update(b"n", |_| Some(vec![1])).is_ok(),
+        m.keys().is_ok(),
+    ];
+    r.iter().filter(|&&b| b).count()
+}
+
+#[cfg(fuzzing)]
+fn fuzz_list(l: SharedList) -> usize {
+    let r = [
+        l.len().is_ok(),
+        l.get(0).is_ok(),
+        l.snapshot().is_ok(),
+        l.push(b"x").is_ok(),
+        l.insert(0, b"y").is_ok(),
+        l.set(0, b"zz").is_ok(),
+        l.remove(0).is_ok(),
+        l.pop().is_ok(),
+        l.truncate(1).is_ok(),
+    ];
+    r.iter().filter(|&&b| b).count()
 }
 
 #[cfg(test)]
