@@ -23,6 +23,8 @@
 //! | `Connection`               | [`Connection`] (over [`SpscRing`]) |
 //! | `Queue(maxsize)`           | [`Queue`] (MPMC, fixed-size slots) |
 //! | `JoinableQueue(maxsize)`   | [`JoinableQueue`]                |
+//! | `Manager().dict()`         | [`SharedMap`] (growable, lock-free reads) |
+//! | `Manager().list()`         | [`SharedList`]                   |
 //!
 //! ## Layers
 //!
@@ -94,6 +96,8 @@
 
 #[cfg(feature = "serde")]
 mod codec;
+#[cfg(not(loom))]
+pub mod containers;
 mod error;
 #[doc(hidden)]
 pub mod fault;
@@ -103,6 +107,8 @@ pub mod raw;
 pub mod segment;
 pub mod sys;
 
+#[cfg(not(loom))]
+pub use containers::{MapTx, SharedList, SharedMap};
 pub use error::{Error, NameError, Result};
 pub use handle::{
     Array, ArrayGuard, AtomicInt, AtomicValue, Barrier, BoundedSemaphore, Condition, Event, Lock,

@@ -12,11 +12,13 @@ use crate::segment::{Fingerprint, Kind};
 use crate::{Options, Plain, Result, Segment};
 use std::time::Duration;
 
+mod containers;
 mod eventcount;
 mod pipe;
 mod queue;
 mod segment;
 
+pub use containers::open_containers;
 pub use eventcount::eventcount;
 pub use pipe::open_pipe;
 pub use queue::{mpmc_garbage, open_queue};
