@@ -593,7 +593,7 @@ impl RawMutex {
 /// What the lock word's slow path asks of the mutex around it.
 impl Judge for RawMutex {
     fn is_dead(&self, word: u64) -> bool {
-        owner::is_dead(word, self.pidns.load(Relaxed))
+        owner::is_dead(word, self.pidns.load(Relaxed), Some(self.addr()))
     }
 
     fn check(&self) -> Result<()> {
