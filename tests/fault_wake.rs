@@ -408,6 +408,61 @@ fn barrier_resetter_killed_between_its_break_and_its_move() {
     trips_normally(&b);
 }
 
+/// A resetter killed between announcing its reset and breaking the
+/// generation (`barrier.reset.announced`) leaves its mark on a live
+/// generation. A later `abort` must leave the barrier broken for the next
+/// arrival, as any abort does. (Before the fix, the arrival read the mark
+/// as a reset under way, finished it, and tripped the next generation:
+/// `Ok(0)` from an aborted barrier.)
+#[test]
+fn barrier_abort_after_a_resetter_killed_before_its_break_stays_broken() {
+    let _w = watchdog("barrier_reset_announced_abort", Duration::from_secs(60));
+    let bn = unique("fwbra");
+    let b = Barrier::create(&bn, 1, None).unwrap();
+    kill_at(
+        "bar_resetter",
+        "barrier.reset.announced",
+        &[("barrier", &bn)],
+    );
+    assert!(!b.is_broken(), "the resetter died before its break");
+    b.abort();
+    let r = b.wait_timeout(Duration::from_secs(2));
+    assert!(matches!(r, Err(Error::BrokenBarrier)), "{r:?}");
+    assert!(b.is_broken());
+    b.reset();
+    trips_normally(&b);
+}
+
+/// As above, with the generation broken by a waiter's timeout instead of
+/// an abort: the next two arrivals (a full party) are refused, not let
+/// through a reset nobody finished.
+#[test]
+fn barrier_timeout_after_a_resetter_killed_before_its_break_stays_broken() {
+    let _w = watchdog("barrier_reset_announced_timeout", Duration::from_secs(60));
+    let bn = unique("fwbrt");
+    let b = Barrier::create(&bn, 2, None).unwrap();
+    kill_at(
+        "bar_resetter",
+        "barrier.reset.announced",
+        &[("barrier", &bn)],
+    );
+    let timed = b.wait_timeout(Duration::from_millis(100));
+    assert!(matches!(timed, Err(Error::BrokenBarrier)), "{timed:?}");
+    let later: Vec<_> = (0..2)
+        .map(|_| {
+            let b = b.clone();
+            std::thread::spawn(move || b.wait_timeout(Duration::from_secs(2)))
+        })
+        .collect();
+    for t in later {
+        let r = t.join().unwrap();
+        assert!(matches!(r, Err(Error::BrokenBarrier)), "{r:?}");
+    }
+    assert!(b.is_broken());
+    b.reset();
+    trips_normally(&b);
+}
+
 // ---------------------------------------------------------------- lock
 
 /// What a lock call gave, as a message; an `OwnerDied` is repaired first.

@@ -280,3 +280,91 @@ fn two_pid_namespaces_hammer_one_lock_value_and_queue() {
     assert_eq!(sum + s2, HAMMER * (HAMMER - 1), "messages changed");
     assert!(queue.is_empty());
 }
+
+child!(
+    /// Forks a single-threaded grandchild that takes the lock on its main
+    /// thread (the one whose id and start time an `execve` keeps) and
+    /// replaces its image with `sleep 30` while holding it; reports the
+    /// grandchild's pid, then reaps it.
+    fn forks_a_holder_that_execs(ctx) {
+        let l = Lock::open(&ctx.arg("name"))?;
+        let (prog, arg) = (c"sleep", c"30");
+        let argv = [prog.as_ptr(), arg.as_ptr(), std::ptr::null()];
+        // SAFETY: this process runs two threads, this one and libtest's
+        // main thread, which only waits for it: the child may allocate.
+        // The child leaves by `execvp` or `_exit`, never returning here.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: prctl, execvp and _exit take valid arguments (argv
+            // is NULL-terminated and its strings outlive the call).
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                match l.lock() {
+                    Ok(g) => std::mem::forget(g),
+                    Err(_) => libc::_exit(3),
+                }
+                libc::execvp(prog.as_ptr(), argv.as_ptr());
+                libc::_exit(4);
+            }
+        }
+        assert!(pid > 0, "fork");
+        let t = Instant::now();
+        while !l.is_locked()? {
+            assert!(t.elapsed() < Duration::from_secs(10), "never locked");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        ctx.send(&pid.to_string());
+        let mut status = 0;
+        // SAFETY: reaps our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+    }
+);
+
+/// The command name of process `pid`, if it exists.
+fn comm(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()
+}
+
+/// A holder that replaces its image (`execve`) while holding a lock is
+/// dead as POSIX robust mutexes count it, although its thread id and start
+/// time live on in the new program: the next locker gets `OwnerDied`
+/// within a liveness period or so, not when `sleep 30` ends.
+#[test]
+fn a_holder_that_execs_is_reported_dead() {
+    let name = unique("exec-holder");
+    let lock = Lock::create(&name).unwrap();
+    let child = spawn("forks_a_holder_that_execs")
+        .arg("name", &name)
+        .start();
+    let pid: i32 = child
+        .recv(Duration::from_secs(20))
+        .expect("the holder's pid")
+        .parse()
+        .unwrap();
+    let t = Instant::now();
+    while comm(pid).as_deref() != Some("sleep\n") {
+        assert!(t.elapsed() < Duration::from_secs(10), "never exec'd");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let t = Instant::now();
+    let r = lock.lock_timeout(Duration::from_secs(10));
+    let took = t.elapsed();
+    let still_running = comm(pid).as_deref() == Some("sleep\n");
+    let got = match r {
+        Err(LockError::OwnerDied(d)) => {
+            drop(d.make_consistent().unwrap());
+            "OwnerDied".to_owned()
+        }
+        other => describe(other),
+    };
+    // SAFETY: our grandchild (`sleep`), reaped by the child role.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    child.join();
+    assert_eq!(got, "OwnerDied");
+    assert!(still_running, "the new image ended before the judgment");
+    assert!(
+        took < Duration::from_secs(5),
+        "detected only after {took:?}"
+    );
+    drop(lock.try_lock().unwrap());
+}

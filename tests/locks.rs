@@ -599,3 +599,65 @@ fn shared_lock_excludes_across_processes() {
     assert_eq!(v.get().unwrap(), PROCS * N);
     assert!(!lock.is_locked().unwrap());
 }
+
+/// Whether `r` is the one answer to "nothing to mend".
+fn nothing_to_mend<T: std::fmt::Debug>(r: Result<T>) -> bool {
+    matches!(r, Err(Error::InvalidArgument(_)))
+}
+
+/// `make_consistent` on a lock with nothing to mend answers
+/// `InvalidArgument` (POSIX's `EINVAL`) on every path: `Lock`, `RLock`,
+/// `RawMutex`, a guard of each handle, `Condition`, and a second repair of
+/// a lock already repaired; held or not, by its holder or another thread.
+#[test]
+fn make_consistent_with_nothing_to_mend_is_invalid_argument_everywhere() {
+    use shmprim::raw::RecoverableGuard;
+    let lock = Lock::anonymous().unwrap();
+    let rlock = RLock::anonymous().unwrap();
+    assert!(nothing_to_mend(lock.make_consistent()), "Lock, free");
+    assert!(nothing_to_mend(rlock.make_consistent()), "RLock, free");
+    let mut g = lock.lock().unwrap();
+    assert!(
+        nothing_to_mend(lock.make_consistent()),
+        "Lock, held by guard"
+    );
+    assert!(nothing_to_mend(g.mark_consistent()), "Lock guard");
+    drop(g);
+    assert_eq!(rlock.acquire().unwrap(), Acquire::Clean);
+    assert!(nothing_to_mend(rlock.make_consistent()), "RLock, acquired");
+    assert!(nothing_to_mend(rlock.raw().make_consistent()), "RawMutex");
+    std::thread::scope(|s| {
+        let r = s.spawn(|| rlock.make_consistent()).join().unwrap();
+        assert!(nothing_to_mend(r), "RLock, by another thread");
+    });
+    rlock.release().unwrap();
+
+    let v = Value::<u64>::anonymous(1).unwrap();
+    assert!(
+        nothing_to_mend(v.lock().unwrap().mark_consistent()),
+        "Value guard"
+    );
+    let a = Array::<u8>::anonymous(4).unwrap();
+    assert!(
+        nothing_to_mend(a.lock().unwrap().mark_consistent()),
+        "Array guard"
+    );
+    let c = Condition::anonymous().unwrap();
+    let mut g = c.lock().unwrap();
+    assert!(nothing_to_mend(c.make_consistent(&mut g)), "Condition");
+    drop(g);
+
+    // A real repair succeeds once; the second has nothing to mend.
+    let l2 = lock.clone();
+    std::thread::spawn(move || std::mem::forget(l2.lock().unwrap()))
+        .join()
+        .unwrap();
+    let g = match lock.lock_timeout(Duration::from_secs(10)) {
+        Err(LockError::OwnerDied(d)) => d.make_consistent().unwrap(),
+        other => panic!("{:?}", other.map(drop)),
+    };
+    let mut g = g;
+    assert!(nothing_to_mend(g.mark_consistent()), "a second repair");
+    drop(g);
+    assert!(lock.try_lock().is_ok());
+}

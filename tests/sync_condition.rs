@@ -235,3 +235,45 @@ fn a_notifier_dying_with_the_lock_hands_it_to_the_waiter_as_owner_died() {
     let g = c.lock().unwrap();
     assert_eq!(c.notify_all(&g).unwrap(), 0);
 }
+
+/// Python's `Condition()` makes its own lock an `RLock`: the holder takes
+/// it again, and a wait releases every level (another thread takes the
+/// lock meanwhile) and takes them all back.
+#[test]
+fn a_condition_made_without_a_lock_has_a_recursive_one() {
+    let c = Condition::anonymous().unwrap();
+    let flag = AtomicValue::<u32>::anonymous(0).unwrap();
+    let mut outer = c.lock().unwrap();
+    let inner = c
+        .lock()
+        .expect("the holder takes its condition's lock again");
+    let (c2, f2) = (c.clone(), flag.clone());
+    let notifier = std::thread::spawn(move || {
+        let g = c2.lock().unwrap();
+        f2.store(1);
+        c2.notify_all(&g).unwrap();
+    });
+    let woke = c
+        .wait_for(&mut outer, || flag.load() == 1, Duration::from_secs(20))
+        .unwrap();
+    assert!(woke, "the notifier never got the lock: a level stayed held");
+    notifier.join().unwrap();
+    drop(inner);
+    // Still held (the outer level): another thread cannot take it.
+    std::thread::scope(|s| {
+        let busy = s
+            .spawn(|| c.try_lock().is_err_and(|e| e.is_would_block()))
+            .join()
+            .unwrap();
+        assert!(busy);
+    });
+    drop(outer);
+    drop(c.try_lock().unwrap());
+    let name = unique("condrl");
+    let named = Condition::create(&name).unwrap();
+    let opened = Condition::open(&name).unwrap();
+    let g = opened.lock().unwrap();
+    drop(opened.lock().expect("recursive when opened too"));
+    drop(g);
+    drop(named);
+}

@@ -18,7 +18,9 @@ use crate::{Error, Result};
 const SIZE: usize = RawMutex::SIZE + RawCondvar::SIZE;
 
 /// A condition variable shared between processes: Python's
-/// `multiprocessing.Condition(lock=None)`.
+/// `multiprocessing.Condition(lock=None)`. Without a lock of the caller's,
+/// it makes its own, recursive as Python's (`RLock()`): the holder may
+/// take it again, and a wait releases every level and takes them back.
 ///
 /// Every operation takes the guard of the condition's lock, so using it
 /// without holding the lock cannot compile; a guard of another lock is
@@ -70,6 +72,8 @@ const SIZE: usize = RawMutex::SIZE + RawCondvar::SIZE;
 pub struct Condition {
     seg: Arc<Segment>,
     shared: Option<SharedLock>,
+    /// The kind of the lock it uses (see `make`).
+    kind: MutexKind,
 }
 
 impl Condition {
@@ -87,7 +91,7 @@ impl Condition {
             // unpublished segment of SIZE bytes: a RawMutex, then a
             // RawCondvar at offset RawMutex::SIZE (64, aligned for it).
             unsafe {
-                RawMutex::init(p.cast(), MutexKind::Normal)?;
+                RawMutex::init(p.cast(), MutexKind::Recursive)?;
                 RawCondvar::init(p.add(RawMutex::SIZE).cast());
             }
             Ok(())
@@ -102,18 +106,27 @@ impl Condition {
                 None => None,
             },
         };
-        if own_mutex_of(&seg).check_layout()? != MutexKind::Normal {
-            return Err(Error::Corrupt("mutex of the wrong kind"));
-        }
+        // Its own lock is recursive (`RLock`, as Python's `Condition()`
+        // makes); a condition created by an earlier build has a plain one,
+        // kept as found. Read once: a kind flipped in shared memory later
+        // is refused at each lock call (`lock_as` insists on this one).
+        let own = own_mutex_of(&seg).check_layout()?;
+        let kind = match &shared {
+            Some(SharedLock::RLock(_)) => MutexKind::Recursive,
+            Some(SharedLock::Lock(_)) => MutexKind::Normal,
+            None => own,
+        };
         condvar_of(&seg).check()?;
         seg.keep_mapped_while(|seg| own_mutex_of(seg).must_stay_mapped());
         Ok(Condition {
             seg: Arc::new(seg),
             shared,
+            kind,
         })
     }
 
-    /// Creates one under `name` with its own robust lock.
+    /// Creates one under `name` with its own robust lock, recursive (an
+    /// [`RLock`](crate::RLock)'s rules) as Python's `Condition()` makes it.
     pub fn create(name: &str) -> Result<Self> {
         Self::make(
             Source::Create(Place::Named(name)),
@@ -149,13 +162,14 @@ impl Condition {
         Self::make(Source::Open(name), None, opts)
     }
 
-    /// Opens `name`, creating it (with its own lock) if it does not exist.
+    /// Opens `name`, creating it (with its own recursive lock) if it does
+    /// not exist.
     pub fn open_or_create(name: &str) -> Result<Self> {
         Self::make(Source::OpenOrCreate(name), None, &Options::default())
     }
 
-    /// An unnamed one with its own lock, shared with children forked
-    /// afterwards.
+    /// An unnamed one with its own recursive lock, shared with children
+    /// forked afterwards.
     pub fn anonymous() -> Result<Self> {
         Self::make(Source::Create(Place::Anonymous), None, &Options::default())
     }
@@ -180,10 +194,7 @@ impl Condition {
     }
 
     fn kind(&self) -> MutexKind {
-        match &self.shared {
-            Some(SharedLock::RLock(_)) => MutexKind::Recursive,
-            _ => MutexKind::Normal,
-        }
+        self.kind
     }
 
     /// The shared lock, if it uses one.
@@ -299,7 +310,8 @@ impl Condition {
     }
 
     /// After a wait returned [`Error::OwnerDied`]: the shared data is
-    /// repaired, the lock works normally again.
+    /// repaired, the lock works normally again. A lock with nothing to
+    /// mend is [`Error::InvalidArgument`] (as every `make_consistent`).
     pub fn make_consistent(&self, guard: &mut LockGuard<'_>) -> Result<()> {
         self.mine(guard)?;
         guard.mark_consistent()

@@ -163,7 +163,10 @@ macro_rules! mutex_handle {
                 self.raw().release()
             }
 
-            /// After [`Acquire::OwnerDied`]: the data is repaired.
+            /// After [`Acquire::OwnerDied`]: the data is repaired. Nothing
+            /// to mend is [`Error::InvalidArgument`] (POSIX's `EINVAL`); an
+            /// inconsistent lock this thread did not acquire is
+            /// [`Error::NotOwner`] (see [`RawMutex::make_consistent`]).
             pub fn make_consistent(&self) -> Result<()> {
                 self.raw().make_consistent()
             }

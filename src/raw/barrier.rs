@@ -52,7 +52,10 @@
 //!   [`ACTION_GRACE`] past its deadline at most (then it breaks it: an
 //!   action that long, or bytes naming a live process as the tripper).
 //! * Reset: mark the tag of the current generation `g` as `g | PENDING`
-//!   (a CAS, never over a true `g | VALID`), break `g` (if not broken);
+//!   (a CAS, never over a true `g | VALID`), break `g` (if not broken;
+//!   every other break erases a `g | PENDING` mark before its own CAS, so
+//!   a resetter killed between its mark and its break leaves nothing that
+//!   makes a later abort or timeout look like a reset);
 //!   then, while
 //!   `word` is still `(g, _, BROKEN)` (its fate sealed: no trip can
 //!   happen), write `reset_tags[g % 64] = g | VALID`, clear the tag of
@@ -583,12 +586,35 @@ impl RawBarrier {
     /// Sets `BROKEN` in generation `g` if it is still current and not
     /// broken (and, unless `full_too`, not full: every party arrived, the
     /// trip is coming); wakes everybody. Returns whether this call broke it.
+    ///
+    /// A break that is no reset's (abort, a timeout, a dead tripper, a
+    /// panicking action) first erases an announcement of a reset of `g`
+    /// (`g | PENDING`): one left by a resetter killed between announcing
+    /// and breaking would otherwise turn this break into a reset for the
+    /// next arrival. The erasure comes before the break's Release, so an
+    /// arrival that sees this break sees it; a live resetter that announces
+    /// after it still resets (its move follows), which orders its reset
+    /// after this break.
     fn break_gen(&self, g: u32, full_too: bool) -> bool {
+        self.set_broken(g, full_too, true)
+    }
+
+    /// [`RawBarrier::break_gen`]; `erase`: erase an announced reset of `g`
+    /// before the break (every break but a reset's own).
+    fn set_broken(&self, g: u32, full_too: bool, erase: bool) -> bool {
         let parties = self.parties.load(Relaxed);
         let mut w = self.word.load(Acquire);
         loop {
             if gen(w) != g || w & BROKEN != 0 || (!full_too && count(w) >= parties) {
                 return false;
+            }
+            if erase {
+                let _ = self.reset_tags[tag_slot(g)].compare_exchange(
+                    (g & GEN_MASK) | PENDING,
+                    0,
+                    Relaxed,
+                    Relaxed,
+                );
             }
             match self.word.compare_exchange(w, w | BROKEN, AcqRel, Acquire) {
                 Ok(_) => {
@@ -618,7 +644,10 @@ impl RawBarrier {
     fn reset_moved(&self) -> Option<u32> {
         let g = gen(self.word.load(Acquire));
         self.announce_reset(g);
-        self.break_gen(g, true);
+        // A resetter killed here leaves its announcement on a live
+        // generation: any later break of `g` erases it (see `break_gen`).
+        crate::fault::fault_point!("barrier.reset.announced");
+        self.set_broken(g, true, false);
         // A resetter killed here leaves `g` broken with its reset announced:
         // the next arrival finishes the reset.
         crate::fault::fault_point!("barrier.reset.broken");

@@ -17,7 +17,9 @@ use crate::{Error, Result};
 /// [`OwnerDied`] can mark its lock consistent. Implemented by every guard of the crate; sealed.
 pub trait RecoverableGuard: sealed::Sealed {
     /// Marks the underlying lock consistent (the guard was handed over by
-    /// [`OwnerDied`]); a no-op on an ordinary guard.
+    /// [`OwnerDied`]); [`Error::InvalidArgument`](crate::Error::InvalidArgument)
+    /// on a lock with nothing to mend (see
+    /// [`RawMutex::make_consistent`](super::RawMutex::make_consistent)).
     #[doc(hidden)]
     fn mark_consistent(&mut self) -> Result<()>;
 }
@@ -125,7 +127,8 @@ impl<G: RecoverableGuard> OwnerDied<G> {
     }
 
     /// Declares the protected data repaired: the lock works normally again
-    /// and the returned guard is an ordinary one.
+    /// and the returned guard is an ordinary one. (Errors as
+    /// [`RawMutex::make_consistent`](super::RawMutex::make_consistent).)
     pub fn make_consistent(mut self) -> Result<G> {
         self.guard.mark_consistent()?;
         Ok(self.guard)

@@ -44,13 +44,19 @@
 //! the same way: its id disappears. This replaces the kernel's robust list,
 //! which glibc owns per thread (registering another list would silently
 //! break every pthread robust mutex of the thread; PITFALLS.md, "Robust
-//! locks"). What the list gave and this does not: an owner that `execve`s
-//! keeps its thread id and start time, so its lock stays held (glibc did
-//! not report that case reliably either). Likewise when a thread other
-//! than the main one calls `execve`: the kernel gives it the main thread's
-//! id *and start time*, so a lock the old main thread held looks alive for
-//! as long as the new program runs. Detection takes up to one
-//! [`LIVENESS_PERIOD`] after death instead of an immediate wake-up.
+//! locks"). An owner that `execve`s keeps its thread id and start time
+//! (and when a thread other than the main one calls `execve`, the kernel
+//! gives it the main thread's id *and start time*), so id and stamp alone
+//! would keep its lock held for as long as the new program runs. POSIX
+//! robust mutexes count `execve` as the owner's death, and so does the
+//! judge: a holder whose process no longer maps the file behind the
+//! mutex's mapping (a new image maps nothing of the old) is dead (see
+//! `raw::owner::is_dead`). What that cannot see: a new image that maps the
+//! same segment again before anyone judges (a program re-executing itself
+//! and reopening the lock), and a holder whose `/proc/PID/maps` the judge
+//! may not read (another user's process): their locks stay held.
+//! Detection takes up to one [`LIVENESS_PERIOD`] after death instead of an
+//! immediate wake-up.
 //!
 //! ## Trust
 //!

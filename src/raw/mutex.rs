@@ -561,24 +561,40 @@ impl RawMutex {
         Ok(())
     }
 
-    /// Declares the data repaired after [`Acquire::OwnerDied`]. The caller
-    /// must hold the lock from that acquisition: anyone else gets
-    /// [`Error::NotOwner`].
+    /// Declares the data repaired after [`Acquire::OwnerDied`].
+    ///
+    /// Every path that marks a lock consistent (this one, `Lock`/`RLock`'s,
+    /// [`OwnerDied::make_consistent`], a guard's, `Condition`'s) answers
+    /// alike, as POSIX's `pthread_mutex_consistent` does: a lock that has
+    /// nothing to mend (no owner died since it was last made consistent) is
+    /// [`Error::InvalidArgument`] (`EINVAL`), whoever asks; an inconsistent
+    /// lock that the caller does not hold from that acquisition is
+    /// [`Error::NotOwner`]. (A thread that holds a non-recursive lock only
+    /// through its guard repairs through [`OwnerDied`] instead.)
     pub fn make_consistent(&self) -> Result<()> {
         self.check_layout()?;
+        self.needs_mending()?;
         if !self.held_by_this_thread() {
-            // A thread that holds it only through an untracked guard (a
-            // non-recursive lock) repairs through `OwnerDied` instead.
             return Err(Error::NotOwner);
         }
         self.mark_consistent()
     }
 
+    /// [`Error::InvalidArgument`] unless the lock is inconsistent (see
+    /// [`RawMutex::make_consistent`]).
+    fn needs_mending(&self) -> Result<()> {
+        if self.state.load(Relaxed) & INCONSISTENT == 0 {
+            return Err(Error::InvalidArgument(
+                "make_consistent: the lock is consistent, nothing to mend",
+            ));
+        }
+        Ok(())
+    }
+
     fn mark_consistent(&self) -> Result<()> {
         // The caller holds the lock: the flag is ours to clear.
-        if self.state.load(Relaxed) & INCONSISTENT != 0 {
-            self.state.fetch_and(!INCONSISTENT, Relaxed);
-        }
+        self.needs_mending()?;
+        self.state.fetch_and(!INCONSISTENT, Relaxed);
         Ok(())
     }
 
@@ -593,7 +609,7 @@ impl RawMutex {
 /// What the lock word's slow path asks of the mutex around it.
 impl Judge for RawMutex {
     fn is_dead(&self, word: u64) -> bool {
-        owner::is_dead(word, self.pidns.load(Relaxed))
+        owner::is_dead(word, self.pidns.load(Relaxed), Some(self.addr()))
     }
 
     fn check(&self) -> Result<()> {
@@ -700,6 +716,8 @@ impl sealed::Sealed for RawMutexGuard<'_> {}
 
 impl RecoverableGuard for RawMutexGuard<'_> {
     fn mark_consistent(&mut self) -> Result<()> {
+        // Nothing to mend is the same answer on every path.
+        self.mutex.needs_mending()?;
         if !self.made_here() {
             // A copy in a forked child (the parent decides), or a guard
             // whose lock a condition wait could not take back.
@@ -983,7 +1001,11 @@ mod tests {
         });
         drop(g);
         assert!(m.try_lock().is_ok());
-        assert!(matches!(m.make_consistent(), Err(Error::NotOwner)));
+        // Nothing to mend: the one answer, held or not.
+        assert!(matches!(
+            m.make_consistent(),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 
     #[test]
@@ -1091,7 +1113,7 @@ mod tests {
                 assert!(matches!(m.acquire(), Err(Error::Deadlock)), "{kind:?}");
                 assert!(matches!(m.release(), Err(Error::NotOwner)), "{kind:?}");
                 assert!(
-                    matches!(m.make_consistent(), Err(Error::NotOwner)),
+                    matches!(m.make_consistent(), Err(Error::InvalidArgument(_))),
                     "{kind:?}"
                 );
                 assert!(!m.held_by_this_thread());

@@ -47,6 +47,7 @@ use std::sync::atomic::{AtomicI64, AtomicU32, Ordering::*};
 use std::time::Instant;
 
 use super::lockword::{owner_word, stamp_of, tid_of, FOREIGN, LIVENESS_PERIOD, WAITERS};
+use crate::sys::maps;
 use crate::sys::proc::{self, ThreadState};
 
 thread_local! {
@@ -168,9 +169,17 @@ fn boottime_offset_ticks() -> i64 {
 /// `FOREIGN`): any other owner is never judged dead (a waiter waits, may
 /// time out, but never takes over; see the module, "Namespaces").
 ///
+/// `addr` is the mutex's address here (`None`: skip this part): a holder
+/// whose thread lives on but whose process no longer maps the file behind
+/// the mutex's mapping (see `sys::maps`; a mutex in private memory has
+/// none) has called `execve`
+/// (or unmapped the lock it held), and is dead as POSIX robust mutexes
+/// count it. Where its maps cannot be read (another user's process,
+/// `hidepid`), that part of the judgment is skipped.
+///
 /// A word judged alive is not judged again by this thread for
 /// [`LIVENESS_PERIOD`] (the waiters' slices are that long anyway).
-pub(super) fn is_dead(word: u64, pid_namespace: u64) -> bool {
+pub(super) fn is_dead(word: u64, pid_namespace: u64, addr: Option<usize>) -> bool {
     let word = word & !WAITERS;
     let now = Instant::now();
     let recent = LAST_ALIVE
@@ -184,7 +193,7 @@ pub(super) fn is_dead(word: u64, pid_namespace: u64) -> bool {
         return false;
     }
     let here = pid_namespace == 0 || pid_namespace == proc::pid_namespace();
-    let dead = here && word & FOREIGN == 0 && judge(word);
+    let dead = here && word & FOREIGN == 0 && judge(word, addr);
     if !dead {
         let _ = LAST_ALIVE.try_with(|c| c.set(Some((word, pid_namespace, now))));
     }
@@ -192,14 +201,18 @@ pub(super) fn is_dead(word: u64, pid_namespace: u64) -> bool {
 }
 
 /// The `/proc` judgment behind [`is_dead`], uncached.
-fn judge(word: u64) -> bool {
-    match proc::thread_state(tid_of(word)) {
-        ThreadState::Gone | ThreadState::Dead => true,
+fn judge(word: u64, addr: Option<usize>) -> bool {
+    let recycled = match proc::thread_state(tid_of(word)) {
+        ThreadState::Gone | ThreadState::Dead => return true,
         ThreadState::Running(Some(start)) => {
             stamp_of(word) != 0 && !same_start(stamp(normalised(start)), stamp_of(word))
         }
         ThreadState::Running(None) => false,
-    }
+    };
+    recycled
+        || addr
+            .and_then(maps::file_at)
+            .is_some_and(|f| maps::maps_file(tid_of(word), f) == Some(false))
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -216,20 +229,22 @@ mod tests {
         let me = me();
         assert_eq!(tid_of(me), proc::tid());
         assert_ne!(stamp_of(me), 0, "no start time from /proc");
-        assert!(!is_dead(me, here()));
+        assert!(!is_dead(me, here(), None));
         // The same id with another start time (two ticks or more apart): a
         // recycled id.
         assert!(is_dead(
             owner_word(tid_of(me), stamp_of(me).wrapping_add(2).max(1)),
-            here()
+            here(),
+            None
         ));
         // One tick apart: the same start time, read across time namespaces.
         assert!(!is_dead(
             owner_word(tid_of(me), stamp_of(me).wrapping_add(1).max(1)),
-            here()
+            here(),
+            None
         ));
         // Unknown stamp: the thread exists.
-        assert!(!is_dead(owner_word(tid_of(me), 0), here()));
+        assert!(!is_dead(owner_word(tid_of(me), 0), here(), None));
     }
 
     #[test]
@@ -244,7 +259,7 @@ mod tests {
     fn an_exited_thread_is_dead() {
         let w = std::thread::spawn(me).join().unwrap();
         let t = std::time::Instant::now();
-        while !is_dead(w, here()) {
+        while !is_dead(w, here(), None) {
             assert!(t.elapsed() < std::time::Duration::from_secs(5));
             std::thread::yield_now();
         }
@@ -256,18 +271,18 @@ mod tests {
     fn a_judge_in_another_pid_namespace_finds_nobody_dead() {
         let w = std::thread::spawn(me).join().unwrap();
         let t = std::time::Instant::now();
-        while !judge(w) {
+        while !judge(w, None) {
             assert!(t.elapsed() < std::time::Duration::from_secs(5));
             std::thread::yield_now();
         }
-        assert!(!is_dead(w, here().wrapping_add(1)));
-        assert!(is_dead(w, here()));
+        assert!(!is_dead(w, here().wrapping_add(1), None));
+        assert!(is_dead(w, here(), None));
         // A foreign owner (its id local to another namespace) is never
         // judged, not even from the mutex's own namespace.
-        assert!(!is_dead(w | FOREIGN, here()));
-        assert!(!is_dead(w | FOREIGN, here().wrapping_add(1)));
+        assert!(!is_dead(w | FOREIGN, here(), None));
+        assert!(!is_dead(w | FOREIGN, here().wrapping_add(1), None));
         // Unknown namespace (a mutex of an older layout): judged here.
-        assert!(is_dead(w, 0));
+        assert!(is_dead(w, 0, None));
     }
 
     /// A thread writes `FOREIGN` into its word exactly for mutexes whose
@@ -294,18 +309,18 @@ mod tests {
         });
         let w = rx.recv().unwrap();
         let t0 = Instant::now();
-        assert!(!is_dead(w, here()));
+        assert!(!is_dead(w, here(), None));
         go_tx.send(()).unwrap();
         h.join().unwrap();
-        while !judge(w) {
+        while !judge(w, None) {
             assert!(t0.elapsed() < std::time::Duration::from_secs(5));
             std::thread::yield_now();
         }
         if t0.elapsed() < LIVENESS_PERIOD / 2 {
             // Dead by `/proc`, alive by the cache (not read again).
-            assert!(!is_dead(w, here()), "judged again within the period");
+            assert!(!is_dead(w, here(), None), "judged again within the period");
         }
-        while !is_dead(w, here()) {
+        while !is_dead(w, here(), None) {
             assert!(t0.elapsed() < std::time::Duration::from_secs(5));
             std::thread::sleep(std::time::Duration::from_millis(10));
         }

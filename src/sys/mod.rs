@@ -9,6 +9,7 @@
 pub(crate) mod clock;
 pub(crate) mod fork;
 pub mod futex;
+pub(crate) mod maps;
 pub(crate) mod membarrier;
 pub(crate) mod proc;
 pub(crate) mod pthread;
