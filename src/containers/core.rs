@@ -78,7 +78,8 @@ pub(crate) struct Core {
     /// drop removes the names (unless persisted).
     owner: Option<u32>,
     persist: AtomicBool,
-    timeout: Mutex<Option<Duration>>,
+    /// The lock wait bound in nanoseconds; `u64::MAX`: none.
+    timeout_ns: AtomicU64,
 }
 
 // SAFETY: `cur` points to a `Gen` (Send + Sync) owned by this Core and
@@ -225,7 +226,7 @@ impl Core {
             has_retired: AtomicBool::new(false),
             owner,
             persist: AtomicBool::new(false),
-            timeout: Mutex::new(None),
+            timeout_ns: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -316,7 +317,10 @@ impl Core {
     }
 
     pub fn set_timeout(&self, t: Option<Duration>) {
-        *self.timeout.lock().unwrap_or_else(|p| p.into_inner()) = t;
+        let ns = t.map_or(u64::MAX, |t| {
+            t.as_nanos().min(u128::from(u64::MAX - 1)) as u64
+        });
+        self.timeout_ns.store(ns, Relaxed);
     }
 
     /// Removes the names now (root and every generation); handles keep
@@ -433,10 +437,9 @@ impl Core {
     /// Takes the writers' lock (repairing after a dead writer) and starts
     /// a write on the published generation.
     pub fn write(&self) -> Result<Writer<'_>> {
-        let timeout = *self.timeout.lock().unwrap_or_else(|p| p.into_inner());
-        let r = match timeout {
-            None => self.mutex().lock(),
-            Some(t) => self.mutex().lock_timeout(t),
+        let r = match self.timeout_ns.load(Relaxed) {
+            u64::MAX => self.mutex().lock(),
+            ns => self.mutex().lock_timeout(Duration::from_nanos(ns)),
         };
         let guard = match r {
             Ok(g) => g,

@@ -345,7 +345,7 @@ impl Gen {
     /// Whether the `len` bytes at `off` equal `key` (compared through a
     /// small stack buffer: no reference to shared bytes).
     pub fn eq_at(&self, off: u64, key: &[u8]) -> bool {
-        let mut buf = [0u8; 256];
+        let mut buf = [0u8; 64];
         let mut at = 0usize;
         while at < key.len() {
             let n = (key.len() - at).min(buf.len());

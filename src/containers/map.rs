@@ -154,7 +154,8 @@ impl MapTx<'_> {
         let h = hash(key);
         let in_place = |p: &Probe| matches!(p.hit, Some((_, r)) if r.vlen == v && v <= INPLACE_MAX);
         // An overwrite in place needs no heap: it works in a full /dev/shm.
-        let need = if in_place(&find(self.w.gen(), key, h)?) {
+        let first = find(self.w.gen(), key, h)?;
+        let need = if in_place(&first) {
             Need {
                 log: gen::log_entry_size(v),
                 ..Need::default()
@@ -166,9 +167,15 @@ impl MapTx<'_> {
                 log: gen::log_entry_size(16),
             }
         };
+        let probe = Some(first);
+        let before = self.w.gen().number;
         self.w.ensure(need)?;
         let g = self.w.gen();
-        let p = find(g, key, h)?;
+        // Found again only if the write moved to a new generation.
+        let p = match probe {
+            Some(p) if g.number == before => p,
+            _ => find(g, key, h)?,
+        };
         let inplace = in_place(&p);
         if let Some((s, old)) = p.hit {
             if inplace && need.heap == 0 {

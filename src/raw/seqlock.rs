@@ -113,7 +113,10 @@ mod loom_tests {
     /// always sees them equal (never half a write).
     #[test]
     fn loom_seqcount_reader_sees_whole_writes() {
-        loom::model(|| {
+        let mut model = loom::model::Builder::new();
+        // Two writes against two reads: a preemption bound keeps it short.
+        model.preemption_bound = Some(2);
+        model.check(|| {
             let s = Arc::new((SeqCount::new(), AtomicU64::new(0), AtomicU64::new(0)));
             let w = s.clone();
             let t = loom::thread::spawn(move || {

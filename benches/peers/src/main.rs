@@ -38,6 +38,7 @@ mod stream;
 mod w1;
 mod w4;
 mod w5;
+mod w8;
 
 use std::time::Instant;
 
@@ -64,6 +65,9 @@ pub struct Plan {
     /// W2 and W3 sweeps (the headline sizes are 64 B and 64 KiB).
     pub small_sizes: &'static [usize],
     pub large_sizes: &'static [usize],
+    /// W8 dict operations per run (fast systems / Python's).
+    pub dict_ops: u64,
+    pub dict_ops_slow: u64,
 }
 
 const FULL: Plan = Plan {
@@ -79,6 +83,8 @@ const FULL: Plan = Plan {
     mpmc_per: 200_000,
     small_sizes: &[16, 64, 256, 1024],
     large_sizes: &[4 << 10, 16 << 10, 64 << 10, 256 << 10],
+    dict_ops: 2_000_000,
+    dict_ops_slow: 5_000,
 };
 
 const QUICK: Plan = Plan {
@@ -94,6 +100,8 @@ const QUICK: Plan = Plan {
     mpmc_per: 20_000,
     small_sizes: &[16, 64],
     large_sizes: &[4 << 10, 64 << 10],
+    dict_ops: 100_000,
+    dict_ops_slow: 500,
 };
 
 /// Headline message sizes of W2 and W3.
@@ -137,6 +145,7 @@ impl Results {
             "W1" | "W1-p99" => ("ns", "lower"),
             "W2" | "W5" | "W5-1p1c" | "W5-4p4c" | "W5-8p8c" => ("msg/s", "higher"),
             "W3-copy" | "W3-loan" => ("GB/s", "higher"),
+            "W8-dict-get" | "W8-dict-insert" | "W8-dict-get-2proc" => ("ops/s", "higher"),
             _ => ("ns/op", "lower"),
         };
         self.recs.push(Rec {
@@ -246,6 +255,9 @@ fn main() {
     let t = Instant::now();
     w5::run(plan, &py, &mut res);
     lap("W5", t);
+    let t = Instant::now();
+    w8::run(plan, &py, &mut res);
+    lap("W8", t);
     drop(cleanup);
 
     let elapsed = started.elapsed();
