@@ -534,7 +534,8 @@ pub(crate) struct Writer<'a> {
     core: &'a Core,
     guard: Option<RawMutexGuard<'a>>,
     pin: Option<Pin<'a>>,
-    work: Option<Gen>,
+    /// Boxed: keeps the writer small (it is moved on every write).
+    work: Option<Box<Gen>>,
     /// Whether `base` is being changed in place (its sequence word odd,
     /// its undo log in use).
     began: bool,
@@ -671,7 +672,7 @@ impl<'a> Writer<'a> {
             copy_live(src, &g)?;
         }
         fault_point!("container.grow.after_copy");
-        if let Some(old) = self.work.replace(g) {
+        if let Some(old) = self.work.replace(Box::new(g)) {
             let _ = Segment::unlink_name(&gen_name(&core.base, old.number));
         }
         Ok(())
@@ -697,7 +698,7 @@ impl<'a> Writer<'a> {
                 // The creator has gone: nobody would remove this name.
                 let _ = Segment::unlink_name(&gen_name(&core.base, g.number));
             }
-            Some(g)
+            Some(*g)
         } else {
             if self.began {
                 fault_point!("container.commit.before");

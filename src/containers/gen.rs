@@ -318,6 +318,14 @@ impl Gen {
     pub fn copy_within(&self, from: u64, to: u64, len: u64) {
         let size = self.seg.data_len() as u64;
         assert!(from + len <= size && to + len <= size);
+        if len <= 64 && (from | to | len) % 8 == 0 && (to + len <= from || from + len <= to) {
+            // Small aligned copies (undo entries): a few word moves beat
+            // a call to memmove.
+            for i in (0..len).step_by(8) {
+                self.set(to + i, self.get(from + i));
+            }
+            return;
+        }
         // SAFETY: both ranges in bounds (asserted); `copy` allows overlap.
         unsafe {
             std::ptr::copy(
@@ -342,20 +350,33 @@ impl Gen {
         }
     }
 
-    /// Whether the `len` bytes at `off` equal `key` (compared through a
-    /// small stack buffer: no reference to shared bytes).
+    /// Whether the bytes of a key at the 8-aligned `off` (bounds-checked
+    /// by the caller's record check) equal `key`: compared a word at a time
+    /// through atomic loads, so no reference to shared bytes is formed.
     pub fn eq_at(&self, off: u64, key: &[u8]) -> bool {
-        let mut buf = [0u8; 64];
-        let mut at = 0usize;
-        while at < key.len() {
-            let n = (key.len() - at).min(buf.len());
-            self.copy_out(off + at as u64, &mut buf[..n]);
-            if buf[..n] != key[at..at + n] {
+        debug_assert!(off % 8 == 0);
+        let mut chunks = key.chunks_exact(8);
+        let mut at = off;
+        for c in &mut chunks {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            if self.get(at) != u64::from_ne_bytes(b) {
                 return false;
             }
-            at += n;
+            at += 8;
         }
-        true
+        let rest = chunks.remainder();
+        // The record is padded to 8 bytes: the word holding the tail is
+        // inside it (its other bytes are value or padding).
+        rest.is_empty() || self.get(at).to_ne_bytes()[..rest.len()] == *rest
+    }
+
+    /// A `Plain` value read from `off` (bounds-checked by the caller).
+    pub fn read_plain<T: crate::Plain>(&self, off: u64) -> T {
+        assert!(off + std::mem::size_of::<T>() as u64 <= self.seg.data_len() as u64);
+        // SAFETY: in bounds (asserted); a raw unaligned copy (torn data is
+        // caught by the caller's validation); any bits are a `Plain` value.
+        unsafe { std::ptr::read_unaligned(self.p.add(off as usize).cast::<T>()) }
     }
 
     /// Bytes of heap left.

@@ -442,7 +442,6 @@ impl SharedMap {
         let h = hash(key);
         self.core.read(|g| match find(g, key, h)?.hit {
             Some((_, r)) => {
-                let mut v = std::mem::MaybeUninit::<V>::zeroed();
                 let n = std::mem::size_of::<V>() as u64;
                 if r.vlen != n {
                     return Err(Error::LengthMismatch {
@@ -450,14 +449,7 @@ impl SharedMap {
                         expected: n,
                     });
                 }
-                // SAFETY: the MaybeUninit spans size_of::<V>() == vlen bytes.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), n as usize)
-                };
-                g.copy_out(r.val_off(), dst);
-                // SAFETY: zeroed then fully overwritten; every bit pattern
-                // is a valid `Plain` value.
-                Ok(Some(unsafe { v.assume_init() }))
+                Ok(Some(g.read_plain::<V>(r.val_off())))
             }
             None => Ok(None),
         })
