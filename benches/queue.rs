@@ -448,17 +448,33 @@ fn python_rate(msgs: u64) -> Option<f64> {
 /// one pair at a time, through a `Queue` and through an `ArrayQueue`: the
 /// cost of the uncontended paths alone, for instruction counts
 /// (`valgrind --tool=callgrind ... --pairs N`, then divide by `N`).
+///
+/// The same loop runs again in a forked child on the parent's queue (as
+/// the workers of the process runs do): the child did not attach the
+/// queue itself, which is what `membarrier` registration used to follow.
 fn pairs(n: u64) {
     let q = Queue::anonymous(CAPACITY, 64).unwrap();
-    let mut buf = [0u8; 64];
-    let t = Instant::now();
-    for i in 0..n {
-        stamp(&mut buf, i);
-        q.send_bytes(&buf).unwrap();
-        black_box(q.recv_bytes_into(&mut buf).unwrap());
-    }
-    let shm = t.elapsed().as_nanos() as f64 / n as f64;
+    let run = |q: &Queue| {
+        let mut buf = [0u8; 64];
+        let t = Instant::now();
+        for i in 0..n {
+            stamp(&mut buf, i);
+            q.send_bytes(&buf).unwrap();
+            black_box(q.recv_bytes_into(&mut buf).unwrap());
+        }
+        t.elapsed().as_nanos() as f64 / n as f64
+    };
+    let shm = run(&q);
+    let line = start_line();
+    line.reset(0);
+    let pid = fork_child(|| {
+        let ns = run(&q);
+        line.checksum.store(ns.to_bits(), Ordering::SeqCst);
+    });
+    wait_child(pid, Instant::now() + CHILD_DEADLINE);
+    let child = f64::from_bits(line.checksum.load(Ordering::SeqCst));
     let aq = ArrayQueue::<[u8; 64]>::new(CAPACITY);
+    let mut buf = [0u8; 64];
     let t = Instant::now();
     for i in 0..n {
         stamp(&mut buf, i);
@@ -466,7 +482,9 @@ fn pairs(n: u64) {
         buf = black_box(aq.pop().unwrap());
     }
     let cb = t.elapsed().as_nanos() as f64 / n as f64;
-    println!("pairs: shm Queue {shm:.1} ns, ArrayQueue {cb:.1} ns per send+recv (one thread)");
+    println!(
+        "pairs: shm Queue {shm:.1} ns (in a forked child {child:.1} ns), ArrayQueue {cb:.1} ns per send+recv (one thread)"
+    );
 }
 
 fn main() {

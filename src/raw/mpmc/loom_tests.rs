@@ -349,11 +349,12 @@ fn loom_mpmc_cancel_and_task_done() {
 
 /// A producer that died after counting its send and before committing it
 /// (forged: a dead entry naming position 0, its `sent` ahead of its
-/// `sent_idle`, `tail` past it), a recoverer, and a live producer and
-/// consumer meanwhile: the poisoned task is settled exactly once, so
-/// `join` returns and the count ends at zero. Catches: a poisoning that
-/// leaves the count alone (`join` sleeps for ever: a loom deadlock), or
-/// one that settles twice (`task_done` refused).
+/// `sent_idle`, `tail` past it), a live task beside it, and two racing
+/// recoverers: the slot is poisoned once and its task settled once, so
+/// the count holds exactly the live task and `join` returns once that is
+/// done. Catches: a poisoning that leaves the count alone, or two
+/// recoverers that both settle it (the live task would vanish from the
+/// count).
 #[test]
 fn loom_mpmc_dead_counted_send_is_settled_once() {
     builder().check(|| {
@@ -366,16 +367,20 @@ fn loom_mpmc_dead_counted_send_is_settled_once() {
         e.sent.store(1, SeqCst);
         r.ring().stats.0.peers_used.store(PEERS as u64, SeqCst);
         r.ring().tail.0.store(1, SeqCst);
+        // A live task beside it: a second settlement would take it.
+        put(&r, 7);
         let r1 = r.clone();
         let rec = loom::thread::spawn(move || r1.recover());
-        let r2 = r.clone();
-        let p = loom::thread::spawn(move || put(&r2, 7));
+        let mine = r.recover();
+        assert_eq!(mine + rec.join().unwrap(), 1, "recovered once");
+        assert_eq!(r.abandoned().sends, 1);
+        assert_eq!(
+            r.unfinished(),
+            1,
+            "settled once: only the live task is left"
+        );
         assert_eq!(take(&r), 7);
         r.task_done().unwrap();
         r.join_until(None).unwrap();
-        p.join().unwrap();
-        rec.join().unwrap();
-        assert_eq!(r.abandoned().sends, 1);
-        assert_eq!(r.unfinished(), 0);
     });
 }

@@ -110,7 +110,7 @@
 //!   a send counts its task with one store to its own peer entry (`sent`)
 //!   right before the commit, and `sent_idle` catches up after it: a
 //!   poisoned reservation whose entry shows `sent != sent_idle` had
-//!   counted, and the recoverer marks that task done (`settle_count`), so
+//!   counted, and the recoverer marks that task done (`counted_by_dead`), so
 //!   `join` returns. The task count is the entries' `sent` (plus the
 //!   untracked senders' shared count) less `done`.
 //! * a borrowed slot is *freed*: a CAS of its stamp from `p + 1` to

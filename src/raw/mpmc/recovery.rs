@@ -141,6 +141,8 @@ impl MpmcRef {
         if r.stats.0.untracked.load(Acquire) != 0 || self.live_claimant(pos, |p| &p.producing) {
             return Settled::Wait;
         }
+        // Before the CAS (see `counted_by_dead`).
+        let counted = self.joinable && self.counted_by_dead(pos);
         // A CAS: fails if the owner's commit (or cancel) landed after all.
         if s.stamp
             .compare_exchange(pos, pos.wrapping_add(2), AcqRel, Acquire)
@@ -149,8 +151,10 @@ impl MpmcRef {
             return Settled::Resolved;
         }
         r.stats.0.abandoned_sends.fetch_add(1, AcqRel);
-        if self.joinable {
-            self.settle_count(pos);
+        if counted {
+            // The task will never be received: it counts as done
+            // (saturating: the counts may be garbage).
+            let _ = self.task_done();
         }
         // The consumers stopped here may all be asleep.
         r.not_empty.0.notify_all();

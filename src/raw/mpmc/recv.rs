@@ -194,7 +194,9 @@ impl MpmcRef {
     }
 
     /// `release_pos`, `next` being `self.next(pos)`.
-    #[inline]
+    // Always: left to the heuristics it stayed out of line (a call per
+    // receive: 18 instructions per message, callgrind).
+    #[inline(always)]
     pub(super) fn release_at(&self, pos: u64, next: u64) {
         // SYNC POINT (Release): our reads of the payload before the stamp
         // that lets a producer overwrite it; pairs with `try_reserve`.

@@ -16,7 +16,7 @@ impl MpmcRef {
     /// raised it. In its own entry the count and the commit are each one
     /// store: the recovery that poisons the reservation reads `sent`
     /// against `sent_idle` and settles the task exactly when it was
-    /// counted ([`settle_count`](Self::settle_count)).
+    /// counted ([`counted_by_dead`](Self::counted_by_dead)).
     ///
     /// SYNC POINT (Release): before the commit's stamp store, so that a
     /// consumer that claimed the message (Acquire) sees the task counted
@@ -44,20 +44,19 @@ impl MpmcRef {
         }
     }
 
-    /// After `pos` was poisoned: if a (dead) entry naming it had counted
-    /// its send, the task will never be received, so it counts as done.
-    /// Only the recoverer whose poisoning CAS won calls this, and a dead
-    /// entry's words no longer change, so this happens at most once; at
-    /// most one entry (the winner of the reservation) can have counted.
-    pub(super) fn settle_count(&self, pos: u64) {
-        let counted = (0..PEERS).map(|i| self.peer(i)).find(|e| {
+    /// Whether the reservation at `pos`, held by dead peers only, had
+    /// counted its task: an entry naming it shows `sent != sent_idle`.
+    /// Read *before* the poisoning CAS (see [`poison`](Self::poison)):
+    /// after it, another recoverer whose own CAS failed may already have
+    /// set the entry idle (loom found that: the task then stayed counted
+    /// for ever). Dead entries no longer change, and only the winner of
+    /// the reservation can have counted, so the answer is stable; only
+    /// the recoverer whose CAS wins acts on it, so the task is settled
+    /// once.
+    pub(super) fn counted_by_dead(&self, pos: u64) -> bool {
+        (0..PEERS).map(|i| self.peer(i)).any(|e| {
             e.producing.load(Acquire) == pos && e.sent.load(Acquire) != e.sent_idle.load(Acquire)
-        });
-        if let Some(e) = counted {
-            e.sent_idle.store(e.sent.load(Acquire), Release);
-            // Saturating: the counts may be garbage.
-            let _ = self.task_done();
-        }
+        })
     }
 
     /// Every task counted so far: the entries' counts (those in use)
