@@ -113,6 +113,7 @@ pub use handle::{Connection, End, Pipe, WaitPolicy};
 pub use handle::{JoinableQueue, Queue};
 pub use handle::{RawArray, RawValue};
 pub use plain::{type_tag, Plain};
+pub use raw::BarrierActionError;
 pub use raw::MpmcRing;
 pub use raw::{
     Acquire, LockError, LockResult, MutexKind, OwnerDied, RawBarrier, RawCondvar, RawEvent,

@@ -24,7 +24,7 @@ mod semaphore;
 pub mod spsc;
 pub(crate) mod sync;
 
-pub use barrier::{RawBarrier, BARRIER_PARTIES_MAX};
+pub use barrier::{BarrierActionError, RawBarrier, BARRIER_PARTIES_MAX};
 pub use condvar::{RawCondvar, CONDVAR_SLOTS};
 pub use event::RawEvent;
 #[allow(unused_imports)]
