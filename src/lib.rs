@@ -58,6 +58,9 @@
 //! * A terminal condition wins over both: `Disconnected`, `Closed`,
 //!   `BrokenBarrier`, `NotRecoverable`, and `OwnerDied` (which comes with
 //!   the lock) are reported as themselves, by `try_op` as by `op_timeout`.
+//!   A [`Barrier`] timeout breaks the barrier (Python's rule), so a
+//!   timed-out barrier wait is `BrokenBarrier`, for the waiter that timed
+//!   out as for the others.
 //!
 //! The deadline is taken once, on the monotonic clock, when the call
 //! starts: a timeout elapses at about `d`, never before, however many
