@@ -101,7 +101,18 @@
 //! generation that has had no record for a second; waiters without a
 //! timeout stay asleep until a `reset` or `abort`. A resetter killed
 //! between its break and its move leaves the generation broken with its
-//! reset announced: the next arrival finishes the reset.
+//! reset announced: the next arrival finishes the reset. One killed
+//! between its announcement and its break leaves a live generation with a
+//! stale mark, which the next break that is no reset's erases (so an
+//! abort or a timeout stays a break).
+//!
+//! Pid namespaces: the tripper record holds a pid and start time and no
+//! namespace (the layout has no room for one), so a waiter judges the
+//! tripper of a full generation by a pid of its own namespace. A tripper
+//! in another pid namespace whose action outlasts a 200 ms slice may be
+//! judged dead and its generation broken (every party gets
+//! `BrokenBarrier`; nothing else is lost). Parties in several pid
+//! namespaces should keep actions short, or run them after the barrier.
 
 use std::time::Duration;
 
