@@ -60,6 +60,9 @@
 //! * A terminal condition wins over both: `Disconnected`, `Closed`,
 //!   `BrokenBarrier`, `NotRecoverable`, and `OwnerDied` (which comes with
 //!   the lock) are reported as themselves, by `try_op` as by `op_timeout`.
+//!   A [`Barrier`] timeout breaks the barrier (Python's rule), so a
+//!   timed-out barrier wait is `BrokenBarrier`, for the waiter that timed
+//!   out as for the others.
 //!
 //! The deadline is taken once, on the monotonic clock, when the call
 //! starts: a timeout elapses at about `d`, never before, however many
@@ -119,6 +122,7 @@ pub use handle::{Connection, End, Pipe, WaitPolicy};
 pub use handle::{JoinableQueue, Queue};
 pub use handle::{RawArray, RawValue};
 pub use plain::{type_tag, Plain};
+pub use raw::BarrierActionError;
 pub use raw::MpmcRing;
 pub use raw::{
     Acquire, LockError, LockResult, MutexKind, OwnerDied, RawBarrier, RawCondvar, RawEvent,

@@ -192,3 +192,57 @@ fn a_party_killed_while_waiting_ends_in_the_survivors_timeout() {
         s.join();
     }
 }
+
+/// An action with a per-call timeout runs once per trip; an action that
+/// returns `Err` breaks the barrier for every party and hands the error to
+/// its caller; a per-call timeout with an action still breaks the barrier
+/// when a party is missing.
+#[test]
+fn actions_with_timeouts_and_actions_that_fail() {
+    let b = Barrier::anonymous(2, None).unwrap();
+    let ran = AtomicValue::<u32>::anonymous(0).unwrap();
+    let run = |b: Barrier, ran: AtomicValue<u32>| {
+        std::thread::spawn(move || {
+            b.wait_with_action_timeout(Some(Duration::from_secs(20)), || {
+                ran.fetch_add(1);
+            })
+        })
+    };
+    let ts = [run(b.clone(), ran.clone()), run(b.clone(), ran.clone())];
+    let mut idx: Vec<u32> = ts.into_iter().map(|t| t.join().unwrap().unwrap()).collect();
+    idx.sort_unstable();
+    assert_eq!((idx, ran.load()), (vec![0, 1], 1));
+
+    // A missing party: the per-call timeout breaks it, and the action
+    // never runs.
+    let t = Instant::now();
+    let r = b.wait_with_action_timeout(Some(Duration::from_millis(50)), || {
+        ran.fetch_add(1);
+    });
+    assert!(matches!(r, Err(Error::BrokenBarrier)), "{r:?}");
+    assert!(t.elapsed() >= Duration::from_millis(50));
+    assert_eq!(ran.load(), 1);
+    b.reset();
+
+    // A failing action: the other party gets BrokenBarrier, the runner its
+    // own error; the barrier stays broken until reset.
+    let b2 = b.clone();
+    let other = std::thread::spawn(move || {
+        b2.wait_with_fallible_action(Some(Duration::from_secs(20)), || Err("first"))
+    });
+    let mine = b.wait_with_fallible_action(Some(Duration::from_secs(20)), || Err("second"));
+    let theirs = other.join().unwrap();
+    let (failed, broken) = match (&mine, &theirs) {
+        (Err(BarrierActionError::Action(e)), Err(BarrierActionError::Barrier(b)))
+        | (Err(BarrierActionError::Barrier(b)), Err(BarrierActionError::Action(e))) => (*e, b),
+        _ => panic!("mine {mine:?}, theirs {theirs:?}"),
+    };
+    assert!(failed == "first" || failed == "second");
+    assert!(matches!(broken, Error::BrokenBarrier));
+    assert!(b.is_broken());
+    b.reset();
+    let ok = b.clone();
+    let t = std::thread::spawn(move || ok.wait_with_fallible_action(None, || Ok::<(), ()>(())));
+    let mine = b.wait_with_fallible_action(None, || Ok::<(), ()>(()));
+    assert!(mine.is_ok() && t.join().unwrap().is_ok());
+}

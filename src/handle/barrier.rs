@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::object::{self, Source};
-use crate::raw::RawBarrier;
+use crate::raw::{BarrierActionError, RawBarrier};
 use crate::segment::{Kind, Options, Place, Segment};
 use crate::Result;
 
@@ -15,14 +15,19 @@ use crate::Result;
 /// arrival order). The action, passed to
 /// [`wait_with_action`](Barrier::wait_with_action) (a closure cannot cross
 /// processes, so each caller passes its own), is run by the last arriver,
-/// exactly once per trip, before anyone is released. A timeout, an
-/// [`abort`](Barrier::abort) or a panicking action breaks the barrier:
+/// exactly once per trip, before anyone is released; with a per-call
+/// timeout, [`wait_with_action_timeout`](Barrier::wait_with_action_timeout).
+/// A timeout, an [`abort`](Barrier::abort), a panicking action, or an
+/// action that returns `Err` (through
+/// [`wait_with_fallible_action`](Barrier::wait_with_fallible_action))
+/// breaks the barrier:
 /// every waiter and later arrival gets
 /// [`Error::BrokenBarrier`](crate::Error::BrokenBarrier) until
 /// [`reset`](Barrier::reset).
 ///
 /// Timeouts: the default timeout given at creation applies to `wait` and
-/// `wait_with_action`; `wait_timeout` overrides it. A timeout elapses at
+/// `wait_with_action`; `wait_timeout` and the `timeout` of the action
+/// forms override it. A timeout elapses at
 /// about its value, never before; `Duration::ZERO` breaks the barrier at
 /// once unless this arrival completes it. A timeout does not break a
 /// generation that every party reached: the last arriver is running the
@@ -164,6 +169,39 @@ impl Barrier {
     /// (once per trip, before anyone is released).
     pub fn wait_with_action(&self, action: impl FnOnce()) -> Result<u32> {
         self.raw().wait_with_action(action)
+    }
+
+    /// [`Barrier::wait_with_action`] within `timeout` (Python's
+    /// `wait(timeout)` on a barrier made with an action; `None`: the
+    /// default timeout given at creation).
+    pub fn wait_with_action_timeout(
+        &self,
+        timeout: Option<Duration>,
+        action: impl FnOnce(),
+    ) -> Result<u32> {
+        self.raw().wait_with_action_timeout(timeout, action)
+    }
+
+    /// [`Barrier::wait_with_action_timeout`] with an action that reports
+    /// failure by returning `Err` (not only by panicking): the barrier is
+    /// then broken for every other party
+    /// ([`Error::BrokenBarrier`](crate::Error::BrokenBarrier)), as when
+    /// Python's action raises, and this call returns
+    /// [`BarrierActionError::Action`] with the error.
+    ///
+    /// ```
+    /// use shmprim::{Barrier, BarrierActionError};
+    /// let b = Barrier::anonymous(1, None).unwrap();
+    /// let r = b.wait_with_fallible_action(None, || Err("disk full"));
+    /// assert!(matches!(r, Err(BarrierActionError::Action("disk full"))));
+    /// assert!(b.is_broken());
+    /// ```
+    pub fn wait_with_fallible_action<E>(
+        &self,
+        timeout: Option<Duration>,
+        action: impl FnOnce() -> std::result::Result<(), E>,
+    ) -> std::result::Result<u32, BarrierActionError<E>> {
+        self.raw().wait_with_fallible_action(timeout, action)
     }
 
     /// Breaks it (Python's `abort()`).

@@ -101,7 +101,18 @@
 //! generation that has had no record for a second; waiters without a
 //! timeout stay asleep until a `reset` or `abort`. A resetter killed
 //! between its break and its move leaves the generation broken with its
-//! reset announced: the next arrival finishes the reset.
+//! reset announced: the next arrival finishes the reset. One killed
+//! between its announcement and its break leaves a live generation with a
+//! stale mark, which the next break that is no reset's erases (so an
+//! abort or a timeout stays a break).
+//!
+//! Pid namespaces: the tripper record holds a pid and start time and no
+//! namespace (the layout has no room for one), so a waiter judges the
+//! tripper of a full generation by a pid of its own namespace. A tripper
+//! in another pid namespace whose action outlasts a 200 ms slice may be
+//! judged dead and its generation broken (every party gets
+//! `BrokenBarrier`; nothing else is lost). Parties in several pid
+//! namespaces should keep actions short, or run them after the barrier.
 
 use std::time::Duration;
 
@@ -205,6 +216,32 @@ static_assertions::const_assert_eq!(std::mem::offset_of!(RawBarrier, trip_start)
 static_assertions::const_assert_eq!(std::mem::offset_of!(RawBarrier, reset_tags), 40);
 // The tag slots must divide the 16-bit generation space evenly.
 static_assertions::const_assert_eq!(65536 % RESET_TAGS, 0);
+
+/// No action for [`RawBarrier::wait_until`].
+const NO_ACTION: Option<fn() -> bool> = None;
+
+/// How a wait with a fallible action failed
+/// ([`RawBarrier::wait_with_fallible_action`]).
+#[derive(Debug)]
+pub enum BarrierActionError<E> {
+    /// This process ran the action and it failed: the barrier is broken
+    /// for every party.
+    Action(E),
+    /// The wait failed as any wait can ([`Error::BrokenBarrier`],
+    /// [`Error::Corrupt`], ...); the action did not fail (or did not run).
+    Barrier(Error),
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for BarrierActionError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BarrierActionError::Action(e) => write!(f, "barrier action failed: {e}"),
+            BarrierActionError::Barrier(e) => std::fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl<E: std::fmt::Debug + std::fmt::Display> std::error::Error for BarrierActionError<E> {}
 
 /// Breaks the barrier if the action panics (so nobody waits for a trip
 /// that will not come).
@@ -317,25 +354,69 @@ impl RawBarrier {
     /// returns this arrival's index, distinct in `0..parties` (Python's
     /// arrival order).
     pub fn wait(&self) -> Result<u32> {
-        self.wait_until(self.default_timeout().map(Deadline::after), None::<fn()>)
+        self.wait_until(self.default_timeout().map(Deadline::after), NO_ACTION)
     }
 
     /// [`RawBarrier::wait`] with its own timeout.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u32> {
-        self.wait_until(Some(Deadline::after(timeout)), None::<fn()>)
+        self.wait_until(Some(Deadline::after(timeout)), NO_ACTION)
     }
 
     /// [`RawBarrier::wait`]; if this arrival is the last, runs `action`
     /// once, before anyone is released. A panicking action breaks the
     /// barrier (and the panic goes on in this process).
     pub fn wait_with_action(&self, action: impl FnOnce()) -> Result<u32> {
-        self.wait_until(self.default_timeout().map(Deadline::after), Some(action))
+        self.wait_with_action_timeout(self.default_timeout(), action)
     }
 
+    /// [`RawBarrier::wait_with_action`] within `timeout` (`None`: the
+    /// default timeout given at creation, as Python's `wait(None)`).
+    pub fn wait_with_action_timeout(
+        &self,
+        timeout: Option<Duration>,
+        action: impl FnOnce(),
+    ) -> Result<u32> {
+        let action = || {
+            action();
+            true
+        };
+        self.wait_until(timeout.map(Deadline::after), Some(action))
+    }
+
+    /// [`RawBarrier::wait_with_action_timeout`] with an action that may
+    /// fail: an `Err` from it breaks the barrier (every other party gets
+    /// [`Error::BrokenBarrier`], as when Python's action raises) and comes
+    /// back as [`BarrierActionError::Action`]; anything else the wait
+    /// meets is [`BarrierActionError::Barrier`].
+    pub fn wait_with_fallible_action<E>(
+        &self,
+        timeout: Option<Duration>,
+        action: impl FnOnce() -> std::result::Result<(), E>,
+    ) -> std::result::Result<u32, BarrierActionError<E>> {
+        let mut failed = None;
+        let r = self.wait_until(
+            timeout.map(Deadline::after),
+            Some(|| match action() {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }),
+        );
+        match (failed, r) {
+            (Some(e), _) => Err(BarrierActionError::Action(e)),
+            (None, Ok(i)) => Ok(i),
+            (None, Err(e)) => Err(BarrierActionError::Barrier(e)),
+        }
+    }
+
+    /// Waits until `deadline`; the last arrival runs `action` (if any),
+    /// which returns whether it succeeded: a failure breaks the generation.
     pub(crate) fn wait_until(
         &self,
         deadline: Option<Deadline>,
-        action: Option<impl FnOnce()>,
+        action: Option<impl FnOnce() -> bool>,
     ) -> Result<u32> {
         let parties = self.check()?;
         // Arrive.
@@ -411,7 +492,13 @@ impl RawBarrier {
     }
 
     #[cold]
-    fn trip(&self, g: u32, index: u32, parties: u32, action: Option<impl FnOnce()>) -> Result<u32> {
+    fn trip(
+        &self,
+        g: u32,
+        index: u32,
+        parties: u32,
+        action: Option<impl FnOnce() -> bool>,
+    ) -> Result<u32> {
         let full = pack(g, parties, false);
         let recorded = parties > 1 && self.record_tripper(g, parties);
         // A tripper killed here (generation full, record written) is found
@@ -422,8 +509,14 @@ impl RawBarrier {
             // will not trip.
             if self.word.load(Acquire) == full {
                 let guard = BreakOnUnwind(self, g);
-                action();
+                let ok = action();
                 drop(guard);
+                if !ok {
+                    // Failed: break our generation (not whatever is
+                    // current, should a reset have moved it on); the
+                    // trip's CAS below then fails: `BrokenBarrier`.
+                    self.break_gen(g, true);
+                }
             }
         }
         let ng = g.wrapping_add(1) & GEN_MASK;
@@ -1009,7 +1102,15 @@ mod tests {
         b.word.store(pack(3, 2, false), Release);
         b.reset(); // generation 3 reset under its tripper
         let mut ran = false;
-        let r = b.trip(3, 1, 2, Some(|| ran = true));
+        let r = b.trip(
+            3,
+            1,
+            2,
+            Some(|| {
+                ran = true;
+                true
+            }),
+        );
         assert!(matches!(r, Err(Error::BrokenBarrier)), "{r:?}");
         assert!(!ran, "the action of a reset generation ran");
         assert_eq!(b.trip_gen.load(Relaxed), 0, "a stale record was written");

@@ -13,7 +13,7 @@
 //! |      4 | `nslots`      | [`CONDVAR_SLOTS`]                                |
 //! |      8 | `next_ticket` | ticket of the next waiter (wrapping): FIFO order |
 //! |     12 | `occupied`    | slots not `FREE` (a hint: 0 lets notify skip the scan) |
-//! |     16 | `slots`       | per waiter: `state` (futex word), `ticket`, `pid`, reserved, `start` (the waiter's process start time) |
+//! |     16 | `slots`       | per waiter: `state` (futex word), `ticket`, `pid`, `pidns` (the waiter's pid namespace, inode number; 0: unknown, as written by builds before it), `start` (the waiter's process start time) |
 //!
 //! Slot `state`: `FREE` 0, `WAITING` 1, `SIGNALLED` 2.
 //!
@@ -32,7 +32,9 @@
 //!   ticket, store `SIGNALLED` (Release; SYNC POINT with the waiter's
 //!   Acquire load) and `FUTEX_WAKE(state, 1)`. If that woke nobody, the
 //!   waiter is either about to look at `state` (it will see `SIGNALLED`) or
-//!   dead: its pid and start time tell which. A dead waiter's slot is freed
+//!   dead: its pid and start time tell which (only to a notifier in the
+//!   waiter's pid namespace: elsewhere the pid names another process, or
+//!   none, and the waiter counts as alive). A dead waiter's slot is freed
 //!   and does not count, so a dead waiter never absorbs a notify, and a
 //!   notify with nobody waiting changes nothing (no credit is left).
 //!
@@ -63,7 +65,8 @@ struct Slot {
     state: AtomicU32,
     ticket: AtomicU32,
     pid: AtomicU32,
-    _reserved: AtomicU32,
+    /// Where `pid` means something (see `alive`).
+    pidns: AtomicU32,
     start: AtomicU64,
 }
 
@@ -73,7 +76,7 @@ impl Slot {
             state: AtomicU32::new(FREE),
             ticket: AtomicU32::new(0),
             pid: AtomicU32::new(0),
-            _reserved: AtomicU32::new(0),
+            pidns: AtomicU32::new(0),
             start: AtomicU64::new(0),
         }
     }
@@ -235,6 +238,7 @@ impl RawCondvar {
                     let ticket = self.next_ticket.fetch_add(1, Relaxed);
                     s.ticket.store(ticket, Relaxed);
                     s.pid.store(pid, Relaxed);
+                    s.pidns.store(my_pid_namespace(), Relaxed);
                     s.start.store(start, Relaxed);
                     // Counted first: a process dying in between leaves
                     // `occupied` too high (a needless scan), never too low.
@@ -404,10 +408,28 @@ fn wake_one(word: &AtomicU32) -> bool {
     true
 }
 
-/// Whether the process that claimed slot `s` is alive.
+/// Whether the process that claimed slot `s` is alive. A waiter of
+/// another pid namespace than ours (both known) cannot be looked up: its
+/// pid names another process here, or none. It counts as alive.
 #[cfg(not(loom))]
 fn alive(s: &Slot) -> bool {
+    let ns = s.pidns.load(Relaxed);
+    if ns != 0 && ns != my_pid_namespace() {
+        return true;
+    }
     crate::sys::proc::is_alive(s.pid.load(Relaxed), s.start.load(Relaxed))
+}
+
+/// This process's pid namespace as a slot records it (the inode number,
+/// which procfs keeps within 32 bits; 0: unknown).
+#[cfg(not(loom))]
+fn my_pid_namespace() -> u32 {
+    crate::sys::proc::pid_namespace() as u32
+}
+
+#[cfg(loom)]
+fn my_pid_namespace() -> u32 {
+    0
 }
 
 #[cfg(loom)]
@@ -462,6 +484,24 @@ mod tests {
         assert!(cv.dequeue(second).unwrap());
         assert_eq!(cv.n_waiting(), 0);
         assert_eq!(cv.occupied.load(Relaxed), 0);
+    }
+
+    /// A waiter recorded with a pid that names no live process here is
+    /// dead, unless it was recorded in another pid namespace: there the
+    /// pid means another process, and the waiter counts as alive (a
+    /// notifier never skips a live waiter it cannot see).
+    #[test]
+    fn a_waiter_of_another_pid_namespace_is_never_judged_dead() {
+        let cv = RawCondvar::new();
+        let c = cv.enqueue().unwrap();
+        let s = &cv.slots[c.i];
+        assert!(alive(s), "this very process");
+        s.pid.store(u32::MAX >> 2, Relaxed); // no such process
+        assert!(!alive(s));
+        s.pidns.store(my_pid_namespace().wrapping_add(1), Relaxed);
+        assert!(alive(s), "judged across pid namespaces");
+        s.pidns.store(0, Relaxed); // an earlier build's slot: judged
+        assert!(!alive(s));
     }
 
     /// After a failed re-lock a waiter frees its slot without the lock,

@@ -25,7 +25,7 @@ mod seqlock;
 pub mod spsc;
 pub(crate) mod sync;
 
-pub use barrier::{RawBarrier, BARRIER_PARTIES_MAX};
+pub use barrier::{BarrierActionError, RawBarrier, BARRIER_PARTIES_MAX};
 pub use condvar::{RawCondvar, CONDVAR_SLOTS};
 pub use event::RawEvent;
 #[allow(unused_imports)]
