@@ -158,6 +158,8 @@ impl Cells {
 /// pickling) and whether it is a `Lock` or an `RLock`.
 struct Guard {
     obj: PyObject,
+    /// The same lock's handle, reached without a downcast on every access.
+    handle: shmprim::SharedLock,
     recursive: bool,
 }
 
@@ -175,6 +177,7 @@ impl Guard {
             }
             let l = Py::new(py, RLock::fresh()?)?;
             return Ok(Some(Guard {
+                handle: (&l.get().inner).into(),
                 obj: l.into_any(),
                 recursive: true,
             }));
@@ -184,27 +187,27 @@ impl Guard {
 
     fn from_obj(py: Python<'_>, obj: PyObject) -> PyResult<Option<Guard>> {
         let b = obj.bind(py);
-        let recursive = if b.downcast::<RLock>().is_ok() {
-            true
-        } else if b.downcast::<Lock>().is_ok() {
-            false
+        let (handle, recursive): (shmprim::SharedLock, bool) = if let Ok(l) = b.downcast::<RLock>()
+        {
+            ((&l.get().inner).into(), true)
+        } else if let Ok(l) = b.downcast::<Lock>() {
+            ((&l.get().inner).into(), false)
         } else {
             return Err(PyAttributeError::new_err(
                 "lock must be True, False or a shmprim Lock/RLock",
             ));
         };
-        Ok(Some(Guard { obj, recursive }))
+        Ok(Some(Guard {
+            obj,
+            handle,
+            recursive,
+        }))
     }
 
-    fn mutex<'a>(&self, b: &'a Bound<'_, PyAny>) -> &'a RawMutex {
-        match b.downcast::<RLock>() {
-            Ok(l) => l.get().inner.raw(),
-            Err(_) => b
-                .downcast::<Lock>()
-                .expect("checked at creation")
-                .get()
-                .inner
-                .raw(),
+    fn mutex(&self) -> &RawMutex {
+        match &self.handle {
+            shmprim::SharedLock::Lock(l) => l.raw(),
+            shmprim::SharedLock::RLock(l) => l.raw(),
         }
     }
 }
@@ -214,8 +217,7 @@ impl Guard {
 /// consistent and released, and `OwnerDiedError` raised (retrying works).
 fn locked<R>(py: Python<'_>, guard: &Option<Guard>, f: impl FnOnce() -> R) -> PyResult<R> {
     let Some(g) = guard else { return Ok(f()) };
-    let b = g.obj.bind(py);
-    let m = g.mutex(b);
+    let m = g.mutex();
     match acquire_got(py, m, None)? {
         Got::Clean => {
             let r = f();
