@@ -21,6 +21,8 @@
 //! | `Connection`               | [`Connection`] (over [`SpscRing`]) |
 //! | `Queue(maxsize)`           | [`Queue`] (MPMC, fixed-size slots) |
 //! | `JoinableQueue(maxsize)`   | [`JoinableQueue`]                |
+//! | `Manager().dict()`         | [`SharedMap`] (growable, lock-free reads) |
+//! | `Manager().list()`         | [`SharedList`]                   |
 //!
 //! ## Layers
 //!
@@ -76,6 +78,8 @@
 
 #[cfg(feature = "serde")]
 mod codec;
+#[cfg(not(loom))]
+pub mod containers;
 mod error;
 #[doc(hidden)]
 pub mod fault;
@@ -85,6 +89,8 @@ pub mod raw;
 pub mod segment;
 pub mod sys;
 
+#[cfg(not(loom))]
+pub use containers::{MapTx, SharedList, SharedMap};
 pub use error::{Error, NameError, Result};
 pub use handle::{
     Array, ArrayGuard, AtomicInt, AtomicValue, Barrier, BoundedSemaphore, Condition, Event, Lock,
@@ -336,6 +342,12 @@ pub mod __fuzz {
             }
         }
         ok
+    }
+
+    /// A `SharedMap` and a `SharedList` whose shared bytes are `bytes`,
+    /// opened and used (see `containers::__fuzz_open`).
+    pub fn open_containers(bytes: &[u8]) -> usize {
+        crate::containers::__fuzz_open(bytes)
     }
 
     /// Bytes as `MpmcRing` memory (garbage, or a valid ring with garbage

@@ -21,6 +21,7 @@ mod mutex;
 mod owner;
 pub(crate) mod park;
 mod semaphore;
+mod seqlock;
 pub mod spsc;
 pub(crate) mod sync;
 
@@ -34,4 +35,5 @@ pub use lock_error::{LockError, LockResult, OwnerDied, RecoverableGuard};
 pub use mpmc::{HeapMpmc, MpmcRef, MpmcRing};
 pub use mutex::{Acquire, MutexKind, RawMutex, RawMutexGuard};
 pub use semaphore::{RawSemaphore, SEMAPHORE_VALUE_MAX};
+pub use seqlock::SeqCount;
 pub use spsc::SpscRing;

@@ -82,6 +82,18 @@ impl Options {
         self
     }
 
+    /// The permission bits set by [`Options::mode`] (default 0600): what
+    /// an embedder that creates further segments on behalf of the same
+    /// object (the shared containers' generations) passes on.
+    pub fn mode_bits(&self) -> u32 {
+        self.mode
+    }
+
+    /// Whether [`Options::persist`] was asked for.
+    pub fn persist_requested(&self) -> bool {
+        self.persist
+    }
+
     /// Keep the name after the creator's last handle drops (default: the
     /// creator unlinks it). A persisted name is removed by
     /// [`Segment::unlink_name`] or by another `unlink`.

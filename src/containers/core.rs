@@ -1,0 +1,796 @@
+//! What the map and the list share: the root segment, following
+//! generations, optimistic reads, and the writer (lock, undo log, growth,
+//! commit, repair).
+//!
+//! ## Root layout (a 512-byte bytes segment; offsets from its data start)
+//!
+//! | offset | field     | written                                                  |
+//! |-------:|-----------|----------------------------------------------------------|
+//! |      0 | magic     | last, at creation (Release): openers wait for it         |
+//! |      8 | shape     | at creation                                              |
+//! |     16 | mode      | at creation: permission bits for every generation        |
+//! |     24 | base_len  | at creation: length of the generations' base name        |
+//! |     32 | closed    | 1 once the creator dropped its handle (names removed)    |
+//! |     64 | mutex     | [`RawMutex`]: serialises writers; its owner-died hand-over triggers the repair |
+//! |    128 | current   | number of the published generation: **the growth commit point** (Release) |
+//! |    136 | created   | highest generation number ever created (under the lock, before creating it) |
+//! |    144 | oldest    | lowest generation whose name may still be linked         |
+//! |    192 | base      | the base name (≤ 255 bytes); generation `n` is `{base}.{n:x}` |
+
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::gen::{self, Gen, Sizes, G_BUMP, G_LEN, G_LIVE, G_STATE, G_USED, STATE_LEN};
+use super::Shape;
+use crate::fault::fault_point;
+use crate::raw::{LockError, MutexKind, RawMutex, RawMutexGuard};
+use crate::segment::{unique_name, MAX_NAME_LEN};
+use crate::{Error, NameError, Options, Result, Segment};
+
+const ROOT_MAGIC: u64 = u64::from_le_bytes(*b"SHMCROOT");
+const ROOT_SIZE: usize = 512;
+const R_MAGIC: u64 = 0;
+const R_SHAPE: u64 = 8;
+const R_MODE: u64 = 16;
+const R_BASE_LEN: u64 = 24;
+const R_CLOSED: u64 = 32;
+const R_MUTEX: usize = 64;
+const R_CURRENT: u64 = 128;
+const R_CREATED: u64 = 136;
+const R_OLDEST: u64 = 144;
+const R_BASE: usize = 192;
+const BASE_MAX: usize = 255;
+/// Room a generation name needs after the base: `.` and 16 hex digits.
+const SUFFIX_MAX: usize = 17;
+
+/// Optimistic read attempts before a reader takes the lock instead.
+const READ_TRIES: u32 = 64;
+/// How many stray generation names a repair removes at most.
+const STRAY_MAX: u64 = 64;
+
+/// The smallest generation: slots and heap.
+const MIN_SLOTS: u64 = 16;
+const MIN_HEAP: u64 = 4096;
+const MIN_LOG: u64 = 4096;
+const MAX_LOG: u64 = 1 << 20;
+/// A heap larger than this is compacted once less than an eighth of it
+/// is live.
+const SHRINK_ABOVE: u64 = 64 << 10;
+
+/// The process-local side of a container handle.
+pub(crate) struct Core {
+    root: Segment,
+    shape: Shape,
+    base: String,
+    gen_opts: Options,
+    /// The generation this handle uses (a leaked `Box<Gen>`).
+    cur: AtomicPtr<Gen>,
+    /// Threads of this process inside an operation (see `pin`).
+    active: AtomicUsize,
+    /// Generations this handle left behind, unmapped once no thread of this
+    /// process can still be reading them.
+    // Boxed: pinned threads hold references to the Gen where it lies.
+    #[allow(clippy::vec_box)]
+    retired: Mutex<Vec<Box<Gen>>>,
+    has_retired: AtomicBool,
+    /// The creating process, for a handle that created the container: its
+    /// drop removes the names (unless persisted).
+    owner: Option<u32>,
+    persist: AtomicBool,
+    timeout: Mutex<Option<Duration>>,
+}
+
+// SAFETY: `cur` points to a `Gen` (Send + Sync) owned by this Core and
+// freed only when no thread is pinned to it (see `pin`); everything else
+// is Send + Sync.
+unsafe impl Send for Core {}
+// SAFETY: as above.
+unsafe impl Sync for Core {}
+
+/// A thread's hold on the handle's current generation: while it lives the
+/// generation stays mapped.
+pub(crate) struct Pin<'a> {
+    core: &'a Core,
+    pub gen: &'a Gen,
+}
+
+impl Drop for Pin<'_> {
+    fn drop(&mut self) {
+        if self.core.active.fetch_sub(1, SeqCst) == 1 && self.core.has_retired.load(Relaxed) {
+            self.core.reclaim();
+        }
+    }
+}
+
+fn root_word(root: &Segment, off: u64) -> &AtomicU64 {
+    debug_assert!(off % 8 == 0 && off as usize + 8 <= ROOT_SIZE);
+    // SAFETY: `off` is one of the fixed, 8-aligned root offsets below
+    // ROOT_SIZE, and every root segment was checked to hold ROOT_SIZE
+    // bytes at a 64-aligned start; an AtomicU64 is valid for any bits.
+    unsafe { &*root.data_ptr().add(off as usize).cast::<AtomicU64>() }
+}
+
+fn check_root_segment(seg: &Segment) -> Result<()> {
+    if seg.data_len() < ROOT_SIZE || seg.data_ptr() as usize % 64 != 0 {
+        return Err(Error::Corrupt(
+            "container root: short or misaligned segment",
+        ));
+    }
+    Ok(())
+}
+
+fn gen_name(base: &str, n: u64) -> String {
+    format!("{base}.{n:x}")
+}
+
+/// Where a new container's root goes.
+pub(crate) enum Place<'a> {
+    Named(&'a str, &'a Options),
+    Anonymous,
+}
+
+impl Core {
+    /// Creates a container: its root and an empty first generation.
+    pub fn create(place: Place<'_>, shape: Shape) -> Result<Core> {
+        let (root, base, opts) = match place {
+            Place::Named(name, opts) => {
+                if name.len() + SUFFIX_MAX > MAX_NAME_LEN.min(BASE_MAX + SUFFIX_MAX) {
+                    return Err(Error::InvalidName {
+                        name: name.to_owned(),
+                        reason: NameError::TooLong,
+                    });
+                }
+                let root = Segment::create_with(name, ROOT_SIZE, opts)?;
+                (root, name.to_owned(), opts.clone())
+            }
+            Place::Anonymous => {
+                let root = Segment::anonymous(ROOT_SIZE)?;
+                (root, unique_name("shmc"), Options::new())
+            }
+        };
+        Self::init(root, shape, base, opts)
+    }
+
+    /// Opens `name`, or creates it; exactly one of racing callers creates.
+    pub fn open_or_create(name: &str, shape: Shape) -> Result<Core> {
+        if name.len() + SUFFIX_MAX > MAX_NAME_LEN.min(BASE_MAX + SUFFIX_MAX) {
+            return Err(Error::InvalidName {
+                name: name.to_owned(),
+                reason: NameError::TooLong,
+            });
+        }
+        let root = Segment::open_or_create(name, ROOT_SIZE)?;
+        if root.is_creator() {
+            Self::init(root, shape, name.to_owned(), Options::new())
+        } else {
+            Self::attach(root, shape, &Options::new())
+        }
+    }
+
+    fn init(root: Segment, shape: Shape, base: String, opts: Options) -> Result<Core> {
+        check_root_segment(&root)?;
+        let first = Gen::create(
+            &gen_name(&base, 1),
+            &opts,
+            shape,
+            1,
+            Sizes {
+                nslots: MIN_SLOTS,
+                heap: MIN_HEAP,
+                log_cap: MIN_LOG,
+            },
+        )?;
+        let w = |off, v| root_word(&root, off).store(v, Relaxed);
+        w(R_SHAPE, shape as u64);
+        w(R_MODE, u64::from(opts.mode_bits()));
+        w(R_BASE_LEN, base.len() as u64);
+        w(R_CURRENT, 1);
+        w(R_CREATED, 1);
+        w(R_OLDEST, 1);
+        // SAFETY: R_BASE + BASE_MAX <= ROOT_SIZE (checked segment); this
+        // process created the root and nobody uses it before the magic.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                base.as_ptr(),
+                root.data_ptr().add(R_BASE),
+                base.len().min(BASE_MAX),
+            );
+        }
+        // SAFETY: offset 64 of a 64-aligned region of ROOT_SIZE bytes holds
+        // RawMutex::SIZE bytes; nobody else touches the root before the
+        // magic is published below.
+        unsafe { RawMutex::init(root.data_ptr().add(R_MUTEX).cast(), MutexKind::Normal)? };
+        root_word(&root, R_MAGIC).store(ROOT_MAGIC, Release);
+        let owner = Some(std::process::id());
+        Ok(Self::with(root, shape, base, opts, first, owner))
+    }
+
+    fn with(
+        root: Segment,
+        shape: Shape,
+        base: String,
+        gen_opts: Options,
+        first: Gen,
+        owner: Option<u32>,
+    ) -> Core {
+        Core {
+            root,
+            shape,
+            base,
+            gen_opts,
+            cur: AtomicPtr::new(Box::into_raw(Box::new(first))),
+            active: AtomicUsize::new(0),
+            retired: Mutex::new(Vec::new()),
+            has_retired: AtomicBool::new(false),
+            owner,
+            persist: AtomicBool::new(false),
+            timeout: Mutex::new(None),
+        }
+    }
+
+    /// Opens the container `name`.
+    pub fn open(name: &str, shape: Shape, opts: &Options) -> Result<Core> {
+        let root = Segment::open_with(name, opts)?;
+        Self::attach(root, shape, opts)
+    }
+
+    fn attach(root: Segment, shape: Shape, opts: &Options) -> Result<Core> {
+        check_root_segment(&root)?;
+        let magic = root_word(&root, R_MAGIC);
+        let until = Instant::now() + Duration::from_secs(2);
+        while magic.load(Acquire) != ROOT_MAGIC {
+            if magic.load(Relaxed) != 0 {
+                return Err(Error::Corrupt("container root: bad magic"));
+            }
+            if Instant::now() > until {
+                return Err(Error::NotReady);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let found = root_word(&root, R_SHAPE).load(Relaxed);
+        if found != shape as u64 {
+            return Err(Error::KindMismatch {
+                found: found as u32,
+                expected: shape as u32,
+            });
+        }
+        // SAFETY: the root holds ROOT_SIZE bytes (checked) and the mutex was
+        // initialised before the magic was published (Acquire above).
+        let mutex = unsafe { &*root.data_ptr().add(R_MUTEX).cast::<RawMutex>() };
+        mutex.check_layout()?;
+        let blen = root_word(&root, R_BASE_LEN).load(Relaxed) as usize;
+        if blen == 0 || blen > BASE_MAX {
+            return Err(Error::Corrupt("container root: base name length"));
+        }
+        let mut raw = vec![0u8; blen];
+        // SAFETY: R_BASE + blen <= R_BASE + BASE_MAX <= ROOT_SIZE.
+        unsafe {
+            std::ptr::copy_nonoverlapping(root.data_ptr().add(R_BASE), raw.as_mut_ptr(), blen)
+        };
+        let base = String::from_utf8(raw)
+            .map_err(|_| Error::Corrupt("container root: base name not UTF-8"))?;
+        if !base.starts_with('/') || base[1..].contains('/') || base.contains('\0') {
+            return Err(Error::Corrupt("container root: base name"));
+        }
+        let mode = root_word(&root, R_MODE).load(Relaxed) as u32 & 0o777;
+        let gen_opts = opts.clone().mode(mode);
+        let (first, _) = open_current(&root, &base, shape, &gen_opts)?;
+        Ok(Self::with(root, shape, base, gen_opts, first, None))
+    }
+
+    /// Overwrites the root's words other than the lock with `bytes`.
+    #[cfg(fuzzing)]
+    pub fn __fuzz_patch_root(&self, bytes: &[u8]) {
+        for (i, c) in bytes.chunks(8).enumerate() {
+            let off = match i {
+                0..=7 => i as u64 * 8,
+                _ => 128 + (i as u64 - 8) * 8,
+            };
+            if off + 8 > ROOT_SIZE as u64 {
+                break;
+            }
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            self.rw(off).store(u64::from_le_bytes(b), Relaxed);
+        }
+    }
+
+    fn rw(&self, off: u64) -> &AtomicU64 {
+        root_word(&self.root, off)
+    }
+
+    fn mutex(&self) -> &RawMutex {
+        // SAFETY: checked at creation or attach (layout, initialisation);
+        // lives as long as the root segment.
+        unsafe { &*self.root.data_ptr().add(R_MUTEX).cast::<RawMutex>() }
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        self.root.name()
+    }
+
+    pub fn persist(&self) {
+        self.persist.store(true, Relaxed);
+        self.root.persist();
+    }
+
+    pub fn set_timeout(&self, t: Option<Duration>) {
+        *self.timeout.lock().unwrap_or_else(|p| p.into_inner()) = t;
+    }
+
+    /// Removes the names now (root and every generation); handles keep
+    /// working on what they map, but the container can no longer grow.
+    pub fn unlink(&self) -> Result<()> {
+        self.rw(R_CLOSED).store(1, SeqCst);
+        self.unlink_generations(None);
+        self.root.unlink()
+    }
+
+    fn unlink_generations(&self, keep: Option<u64>) {
+        let created = self.rw(R_CREATED).load(Acquire);
+        let oldest = self
+            .rw(R_OLDEST)
+            .load(Acquire)
+            .max(created.saturating_sub(STRAY_MAX));
+        for n in oldest..=created {
+            if Some(n) != keep {
+                let _ = Segment::unlink_name(&gen_name(&self.base, n));
+            }
+        }
+    }
+
+    /// Pins the handle's current generation for one operation.
+    pub fn pin(&self) -> Pin<'_> {
+        self.active.fetch_add(1, SeqCst);
+        let p = self.cur.load(SeqCst);
+        // SAFETY: `cur` always holds a live Box<Gen>; one swapped out is
+        // freed only when `active` is seen at zero after the swap, and this
+        // thread counted itself in `active` before loading it.
+        let gen = unsafe { &*p };
+        Pin { core: self, gen }
+    }
+
+    fn reclaim(&self) {
+        let Ok(mut list) = self.retired.try_lock() else {
+            return;
+        };
+        if self.active.load(SeqCst) == 0 {
+            list.clear();
+            self.has_retired.store(false, Relaxed);
+        }
+    }
+
+    /// Makes `g` the handle's generation, unless it already uses one as new.
+    fn adopt(&self, g: Gen) {
+        let mut list = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: see `pin`; the list lock serialises swaps.
+        let cur = unsafe { &*self.cur.load(SeqCst) };
+        if cur.number >= g.number {
+            return;
+        }
+        let old = self.cur.swap(Box::into_raw(Box::new(g)), SeqCst);
+        // SAFETY: `old` came from Box::into_raw and was just swapped out:
+        // no new pin can load it.
+        list.push(unsafe { Box::from_raw(old) });
+        self.has_retired.store(true, Relaxed);
+        if self.active.load(SeqCst) == 0 {
+            list.clear();
+            self.has_retired.store(false, Relaxed);
+        }
+    }
+
+    /// Moves the handle to the published generation.
+    fn follow(&self) -> Result<()> {
+        let (g, _) = open_current(&self.root, &self.base, self.shape, &self.gen_opts)?;
+        self.adopt(g);
+        Ok(())
+    }
+
+    /// A pin on the published generation.
+    fn current(&self) -> Result<Pin<'_>> {
+        for _ in 0..100 {
+            let pin = self.pin();
+            if self.rw(R_CURRENT).load(Acquire) == pin.gen.number {
+                return Ok(pin);
+            }
+            drop(pin);
+            self.follow()?;
+        }
+        Err(Error::Corrupt("container: generation keeps changing"))
+    }
+
+    /// Runs `f` on a committed state: optimistically (no lock, validated
+    /// by the generation's sequence word), and under the lock if writers
+    /// keep interfering or one died mid-write (the lock's dead-owner check
+    /// then hands it over and the repair runs first). `f` must only read.
+    pub fn read<R>(&self, mut f: impl FnMut(&Gen) -> Result<R>) -> Result<R> {
+        for i in 0..READ_TRIES {
+            let pin = self.pin();
+            let g = pin.gen;
+            if let Some(s) = g.seq().read_begin() {
+                if self.rw(R_CURRENT).load(Acquire) != g.number {
+                    drop(pin);
+                    self.follow()?;
+                    continue;
+                }
+                let r = f(g);
+                if g.seq().read_validate(s) {
+                    return r;
+                }
+            }
+            drop(pin);
+            if i < 16 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        let w = self.write()?;
+        f(w.gen())
+    }
+
+    /// Takes the writers' lock (repairing after a dead writer) and starts
+    /// a write on the published generation.
+    pub fn write(&self) -> Result<Writer<'_>> {
+        let timeout = *self.timeout.lock().unwrap_or_else(|p| p.into_inner());
+        let r = match timeout {
+            None => self.mutex().lock(),
+            Some(t) => self.mutex().lock_timeout(t),
+        };
+        let guard = match r {
+            Ok(g) => g,
+            Err(LockError::OwnerDied(died)) => {
+                self.repair()?;
+                died.make_consistent()?
+            }
+            Err(LockError::Failed(e)) => return Err(e),
+        };
+        let pin = self.current()?;
+        Ok(Writer {
+            core: self,
+            guard: Some(guard),
+            pin: Some(pin),
+            work: None,
+            began: false,
+            done: false,
+        })
+    }
+
+    /// The owner-died repair (the lock is held): undo the dead writer's
+    /// in-place changes, reopen the sequence word to readers, remove the
+    /// names of generations it created but never published or retired but
+    /// never unlinked.
+    fn repair(&self) -> Result<()> {
+        let pin = self.current()?;
+        let g = pin.gen;
+        g.roll_back()?;
+        if g.seq().is_writing() {
+            g.seq().force_even();
+        }
+        let cur = g.number;
+        drop(pin);
+        if self.rw(R_CREATED).load(Relaxed) < cur {
+            self.rw(R_CREATED).store(cur, Relaxed);
+        }
+        self.unlink_generations(Some(cur));
+        self.rw(R_OLDEST).store(cur, Relaxed);
+        Ok(())
+    }
+}
+
+/// Opens the generation the root names as current (retrying while a
+/// writer moves it on under us).
+fn open_current(root: &Segment, base: &str, shape: Shape, opts: &Options) -> Result<(Gen, u64)> {
+    let current = root_word(root, R_CURRENT);
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        let n = current.load(Acquire);
+        match Segment::open_with(&gen_name(base, n), opts) {
+            Ok(seg) => return Ok((Gen::open(seg, shape, n)?, n)),
+            Err(Error::NotFound) => {
+                if current.load(Acquire) != n {
+                    continue;
+                }
+                if root_word(root, R_CLOSED).load(Acquire) != 0 || Instant::now() > until {
+                    // The creator removed the names: the container lives
+                    // on only in the mappings that hold it.
+                    return Err(Error::NotFound);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        if self.owner == Some(std::process::id()) && !self.persist.load(Relaxed) {
+            self.rw(R_CLOSED).store(1, SeqCst);
+            self.unlink_generations(None);
+            // The root's words may have been overwritten: this handle's
+            // own generation goes in any case.
+            // SAFETY: see `pin`; `&mut self`: no pin is alive.
+            let n = unsafe { &*self.cur.load(Relaxed) }.number;
+            let _ = Segment::unlink_name(&gen_name(&self.base, n));
+            // The root segment's own drop removes the root name.
+        }
+        let p = *self.cur.get_mut();
+        // SAFETY: the last use of the handle: no pin is alive (pins borrow
+        // it); `p` came from Box::into_raw.
+        drop(unsafe { Box::from_raw(p) });
+    }
+}
+
+/// A write in progress: the writers' lock, the published generation
+/// (`base`), and, once the write outgrew it, an unpublished successor
+/// (`work`) that the commit publishes. Dropped without `commit`, it undoes
+/// everything (an error in a transaction, a panic, `OutOfSpace`).
+pub(crate) struct Writer<'a> {
+    core: &'a Core,
+    guard: Option<RawMutexGuard<'a>>,
+    pin: Option<Pin<'a>>,
+    work: Option<Gen>,
+    /// Whether `base` is being changed in place (its sequence word odd,
+    /// its undo log in use).
+    began: bool,
+    done: bool,
+}
+
+/// Room one step of a write needs in the generation it writes to.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Need {
+    /// Heap bytes for new records.
+    pub heap: u64,
+    /// New slots (map: occupied slots; list: elements).
+    pub slots: u64,
+    /// Undo log bytes, if written in place.
+    pub log: u64,
+}
+
+impl<'a> Writer<'a> {
+    /// The generation being written.
+    pub fn gen(&self) -> &Gen {
+        match &self.work {
+            Some(g) => g,
+            None => self.base(),
+        }
+    }
+
+    fn base(&self) -> &'a Gen {
+        self.pin.as_ref().expect("pinned until dropped").gen
+    }
+
+    /// Whether writes go to the published generation (and need logging).
+    fn in_place(&self) -> bool {
+        self.work.is_none()
+    }
+
+    /// Makes sure the generation written to has room for `need`, moving to
+    /// a larger (or compacted) one if not, and starts the in-place write.
+    pub fn ensure(&mut self, need: Need) -> Result<()> {
+        let g = self.gen();
+        let state_log = if self.in_place() && !self.began {
+            gen::log_entry_size(STATE_LEN)
+        } else {
+            0
+        };
+        let slots_ok = match self.core.shape {
+            Shape::Map => g.get(G_USED).saturating_add(need.slots) <= g.nslots / 4 * 3,
+            Shape::List => g.len().saturating_add(need.slots) <= g.nslots,
+        };
+        // Mostly garbage: compact now rather than when the heap is full,
+        // so that a map that shrank gives its memory back.
+        let heap_cap = g.heap_end - g.heap_off;
+        let sparse = heap_cap > SHRINK_ABOVE && g.get(G_LIVE).saturating_mul(8) < heap_cap;
+        let fits = slots_ok
+            && g.heap_free() >= need.heap
+            && (!self.in_place() || g.log_free() >= need.log.saturating_add(state_log));
+        if !fits || sparse {
+            match self.migrate(need) {
+                // Compacting is a nicety: without room for it, go on here.
+                Err(Error::OutOfSpace) if fits => {}
+                r => r?,
+            }
+        }
+        if self.in_place() && !self.began {
+            let g = self.base();
+            g.seq().write_begin();
+            self.began = true;
+            g.log(G_STATE, STATE_LEN)?;
+        }
+        Ok(())
+    }
+
+    /// Logs `len` bytes at `off` before they change, when writing in place.
+    pub fn log(&self, off: u64, len: u64) -> Result<()> {
+        if self.in_place() {
+            self.gen().log(off, len)?;
+        }
+        Ok(())
+    }
+
+    /// Empties the container: the next generation starts empty.
+    pub fn clear(&mut self) -> Result<()> {
+        self.migrate_with(Need::default(), false)
+    }
+
+    fn migrate(&mut self, need: Need) -> Result<()> {
+        self.migrate_with(need, true)
+    }
+
+    /// Moves the write to a new generation sized for the live data plus
+    /// `need` (twice over), copying the live records (`copy`) compactly:
+    /// what removes and overwrites freed is reclaimed here.
+    fn migrate_with(&mut self, need: Need, copy: bool) -> Result<()> {
+        let core = self.core;
+        let src = self.gen();
+        let (len, live) = if copy {
+            (src.len(), src.get(G_LIVE))
+        } else {
+            (0, 0)
+        };
+        let want_slots = len
+            .saturating_add(need.slots)
+            .saturating_mul(2)
+            .max(MIN_SLOTS);
+        let nslots = want_slots
+            .checked_next_power_of_two()
+            .ok_or(Error::OutOfSpace)?;
+        let heap = live
+            .saturating_add(need.heap)
+            .saturating_mul(2)
+            .max(MIN_HEAP)
+            .div_ceil(8)
+            * 8;
+        let log_cap = (heap / 8).clamp(MIN_LOG, MAX_LOG) / 8 * 8;
+        if cfg!(fuzzing) && heap > 64 << 20 {
+            return Err(Error::OutOfSpace);
+        }
+        let number = core.rw(R_CREATED).load(Relaxed).max(src.number) + 1;
+        // Recorded before the segment exists, so that a repair after our
+        // death knows which name may be debris.
+        core.rw(R_CREATED).store(number, Release);
+        fault_point!("container.grow.before_create");
+        let g = Gen::create(
+            &gen_name(&core.base, number),
+            &core.gen_opts,
+            core.shape,
+            number,
+            Sizes {
+                nslots,
+                heap,
+                log_cap,
+            },
+        )?;
+        if copy {
+            copy_live(src, &g)?;
+        }
+        fault_point!("container.grow.after_copy");
+        if let Some(old) = self.work.replace(g) {
+            let _ = Segment::unlink_name(&gen_name(&core.base, old.number));
+        }
+        Ok(())
+    }
+
+    /// Makes the write visible: one store (the undo log emptied, or the
+    /// root's `current` moved to the new generation).
+    pub fn commit(mut self) -> Result<()> {
+        let core = self.core;
+        let base = self.base();
+        let adopted = if let Some(g) = self.work.take() {
+            fault_point!("container.grow.before_publish");
+            // SYNC POINT (growth commit): pairs with the Acquire loads of
+            // `current` in `read`, `current` and `open_current`: the new
+            // generation was fully written before this store.
+            core.rw(R_CURRENT).store(g.number, Release);
+            fault_point!("container.grow.after_publish");
+            // Readers still on `base` fail their validation and follow.
+            base.seq().write_end();
+            let _ = Segment::unlink_name(&gen_name(&core.base, base.number));
+            core.rw(R_OLDEST).store(g.number, Relaxed);
+            if core.rw(R_CLOSED).load(SeqCst) != 0 {
+                // The creator has gone: nobody would remove this name.
+                let _ = Segment::unlink_name(&gen_name(&core.base, g.number));
+            }
+            Some(g)
+        } else {
+            if self.began {
+                fault_point!("container.commit.before");
+                // The in-place commit point: nothing left to undo.
+                base.log_len().store(0, Release);
+                base.seq().write_end();
+            }
+            None
+        };
+        self.done = true;
+        self.guard = None;
+        self.pin = None;
+        if let Some(g) = adopted {
+            core.adopt(g);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Some(g) = self.work.take() {
+            let _ = Segment::unlink_name(&gen_name(&self.core.base, g.number));
+        }
+        if self.began {
+            let base = self.base();
+            if base.roll_back().is_ok() {
+                base.seq().write_end();
+            }
+            // A log that cannot be replayed stays for the next locker, who
+            // gets the same error: better than publishing half a write.
+        }
+    }
+}
+
+/// Copies every live record of `src` into the empty generation `dst`.
+fn copy_live(src: &Gen, dst: &Gen) -> Result<()> {
+    let mut n = 0u64;
+    let copy_rec = |off: u64| -> Result<u64> {
+        let r = src.rec(off)?;
+        let to = dst.get(G_BUMP);
+        if to.saturating_add(r.size()) > dst.heap_end {
+            return Err(Error::Corrupt(
+                "container: live data exceeds its accounting",
+            ));
+        }
+        dst.set(to, r.klen);
+        dst.set(to + 8, r.vlen);
+        dst.copy_from(src, r.key_off(), to + gen::REC_HDR, r.klen + r.vlen);
+        dst.set(G_BUMP, to + r.size());
+        dst.set(G_LIVE, dst.get(G_LIVE) + r.size());
+        Ok(to)
+    };
+    match src.shape {
+        Shape::Map => {
+            for i in 0..src.nslots {
+                let s = src.slot(i);
+                let off = src.get(s + 8);
+                if off == gen::EMPTY || off == gen::TOMBSTONE {
+                    continue;
+                }
+                let hash = src.get(s);
+                let to = copy_rec(off)?;
+                let mask = dst.nslots - 1;
+                let mut j = hash & mask;
+                for _ in 0..dst.nslots {
+                    let d = dst.slot(j);
+                    if dst.get(d + 8) == gen::EMPTY {
+                        dst.set(d, hash);
+                        dst.set(d + 8, to);
+                        break;
+                    }
+                    j = (j + 1) & mask;
+                }
+                n += 1;
+                if n > dst.nslots / 2 {
+                    return Err(Error::Corrupt("container: more entries than counted"));
+                }
+            }
+            dst.set(G_USED, n);
+        }
+        Shape::List => {
+            let len = src.list_len()?;
+            if len > dst.nslots {
+                return Err(Error::Corrupt("container: more elements than counted"));
+            }
+            for i in 0..len {
+                let to = copy_rec(src.get(src.slot(i)))?;
+                dst.set(dst.slot(i), to);
+            }
+            n = len;
+        }
+    }
+    dst.set(G_LEN, n);
+    Ok(())
+}
