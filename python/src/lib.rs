@@ -20,6 +20,7 @@ use pyo3::types::PyBytes;
 use shmprim::Error;
 
 mod buffer;
+mod containers;
 mod data;
 mod pipe;
 mod queue;
@@ -38,7 +39,7 @@ pyo3::create_exception!(
 
 /// Longest a single wait runs with the GIL released before signals are
 /// checked (Ctrl-C) and the wait goes on.
-const SLICE: Duration = Duration::from_millis(50);
+pub(crate) const SLICE: Duration = Duration::from_millis(50);
 
 /// Why a wait ended without a result.
 pub(crate) enum Fail {
@@ -255,5 +256,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     queue::register(m)?;
     pipe::register(m)?;
     shm::register(m)?;
+    containers::register(m)?;
     Ok(())
 }

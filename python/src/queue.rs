@@ -50,6 +50,21 @@ fn encode<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Encoded<'py>> {
     }
 }
 
+/// One object as a tagged message (what shared containers store).
+pub(crate) fn encode_value(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    let e = encode(obj)?;
+    let body = e.body.as_bytes();
+    let mut v = Vec::with_capacity(body.len() + 1);
+    v.push(e.tag);
+    v.extend_from_slice(body);
+    Ok(v)
+}
+
+/// The object of a message made by [`encode_value`].
+pub(crate) fn decode_value<'py>(py: Python<'py>, msg: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    decode(py, msg)
+}
+
 /// Writes `data` into a new, persisted segment and returns its name.
 fn spill(data: &[u8]) -> PyResult<String> {
     let opts = Options::new().persist(true);

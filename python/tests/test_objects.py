@@ -484,18 +484,23 @@ def test_ctrl_c_interrupts_wait(what):
     holder.start()
     took.wait()
     blockers = {
-        "queue": q.get,
-        "pipe": a.recv,
-        "lock": lock.acquire,
-        "event": ev.wait,
-        "semaphore": sem.acquire,
+        "queue": lambda: q.get(timeout=20),
+        "pipe": lambda: a.poll(20),
+        "lock": lambda: lock.acquire(timeout=20),
+        "event": lambda: ev.wait(20),
+        "semaphore": lambda: sem.acquire(timeout=20),
     }
+    # A shell running us in the background may have SIGINT ignored.
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    t = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        blockers[what]()
-    assert time.monotonic() - t < 5
-    timer.join()
+    try:
+        timer.start()
+        t = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            blockers[what]()
+        assert time.monotonic() - t < 5
+    finally:
+        timer.join()
+        signal.signal(signal.SIGINT, old)
     done.set()
     holder.join()
