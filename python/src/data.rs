@@ -218,6 +218,11 @@ impl Guard {
 fn locked<R>(py: Python<'_>, guard: &Option<Guard>, f: impl FnOnce() -> R) -> PyResult<R> {
     let Some(g) = guard else { return Ok(f()) };
     let m = g.mutex();
+    if m.held_by_this_thread() {
+        // Inside `with v.get_lock():` (or a held `Lock` given as `lock=`):
+        // this thread already excludes the others.
+        return Ok(f());
+    }
     match acquire_got(py, m, None)? {
         Got::Clean => {
             let r = f();
