@@ -136,36 +136,35 @@ impl Connection {
         maxlength: Option<usize>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         self.check_readable()?;
-        loop {
-            let c = self.conn()?;
-            if maxlength.is_none() {
-                match c.try_recv_in_place().map(|m| PyBytes::new(py, &m)) {
-                    Ok(b) => return Ok(b),
-                    // Fragmented: received whole below.
-                    Err(Error::MessageTooLarge { .. }) => {}
-                    Err(Error::Empty) => {
-                        self.ready(py, None)?;
-                        continue;
-                    }
-                    Err(e) => return Err(py_err(e)),
-                }
-            }
-            let c = self.conn()?;
-            let r = match maxlength {
-                Some(m) => c.recv_bytes_max(m),
-                None => c.try_recv_bytes(),
-            };
-            match r {
-                Ok(v) => return Ok(PyBytes::new(py, &v)),
-                Err(Error::Empty) => {
-                    self.ready(py, None)?;
-                }
+        if let Some(max) = maxlength {
+            // Wait with the GIL released until something is there; the
+            // receive itself then waits only for the rest of a fragmented
+            // message that is arriving.
+            self.ready(py, None)?;
+            return match self.conn()?.recv_bytes_max(max) {
+                Ok(v) => Ok(PyBytes::new(py, &v)),
                 Err(Error::MessageTooLarge { .. }) => {
                     self.close();
-                    return Err(PyOSError::new_err("bad message length"));
+                    Err(PyOSError::new_err("bad message length"))
                 }
-                Err(e) => return Err(py_err(e)),
-            }
+                Err(e) => Err(py_err(e)),
+            };
+        }
+        let c = self.conn()?;
+        let r = match c.try_recv_in_place().map(|m| PyBytes::new(py, &m)) {
+            Ok(b) => return Ok(b),
+            // Fragmented: reassembled by the copying receive.
+            Err(Error::MessageTooLarge { .. }) => c.try_recv_bytes(),
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(v) => Ok(PyBytes::new(py, &v)),
+            Err(Error::Empty) => match wait(py, None, |d| c.recv_bytes_timeout(d)) {
+                Ok(Some(v)) => Ok(PyBytes::new(py, &v)),
+                Ok(None) => Err(py_err(Error::Timeout)),
+                Err(f) => Err(f.into_py_err(py_err)),
+            },
+            Err(e) => Err(py_err(e)),
         }
     }
 }
