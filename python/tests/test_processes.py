@@ -160,6 +160,22 @@ def test_child_killed_holding_value_lock():
     assert v.value == 8
 
 
+def test_child_killed_holding_condition():
+    cond, ready = shmprim.Condition(), shmprim.Event()
+    p = FORK.Process(target=hold_then_hang, args=(cond, ready))
+    p.start()
+    assert ready.wait(30)
+    kill(p)
+    with pytest.raises(shmprim.OwnerDiedError):
+        cond.acquire(timeout=10)
+    # Held by this thread now: it can wait and notify, then release.
+    assert cond.wait(0.01) is False
+    cond.notify_all()
+    cond.release()
+    with cond:
+        pass
+
+
 def block_in(f, ready):
     ready.set()
     f()
