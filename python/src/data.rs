@@ -19,6 +19,7 @@ use pyo3::types::{PyBool, PyFloat, PyList, PySlice, PyTuple};
 use pyo3::IntoPyObjectExt;
 use shmprim::{RawMutex, Segment};
 
+use crate::shm::Block;
 use crate::sync::{acquire_got, name_of, reduce, release_raw, Got, Lock, RLock};
 use crate::{create_named, py_err, OwnerDiedError};
 
@@ -445,6 +446,17 @@ impl Array {
 
     fn get_lock(&self, py: Python<'_>) -> PyResult<PyObject> {
         get_lock(py, &self.guard, "an Array")
+    }
+
+    /// The numbers as a `memoryview` of the type code, without the lock
+    /// (as `multiprocessing`'s `get_obj()`): `numpy.frombuffer(a.get_obj(),
+    /// dtype)` shares them.
+    fn get_obj<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let block = Py::new(py, Block::over(self.cells.seg.clone()))?;
+        let view = py.get_type::<pyo3::types::PyMemoryView>().call1((block,))?;
+        let n = self.cells.len * self.cells.code.size();
+        let part = view.get_item(PySlice::new(py, 0, n as isize, 1))?;
+        part.call_method1("cast", (self.cells.code.0.to_string(),))
     }
 
     #[getter]

@@ -27,6 +27,13 @@ fn os_name(name: &str) -> String {
     }
 }
 
+impl Block {
+    /// A block over an existing segment (an `Array`'s numbers).
+    pub(crate) fn over(seg: Arc<Segment>) -> Block {
+        Block { seg }
+    }
+}
+
 #[pymethods]
 impl Block {
     /// Creates `name` with `size` zeroed bytes (kept until `unlink`), or

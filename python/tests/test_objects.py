@@ -289,6 +289,18 @@ def test_array():
         b[1] += 1
     assert b[1] == 2.5
     assert shmprim.Array("B", 3, lock=False)[:] == [0, 0, 0]
+    view = b.get_obj()
+    assert view.format == "d" and view.tolist() == [4.0, 2.5]
+    view[0] = 8.0
+    assert b[0] == 8.0
+
+
+def test_array_numpy_view():
+    np = pytest.importorskip("numpy")
+    a = shmprim.Array("i", [1, 2, 3])
+    x = np.frombuffer(a.get_obj(), dtype=np.int32)
+    x[1] = 20
+    assert a[:] == [1, 20, 3]
 
 
 # ---- locks, semaphores, events, conditions, barriers -----------------------
