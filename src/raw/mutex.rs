@@ -251,8 +251,10 @@ impl RawMutex {
 
     /// Whether the calling thread holds this lock through a recursive lock
     /// or [`RawMutex::acquire`] (guards of a non-recursive lock are not
-    /// recorded: the guard itself is the proof).
-    pub(crate) fn held_by_this_thread(&self) -> bool {
+    /// recorded: the guard itself is the proof). Public for bindings that
+    /// keep data beside a lock the caller may already hold (the Python
+    /// package's `Value`, read under `with v.get_lock():`).
+    pub fn held_by_this_thread(&self) -> bool {
         held::total(self.addr()) > 0
     }
 
