@@ -110,6 +110,11 @@ impl Cells {
 
     fn open(name: &str, code: Code) -> PyResult<Cells> {
         let seg = Segment::open(name).map_err(py_err)?;
+        // The atomics need their alignment: a header that moved the object
+        // off it is refused, not trusted.
+        if seg.data_ptr() as usize % 8 != 0 {
+            return Err(py_err(shmprim::Error::Corrupt("numbers are misaligned")));
+        }
         let len = seg.data_len() / code.size();
         Ok(Cells {
             seg: Arc::new(seg),
@@ -128,7 +133,7 @@ impl Cells {
     fn load(&self, i: usize) -> u64 {
         let p = self.at(i);
         // SAFETY: (each arm) `p` is aligned for its width (the object starts
-        // 64-aligned and elements sit at multiples of their size), lies in
+        // 8-aligned, checked at open, and elements sit at multiples of their size), lies in
         // the mapping `self.seg` keeps alive for the borrow, and is only
         // ever accessed atomically by this package.
         unsafe {

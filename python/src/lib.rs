@@ -232,9 +232,12 @@ pub(crate) fn loads<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, P
     f.bind(py).call1((PyBytes::new(py, bytes),))
 }
 
+/// The prefix of this package's segment names (`/shmpy-...`).
+pub(crate) const PREFIX: &str = "shmpy";
+
 /// A fresh segment name for an object of this package.
 pub(crate) fn fresh_name() -> String {
-    shmprim::segment::unique_name("shmpy")
+    shmprim::segment::unique_name(PREFIX)
 }
 
 /// Retries creation under fresh names while a name is taken.

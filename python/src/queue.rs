@@ -14,7 +14,7 @@ use pyo3::types::{PyBytes, PyTuple};
 use shmprim::{Error, Options, Segment};
 
 use crate::sync::{name_of, reduce};
-use crate::{create_named, dumps, loads, py_err, timeout_of, wait};
+use crate::{create_named, dumps, loads, py_err, timeout_of, wait, PREFIX};
 
 /// The message is a pickle.
 const TAG_PICKLE: u8 = 0;
@@ -79,7 +79,13 @@ fn spill(data: &[u8]) -> PyResult<String> {
 /// Reads a spilled message and removes its segment.
 fn unspill(name: &[u8]) -> PyResult<Vec<u8>> {
     let name = std::str::from_utf8(name)
-        .map_err(|_| py_err(Error::Corrupt("spilled message name is not UTF-8")))?;
+        .ok()
+        .filter(|n| {
+            n.strip_prefix('/')
+                .and_then(|n| n.strip_prefix(PREFIX))
+                .is_some_and(|n| n.starts_with('-'))
+        })
+        .ok_or_else(|| py_err(Error::Corrupt("a spilled message names no spill segment")))?;
     let seg = Segment::open(name).map_err(py_err)?;
     let mut out = vec![0u8; seg.data_len()];
     // SAFETY: `data_len` bytes at `data_ptr` lie in the mapping `seg`

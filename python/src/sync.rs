@@ -629,6 +629,9 @@ impl Barrier {
 
     /// Waits for every party; returns this arrival's index. A timeout
     /// breaks the barrier (`threading.BrokenBarrierError`, as in Python).
+    /// With an action, the barrier's own timeout applies (the crate runs
+    /// actions in its default-timeout wait only). Not sliced: slicing a
+    /// barrier wait would break it, so Ctrl-C is seen when the wait ends.
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<u32> {
         let b = &self.inner;

@@ -90,6 +90,24 @@ def test_pool_map_with_value(method):
     assert total.value == sum(range(30))
 
 
+def put_big(q, k):
+    for i in range(5):
+        q.put((k, i, bytes([k]) * 100_000))
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_large_messages_between_processes(method):
+    q = shmprim.Queue(4)
+    ctx = multiprocessing.get_context(method)
+    ps = [ctx.Process(target=put_big, args=(q, k)) for k in range(3)]
+    for p in ps:
+        p.start()
+    got = sorted((k, i) for k, i, b in (q.get(timeout=30) for _ in range(15)) if b == bytes([k]) * 100_000)
+    for p in ps:
+        p.join(30)
+    assert got == sorted((k, i) for k in range(3) for i in range(5))
+
+
 def use_end(conn, out):
     try:
         conn.send(1)
