@@ -280,13 +280,14 @@ impl Core {
         Ok(Self::with(root, shape, base, gen_opts, first, None))
     }
 
-    /// Overwrites the root's words other than the lock with `bytes`.
+    /// Overwrites the root's words other than the magic (a zero magic
+    /// only makes openers wait) and the lock with `bytes`.
     #[cfg(fuzzing)]
     pub fn __fuzz_patch_root(&self, bytes: &[u8]) {
         for (i, c) in bytes.chunks(8).enumerate() {
             let off = match i {
-                0..=7 => i as u64 * 8,
-                _ => 128 + (i as u64 - 8) * 8,
+                0..=6 => 8 + i as u64 * 8,
+                _ => 128 + (i as u64 - 7) * 8,
             };
             if off + 8 > ROOT_SIZE as u64 {
                 break;
