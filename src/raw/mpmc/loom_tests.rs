@@ -22,6 +22,16 @@ fn take(r: &MpmcRef) -> u8 {
     v
 }
 
+/// The ring's last peer entry, owned by a thread of ours declared dead:
+/// a forged dead holder, whose positions the model then sets.
+fn dead_entry(r: &MpmcRef) -> &Peer {
+    let ghost = (std::process::id() as u64) << 32 | 0xffff_fff0;
+    peers::declare_dead(ghost);
+    let e = &r.ring().peers[PEERS - 1].0;
+    e.owner.store(ghost, SeqCst);
+    e
+}
+
 /// A model builder with a preemption bound (2 unless
 /// `LOOM_MAX_PREEMPTIONS` says otherwise), so four threads finish in
 /// seconds.
@@ -206,10 +216,7 @@ fn loom_mpmc_close_waits_for_open_reservation() {
 fn loom_mpmc_dead_loser_never_poisons_a_live_winner() {
     builder().check(|| {
         let r = Arc::new(MpmcRing::new(2, 1, 0).unwrap().tracked());
-        let ghost = (std::process::id() as u64) << 32 | 0xffff_fff0;
-        peers::declare_dead(ghost);
-        let e = &r.ring().peers[PEERS - 1].0;
-        e.owner.store(ghost, SeqCst);
+        let e = dead_entry(&r);
         e.producing.store(0, SeqCst);
         let r1 = r.clone();
         let p = loom::thread::spawn(move || put(&r1, 7));
@@ -250,10 +257,7 @@ fn loom_mpmc_copy_capacity_1_both_sides_wait() {
 fn loom_mpmc_copy_send_winner_is_never_poisoned() {
     builder().check(|| {
         let r = Arc::new(MpmcRing::new(2, 1, 0).unwrap().tracked());
-        let ghost = (std::process::id() as u64) << 32 | 0xffff_fff0;
-        peers::declare_dead(ghost);
-        let e = &r.ring().peers[PEERS - 1].0;
-        e.owner.store(ghost, SeqCst);
+        let e = dead_entry(&r);
         e.producing.store(0, SeqCst);
         let r1 = r.clone();
         let p = loom::thread::spawn(move || r1.send_copy_until(&[7], None).unwrap());
@@ -280,10 +284,7 @@ fn loom_mpmc_dead_losing_consumer_never_frees_a_live_winner() {
     builder().check(|| {
         let r = Arc::new(MpmcRing::new(2, 1, 0).unwrap().tracked());
         put(&r, 7);
-        let ghost = (std::process::id() as u64) << 32 | 0xffff_fff0;
-        peers::declare_dead(ghost);
-        let e = &r.ring().peers[PEERS - 1].0;
-        e.owner.store(ghost, SeqCst);
+        let e = dead_entry(&r);
         e.consuming.store(0, SeqCst);
         let r1 = r.clone();
         let rec = loom::thread::spawn(move || r1.recover());
@@ -359,10 +360,7 @@ fn loom_mpmc_cancel_and_task_done() {
 fn loom_mpmc_dead_counted_send_is_settled_once() {
     builder().check(|| {
         let r = Arc::new(MpmcRing::new(2, 1, FLAG_JOINABLE).unwrap().tracked());
-        let ghost = (std::process::id() as u64) << 32 | 0xffff_fff0;
-        peers::declare_dead(ghost);
-        let e = &r.ring().peers[PEERS - 1].0;
-        e.owner.store(ghost, SeqCst);
+        let e = dead_entry(&r);
         e.producing.store(0, SeqCst);
         e.sent.store(1, SeqCst);
         r.ring().stats.0.peers_used.store(PEERS as u64, SeqCst);
