@@ -168,6 +168,24 @@ fn a_waiter_in_another_pid_namespace_never_takes_the_lock_over() {
 /// Iterations each side runs in [`two_pid_namespaces_hammer_one_lock_value_and_queue`].
 const HAMMER: u64 = 20_000;
 
+/// Takes a lock by `lock` (`wait`) or by `try_lock` in a loop; any
+/// failure but busy (an owner-died above all: nobody dies here) panics.
+fn take<G>(
+    side: u8,
+    what: &str,
+    wait: bool,
+    lock: impl Fn() -> LockResult<G>,
+    try_lock: impl Fn() -> LockResult<G>,
+) -> G {
+    loop {
+        match if wait { lock() } else { try_lock() } {
+            Ok(g) => return g,
+            Err(LockError::Failed(Error::WouldBlock)) => std::thread::yield_now(),
+            Err(e) => panic!("side {side}: {what}: {}", describe::<()>(Err(e.map(drop)))),
+        }
+    }
+}
+
 /// One side of the hammer: `HAMMER` times, one increment under the
 /// `Lock` (a load and a store of a lock-free counter, torn if two hold it),
 /// one under the `Value`'s lock (every other round by `try_lock`, whose
@@ -184,36 +202,20 @@ fn hammer(
     let (mut got, mut sum) = (0, 0);
     let mut buf = [0u8; 16];
     for i in 0..HAMMER {
-        let g = loop {
-            let r = if i % 2 == 0 {
-                lock.lock()
-            } else {
-                lock.try_lock()
-            };
-            match r {
-                Ok(g) => break g,
-                Err(LockError::Failed(Error::WouldBlock)) => std::thread::yield_now(),
-                Err(e) => panic!("side {side}: lock: {}", describe::<()>(Err(e.map(drop)))),
-            }
-        };
+        let g = take(side, "lock", i % 2 == 0, || lock.lock(), || lock.try_lock());
         let c = counter.load();
         if i % 64 == 0 {
             std::thread::yield_now();
         }
         counter.store(c + 1);
         drop(g);
-        let mut g = loop {
-            let r = if i % 2 == 1 {
-                value.lock()
-            } else {
-                value.try_lock()
-            };
-            match r {
-                Ok(g) => break g,
-                Err(LockError::Failed(Error::WouldBlock)) => std::thread::yield_now(),
-                Err(e) => panic!("side {side}: value: {}", describe::<()>(Err(e.map(drop)))),
-            }
-        };
+        let mut g = take(
+            side,
+            "value",
+            i % 2 == 1,
+            || value.lock(),
+            || value.try_lock(),
+        );
         *g += 1;
         drop(g);
         let mut msg = [side; 9];
