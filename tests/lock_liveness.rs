@@ -370,3 +370,53 @@ fn a_holder_that_execs_is_reported_dead() {
     );
     drop(lock.try_lock().unwrap());
 }
+
+child!(
+    /// In its own pid namespace: a thread takes the lock and exits holding
+    /// it; once the parent (which cannot judge it) has timed out, this
+    /// process, in the holder's namespace, recovers it.
+    fn recovers_its_own_namespace_holder(ctx) {
+        let l = Lock::open(&ctx.arg("name"))?;
+        let gate = AtomicValue::<u32>::open(&ctx.arg("gate"))?;
+        let l2 = l.clone();
+        std::thread::spawn(move || std::mem::forget(l2.lock().unwrap()))
+            .join()
+            .unwrap();
+        ctx.send("held");
+        gate_wait(&gate, Duration::from_secs(30))?;
+        let got = match l.lock_timeout(Duration::from_secs(10)) {
+            Err(LockError::OwnerDied(d)) => {
+                drop(d.make_consistent()?);
+                "OwnerDied".to_owned()
+            }
+            other => describe(other),
+        };
+        ctx.send(&got);
+    }
+);
+
+/// A holder outside the lock's namespace that dies is recovered by a
+/// waiter of its own namespace (which reads the holder's record of where
+/// its thread id means something), never by one of the lock's home
+/// namespace (for which that id means another thread).
+#[test]
+fn a_dead_holder_is_recovered_from_its_own_pid_namespace_only() {
+    if !can_unshare(&PIDNS[1..]) {
+        return;
+    }
+    let name = unique("pidns-recover");
+    let gate_name = unique("pidns-gate");
+    let lock = Lock::create(&name).unwrap();
+    let gate = AtomicValue::<u32>::create(&gate_name, 0).unwrap();
+    let child = spawn("recovers_its_own_namespace_holder")
+        .arg("name", &name)
+        .arg("gate", &gate_name)
+        .under(PIDNS)
+        .start();
+    child.expect("held");
+    assert_eq!(describe(lock.lock_timeout(BRIEF)), "Timeout");
+    gate_open(&gate);
+    child.expect("OwnerDied");
+    child.join();
+    drop(lock.try_lock().unwrap());
+}
