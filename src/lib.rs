@@ -64,6 +64,11 @@
 //!   timed-out barrier wait is `BrokenBarrier`, for the waiter that timed
 //!   out as for the others.
 //!
+//! The conveniences that take a lock inside (`Value::get`/`set`/`update`,
+//! `Array::get`/`set`/`to_vec`/`copy_from_slice`) wait for it without
+//! limit; their "try" and "timeout" forms are the lock's: `try_lock()` or
+//! `lock_timeout(d)`, then read or write through the guard.
+//!
 //! The deadline is taken once, on the monotonic clock, when the call
 //! starts: a timeout elapses at about `d`, never before, however many
 //! signals interrupt the sleep.

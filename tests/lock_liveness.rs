@@ -168,6 +168,24 @@ fn a_waiter_in_another_pid_namespace_never_takes_the_lock_over() {
 /// Iterations each side runs in [`two_pid_namespaces_hammer_one_lock_value_and_queue`].
 const HAMMER: u64 = 20_000;
 
+/// Takes a lock by `lock` (`wait`) or by `try_lock` in a loop; any
+/// failure but busy (an owner-died above all: nobody dies here) panics.
+fn take<G>(
+    side: u8,
+    what: &str,
+    wait: bool,
+    lock: impl Fn() -> LockResult<G>,
+    try_lock: impl Fn() -> LockResult<G>,
+) -> G {
+    loop {
+        match if wait { lock() } else { try_lock() } {
+            Ok(g) => return g,
+            Err(LockError::Failed(Error::WouldBlock)) => std::thread::yield_now(),
+            Err(e) => panic!("side {side}: {what}: {}", describe::<()>(Err(e.map(drop)))),
+        }
+    }
+}
+
 /// One side of the hammer: `HAMMER` times, one increment under the
 /// `Lock` (a load and a store of a lock-free counter, torn if two hold it),
 /// one under the `Value`'s lock (every other round by `try_lock`, whose
@@ -184,36 +202,20 @@ fn hammer(
     let (mut got, mut sum) = (0, 0);
     let mut buf = [0u8; 16];
     for i in 0..HAMMER {
-        let g = loop {
-            let r = if i % 2 == 0 {
-                lock.lock()
-            } else {
-                lock.try_lock()
-            };
-            match r {
-                Ok(g) => break g,
-                Err(LockError::Failed(Error::WouldBlock)) => std::thread::yield_now(),
-                Err(e) => panic!("side {side}: lock: {}", describe::<()>(Err(e.map(drop)))),
-            }
-        };
+        let g = take(side, "lock", i % 2 == 0, || lock.lock(), || lock.try_lock());
         let c = counter.load();
         if i % 64 == 0 {
             std::thread::yield_now();
         }
         counter.store(c + 1);
         drop(g);
-        let mut g = loop {
-            let r = if i % 2 == 1 {
-                value.lock()
-            } else {
-                value.try_lock()
-            };
-            match r {
-                Ok(g) => break g,
-                Err(LockError::Failed(Error::WouldBlock)) => std::thread::yield_now(),
-                Err(e) => panic!("side {side}: value: {}", describe::<()>(Err(e.map(drop)))),
-            }
-        };
+        let mut g = take(
+            side,
+            "value",
+            i % 2 == 1,
+            || value.lock(),
+            || value.try_lock(),
+        );
         *g += 1;
         drop(g);
         let mut msg = [side; 9];
@@ -366,5 +368,55 @@ fn a_holder_that_execs_is_reported_dead() {
         took < Duration::from_secs(5),
         "detected only after {took:?}"
     );
+    drop(lock.try_lock().unwrap());
+}
+
+child!(
+    /// In its own pid namespace: a thread takes the lock and exits holding
+    /// it; once the parent (which cannot judge it) has timed out, this
+    /// process, in the holder's namespace, recovers it.
+    fn recovers_its_own_namespace_holder(ctx) {
+        let l = Lock::open(&ctx.arg("name"))?;
+        let gate = AtomicValue::<u32>::open(&ctx.arg("gate"))?;
+        let l2 = l.clone();
+        std::thread::spawn(move || std::mem::forget(l2.lock().unwrap()))
+            .join()
+            .unwrap();
+        ctx.send("held");
+        gate_wait(&gate, Duration::from_secs(30))?;
+        let got = match l.lock_timeout(Duration::from_secs(10)) {
+            Err(LockError::OwnerDied(d)) => {
+                drop(d.make_consistent()?);
+                "OwnerDied".to_owned()
+            }
+            other => describe(other),
+        };
+        ctx.send(&got);
+    }
+);
+
+/// A holder outside the lock's namespace that dies is recovered by a
+/// waiter of its own namespace (which reads the holder's record of where
+/// its thread id means something), never by one of the lock's home
+/// namespace (for which that id means another thread).
+#[test]
+fn a_dead_holder_is_recovered_from_its_own_pid_namespace_only() {
+    if !can_unshare(&PIDNS[1..]) {
+        return;
+    }
+    let name = unique("pidns-recover");
+    let gate_name = unique("pidns-gate");
+    let lock = Lock::create(&name).unwrap();
+    let gate = AtomicValue::<u32>::create(&gate_name, 0).unwrap();
+    let child = spawn("recovers_its_own_namespace_holder")
+        .arg("name", &name)
+        .arg("gate", &gate_name)
+        .under(PIDNS)
+        .start();
+    child.expect("held");
+    assert_eq!(describe(lock.lock_timeout(BRIEF)), "Timeout");
+    gate_open(&gate);
+    child.expect("OwnerDied");
+    child.join();
     drop(lock.try_lock().unwrap());
 }

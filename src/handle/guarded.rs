@@ -42,6 +42,20 @@ fn spec<T: Plain>(kind: Kind, len: usize) -> Result<Spec> {
     })
 }
 
+/// An opened array's stored length `found`, which must be `expect` if
+/// given ([`Error::LengthMismatch`]) and fit a `usize`.
+pub(crate) fn stored_len(found: u64, expect: Option<usize>) -> Result<usize> {
+    if let Some(want) = expect {
+        if found != want as u64 {
+            return Err(Error::LengthMismatch {
+                found,
+                expected: want as u64,
+            });
+        }
+    }
+    usize::try_from(found).map_err(|_| Error::Corrupt("length out of range"))
+}
+
 pub(crate) struct Guarded<T: Plain> {
     seg: Arc<Segment>,
     shared: Option<SharedLock>,
@@ -137,15 +151,7 @@ impl<T: Plain> Guarded<T> {
     /// Checks an opened segment's parameters, then follows its lock link.
     pub(crate) fn attach(seg: Segment, expect_len: Option<usize>, opts: &Options) -> Result<Self> {
         let info = seg.info().clone();
-        if let Some(want) = expect_len {
-            if info.len != want as u64 {
-                return Err(Error::LengthMismatch {
-                    found: info.len,
-                    expected: want as u64,
-                });
-            }
-        }
-        let len = usize::try_from(info.len).map_err(|_| Error::Corrupt("length out of range"))?;
+        let len = stored_len(info.len, expect_len)?;
         let want_size = spec::<T>(Kind::Array, len)
             .map_err(|_| Error::Corrupt("length out of range"))?
             .object_size;

@@ -267,18 +267,9 @@ impl<T: Plain> RawArray<T> {
 
     /// Checks the stored length against the object's size (and `expect`).
     fn attach(seg: Segment, expect: Option<usize>) -> Result<Self> {
-        let info = seg.info();
-        if let Some(want) = expect {
-            if info.len != want as u64 {
-                return Err(Error::LengthMismatch {
-                    found: info.len,
-                    expected: want as u64,
-                });
-            }
-        }
-        let len = usize::try_from(info.len).map_err(|_| Error::Corrupt("length out of range"))?;
+        let len = super::guarded::stored_len(seg.info().len, expect)?;
         let want = spec::<T>(len).map_err(|_| Error::Corrupt("length out of range"))?;
-        if info.object_size != want.object_size {
+        if seg.info().object_size != want.object_size {
             return Err(Error::Corrupt("object size does not match length"));
         }
         Ok(Self::new(seg, len))

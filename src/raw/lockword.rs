@@ -133,6 +133,14 @@ pub(crate) trait Judge {
     /// Re-validates the object around the word (between sleeps: a peer may
     /// have overwritten it).
     fn check(&self) -> Result<()>;
+    /// Before taking `word` over from its dead owner: whether this judge
+    /// may (the mutex may let only one claimant try; see `raw::mutex`,
+    /// "Foreign owners").
+    fn claim(&self, _word: u64) -> bool {
+        true
+    }
+    /// The takeover CAS of a claimed `word` failed: gives the claim back.
+    fn unclaim(&self, _word: u64) {}
 }
 
 /// The lock word.
@@ -319,7 +327,7 @@ impl LockWord {
     /// If the owner named by `cur` is dead, takes the lock over from
     /// exactly that word.
     fn take_if_dead(&self, me: u64, cur: u64, judge: &dyn Judge) -> Result<Option<Got>> {
-        if tid_of(cur) == 0 || !judge.is_dead(cur) {
+        if tid_of(cur) == 0 || !judge.is_dead(cur) || !judge.claim(cur) {
             return Ok(None);
         }
         match self
@@ -329,7 +337,10 @@ impl LockWord {
             Ok(_) => Ok(Some(Got::OwnerDied)),
             // Changed since it was judged (unlocked, taken over by another
             // waiter, or a new owner): the caller looks again.
-            Err(_) => Ok(None),
+            Err(_) => {
+                judge.unclaim(cur);
+                Ok(None)
+            }
         }
     }
 

@@ -8,10 +8,27 @@
 //! |      4 | `kind`      | [`MutexKind`] code                                   |
 //! |      8 | `word`      | the lock word: owner thread id, `WAITERS`, owner stamp (`raw::lockword`) |
 //! |     16 | `pidns`     | pid namespace of the initialising process (inode of `/proc/self/ns/pid`; 0: unknown) |
-//! |     24 | reserved    | zero                                                 |
+//! |     24 | `foreign`   | a foreign holder's record: its pid namespace (low 32 bits) and a hash of its word (0: none) |
+//! |     32 | reserved    | zero                                                 |
 //!
-//! `pidns` was reserved (zero) before: a mutex initialised then reads as
-//! "namespace unknown" and is judged as before, by anyone.
+//! `pidns` and `foreign` were reserved (zero) before: a mutex initialised
+//! then reads as "namespace unknown" and is judged as before, by anyone.
+//!
+//! ## Foreign owners
+//!
+//! A holder whose pid namespace is not the mutex's (`pidns`) writes its
+//! lock word with `FOREIGN` (`raw::lockword`) and then, holding the lock,
+//! `foreign = (its namespace << 32) | hash(word)`: the one place that says
+//! in which namespace that word's thread id means something. A judge of a
+//! foreign word reads the record (after an Acquire fence: the record a
+//! previous holder cleared before its Release unlock is never seen stale)
+//! and judges only if the record matches the word and names the judge's
+//! own namespace. The holder clears its record (a CAS from its own) before
+//! every unlock. A judge that found a foreign owner dead first claims the
+//! record (a CAS to 0): only the claimant may take the word over, and it
+//! gives the record back if its CAS on the word fails. A holder killed
+//! between taking the word and writing its record is never judged (its
+//! lock waits for timeouts), the window being a few instructions.
 //!
 //! Version 1 (a `pthread_mutex_t` at offset 16, magic "MTX") is refused
 //! with [`Error::Corrupt`]; segments carry a format version and refuse it
@@ -141,7 +158,9 @@ pub struct RawMutex {
     word: LockWord,
     /// Where thread ids in `word` can be looked up (see `owner::is_dead`).
     pidns: AtomicU64,
-    _reserved: [AtomicU32; 10],
+    /// A foreign holder's record (see "Foreign owners").
+    foreign: AtomicU64,
+    _reserved: [AtomicU32; 8],
 }
 
 #[cfg(not(loom))]
@@ -153,7 +172,8 @@ const _: () = {
     const_assert_eq!(std::mem::offset_of!(RawMutex, kind), 4);
     const_assert_eq!(std::mem::offset_of!(RawMutex, word), 8);
     const_assert_eq!(std::mem::offset_of!(RawMutex, pidns), 16);
-    const_assert_eq!(std::mem::offset_of!(RawMutex, _reserved), 24);
+    const_assert_eq!(std::mem::offset_of!(RawMutex, foreign), 24);
+    const_assert_eq!(std::mem::offset_of!(RawMutex, _reserved), 32);
 };
 
 impl RawMutex {
@@ -187,6 +207,7 @@ impl RawMutex {
         this.word.reset();
         this.kind.store(kind.code(), Relaxed);
         this.pidns.store(proc::pid_namespace(), Relaxed);
+        this.foreign.store(0, Relaxed);
         this._reserved.iter().for_each(|r| r.store(0, Relaxed));
         this.state.store(STATE_MAGIC, Release);
         Ok(())
@@ -197,6 +218,42 @@ impl RawMutex {
     #[inline]
     fn me(&self) -> u64 {
         owner::me_in(self.pidns.load(Relaxed))
+    }
+
+    /// After this thread took the word as `me`: a foreign holder records
+    /// its namespace (see "Foreign owners"). Nothing for a home holder.
+    #[inline]
+    fn note_owner(&self, me: u64) {
+        if me & lockword::FOREIGN != 0 {
+            self.foreign
+                .store(foreign_record(owner::my_namespace(), me), Relaxed);
+        }
+    }
+
+    /// Before this thread releases the word it holds as `me`: a foreign
+    /// holder clears its record (only its own: a CAS), ordered before the
+    /// unlock's Release.
+    #[inline]
+    fn forget_owner(&self, me: u64) {
+        if me & lockword::FOREIGN != 0 {
+            let mine = foreign_record(owner::my_namespace(), me);
+            let _ = self.foreign.compare_exchange(mine, 0, Relaxed, Relaxed);
+        }
+    }
+
+    /// The record a foreign owner of `word` in this process's namespace
+    /// would have written, if the mutex holds exactly that one now.
+    fn foreign_record_here(&self, word: u64) -> Option<u64> {
+        let here = proc::pid_namespace();
+        if here == 0 {
+            return None;
+        }
+        // SYNC POINT: with the Release of the unlock that preceded the
+        // word's current holder (its CAS continues that release sequence):
+        // a record cleared before that unlock is not read here.
+        std::sync::atomic::fence(Acquire);
+        let want = foreign_record(here, word);
+        (self.foreign.load(Relaxed) == want).then_some(want)
     }
 
     /// This mutex's identity in the calling process's record of held locks.
@@ -354,6 +411,7 @@ impl RawMutex {
             let me = self.me();
             let first = self.word.try_fast(me);
             if first.is_ok() {
+                self.note_owner(me);
                 fault_point!("mutex.lock.acquired");
                 if self.state.load(Relaxed) & INCONSISTENT == 0 {
                     return Ok(RawMutexGuard::new(self, held::generation_now(), None));
@@ -467,6 +525,7 @@ impl RawMutex {
         let me = self.me();
         let got = match self.word.try_fast(me) {
             Ok(()) => {
+                self.note_owner(me);
                 fault_point!("mutex.lock.acquired");
                 Got::Clean
             }
@@ -480,6 +539,7 @@ impl RawMutex {
     #[cold]
     fn lock_word_after(&self, me: u64, cur: u64, deadline: Option<Deadline>) -> Result<Got> {
         let got = self.word.lock_slow(me, cur, deadline, self)?;
+        self.note_owner(me);
         fault_point!("mutex.lock.acquired");
         Ok(got)
     }
@@ -545,6 +605,7 @@ impl RawMutex {
     #[inline]
     fn unlock_outermost(&self) -> Result<()> {
         let me = owner::cached_in(self.pidns.load(Relaxed));
+        self.forget_owner(me);
         if self.state.load(Relaxed) & INCONSISTENT == 0 {
             return self.word.unlock(me);
         }
@@ -611,12 +672,44 @@ impl RawMutex {
 /// What the lock word's slow path asks of the mutex around it.
 impl Judge for RawMutex {
     fn is_dead(&self, word: u64) -> bool {
-        owner::is_dead(word, self.pidns.load(Relaxed), Some(self.addr()))
+        let addr = Some(self.addr());
+        if word & lockword::FOREIGN == 0 {
+            return owner::is_dead(word, self.pidns.load(Relaxed), addr);
+        }
+        // A foreign owner: judged only by its record, from its namespace.
+        self.foreign_record_here(word).is_some()
+            && owner::is_dead(word, proc::pid_namespace(), addr)
+    }
+
+    fn claim(&self, word: u64) -> bool {
+        if word & lockword::FOREIGN == 0 {
+            return true;
+        }
+        self.foreign_record_here(word).is_some_and(|r| {
+            self.foreign
+                .compare_exchange(r, 0, Relaxed, Relaxed)
+                .is_ok()
+        })
+    }
+
+    fn unclaim(&self, word: u64) {
+        if word & lockword::FOREIGN != 0 {
+            let r = foreign_record(proc::pid_namespace(), word);
+            let _ = self.foreign.compare_exchange(0, r, Relaxed, Relaxed);
+        }
     }
 
     fn check(&self) -> Result<()> {
         RawMutex::check(self).map(drop)
     }
+}
+
+/// A foreign holder's record: its pid namespace (low 32 bits: procfs
+/// inode numbers fit) and a hash of its word (`WAITERS` left out).
+fn foreign_record(namespace: u64, word: u64) -> u64 {
+    let w = word & !lockword::WAITERS;
+    let hash = (w as u32) ^ ((w >> 32) as u32).rotate_left(13);
+    ((namespace as u32 as u64) << 32) | u64::from(hash)
 }
 
 /// Proof that this thread holds a [`RawMutex`]; releases it when dropped.
@@ -801,7 +894,9 @@ impl RawMutex {
         // This thread holds it: the guard was made in this process by this
         // thread (guards are not Send) and is alive, so its level is still
         // held. (The word must name this thread too.)
-        match self.word.unlock(owner::cached_in(self.pidns.load(Relaxed))) {
+        let me = owner::cached_in(self.pidns.load(Relaxed));
+        self.forget_owner(me);
+        match self.word.unlock(me) {
             Ok(()) => Ok(levels),
             Err(e) => {
                 self.restore_levels(&levels);
@@ -848,7 +943,10 @@ impl RawMutex {
         self.check_layout()?;
         let me = self.me();
         let got = match self.word.try_fast(me) {
-            Ok(()) => Got::Clean,
+            Ok(()) => {
+                self.note_owner(me);
+                Got::Clean
+            }
             Err(cur) => self.lock_word_after(me, cur, None)?,
         };
         let got = self.after_acquired(got, None)?;
@@ -873,6 +971,12 @@ impl std::fmt::Debug for RawMutex {
         f.debug_struct("RawMutex")
             .field("kind", &MutexKind::from_code(self.kind.load(Relaxed)))
             .field("state", &format_args!("{:#x}", self.state.load(Relaxed)))
+            .field("word", &format_args!("{:#x}", self.word.load()))
+            .field("pidns", &self.pidns.load(Relaxed))
+            .field(
+                "foreign",
+                &format_args!("{:#x}", self.foreign.load(Relaxed)),
+            )
             .finish()
     }
 }
@@ -1050,12 +1154,14 @@ mod tests {
         assert!(m.is_not_recoverable());
     }
 
-    /// A word whose owner lives in another pid namespace (`FOREIGN`, bit
-    /// 30) names a thread this process cannot look up: never judged dead,
-    /// however dead the same id is here. (Bit 30 was refused as corrupt
+    /// A word whose owner lives outside the mutex's pid namespace
+    /// (`FOREIGN`, bit 30) names a thread that only its own namespace can
+    /// look up: without a record of that namespace, or with one naming
+    /// another, it is never judged dead, however dead the same id is here;
+    /// with a record naming this one it is. (Bit 30 was refused as corrupt
     /// before it meant this.)
     #[test]
-    fn a_foreign_owner_is_waited_for_never_judged() {
+    fn a_foreign_owner_is_judged_only_by_its_record() {
         let b = boxed(MutexKind::Normal);
         let m = get(&b);
         let exited = std::thread::spawn(owner::me).join().unwrap();
@@ -1069,12 +1175,55 @@ mod tests {
             m.try_lock(),
             Err(LockError::Failed(Error::WouldBlock))
         ));
+        // A record naming another namespace: still not judged here.
+        let here = proc::pid_namespace();
+        let foreign = exited | lockword::FOREIGN;
+        m.foreign
+            .store(foreign_record(here.wrapping_add(1), foreign), Relaxed);
+        assert!(matches!(
+            m.lock_timeout(lockword::LIVENESS_PERIOD * 3),
+            Err(LockError::Failed(Error::Timeout))
+        ));
+        // A record naming this namespace (the owner lived here, foreign
+        // to the mutex's home): judged, taken over, the record claimed.
+        word(m, 8).store(foreign as u32, Relaxed);
+        m.foreign.store(foreign_record(here, foreign), Relaxed);
+        match m.lock_timeout(Duration::from_secs(10)) {
+            Err(LockError::OwnerDied(d)) => drop(d.make_consistent().unwrap()),
+            other => panic!("{:?}", other.map(drop)),
+        }
+        assert_eq!(m.foreign.load(Relaxed), 0, "the record was claimed");
         // The same word without the bit is the exited thread's: taken over.
         word(m, 8).store(exited as u32, Relaxed);
+        word(m, 12).store((exited >> 32) as u32, Relaxed);
         assert!(matches!(
             m.lock_timeout(Duration::from_secs(10)),
             Err(LockError::OwnerDied(_))
         ));
+    }
+
+    /// A holder outside the mutex's home namespace records its namespace
+    /// while it holds the lock, and clears the record before releasing.
+    #[test]
+    fn a_foreign_holder_keeps_its_record_while_it_holds() {
+        let b = boxed(MutexKind::Normal);
+        let m = get(&b);
+        m.pidns
+            .store(proc::pid_namespace().wrapping_add(1), Relaxed);
+        let g = m.lock().unwrap();
+        let w = m.word.load();
+        assert_ne!(w & lockword::FOREIGN, 0);
+        assert_eq!(
+            m.foreign.load(Relaxed),
+            foreign_record(proc::pid_namespace(), w)
+        );
+        drop(g);
+        assert_eq!((m.word.load(), m.foreign.load(Relaxed)), (0, 0));
+        // Home again: no record.
+        m.pidns.store(proc::pid_namespace(), Relaxed);
+        let g = m.lock().unwrap();
+        assert_eq!(m.foreign.load(Relaxed), 0);
+        drop(g);
     }
 
     /// A version-1 mutex (a pthread mutex inside) is refused by name.

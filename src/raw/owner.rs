@@ -23,24 +23,29 @@
 //! Thread ids are local to a pid namespace. A mutex records the pid
 //! namespace it was initialised in (its *home*), and every owner word says
 //! whether its id belongs there: a locker in another namespace writes its
-//! word with `FOREIGN` ([`me_in`]). A judge looks an id up only when both
-//! it and the id are in the home namespace ([`is_dead`]); a waiter never
-//! judges a holder it cannot see. So, with processes in several pid
-//! namespaces sharing one mutex (containers sharing `/dev/shm`):
+//! word with `FOREIGN` ([`me_in`]) and, right after taking the lock, a
+//! record of its own namespace beside the word (see `raw::mutex`, "Foreign
+//! owners"). A judge looks an id up only in the namespace the id belongs
+//! to (the home for a plain word, the record's for a foreign one), only
+//! from inside that namespace, and only through a `/proc` mounted for it
+//! ([`is_dead`]): a waiter never judges a holder it cannot see. So, with
+//! processes in several pid namespaces sharing one mutex (containers
+//! sharing `/dev/shm`):
 //!
-//! | holder in | waiter in | mutual exclusion | holder's death reported |
-//! |-----------|-----------|------------------|-------------------------|
-//! | home      | home      | yes              | yes, within a liveness period |
-//! | home      | elsewhere | yes              | not to this waiter (it waits or times out; a home waiter recovers it) |
-//! | elsewhere | anywhere  | yes              | never (a foreign id cannot be looked up soundly: waiters wait or time out) |
+//! | holder in          | waiter in          | mutual exclusion | holder's death reported |
+//! |--------------------|--------------------|------------------|-------------------------|
+//! | home               | home               | yes | yes, within a liveness period |
+//! | namespace N ≠ home | N                  | yes | yes, within a liveness period (unless it died between taking the lock and writing its record: a few instructions) |
+//! | any                | another one        | yes | not to this waiter (it waits or times out; a waiter in the holder's namespace recovers it) |
 //!
 //! A mutex of an older layout records no namespace (0): every word is
 //! judged by everyone, as before. A process whose own namespace cannot be
-//! learnt (no `/proc`) counts as foreign to any mutex that records one.
-//! Two foreign threads of two different namespaces with the same id and
-//! the same start time (to the tick) cannot be told apart: one locking
-//! while the other holds is [`Error::Deadlock`](crate::Error::Deadlock)
-//! instead of a wait (never a second holder).
+//! learnt (no `/proc`) counts as foreign to any mutex that records one,
+//! and judges nobody's record. Two foreign threads of two different
+//! namespaces with the same id and the same start time (to the tick)
+//! cannot be told apart: one locking while the other holds is
+//! [`Error::Deadlock`](crate::Error::Deadlock) instead of a wait (never a
+//! second holder).
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering::*};
@@ -101,6 +106,13 @@ pub(super) fn cached_in(home: u64) -> u64 {
         0 => 0,
         w => w | foreign_bit(home),
     }
+}
+
+/// This process's pid namespace as learnt by [`me`] (0: unknown); valid
+/// once `me` has run in this thread.
+#[inline]
+pub(super) fn my_namespace() -> u64 {
+    NS.with(Cell::get)
 }
 
 /// `FOREIGN` if this process does not live in `home` (a known namespace);
@@ -164,10 +176,12 @@ fn boottime_offset_ticks() -> i64 {
 /// or runs with another start time (its id was recycled). Where the start
 /// time is unknown (either side), a thread that exists counts as alive.
 ///
-/// `pid_namespace` is the mutex's home (0: unknown). Only a judge in the
-/// home namespace looks an id up, and only an id of that namespace (no
-/// `FOREIGN`): any other owner is never judged dead (a waiter waits, may
-/// time out, but never takes over; see the module, "Namespaces").
+/// `pid_namespace` is the namespace the word's id belongs to (0: unknown,
+/// judged anywhere), as the caller learnt it: the mutex's home for a word
+/// without `FOREIGN`, the owner's own record for a foreign one. Only a
+/// judge in that namespace, whose `/proc` is that namespace's, looks the
+/// id up: any other owner is never judged dead (a waiter waits, may time
+/// out, but never takes over; see the module, "Namespaces").
 ///
 /// `addr` is the mutex's address here (`None`: skip this part): a holder
 /// whose thread lives on but whose process no longer maps the file behind
@@ -193,7 +207,7 @@ pub(super) fn is_dead(word: u64, pid_namespace: u64, addr: Option<usize>) -> boo
         return false;
     }
     let here = pid_namespace == 0 || pid_namespace == proc::pid_namespace();
-    let dead = here && word & FOREIGN == 0 && judge(word, addr);
+    let dead = here && proc::procfs_is_ours() && judge(word, addr);
     if !dead {
         let _ = LAST_ALIVE.try_with(|c| c.set(Some((word, pid_namespace, now))));
     }
@@ -277,10 +291,6 @@ mod tests {
         }
         assert!(!is_dead(w, here().wrapping_add(1), None));
         assert!(is_dead(w, here(), None));
-        // A foreign owner (its id local to another namespace) is never
-        // judged, not even from the mutex's own namespace.
-        assert!(!is_dead(w | FOREIGN, here(), None));
-        assert!(!is_dead(w | FOREIGN, here().wrapping_add(1), None));
         // Unknown namespace (a mutex of an older layout): judged here.
         assert!(is_dead(w, 0, None));
     }

@@ -32,6 +32,25 @@ pub(crate) fn pid_namespace() -> u64 {
     }
 }
 
+/// Whether `/proc` numbers processes as the caller's pid namespace does:
+/// `/proc/self` names the caller by its pid there. A procfs mounted for
+/// another namespace (a process that entered a new pid namespace without
+/// mounting its own `/proc`) names it otherwise, and every id looked up
+/// in it would mean another task.
+pub(crate) fn procfs_is_ours() -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        std::fs::read_link("/proc/self")
+            .ok()
+            .and_then(|p| p.to_str()?.parse::<u32>().ok())
+            == Some(pid())
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        false
+    }
+}
+
 /// The calling process's boot-time offset (its time namespace's, from
 /// `/proc/self/timens_offsets`) in clock ticks; 0 where there is none or
 /// it cannot be read. Start times in `/proc` include the reader's offset.
