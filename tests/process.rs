@@ -94,10 +94,8 @@ fn return_values_panics_and_names() {
         assert_eq!(p.name(), "worker-7");
 
         if m == Method::Fork {
-            let captured = vec![1u8, 2, 3];
-            let mut p = Builder::new()
-                .fork(move || captured.iter().sum::<u8>())
-                .unwrap();
+            let captured = String::from("abcdef");
+            let mut p = Builder::new().fork(move || captured.len() as u8).unwrap();
             assert_eq!(p.join().unwrap(), 6);
         }
         0
