@@ -362,3 +362,246 @@ fn handles_of_every_kind_named_and_anonymous() {
     }
     each_method(body);
 }
+
+/// Starts a child by `m` (daemon, or a non-daemon that may outlive its
+/// parent), publishes its pid, and sleeps until killed.
+fn middle((m, daemon, out): (u8, bool, AtomicValue<u32>)) {
+    let p = Builder::new()
+        .method(method(m))
+        .daemon(daemon)
+        .outlive_parent(true)
+        .start(sleep_forever, ())
+        .unwrap();
+    out.store(p.pid());
+    std::mem::forget(p);
+    sleep_forever(())
+}
+
+/// Whether `pid` still runs (a zombie, or a pid that is gone, does not).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+fn until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f()
+}
+
+#[test]
+fn daemons_die_with_a_killed_parent_others_only_if_asked() {
+    for m in ALL {
+        for daemon in [true, false] {
+            let out = AtomicValue::<u32>::anonymous(0).unwrap();
+            let mut mid = Builder::new()
+                .start(middle, (m as u8, daemon, out.clone()))
+                .unwrap();
+            assert!(until(Duration::from_secs(20), || out.load() != 0), "{m:?}");
+            let child = out.load();
+            assert!(running(child));
+            mid.kill().unwrap();
+            assert!(matches!(
+                mid.join(),
+                Err(ProcessError::Died { exitcode: -9 })
+            ));
+            if daemon {
+                assert!(
+                    until(Duration::from_secs(10), || !running(child)),
+                    "{m:?}: daemon {child} outlived its killed parent"
+                );
+            } else {
+                // Asked to outlive its parent: it does, until killed here.
+                std::thread::sleep(Duration::from_millis(300));
+                assert!(running(child), "{m:?}: non-daemon {child} died");
+                shmprim::sys::child::kill(child, shmprim::sys::child::SIGKILL).unwrap();
+            }
+        }
+    }
+}
+
+fn unit(_: ()) {}
+
+/// Open descriptors of this process.
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Whether this process has any child left, reaped or not.
+fn has_children() -> bool {
+    // SAFETY: plain out-pointer; WNOWAIT leaves any child as it is.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        ) == 0
+    }
+}
+
+/// `n` start/join cycles by `m`, then: no new descriptor, no child left,
+/// no segment in /dev/shm created by this process.
+fn cycles((m, n): (u8, u32)) -> u32 {
+    let m = method(m);
+    // Warm up: the forkserver and its pipe stay for the program's life.
+    Builder::new()
+        .method(m)
+        .start(unit, ())
+        .unwrap()
+        .join()
+        .unwrap();
+    let fds = fd_count();
+    for i in 0..n {
+        let mut p = if m == Method::Fork {
+            Builder::new().fork(move || i).unwrap()
+        } else {
+            Builder::new().method(m).start(|i: u32| i, i).unwrap()
+        };
+        assert_eq!(p.join().unwrap(), i);
+    }
+    assert_eq!(fd_count(), fds, "{m:?}: descriptors leaked");
+    if m != Method::Forkserver {
+        assert!(!has_children(), "{m:?}: a child was left");
+    }
+    let me = std::process::id();
+    let mine = shmprim::segment::list()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.header.as_ref().is_ok_and(|h| h.creator_pid == me))
+        .count();
+    assert_eq!(mine, 0, "{m:?}: segments left in /dev/shm");
+    0
+}
+
+/// 1000 fork cycles (cheap); spawn and forkserver cycles are fewer (each
+/// spawn re-executes this test binary: ~100x a fork).
+#[test]
+fn start_join_cycles_leak_nothing() {
+    for (m, n) in [
+        (Method::Fork, 1000),
+        (Method::Spawn, 50),
+        (Method::Forkserver, 300),
+    ] {
+        let mut p = Builder::new().start(cycles, (m as u8, n)).unwrap();
+        assert_eq!(p.join_timeout(Duration::from_secs(60)).unwrap(), 0, "{m:?}");
+    }
+}
+
+/// The targets of the descriptors this process holds above stderr.
+fn open_fds(_: ()) -> Vec<String> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let n: i32 = e.file_name().to_string_lossy().parse().unwrap();
+        if let Ok(t) = std::fs::read_link(e.path()) {
+            if n > 2 {
+                v.push(t.to_string_lossy().into_owned());
+            }
+        }
+    }
+    v
+}
+
+fn fds_with_value(v: Value<u64>) -> Vec<String> {
+    assert_eq!(v.get().unwrap(), 3);
+    open_fds(())
+}
+
+#[test]
+fn spawned_children_inherit_only_what_they_are_given() {
+    for m in [Method::Spawn, Method::Forkserver] {
+        let v = Value::<u64>::anonymous(3).unwrap();
+        let fds = Builder::new()
+            .method(m)
+            .start(fds_with_value, v)
+            .unwrap()
+            .join()
+            .unwrap();
+        // The start pipe, the value, and the directory being listed.
+        let memfds = fds.iter().filter(|t| t.starts_with("/memfd:")).count();
+        assert_eq!(memfds, 2, "{m:?}: {fds:?}");
+        assert!(fds.len() <= 3, "{m:?}: {fds:?}");
+    }
+}
+
+#[test]
+fn identity_children_and_cpus() {
+    assert_eq!(current_process().name, "MainProcess");
+    assert_eq!(current_process().pid, std::process::id());
+    assert!(parent_process().is_none());
+    assert!(process::cpu_count() >= 1);
+    let mut p = Builder::new()
+        .name("sleeper")
+        .start(sleep_forever, ())
+        .unwrap();
+    let pid = p.pid();
+    assert!(process::active_children()
+        .iter()
+        .any(|c| c.pid == pid && c.name == "sleeper"));
+    p.terminate().unwrap();
+    let _ = p.join();
+    assert!(!process::active_children().iter().any(|c| c.pid == pid));
+}
+
+#[test]
+fn dropping_unjoined_processes_leaves_nothing_running_or_unreaped() {
+    // A daemon is killed and reaped on drop.
+    let p = Builder::new()
+        .daemon(true)
+        .start(sleep_forever, ())
+        .unwrap();
+    let pid = p.pid();
+    drop(p);
+    assert!(!running(pid) && !std::path::Path::new(&format!("/proc/{pid}")).exists());
+    // A non-daemon keeps running; once it ends, the next sweep reaps it.
+    let p = Builder::new().start(sleep_forever, ()).unwrap();
+    let pid = p.pid();
+    drop(p);
+    assert!(running(pid));
+    shmprim::sys::child::kill(pid, shmprim::sys::child::SIGKILL).unwrap();
+    assert!(until(Duration::from_secs(10), || {
+        process::active_children();
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }));
+}
+
+fn echo_len(v: Vec<u8>) -> (u64, Vec<u8>) {
+    (v.len() as u64, v)
+}
+
+#[test]
+fn large_arguments_and_results_stream_through() {
+    for m in [Method::Spawn, Method::Forkserver] {
+        let big: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let (n, back) = Builder::new()
+            .method(m)
+            .start(echo_len, big.clone())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(n, big.len() as u64);
+        assert_eq!(back, big);
+    }
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn serde_arguments_and_results() {
+    use shmprim::process::Serde;
+    fn f(Serde(v): Serde<Vec<String>>) -> Serde<String> {
+        Serde(v.join("+"))
+    }
+    let arg = Serde(vec!["a".to_owned(), "b".to_owned()]);
+    let Serde(r) = Builder::new().start(f, arg).unwrap().join().unwrap();
+    assert_eq!(r, "a+b");
+}

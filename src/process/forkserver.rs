@@ -263,6 +263,8 @@ pub(crate) fn serve(spec: &str) -> i32 {
         // anything.
         match unsafe { os::fork() } {
             Ok(0) => {
+                // The server's own descriptors are not the child's.
+                drop((conn, slots, slot));
                 let code = (|| {
                     let mut start = start_end(open_remote(requester, start_fd).ok()?).ok()?;
                     let msg = start.recv_bytes_timeout(START_READ).ok()?;
