@@ -26,6 +26,7 @@ pub(super) struct Rx {
 /// [`Error::Disconnected`] once the peer closed or died and everything it
 /// sent has been received.
 pub struct Connection {
+    pub(super) end: End,
     pub(super) tx: Option<Tx>,
     pub(super) rx: Option<Rx>,
     pub(super) seg: Arc<Segment>,
@@ -101,6 +102,12 @@ impl Connection {
     /// Whether this end can send (Python: `writable`).
     pub fn writable(&self) -> bool {
         self.tx.is_some()
+    }
+
+    /// Which end of its pipe this is, and the segment the pipe lives in
+    /// (what a launcher needs to pass the end to a child).
+    pub fn end(&self) -> (End, &Segment) {
+        (self.end, &self.seg)
     }
 
     /// Whether [`close`](Self::close) was called on this handle.

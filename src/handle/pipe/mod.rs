@@ -287,6 +287,7 @@ impl Pipe {
     fn end(&self, end: End, anonymous: bool) -> Connection {
         let (tx, rx) = self.rings_of(end);
         Connection {
+            end,
             tx: tx.map(|r| Tx { ring: r, p: None }),
             rx: rx.map(|r| Rx { ring: r, c: None }),
             seg: self.seg.clone(),
