@@ -69,6 +69,7 @@ pub(crate) mod core;
 mod gen;
 mod list;
 mod map;
+mod swap;
 
 pub use list::SharedList;
 pub use map::{MapTx, SharedMap};
