@@ -106,6 +106,11 @@
 mod codec;
 #[cfg(not(loom))]
 pub mod containers;
+// The one lock-free piece of the containers, modelled under loom.
+#[cfg(loom)]
+#[path = "containers/swap.rs"]
+#[allow(dead_code)]
+mod containers_swap;
 mod error;
 #[doc(hidden)]
 pub mod fault;

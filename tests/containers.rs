@@ -354,3 +354,40 @@ fn out_of_space_loses_nothing() {
     }
     kid.join();
 }
+
+#[test]
+fn open_or_create_races_and_persisted_names_outlive_the_creator() {
+    let name = unique("orc");
+    {
+        let maps: Vec<SharedMap> = (0..4)
+            .map(|_| {
+                let n = name.clone();
+                std::thread::spawn(move || SharedMap::open_or_create(&n).unwrap())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        for (i, m) in maps.iter().enumerate() {
+            m.insert_as(&(i as u32), &1u8).unwrap();
+        }
+        for m in &maps {
+            assert_eq!(m.len().unwrap(), 4);
+        }
+    }
+    assert!(shm_entries(&name).is_empty(), "{:?}", shm_entries(&name));
+
+    let opts = shmprim::Options::new().persist(true);
+    drop(SharedList::create_with(&name, &opts).unwrap().push(b"kept"));
+    let l = SharedList::open(&name).unwrap();
+    assert_eq!(l.get(0).unwrap().unwrap(), b"kept");
+    for i in 0..1000u32 {
+        l.push_as(&i).unwrap(); // grows: the new generation is kept too
+    }
+    drop(l);
+    let l = SharedList::open(&name).unwrap();
+    assert_eq!(l.len().unwrap(), 1001);
+    l.unlink().unwrap();
+    assert!(shm_entries(&name).is_empty(), "{:?}", shm_entries(&name));
+    assert!(matches!(SharedList::open(&name), Err(Error::NotFound)));
+}

@@ -17,11 +17,11 @@
 //! |    144 | oldest    | lowest generation whose name may still be linked         |
 //! |    192 | base      | the base name (≤ 255 bytes); generation `n` is `{base}.{n:x}` |
 
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::*};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
 
 use super::gen::{self, Gen, Sizes, G_BUMP, G_LEN, G_LIVE, G_STATE, G_USED, STATE_LEN};
+use super::swap::{Pinned, Swap};
 use super::Shape;
 use crate::fault::fault_point;
 use crate::raw::{LockError, MutexKind, RawMutex, RawMutexGuard};
@@ -64,16 +64,8 @@ pub(crate) struct Core {
     shape: Shape,
     base: String,
     gen_opts: Options,
-    /// The generation this handle uses (a leaked `Box<Gen>`).
-    cur: AtomicPtr<Gen>,
-    /// Threads of this process inside an operation (see `pin`).
-    active: AtomicUsize,
-    /// Generations this handle left behind, unmapped once no thread of this
-    /// process can still be reading them.
-    // Boxed: pinned threads hold references to the Gen where it lies.
-    #[allow(clippy::vec_box)]
-    retired: Mutex<Vec<Box<Gen>>>,
-    has_retired: AtomicBool,
+    /// The generation this handle uses, replaced when it follows growth.
+    gens: Swap<Gen>,
     /// The creating process, for a handle that created the container: its
     /// drop removes the names (unless persisted).
     owner: Option<u32>,
@@ -82,27 +74,8 @@ pub(crate) struct Core {
     timeout_ns: AtomicU64,
 }
 
-// SAFETY: `cur` points to a `Gen` (Send + Sync) owned by this Core and
-// freed only when no thread is pinned to it (see `pin`); everything else
-// is Send + Sync.
-unsafe impl Send for Core {}
-// SAFETY: as above.
-unsafe impl Sync for Core {}
-
-/// A thread's hold on the handle's current generation: while it lives the
-/// generation stays mapped.
-pub(crate) struct Pin<'a> {
-    core: &'a Core,
-    pub gen: &'a Gen,
-}
-
-impl Drop for Pin<'_> {
-    fn drop(&mut self) {
-        if self.core.active.fetch_sub(1, SeqCst) == 1 && self.core.has_retired.load(Relaxed) {
-            self.core.reclaim();
-        }
-    }
-}
+/// A thread's hold on the handle's generation for one operation.
+pub(crate) type Pin<'a> = Pinned<'a, Gen>;
 
 fn root_word(root: &Segment, off: u64) -> &AtomicU64 {
     debug_assert!(off % 8 == 0 && off as usize + 8 <= ROOT_SIZE);
@@ -220,10 +193,7 @@ impl Core {
             shape,
             base,
             gen_opts,
-            cur: AtomicPtr::new(Box::into_raw(Box::new(first))),
-            active: AtomicUsize::new(0),
-            retired: Mutex::new(Vec::new()),
-            has_retired: AtomicBool::new(false),
+            gens: Swap::new(first),
             owner,
             persist: AtomicBool::new(false),
             timeout_ns: AtomicU64::new(u64::MAX),
@@ -347,42 +317,13 @@ impl Core {
 
     /// Pins the handle's current generation for one operation.
     pub fn pin(&self) -> Pin<'_> {
-        self.active.fetch_add(1, SeqCst);
-        let p = self.cur.load(SeqCst);
-        // SAFETY: `cur` always holds a live Box<Gen>; one swapped out is
-        // freed only when `active` is seen at zero after the swap, and this
-        // thread counted itself in `active` before loading it.
-        let gen = unsafe { &*p };
-        Pin { core: self, gen }
-    }
-
-    fn reclaim(&self) {
-        let Ok(mut list) = self.retired.try_lock() else {
-            return;
-        };
-        if self.active.load(SeqCst) == 0 {
-            list.clear();
-            self.has_retired.store(false, Relaxed);
-        }
+        self.gens.pin()
     }
 
     /// Makes `g` the handle's generation, unless it already uses one as new.
     fn adopt(&self, g: Gen) {
-        let mut list = self.retired.lock().unwrap_or_else(|p| p.into_inner());
-        // SAFETY: see `pin`; the list lock serialises swaps.
-        let cur = unsafe { &*self.cur.load(SeqCst) };
-        if cur.number >= g.number {
-            return;
-        }
-        let old = self.cur.swap(Box::into_raw(Box::new(g)), SeqCst);
-        // SAFETY: `old` came from Box::into_raw and was just swapped out:
-        // no new pin can load it.
-        list.push(unsafe { Box::from_raw(old) });
-        self.has_retired.store(true, Relaxed);
-        if self.active.load(SeqCst) == 0 {
-            list.clear();
-            self.has_retired.store(false, Relaxed);
-        }
+        self.gens
+            .replace_unless(g, |cur, new| cur.number >= new.number);
     }
 
     /// Moves the handle to the published generation.
@@ -396,7 +337,7 @@ impl Core {
     fn current(&self) -> Result<Pin<'_>> {
         for _ in 0..100 {
             let pin = self.pin();
-            if self.rw(R_CURRENT).load(Acquire) == pin.gen.number {
+            if self.rw(R_CURRENT).load(Acquire) == pin.get().number {
                 return Ok(pin);
             }
             drop(pin);
@@ -412,7 +353,7 @@ impl Core {
     pub fn read<R>(&self, mut f: impl FnMut(&Gen) -> Result<R>) -> Result<R> {
         for i in 0..READ_TRIES {
             let pin = self.pin();
-            let g = pin.gen;
+            let g = pin.get();
             if let Some(s) = g.seq().read_begin() {
                 if self.rw(R_CURRENT).load(Acquire) != g.number {
                     drop(pin);
@@ -467,7 +408,7 @@ impl Core {
     /// never unlinked.
     fn repair(&self) -> Result<()> {
         let pin = self.current()?;
-        let g = pin.gen;
+        let g = pin.get();
         g.roll_back()?;
         if g.seq().is_writing() {
             g.seq().force_even();
@@ -515,15 +456,10 @@ impl Drop for Core {
             self.unlink_generations(None);
             // The root's words may have been overwritten: this handle's
             // own generation goes in any case.
-            // SAFETY: see `pin`; `&mut self`: no pin is alive.
-            let n = unsafe { &*self.cur.load(Relaxed) }.number;
+            let n = self.gens.get_mut().number;
             let _ = Segment::unlink_name(&gen_name(&self.base, n));
             // The root segment's own drop removes the root name.
         }
-        let p = *self.cur.get_mut();
-        // SAFETY: the last use of the handle: no pin is alive (pins borrow
-        // it); `p` came from Box::into_raw.
-        drop(unsafe { Box::from_raw(p) });
     }
 }
 
@@ -564,7 +500,7 @@ impl<'a> Writer<'a> {
     }
 
     fn base(&self) -> &'a Gen {
-        self.pin.as_ref().expect("pinned until dropped").gen
+        self.pin.as_ref().expect("pinned until dropped").get()
     }
 
     /// Whether writes go to the published generation (and need logging).

@@ -18,7 +18,8 @@
 //!   generation on every operation and re-map: growth is followed without
 //!   re-opening. Old generations are unlinked by the writer that replaced
 //!   them (a handle never needs an old name: it only ever opens the
-//!   current one); handles unmap them once no thread of theirs reads them.
+//!   current one); handles unmap them once no thread of theirs reads them
+//!   (`swap::Swap`: a pin count read by RMW, modelled under loom).
 //!   Space freed by removes and overwrites is reclaimed at the next move
 //!   (`clear` moves to an empty generation at once).
 //! * **Crash safety: an undo log, or a fresh generation.** Writers hold the
@@ -69,6 +70,7 @@ pub(crate) mod core;
 mod gen;
 mod list;
 mod map;
+mod swap;
 
 pub use list::SharedList;
 pub use map::{MapTx, SharedMap};
