@@ -3,7 +3,7 @@
 //! use, through the public API only (so it follows any ring layout):
 //! byte 0 picks the mode (bit 0: patch, or check against a model), then
 //! capacity and slot size; the rest is operations: sends, receives,
-//! `task_done`, `join_timeout` with zero or microsecond timeouts, `close`,
+//! `task_done`, `try_join` and `join_timeout` of a microsecond, `close`,
 //! the accessors, and (patch mode) byte patches anywhere in the object.
 //! Every call must end in a value or a typed error; in model mode, the
 //! count of unfinished tasks, `task_done`'s refusals and `join`'s answers
@@ -82,7 +82,12 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             op @ (4 | 5) => {
-                let r = q.join_timeout(Duration::from_micros(u64::from(op - 4)));
+                // `try_join` (one look), or `join_timeout` of 1 us.
+                let r = if op == 4 {
+                    q.try_join()
+                } else {
+                    q.join_timeout(Duration::from_micros(1))
+                };
                 allowed(&r, &[queue_error]);
                 if !patching {
                     assert_eq!(r.is_ok(), unfinished == 0, "join with {unfinished}");

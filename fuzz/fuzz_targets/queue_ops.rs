@@ -1,7 +1,7 @@
 //! Random operation sequences on a `Queue` (one thread) against a model
 //! `VecDeque`: sends, receives, zero-copy reservations held across other
 //! operations and committed or dropped out of order, borrowed receives,
-//! close. Every answer must match the model exactly, and dead-peer
+//! batches (`send_many`, `recv_many`), close. Every answer must match the model exactly, and dead-peer
 //! recovery never takes a slot from this live process.
 #![no_main]
 
@@ -125,6 +125,71 @@ fuzz_target!(|data: &[u8]| {
             7 if arg % 16 == 0 => {
                 q.close();
                 closed = true;
+            }
+            // a batch send: up to three messages, sent while they fit
+            7 if arg % 2 == 0 => {
+                let msgs: Vec<Vec<u8>> = (0..arg % 4)
+                    .map(|i| vec![counter ^ i as u8; (arg / 4 + i) % (slot + 2)])
+                    .collect();
+                let r = q.try_send_many(&msgs);
+                let mut sent = 0;
+                let mut refused = None;
+                for m in &msgs {
+                    let why = if m.len() > slot {
+                        Some("large")
+                    } else if closed {
+                        Some("closed")
+                    } else if model.len() == cap {
+                        Some("full")
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        if sent == 0 {
+                            refused = Some(why);
+                        }
+                        break;
+                    }
+                    model.push_back(Entry::Msg(m.clone()));
+                    sent += 1;
+                }
+                match refused {
+                    None => assert_eq!(r.unwrap(), sent),
+                    Some("large") => {
+                        assert!(matches!(r, Err(Error::MessageTooLarge { .. })), "{r:?}")
+                    }
+                    Some("closed") => assert!(matches!(r, Err(Error::Closed)), "{r:?}"),
+                    Some(_) => assert!(matches!(r, Err(Error::Full)), "{r:?}"),
+                }
+            }
+            // a batch receive of up to `max` messages
+            7 => {
+                let max = arg % 5;
+                let mut out = Vec::new();
+                let r = q.try_recv_many(&mut out, max);
+                let mut want = Vec::new();
+                while want.len() < max {
+                    while model.front() == Some(&Entry::Cancelled) {
+                        model.pop_front();
+                    }
+                    match model.front() {
+                        Some(Entry::Msg(m)) => {
+                            want.push(m.clone());
+                            model.pop_front();
+                        }
+                        _ => break,
+                    }
+                }
+                if max > 0 && want.is_empty() {
+                    if closed && model.is_empty() {
+                        assert!(matches!(r, Err(Error::Closed)), "{r:?}");
+                    } else {
+                        assert!(matches!(r, Err(Error::Empty)), "{r:?}");
+                    }
+                } else {
+                    assert_eq!(r.unwrap(), want.len());
+                    assert_eq!(out, want);
+                }
             }
             _ => {}
         }

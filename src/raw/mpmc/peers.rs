@@ -390,7 +390,11 @@ impl MpmcRef {
         let (me, cached) = lookup(base, &self.ring().peers);
         let idx = cached.or_else(|| self.claim_seat(me));
         match idx {
-            Some(i) if side(self.peer(i)).load(Relaxed) == IDLE => Seat(i as u32),
+            // SYNC POINT (Acquire): pairs with the Release store of `IDLE`
+            // that ended the entry's last hold (`unseat`), which another
+            // thread may have made (a `Reservation` moved there and
+            // committed): its count (`sent`) is visible before we count.
+            Some(i) if side(self.peer(i)).load(Acquire) == IDLE => Seat(i as u32),
             _ => {
                 // SYNC POINT (Release): counted before the claiming CAS,
                 // like a tracked holder's entry.
