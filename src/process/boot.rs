@@ -115,7 +115,6 @@ impl Report {
 /// of a few shapes) and as a report, without running anything.
 #[cfg(fuzzing)]
 pub fn __fuzz_boot(bytes: &[u8]) {
-    use super::message::Message;
     let mut fds: Vec<Option<std::os::fd::OwnedFd>> = Vec::new();
     let mut d = Decoder::new(bytes, &mut fds);
     if decode_head(&mut d).is_ok() {

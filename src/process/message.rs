@@ -224,15 +224,15 @@ impl<T: Message> Message for Vec<T> {
         self.iter().try_for_each(|x| x.encode(out))
     }
     fn decode(input: &mut Decoder<'_>) -> Result<Self> {
-        // A zero-sized item would let a huge count through `take_count`:
-        // cap the allocation at what is left, and read item by item.
         let n = input.take_u64()?;
+        // Items of no bytes (`()`) would let a garbage count loop for
+        // ever: a count above the bytes left is bounded.
+        if n > input.remaining() as u64 && n > 1 << 16 {
+            return Err(Error::Corrupt("message: vector too long"));
+        }
         let mut v = Vec::with_capacity(input.remaining().min(n as usize));
         for _ in 0..n {
             v.push(T::decode(input)?);
-            if v.len() > (1 << 32) {
-                return Err(Error::Corrupt("message: vector too long"));
-            }
         }
         Ok(v)
     }

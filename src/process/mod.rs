@@ -75,10 +75,13 @@
 //! * A panic in the target reaches the parent as
 //!   [`ProcessError::Panicked`] with its message; the child exits with
 //!   [`EXIT_PANIC`].
-//! * Daemon children get `PR_SET_PDEATHSIG = SIGKILL` and check their
+//! * Every child gets `PR_SET_PDEATHSIG = SIGKILL` and checks its
 //!   parent's pid right after (the parent may have died before the call):
-//!   they die with their parent, `SIGKILL` included. Note that the signal
-//!   follows the parent *thread* that started the child.
+//!   it dies with its parent, `SIGKILL` included, unless it is a
+//!   non-daemon started with [`Builder::outlive_parent`]. The signal
+//!   follows the parent *thread* that started the child. At a normal exit
+//!   (and before a child the crate started ends) daemons are killed and
+//!   the other children are waited for, as Python does.
 //! * Every child the crate starts is reaped (see [`Process`] for what
 //!   dropping one unjoined does); `join_timeout` sleeps on a `pidfd` where
 //!   the kernel has one (Linux 5.3), in short sleeps elsewhere.
@@ -329,3 +332,6 @@ macro_rules! process_test_entry {
         };
     };
 }
+
+#[cfg(test)]
+mod tests;
