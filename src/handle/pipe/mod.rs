@@ -126,9 +126,9 @@ fn spec(rings: u64, capacity: usize) -> Result<Spec> {
 ///
 /// A blocked call first spins for the [`WaitPolicy`]'s budget (default
 /// 50 µs: on a small machine a futex wake costs about 25 µs, so a peer that
-/// answers quickly is caught without a system call; after the first 5 µs
-/// the spinner also yields its CPU between checks, in case the peer waits
-/// for it), then sleeps on the
+/// answers quickly is caught without a system call; the spinner never
+/// yields its CPU, because a yield can hand it to another task for a whole
+/// scheduler slice: that was W1's millisecond tail), then sleeps on the
 /// ring's event count in slices of at most 100 ms, checking between slices
 /// whether the peer closed or died. A publisher issues `FUTEX_WAKE` only
 /// when the other side announced that it sleeps.

@@ -272,3 +272,77 @@ impl Connection {
         self.in_place(Some(Deadline::after(timeout)))
     }
 }
+
+impl Connection {
+    /// Receives up to `max` single-record messages that are there now into
+    /// `out`, releasing them to the sender by one store. The count.
+    fn pop_batch(&mut self, out: &mut Vec<Vec<u8>>, max: usize) -> usize {
+        if self.partial.is_some() || self.skipping || !self.ready_fast() {
+            return 0;
+        }
+        let Some(Rx { c: Some(c), .. }) = &mut self.rx else {
+            return 0;
+        };
+        let mut n = 0;
+        c.begin_batch();
+        while n < max {
+            let Ok(Some(r)) = c.try_peek() else { break };
+            if r.flags() != 0 {
+                break;
+            }
+            let mut v = vec![0u8; r.len()];
+            if c.read(&r, 0, &mut v).is_err() || c.release(r).is_err() {
+                break;
+            }
+            out.push(v);
+            n += 1;
+        }
+        c.end_batch();
+        n
+    }
+
+    fn recv_many_inner(
+        &mut self,
+        out: &mut Vec<Vec<u8>>,
+        max: usize,
+        deadline: Option<Deadline>,
+    ) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let n = self.pop_batch(out, max);
+        if n > 0 {
+            return Ok(n);
+        }
+        out.push(self.recv_vec(Limit::Any, deadline)?);
+        Ok(1 + self.pop_batch(out, max - 1))
+    }
+
+    /// Receives several messages in one call: waits (as
+    /// [`recv_bytes`](Self::recv_bytes)) for the first, then appends to
+    /// `out` up to `max` in all of those already there, released to the
+    /// sender by one store. Returns how many were appended (0 only for
+    /// `max == 0`).
+    pub fn recv_many(&mut self, out: &mut Vec<Vec<u8>>, max: usize) -> Result<usize> {
+        self.recv_many_inner(out, max, None)
+    }
+
+    /// [`recv_many`](Self::recv_many) without waiting: [`Error::Empty`] if
+    /// no message is there.
+    pub fn try_recv_many(&mut self, out: &mut Vec<Vec<u8>>, max: usize) -> Result<usize> {
+        let d = Some(Deadline::PASSED);
+        self.recv_many_inner(out, max, d)
+            .map_err(|e| timeout_to(e, Error::Empty, d))
+    }
+
+    /// [`recv_many`](Self::recv_many), or [`Error::Timeout`] if no message
+    /// comes within `timeout`.
+    pub fn recv_many_timeout(
+        &mut self,
+        out: &mut Vec<Vec<u8>>,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<usize> {
+        self.recv_many_inner(out, max, Some(Deadline::after(timeout)))
+    }
+}

@@ -228,3 +228,87 @@ impl Connection {
         self.send_bytes(&bytes)
     }
 }
+
+impl Connection {
+    /// Pushes messages of `it` while each fits now as one record, all
+    /// published by one store; stops at (and keeps) the first that does
+    /// not. The count pushed.
+    fn push_batch<B: AsRef<[u8]>>(
+        &mut self,
+        it: &mut std::iter::Peekable<impl Iterator<Item = B>>,
+    ) -> usize {
+        if self.abort_pending || !self.ready_fast() {
+            return 0;
+        }
+        let Some(Tx { ring, p: Some(p) }) = &mut self.tx else {
+            return 0;
+        };
+        if ring.is_closed(Role::Reader) {
+            return 0;
+        }
+        let half = ring.capacity() as u64 / 2;
+        let mut n = 0;
+        p.begin_batch();
+        while let Some(m) = it.peek() {
+            let m = m.as_ref();
+            if spsc::record_size(m.len() as u64) > half || !matches!(p.try_push(m, 0), Ok(true)) {
+                break;
+            }
+            it.next();
+            n += 1;
+        }
+        p.end_batch();
+        n
+    }
+
+    fn send_many_inner<I: IntoIterator<Item = B>, B: AsRef<[u8]>>(
+        &mut self,
+        msgs: I,
+        deadline: Option<Deadline>,
+    ) -> Result<usize> {
+        let mut it = msgs.into_iter().peekable();
+        let n = self.push_batch(&mut it);
+        if n > 0 {
+            return Ok(n);
+        }
+        let Some(first) = it.next() else {
+            return Ok(0);
+        };
+        self.send_inner(first.as_ref(), deadline)?;
+        Ok(1 + self.push_batch(&mut it))
+    }
+
+    /// Sends several messages in one call: waits (as
+    /// [`send_bytes`](Self::send_bytes)) until the first can go, then sends
+    /// as many of the following as fit without waiting, published to the
+    /// receiver by one store. Returns how many were sent; the iterator's
+    /// next item after them was taken but not sent (pass a slice and resend
+    /// `&msgs[n..]`). A message longer than half the ring goes alone.
+    pub fn send_many<I: IntoIterator<Item = B>, B: AsRef<[u8]>>(
+        &mut self,
+        msgs: I,
+    ) -> Result<usize> {
+        self.send_many_inner(msgs, None)
+    }
+
+    /// [`send_many`](Self::send_many) without waiting: [`Error::Full`] if
+    /// not even the first message fits now.
+    pub fn try_send_many<I: IntoIterator<Item = B>, B: AsRef<[u8]>>(
+        &mut self,
+        msgs: I,
+    ) -> Result<usize> {
+        let d = Some(Deadline::PASSED);
+        self.send_many_inner(msgs, d)
+            .map_err(|e| timeout_to(e, Error::Full, d))
+    }
+
+    /// [`send_many`](Self::send_many), or [`Error::Timeout`] if the first
+    /// message cannot go within `timeout`.
+    pub fn send_many_timeout<I: IntoIterator<Item = B>, B: AsRef<[u8]>>(
+        &mut self,
+        msgs: I,
+        timeout: Duration,
+    ) -> Result<usize> {
+        self.send_many_inner(msgs, Some(Deadline::after(timeout)))
+    }
+}

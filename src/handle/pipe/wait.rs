@@ -1,6 +1,20 @@
 //! How a blocked call waits: spin for the policy's budget, then sleep on
 //! the ring's event count in slices, checking the peer's liveness.
-
+//!
+//! The spin never yields its CPU. It used to, after its first 5 µs (so
+//! that a peer waiting for this very CPU would run at once), and that
+//! yield was the cause of W1's millisecond tail: traced through the
+//! `pipe.wait.*` fault points (timestamps of every path each side took, in
+//! both processes; `benches/peers` issue 15), 1068 of the 1135 round trips
+//! over 1 ms in 200 000 were one `sched_yield` lasting over 0.5 ms (the
+//! scheduler hands the CPU to any other runnable task for the rest of its
+//! slice), 64 had a futex sleep, none a slice timeout; without the yield,
+//! on the same loaded machine, trips over 1 ms fell from 1135 to 107
+//! (p99.9 4.5 ms to 0.23 ms), every one a futex sleep while the machine was
+//! busy, woken by the peer (no missed wake-up). A peer that needs this CPU
+//! now waits at most the spin budget, after which the waiter sleeps on the
+//! futex and the scheduler runs the peer: a bounded cost, instead of a
+//! slice of every other task.
 use std::time::Duration;
 
 use super::*;
@@ -9,8 +23,6 @@ use super::*;
 pub(super) const SLICE: Duration = Duration::from_millis(100);
 /// The slice when this process could not issue `membarrier` (see `Wake`).
 pub(super) const SHORT_SLICE: Duration = Duration::from_millis(1);
-/// How long a spinning waiter spins without yielding its CPU.
-pub(super) const PURE_SPIN: Duration = Duration::from_micros(5);
 
 /// How a blocked call waits: spin for a budget, then sleep on the futex.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +110,7 @@ impl Watch<'_> {
         if ready()? {
             return Ok(());
         }
+        crate::fault::fault_point!("pipe.wait.enter");
         if deadline == Some(Deadline::PASSED) {
             return Err(if self.peer_gone_checked() && !ready()? {
                 Error::Disconnected
@@ -107,13 +120,11 @@ impl Watch<'_> {
         }
         // Spin.
         if self.policy.spin > Duration::ZERO {
-            // Pure spinning catches a peer running on another CPU; past
-            // PURE_SPIN the spinner also yields, so that a peer waiting for
-            // this very CPU (a busy or small machine) runs at once instead
-            // of after our whole budget.
+            // Spinning catches a peer running on another CPU. It never
+            // yields (see the module docs): a peer waiting for this CPU
+            // runs once the budget is spent and this waiter sleeps.
             let start = monotonic_ns();
             let end = start.saturating_add(self.policy.spin.as_nanos() as u64);
-            let pure = start.saturating_add(PURE_SPIN.as_nanos() as u64);
             let mut i = 0u32;
             loop {
                 // One pause per check: a pause can cost over 100 cycles, and
@@ -137,9 +148,6 @@ impl Watch<'_> {
                     } else {
                         Err(Error::Timeout)
                     };
-                }
-                if now >= pure {
-                    std::thread::yield_now();
                 }
             }
         } else {
@@ -186,7 +194,14 @@ impl Watch<'_> {
                 Some(d) if d < slice => d,
                 _ => slice,
             };
-            match self.ec.wait(key, Some(until)) {
+            crate::fault::fault_point!("pipe.wait.sleep");
+            let slept = self.ec.wait(key, Some(until));
+            #[cfg(feature = "fault-injection")]
+            match slept {
+                Ok(()) => crate::fault::fault_point!("pipe.wait.woken"),
+                Err(_) => crate::fault::fault_point!("pipe.wait.timed_out"),
+            }
+            match slept {
                 Ok(()) => {}
                 Err(Error::Timeout) if Some(until) == deadline => {
                     return if ready()? {

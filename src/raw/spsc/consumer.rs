@@ -44,6 +44,9 @@ pub struct Consumer<'a> {
     /// Whether the head is inside a fragmented message: published with
     /// every release, in `head`'s low bit (`IN_MESSAGE`).
     pub(super) in_message: bool,
+    /// Inside [`begin_batch`](Consumer::begin_batch): releases move the
+    /// local head only; `end_batch` stores it once.
+    pub(super) batching: bool,
 }
 
 impl<'a> Consumer<'a> {
@@ -72,12 +75,34 @@ impl<'a> Consumer<'a> {
     #[inline]
     fn advance(&mut self, n: u64) {
         self.head = self.head.wrapping_add(n);
+        if self.batching {
+            return;
+        }
         self.ring
             .ctl
             .cons
             .head
             .store(self.head | self.in_message as u64, Release);
         self.ring.space_ready().notify(1);
+    }
+
+    /// Starts a batch: records released until [`end_batch`](Self::end_batch)
+    /// are handed back to the producer by one store of `head` there.
+    pub fn begin_batch(&mut self) {
+        self.batching = true;
+    }
+
+    /// Ends a batch: one Release store of `head` releases every record of
+    /// the batch, and the producer is woken if it sleeps.
+    pub fn end_batch(&mut self) {
+        if std::mem::replace(&mut self.batching, false) {
+            self.ring
+                .ctl
+                .cons
+                .head
+                .store(self.head | self.in_message as u64, Release);
+            self.ring.space_ready().notify(1);
+        }
     }
 
     /// Records whether this consumer's head, once the next record is

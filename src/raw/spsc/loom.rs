@@ -184,3 +184,40 @@ fn loom_spsc_close_wakes_reader_after_drain() {
         t.join().unwrap();
     });
 }
+
+/// A batch: two records published by one store (the first header, stored
+/// last; the second header and both payloads Relaxed before it) and
+/// released by one store of `head`. The consumer never sees the second
+/// record before the first, nor stale bytes in either; the producer never
+/// reuses space before the batch release.
+#[test]
+fn loom_spsc_batch_publish_and_release() {
+    let mut b = ::loom::model::Builder::new();
+    b.preemption_bound = Some(3);
+    b.check(|| {
+        let heap = Arc::new(SpscRing::new(256).unwrap());
+        let h2 = heap.clone();
+        let t = ::loom::thread::spawn(move || {
+            // SAFETY: the only producer.
+            let mut p = unsafe { h2.ring().producer().unwrap() };
+            p.begin_batch();
+            assert!(p.try_push(&msg(0), 0).unwrap());
+            assert!(p.try_push(&msg(1)[..16], 0).unwrap());
+            p.end_batch();
+            // The third needs padding and the batch's space back.
+            push_blocking(&mut p, &msg(2));
+        });
+        // SAFETY: the only consumer.
+        let mut c = unsafe { heap.ring().consumer().unwrap() };
+        let mut buf = [0u8; 256];
+        let n = pop_blocking(&mut c, &mut buf);
+        assert_eq!(&buf[..n], &msg(0)[..]);
+        c.begin_batch();
+        let n = pop_blocking(&mut c, &mut buf);
+        assert_eq!(&buf[..n], &msg(1)[..16]);
+        c.end_batch();
+        let n = pop_blocking(&mut c, &mut buf);
+        assert_eq!(&buf[..n], &msg(2)[..]);
+        t.join().unwrap();
+    });
+}

@@ -42,6 +42,10 @@ pub struct Producer<'a> {
     pub(super) ring: Ring<'a>,
     pub(super) tail: u64,
     pub(super) head: u64,
+    /// Inside [`begin_batch`](Producer::begin_batch).
+    pub(super) batching: bool,
+    /// The batch's first header (position, word), stored last.
+    pub(super) deferred: Option<(u64, u64)>,
 }
 
 impl<'a> Producer<'a> {
@@ -89,8 +93,21 @@ impl<'a> Producer<'a> {
         {
             self.ring.word(end & mask).store(0, Relaxed);
         }
-        self.ring.word(self.tail & mask).store(word, Release);
+        if !self.batching {
+            self.ring.word(self.tail & mask).store(word, Release);
+        } else if self.deferred.is_none() {
+            // The batch's first header: stored by `end_batch`, after every
+            // other record of the batch (see there).
+            self.deferred = Some((self.tail, word));
+        } else {
+            // Ordered before the consumer's reads by the first header's
+            // Release store, which the consumer must acquire first.
+            self.ring.word(self.tail & mask).store(word, Relaxed);
+        }
         self.tail = end;
+        if self.batching {
+            return;
+        }
         crate::fault::fault_point!("spsc.write.before_hint");
         // A hint (takeover, attach checks): not on the consumer's path.
         self.ring.ctl.prod.tail.store(end, Release);
@@ -125,7 +142,9 @@ impl<'a> Producer<'a> {
                 }
                 let word = header_word(self.tail, self.ring.cap, 0, PAD);
                 self.publish(pad, word);
-                self.ring.data_ready().notify(1);
+                if !self.batching {
+                    self.ring.data_ready().notify(1);
+                }
                 continue;
             }
             if self.free() < need {
@@ -223,7 +242,38 @@ impl<'a> Producer<'a> {
         let word = header_word(g.pos, self.ring.cap, g.len, g.flags);
         self.publish(record_size(g.len as u64), word);
         crate::fault::fault_point!("spsc.write.published_before_wake");
-        self.ring.data_ready().notify(1);
+        if !self.batching {
+            self.ring.data_ready().notify(1);
+        }
+    }
+
+    /// Starts a batch: records committed until
+    /// [`end_batch`](Self::end_batch) are published there by one store.
+    pub fn begin_batch(&mut self) {
+        self.batching = true;
+    }
+
+    /// Ends a batch: publishes every record committed since
+    /// [`begin_batch`](Self::begin_batch) with one Release store, of the
+    /// batch's first header, then the `tail` hint, and wakes the consumer.
+    ///
+    /// SYNC POINT (pairs with the consumer's Acquire load of that header):
+    /// the other records' payloads and headers (stored Relaxed) and the zero
+    /// past the last one happen before it, and the consumer reaches them
+    /// only through it. A producer dying inside a batch leaves the first
+    /// slot unpublished (0 or the previous lap's header): nothing of the
+    /// batch is delivered, and a successor's walk stops there; its own
+    /// publishes zero the word past each record, so the dead batch's
+    /// headers further on are never reached.
+    pub fn end_batch(&mut self) {
+        self.batching = false;
+        if let Some((pos, word)) = self.deferred.take() {
+            self.ring
+                .word(pos & (self.ring.cap - 1))
+                .store(word, Release);
+            self.ring.ctl.prod.tail.store(self.tail, Release);
+            self.ring.data_ready().notify(1);
+        }
     }
 
     /// Reserves, writes `src` and commits: `Ok(false)` if no room now.

@@ -55,6 +55,8 @@ impl<'a> Ring<'a> {
             ring: self,
             tail,
             head,
+            batching: false,
+            deferred: None,
         })
     }
 
@@ -80,6 +82,7 @@ impl<'a> Ring<'a> {
             head,
             tail: if ahead(head, tail) > 0 { tail } else { head },
             in_message,
+            batching: false,
         })
     }
 
