@@ -391,3 +391,36 @@ fn open_or_create_races_and_persisted_names_outlive_the_creator() {
     assert!(shm_entries(&name).is_empty(), "{:?}", shm_entries(&name));
     assert!(matches!(SharedList::open(&name), Err(Error::NotFound)));
 }
+
+#[test]
+fn a_handle_on_a_removed_container_leaves_its_successor_alone() {
+    let name = unique("mapreuse");
+    let a = SharedMap::create(&name).unwrap();
+    let b = SharedMap::open(&name).unwrap();
+    drop(a); // removes the names; `b` still maps the old container
+    {
+        let c = SharedMap::create(&name).unwrap();
+        for i in 0u32..2000 {
+            c.insert(&i.to_le_bytes(), &[1u8; 64]).unwrap();
+        }
+        // The old container cannot grow any more: no name of the new
+        // one is touched.
+        let mut refused = false;
+        for i in 0u32..2000 {
+            match b.insert(&i.to_le_bytes(), &[2u8; 64]) {
+                Ok(_) => {}
+                Err(Error::NotFound) => {
+                    refused = true;
+                    break;
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert!(refused);
+        let d = SharedMap::open(&name).unwrap();
+        assert_eq!(d.len().unwrap(), 2000);
+        assert_eq!(d.get(&5u32.to_le_bytes()).unwrap().unwrap(), [1u8; 64]);
+    }
+    drop(b);
+    assert!(shm_entries(&name).is_empty(), "{:?}", shm_entries(&name));
+}
