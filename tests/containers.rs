@@ -424,3 +424,33 @@ fn a_handle_on_a_removed_container_leaves_its_successor_alone() {
     drop(b);
     assert!(shm_entries(&name).is_empty(), "{:?}", shm_entries(&name));
 }
+
+#[test]
+fn a_generation_grown_by_an_exited_process_is_kept_by_the_cleaner() {
+    use shmprim::segment::inventory;
+    let name = unique("mapclean");
+    {
+        let m = SharedMap::create(&name).unwrap();
+        let pid = fork_child(|| {
+            for i in 0..2000u32 {
+                if m.insert_as(&i, &i).is_err() {
+                    return 1;
+                }
+            }
+            0
+        });
+        assert_eq!(reap(pid), 0);
+        // The child that created the current generation is gone and this
+        // process has not mapped it yet: the root's creator keeps it.
+        let gens: Vec<_> = shm_entries(&name)
+            .into_iter()
+            .filter(|n| n.contains('.'))
+            .collect();
+        assert_eq!(gens.len(), 1, "{gens:?}");
+        let report = inventory::inspect(&format!("/{}", gens[0])).unwrap();
+        assert!(report.in_use() && !report.is_stale(), "{report:?}");
+        assert!(!inventory::remove_if_stale(&format!("/{}", gens[0])).unwrap());
+        assert_eq!(m.len().unwrap(), 2000);
+    }
+    assert!(shm_entries(&name).is_empty(), "{:?}", shm_entries(&name));
+}

@@ -150,6 +150,15 @@ fn create_gen(
     }
 }
 
+/// `opts` for generations: each records the root's creator as its own,
+/// whichever writer created it, so that a cleaner (`shmprim clean`) keeps
+/// the generations of a container whose creator still runs.
+fn with_root_creator(mut opts: Options, root: &Segment) -> Options {
+    let i = root.info();
+    opts.creator = Some((i.creator_pid, i.creator_start, i.creator_pidns));
+    opts
+}
+
 /// Where a new container's root goes.
 pub(crate) enum Place<'a> {
     Named(&'a str, &'a Options),
@@ -196,6 +205,7 @@ impl Core {
 
     fn init(root: Segment, shape: Shape, base: String, opts: Options) -> Result<Core> {
         check_root_segment(&root)?;
+        let opts = with_root_creator(opts, &root);
         let nonce = new_nonce();
         let first = create_gen(
             &base,
@@ -307,7 +317,7 @@ impl Core {
             return Err(Error::Corrupt("container root: nonce"));
         }
         let mode = root_word(&root, R_MODE).load(Relaxed) as u32 & 0o777;
-        let gen_opts = opts.clone().mode(mode);
+        let gen_opts = with_root_creator(opts.clone().mode(mode), &root);
         let (first, _) = open_current(&root, &base, nonce, shape, &gen_opts)?;
         Ok(Self::with(root, shape, base, nonce, gen_opts, first, None))
     }
