@@ -12,6 +12,7 @@
 //! |     24 | base_len  | at creation: length of the generations' base name        |
 //! |     32 | closed    | 1 once the creator dropped its handle (names removed)    |
 //! |     40 | nonce     | at creation: a random 32-bit tag in every generation name |
+//! |     48 | dirty     | 1 while a dead or failed writer's repair is owed (under the lock) |
 //! |     64 | mutex     | [`RawMutex`]: serialises writers; its owner-died hand-over triggers the repair |
 //! |    128 | current   | number of the published generation: **the growth commit point** (Release) |
 //! |    136 | created   | highest generation number ever created (under the lock, before creating it) |
@@ -40,6 +41,7 @@ const R_MODE: u64 = 16;
 const R_BASE_LEN: u64 = 24;
 const R_CLOSED: u64 = 32;
 const R_NONCE: u64 = 40;
+const R_DIRTY: u64 = 48;
 const R_MUTEX: usize = 64;
 const R_CURRENT: u64 = 128;
 const R_CREATED: u64 = 136;
@@ -465,11 +467,20 @@ impl Core {
         let guard = match r {
             Ok(g) => g,
             Err(LockError::OwnerDied(died)) => {
-                self.repair()?;
+                // The repair is owed from here on, and the lock is made
+                // consistent before any step that can fail or panic: a
+                // failed repair leaves `dirty` set and the lock usable,
+                // and the next locker tries again (instead of a lock that
+                // is not recoverable for everyone, for ever).
+                self.rw(R_DIRTY).store(1, Relaxed);
                 died.make_consistent()?
             }
             Err(LockError::Failed(e)) => return Err(e),
         };
+        if self.rw(R_DIRTY).load(Relaxed) != 0 {
+            self.repair()?;
+            self.rw(R_DIRTY).store(0, Relaxed);
+        }
         let pin = self.current()?;
         Ok(Writer {
             core: self,
@@ -772,9 +783,13 @@ impl Drop for Writer<'_> {
             let base = self.base();
             if base.roll_back().is_ok() {
                 base.seq().write_end();
+            } else {
+                // A log that cannot be replayed stays, the sequence word
+                // odd, and the repair is owed: the next locker tries it
+                // (and gets the same error) before writing, rather than
+                // committing over half a write.
+                self.core.rw(R_DIRTY).store(1, Relaxed);
             }
-            // A log that cannot be replayed stays for the next locker, who
-            // gets the same error: better than publishing half a write.
         }
     }
 }
