@@ -391,3 +391,66 @@ fn open_or_create_races_and_persisted_names_outlive_the_creator() {
     assert!(shm_entries(&name).is_empty(), "{:?}", shm_entries(&name));
     assert!(matches!(SharedList::open(&name), Err(Error::NotFound)));
 }
+
+#[test]
+fn a_handle_on_a_removed_container_leaves_its_successor_alone() {
+    let name = unique("mapreuse");
+    let a = SharedMap::create(&name).unwrap();
+    let b = SharedMap::open(&name).unwrap();
+    drop(a); // removes the names; `b` still maps the old container
+    {
+        let c = SharedMap::create(&name).unwrap();
+        for i in 0u32..2000 {
+            c.insert(&i.to_le_bytes(), &[1u8; 64]).unwrap();
+        }
+        // The old container cannot grow any more: no name of the new
+        // one is touched.
+        let mut refused = false;
+        for i in 0u32..2000 {
+            match b.insert(&i.to_le_bytes(), &[2u8; 64]) {
+                Ok(_) => {}
+                Err(Error::NotFound) => {
+                    refused = true;
+                    break;
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert!(refused);
+        let d = SharedMap::open(&name).unwrap();
+        assert_eq!(d.len().unwrap(), 2000);
+        assert_eq!(d.get(&5u32.to_le_bytes()).unwrap().unwrap(), [1u8; 64]);
+    }
+    drop(b);
+    assert!(shm_entries(&name).is_empty(), "{:?}", shm_entries(&name));
+}
+
+#[test]
+fn a_generation_grown_by_an_exited_process_is_kept_by_the_cleaner() {
+    use shmprim::segment::inventory;
+    let name = unique("mapclean");
+    {
+        let m = SharedMap::create(&name).unwrap();
+        let pid = fork_child(|| {
+            for i in 0..2000u32 {
+                if m.insert_as(&i, &i).is_err() {
+                    return 1;
+                }
+            }
+            0
+        });
+        assert_eq!(reap(pid), 0);
+        // The child that created the current generation is gone and this
+        // process has not mapped it yet: the root's creator keeps it.
+        let gens: Vec<_> = shm_entries(&name)
+            .into_iter()
+            .filter(|n| n.contains('.'))
+            .collect();
+        assert_eq!(gens.len(), 1, "{gens:?}");
+        let report = inventory::inspect(&format!("/{}", gens[0])).unwrap();
+        assert!(report.in_use() && !report.is_stale(), "{report:?}");
+        assert!(!inventory::remove_if_stale(&format!("/{}", gens[0])).unwrap());
+        assert_eq!(m.len().unwrap(), 2000);
+    }
+    assert!(shm_entries(&name).is_empty(), "{:?}", shm_entries(&name));
+}

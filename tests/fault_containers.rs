@@ -259,3 +259,31 @@ fn list_writer_killed_mid_push_or_remove() {
         assert!(shm_entries(&name).is_empty());
     }
 }
+
+/// A repair that fails (here: the published generation's name is away
+/// while it runs) leaves the lock usable and the repair owed: the next
+/// locker repairs and writes, instead of finding the lock not recoverable.
+#[test]
+fn a_failed_repair_is_retried_by_the_next_locker() {
+    let _w = watchdog("failed_repair", Duration::from_secs(60));
+    let name = unique("fcrepair");
+    {
+        let m = seeded(&name);
+        kill_at("container.grow.after_publish", || grow(&m));
+        let current = shm_entries(&name)
+            .into_iter()
+            .filter(|n| n.contains('.'))
+            .max_by_key(|n| u64::from_str_radix(n.rsplit('.').next().unwrap(), 16).unwrap())
+            .unwrap();
+        let aside = format!("/dev/shm/{current}-aside");
+        std::fs::rename(format!("/dev/shm/{current}"), &aside).unwrap();
+        let r = m.insert(b"first", b"try");
+        std::fs::rename(&aside, format!("/dev/shm/{current}")).unwrap();
+        assert!(matches!(r, Err(shmprim::Error::NotFound)), "{r:?}");
+        m.insert(b"second", b"try").unwrap();
+        assert_eq!(m.get(b"huge").unwrap().unwrap().len(), 200_000);
+        assert_eq!(m.get(b"second").unwrap().unwrap(), b"try");
+        assert_eq!(shm_entries(&name).len(), 2, "{:?}", shm_entries(&name));
+    }
+    assert!(shm_entries(&name).is_empty(), "{:?}", shm_entries(&name));
+}

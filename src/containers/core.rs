@@ -11,11 +11,16 @@
 //! |     16 | mode      | at creation: permission bits for every generation        |
 //! |     24 | base_len  | at creation: length of the generations' base name        |
 //! |     32 | closed    | 1 once the creator dropped its handle (names removed)    |
+//! |     40 | nonce     | at creation: a random 32-bit tag in every generation name |
+//! |     48 | dirty     | 1 while a dead or failed writer's repair is owed (under the lock) |
 //! |     64 | mutex     | [`RawMutex`]: serialises writers; its owner-died hand-over triggers the repair |
 //! |    128 | current   | number of the published generation: **the growth commit point** (Release) |
 //! |    136 | created   | highest generation number ever created (under the lock, before creating it) |
 //! |    144 | oldest    | lowest generation whose name may still be linked         |
-//! |    192 | base      | the base name (≤ 255 bytes); generation `n` is `{base}.{n:x}` |
+//! |    192 | base      | the base name (≤ 255 bytes); generation `n` is `{base}.{nonce:08x}.{n:x}` |
+//!
+//! The nonce keeps a handle on a removed container from touching the
+//! generations of a new container created later under the same name.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
@@ -35,14 +40,21 @@ const R_SHAPE: u64 = 8;
 const R_MODE: u64 = 16;
 const R_BASE_LEN: u64 = 24;
 const R_CLOSED: u64 = 32;
+const R_NONCE: u64 = 40;
+const R_DIRTY: u64 = 48;
 const R_MUTEX: usize = 64;
 const R_CURRENT: u64 = 128;
 const R_CREATED: u64 = 136;
 const R_OLDEST: u64 = 144;
 const R_BASE: usize = 192;
 const BASE_MAX: usize = 255;
-/// Room a generation name needs after the base: `.` and 16 hex digits.
-const SUFFIX_MAX: usize = 17;
+/// Room a generation name needs after the base: `.`, the 8 hex digits of
+/// the nonce, `.` and at most 8 hex digits of the number.
+const SUFFIX_MAX: usize = 18;
+/// The highest generation number (keeps names within `SUFFIX_MAX`).
+const MAX_GEN: u64 = u32::MAX as u64;
+/// How many taken names a new generation skips before giving up.
+const NAME_TRIES: u64 = 16;
 
 /// Optimistic read attempts before a reader takes the lock instead.
 const READ_TRIES: u32 = 64;
@@ -63,6 +75,8 @@ pub(crate) struct Core {
     root: Segment,
     shape: Shape,
     base: String,
+    /// The root's nonce, part of every generation name.
+    nonce: u64,
     gen_opts: Options,
     /// The generation this handle uses, replaced when it follows growth.
     gens: Swap<Gen>,
@@ -94,8 +108,57 @@ fn check_root_segment(seg: &Segment) -> Result<()> {
     Ok(())
 }
 
-fn gen_name(base: &str, n: u64) -> String {
-    format!("{base}.{n:x}")
+fn gen_name(base: &str, nonce: u64, n: u64) -> String {
+    format!("{base}.{nonce:08x}.{n:x}")
+}
+
+/// A fresh nonce: distinct containers of one name get distinct
+/// generation names (collisions are only unlikely; creation skips a taken
+/// name rather than remove it).
+fn new_nonce() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut x = crate::sys::clock::monotonic_ns()
+        ^ (u64::from(std::process::id()) << 32)
+        ^ COUNTER.fetch_add(0x9e37_79b9_7f4a_7c15, Relaxed);
+    // splitmix64's finaliser spreads the bits.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (x ^ (x >> 31)) & MAX_GEN
+}
+
+/// Creates a generation numbered `first` or, where that name is taken
+/// (another container's, or debris), the next free number; `record` is
+/// told each number before its segment is created. Never removes a name
+/// it did not create.
+fn create_gen(
+    base: &str,
+    nonce: u64,
+    opts: &Options,
+    shape: Shape,
+    first: u64,
+    s: Sizes,
+    mut record: impl FnMut(u64),
+) -> Result<Gen> {
+    let mut n = first;
+    loop {
+        if n > MAX_GEN {
+            return Err(Error::OutOfSpace);
+        }
+        record(n);
+        match Gen::create(&gen_name(base, nonce, n), opts, shape, n, s) {
+            Err(Error::AlreadyExists) if n - first < NAME_TRIES => n += 1,
+            r => return r,
+        }
+    }
+}
+
+/// `opts` for generations: each records the root's creator as its own,
+/// whichever writer created it, so that a cleaner (`shmprim clean`) keeps
+/// the generations of a container whose creator still runs.
+fn with_root_creator(mut opts: Options, root: &Segment) -> Options {
+    let i = root.info();
+    opts.creator = Some((i.creator_pid, i.creator_start, i.creator_pidns));
+    opts
 }
 
 /// Where a new container's root goes.
@@ -144,8 +207,11 @@ impl Core {
 
     fn init(root: Segment, shape: Shape, base: String, opts: Options) -> Result<Core> {
         check_root_segment(&root)?;
-        let first = Gen::create(
-            &gen_name(&base, 1),
+        let opts = with_root_creator(opts, &root);
+        let nonce = new_nonce();
+        let first = create_gen(
+            &base,
+            nonce,
             &opts,
             shape,
             1,
@@ -154,14 +220,16 @@ impl Core {
                 heap: MIN_HEAP,
                 log_cap: MIN_LOG,
             },
+            |_| {},
         )?;
         let w = |off, v| root_word(&root, off).store(v, Relaxed);
         w(R_SHAPE, shape as u64);
         w(R_MODE, u64::from(opts.mode_bits()));
         w(R_BASE_LEN, base.len() as u64);
-        w(R_CURRENT, 1);
-        w(R_CREATED, 1);
-        w(R_OLDEST, 1);
+        w(R_NONCE, nonce);
+        w(R_CURRENT, first.number);
+        w(R_CREATED, first.number);
+        w(R_OLDEST, first.number);
         // SAFETY: R_BASE + BASE_MAX <= ROOT_SIZE (checked segment); this
         // process created the root and nobody uses it before the magic.
         unsafe {
@@ -177,13 +245,14 @@ impl Core {
         unsafe { RawMutex::init(root.data_ptr().add(R_MUTEX).cast(), MutexKind::Normal)? };
         root_word(&root, R_MAGIC).store(ROOT_MAGIC, Release);
         let owner = Some(std::process::id());
-        Ok(Self::with(root, shape, base, opts, first, owner))
+        Ok(Self::with(root, shape, base, nonce, opts, first, owner))
     }
 
     fn with(
         root: Segment,
         shape: Shape,
         base: String,
+        nonce: u64,
         gen_opts: Options,
         first: Gen,
         owner: Option<u32>,
@@ -192,6 +261,7 @@ impl Core {
             root,
             shape,
             base,
+            nonce,
             gen_opts,
             gens: Swap::new(first),
             owner,
@@ -244,10 +314,14 @@ impl Core {
         if !base.starts_with('/') || base[1..].contains('/') || base.contains('\0') {
             return Err(Error::Corrupt("container root: base name"));
         }
+        let nonce = root_word(&root, R_NONCE).load(Relaxed);
+        if nonce > MAX_GEN {
+            return Err(Error::Corrupt("container root: nonce"));
+        }
         let mode = root_word(&root, R_MODE).load(Relaxed) as u32 & 0o777;
-        let gen_opts = opts.clone().mode(mode);
-        let (first, _) = open_current(&root, &base, shape, &gen_opts)?;
-        Ok(Self::with(root, shape, base, gen_opts, first, None))
+        let gen_opts = with_root_creator(opts.clone().mode(mode), &root);
+        let (first, _) = open_current(&root, &base, nonce, shape, &gen_opts)?;
+        Ok(Self::with(root, shape, base, nonce, gen_opts, first, None))
     }
 
     /// Overwrites the root's words other than the magic (a zero magic
@@ -303,14 +377,15 @@ impl Core {
     }
 
     fn unlink_generations(&self, keep: Option<u64>) {
-        let created = self.rw(R_CREATED).load(Acquire);
+        // SeqCst: the other half of the Dekker pair in `migrate_with`.
+        let created = self.rw(R_CREATED).load(SeqCst);
         let oldest = self
             .rw(R_OLDEST)
             .load(Acquire)
             .max(created.saturating_sub(STRAY_MAX));
         for n in oldest..=created {
             if Some(n) != keep {
-                let _ = Segment::unlink_name(&gen_name(&self.base, n));
+                let _ = Segment::unlink_name(&gen_name(&self.base, self.nonce, n));
             }
         }
     }
@@ -328,7 +403,13 @@ impl Core {
 
     /// Moves the handle to the published generation.
     fn follow(&self) -> Result<()> {
-        let (g, _) = open_current(&self.root, &self.base, self.shape, &self.gen_opts)?;
+        let (g, _) = open_current(
+            &self.root,
+            &self.base,
+            self.nonce,
+            self.shape,
+            &self.gen_opts,
+        )?;
         self.adopt(g);
         Ok(())
     }
@@ -386,11 +467,20 @@ impl Core {
         let guard = match r {
             Ok(g) => g,
             Err(LockError::OwnerDied(died)) => {
-                self.repair()?;
+                // The repair is owed from here on, and the lock is made
+                // consistent before any step that can fail or panic: a
+                // failed repair leaves `dirty` set and the lock usable,
+                // and the next locker tries again (instead of a lock that
+                // is not recoverable for everyone, for ever).
+                self.rw(R_DIRTY).store(1, Relaxed);
                 died.make_consistent()?
             }
             Err(LockError::Failed(e)) => return Err(e),
         };
+        if self.rw(R_DIRTY).load(Relaxed) != 0 {
+            self.repair()?;
+            self.rw(R_DIRTY).store(0, Relaxed);
+        }
         let pin = self.current()?;
         Ok(Writer {
             core: self,
@@ -426,12 +516,18 @@ impl Core {
 
 /// Opens the generation the root names as current (retrying while a
 /// writer moves it on under us).
-fn open_current(root: &Segment, base: &str, shape: Shape, opts: &Options) -> Result<(Gen, u64)> {
+fn open_current(
+    root: &Segment,
+    base: &str,
+    nonce: u64,
+    shape: Shape,
+    opts: &Options,
+) -> Result<(Gen, u64)> {
     let current = root_word(root, R_CURRENT);
     let until = Instant::now() + Duration::from_secs(2);
     loop {
         let n = current.load(Acquire);
-        match Segment::open_with(&gen_name(base, n), opts) {
+        match Segment::open_with(&gen_name(base, nonce, n), opts) {
             Ok(seg) => return Ok((Gen::open(seg, shape, n)?, n)),
             Err(Error::NotFound) => {
                 if current.load(Acquire) != n {
@@ -457,7 +553,7 @@ impl Drop for Core {
             // The root's words may have been overwritten: this handle's
             // own generation goes in any case.
             let n = self.gens.get_mut().number;
-            let _ = Segment::unlink_name(&gen_name(&self.base, n));
+            let _ = Segment::unlink_name(&gen_name(&self.base, self.nonce, n));
             // The root segment's own drop removes the root name.
         }
     }
@@ -589,13 +685,15 @@ impl<'a> Writer<'a> {
         if cfg!(fuzzing) && heap > 64 << 20 {
             return Err(Error::OutOfSpace);
         }
-        let number = core.rw(R_CREATED).load(Relaxed).max(src.number) + 1;
-        // Recorded before the segment exists, so that a repair after our
-        // death knows which name may be debris.
-        core.rw(R_CREATED).store(number, Release);
-        fault_point!("container.grow.before_create");
-        let g = Gen::create(
-            &gen_name(&core.base, number),
+        let number = core
+            .rw(R_CREATED)
+            .load(Relaxed)
+            .max(src.number)
+            .checked_add(1)
+            .ok_or(Error::Corrupt("container root: generation number"))?;
+        let g = create_gen(
+            &core.base,
+            core.nonce,
             &core.gen_opts,
             core.shape,
             number,
@@ -604,13 +702,31 @@ impl<'a> Writer<'a> {
                 heap,
                 log_cap,
             },
-        )?;
+            |n| {
+                // Recorded before the segment exists, so that a repair
+                // after our death knows which name may be debris.
+                // SYNC POINT (Dekker with the creator's drop): `created`
+                // is stored before `closed` is read, and the drop stores
+                // `closed` before it reads `created` (all SeqCst): either
+                // we see `closed`, or the drop sees our number.
+                core.rw(R_CREATED).store(n, SeqCst);
+                fault_point!("container.grow.before_create");
+            },
+        );
+        if core.rw(R_CLOSED).load(SeqCst) != 0 {
+            // The names were removed: a new one would outlive everyone.
+            if let Ok(g) = &g {
+                let _ = Segment::unlink_name(&gen_name(&core.base, core.nonce, g.number));
+            }
+            return Err(Error::NotFound);
+        }
+        let g = g?;
         if copy {
             copy_live(src, &g)?;
         }
         fault_point!("container.grow.after_copy");
         if let Some(old) = self.work.replace(Box::new(g)) {
-            let _ = Segment::unlink_name(&gen_name(&core.base, old.number));
+            let _ = Segment::unlink_name(&gen_name(&core.base, core.nonce, old.number));
         }
         Ok(())
     }
@@ -629,11 +745,11 @@ impl<'a> Writer<'a> {
             fault_point!("container.grow.after_publish");
             // Readers still on `base` fail their validation and follow.
             base.seq().write_end();
-            let _ = Segment::unlink_name(&gen_name(&core.base, base.number));
+            let _ = Segment::unlink_name(&gen_name(&core.base, core.nonce, base.number));
             core.rw(R_OLDEST).store(g.number, Relaxed);
             if core.rw(R_CLOSED).load(SeqCst) != 0 {
                 // The creator has gone: nobody would remove this name.
-                let _ = Segment::unlink_name(&gen_name(&core.base, g.number));
+                let _ = Segment::unlink_name(&gen_name(&core.base, core.nonce, g.number));
             }
             Some(*g)
         } else {
@@ -661,15 +777,19 @@ impl Drop for Writer<'_> {
             return;
         }
         if let Some(g) = self.work.take() {
-            let _ = Segment::unlink_name(&gen_name(&self.core.base, g.number));
+            let _ = Segment::unlink_name(&gen_name(&self.core.base, self.core.nonce, g.number));
         }
         if self.began {
             let base = self.base();
             if base.roll_back().is_ok() {
                 base.seq().write_end();
+            } else {
+                // A log that cannot be replayed stays, the sequence word
+                // odd, and the repair is owed: the next locker tries it
+                // (and gets the same error) before writing, rather than
+                // committing over half a write.
+                self.core.rw(R_DIRTY).store(1, Relaxed);
             }
-            // A log that cannot be replayed stays for the next locker, who
-            // gets the same error: better than publishing half a write.
         }
     }
 }

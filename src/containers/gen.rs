@@ -128,22 +128,15 @@ impl Sizes {
 }
 
 impl Gen {
-    /// Creates generation `number` under `name` (replacing debris of a
-    /// dead container of the same name), empty.
+    /// Creates generation `number` under `name`, empty; a taken name is
+    /// [`Error::AlreadyExists`] (never removed: it may be another
+    /// container's live generation).
     pub fn create(name: &str, opts: &Options, shape: Shape, number: u64, s: Sizes) -> Result<Gen> {
         let total = s
             .total(shape)
             .filter(|&t| t <= isize::MAX as u64 / 2)
             .ok_or(Error::OutOfSpace)?;
-        let seg = match Segment::create_with(name, total as usize, opts) {
-            Err(Error::AlreadyExists) => {
-                // The root was created exclusively by this container, so
-                // a generation of that name is debris of an earlier one.
-                let _ = Segment::unlink_name(name);
-                Segment::create_with(name, total as usize, opts)?
-            }
-            r => r?,
-        };
+        let seg = Segment::create_with(name, total as usize, opts)?;
         // Generations are unlinked by the container's own rules, never by
         // the drop of the handle that happened to create them.
         seg.persist();

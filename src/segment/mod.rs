@@ -54,6 +54,10 @@ pub struct Options {
     pub(crate) open_timeout: Duration,
     pub(crate) allow_foreign_owner: bool,
     pub(crate) allow_loose_mode: bool,
+    /// The process recorded as the creator (pid, start time, pid
+    /// namespace) instead of the calling one: a container's generations
+    /// name their root's creator, so a cleaner keeps them while it runs.
+    pub(crate) creator: Option<(u32, u64, u64)>,
 }
 
 impl Default for Options {
@@ -64,6 +68,7 @@ impl Default for Options {
             open_timeout: Duration::from_secs(2),
             allow_foreign_owner: false,
             allow_loose_mode: false,
+            creator: None,
         }
     }
 }
@@ -412,7 +417,9 @@ impl Segment {
         }
         let me = proc::pid();
         let my_start = proc::start_time(me).unwrap_or(0);
-        let creator = (me, my_start, proc::pid_namespace());
+        let creator = opts
+            .creator
+            .unwrap_or_else(|| (me, my_start, proc::pid_namespace()));
         // On Linux the header goes in first, by `pwrite` into the sized
         // file, and only then is the memory reserved: a creator killed
         // during a long `posix_fallocate` leaves a segment that a cleaner
