@@ -81,6 +81,7 @@ mod error;
 pub mod fault;
 mod handle;
 mod plain;
+pub mod process;
 pub mod raw;
 pub mod segment;
 pub mod sys;

@@ -287,6 +287,7 @@ impl Pipe {
     fn end(&self, end: End, anonymous: bool) -> Connection {
         let (tx, rx) = self.rings_of(end);
         Connection {
+            end,
             tx: tx.map(|r| Tx { ring: r, p: None }),
             rx: rx.map(|r| Rx { ring: r, c: None }),
             seg: self.seg.clone(),
@@ -406,6 +407,7 @@ enum Next {
 /// [`Error::Disconnected`] once the peer closed or died and everything it
 /// sent has been received.
 pub struct Connection {
+    end: End,
     tx: Option<Tx>,
     rx: Option<Rx>,
     seg: Arc<Segment>,
@@ -743,6 +745,12 @@ impl Connection {
     /// Whether this end can send (Python: `writable`).
     pub fn writable(&self) -> bool {
         self.tx.is_some()
+    }
+
+    /// Which end of its pipe this is, and the segment the pipe lives in
+    /// (what a launcher needs to pass the end to a child).
+    pub fn end(&self) -> (End, &Segment) {
+        (self.end, &self.seg)
     }
 
     /// Whether [`close`](Self::close) was called on this handle.

@@ -19,6 +19,7 @@
 //! to tell segments in use from debris left by killed processes.
 
 mod attach;
+mod descriptor;
 pub mod header;
 pub mod inventory;
 pub(crate) mod name;
@@ -151,6 +152,8 @@ pub struct Segment {
     /// Asked on drop: must the mapping stay (a robust mutex in it is held
     /// by a thread of this process)?
     keep_mapped: Option<fn(&Segment) -> bool>,
+    /// An anonymous segment's descriptor (see [`Segment::anonymous_fd`]).
+    fd: Option<OwnedFd>,
 }
 
 /// Mappings that were still needed when their last handle dropped (a lock
@@ -430,6 +433,7 @@ impl Segment {
         crate::fault::fault_point!("segment.create.before_publish");
         header.publish();
         undo.0 = None;
+        let fd = matches!(place, Place::Anonymous).then_some(fd);
         Ok(Segment {
             map: ManuallyDrop::new(map),
             name,
@@ -440,12 +444,16 @@ impl Segment {
             info,
             claim,
             keep_mapped: None,
+            fd,
         })
     }
 
     /// Opens `name` and checks it holds what `spec` describes (kind, type;
     /// the handle checks its own parameters).
     pub(crate) fn open_object(name: &str, spec: &Spec, opts: &Options) -> Result<Segment> {
+        if let Some(seg) = descriptor::take_pending(name, spec, opts)? {
+            return Ok(seg);
+        }
         let c = name::validate(name)?;
         let fd = shm::shm_open(&c, shm::OpenMode::Existing, 0)?;
         check_owner_and_mode(&fd, opts)?;
@@ -581,6 +589,7 @@ impl Segment {
             info,
             claim: None,
             keep_mapped,
+            fd: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! Linux is first-class; other Unixes compile, and what they lack returns
 //! [`Error::Unsupported`](crate::Error::Unsupported).
 
+pub mod child;
 pub(crate) mod clock;
 pub(crate) mod fork;
 pub mod futex;

@@ -1,0 +1,229 @@
+//! [`FnRef`]: a plain function named across `exec`.
+//!
+//! A spawned child is the same executable started again, so a function
+//! sits at the same offset from any other symbol of that binary even with
+//! address randomisation. A token records two offsets from one anchor
+//! function — the function itself, and the monomorphised trampoline that
+//! decodes its argument and encodes its result — with the identity of the
+//! executable file (device, inode, size, modification time) and a checksum.
+//! A process that decodes a token checks that it runs the same file and
+//! that the checksum holds before it ever calls through the offsets.
+//!
+//! Trust: the token travels in an anonymous segment that only the parent
+//! and the child hold. The checksum catches garbage, not an adversary: a
+//! process that can write that memory runs as the same user and could
+//! `ptrace` either side anyway.
+
+use std::marker::PhantomData;
+use std::sync::OnceLock;
+
+use super::message::{Decoder, Encoder, Message};
+use crate::{Error, Result};
+
+/// What a trampoline hands back after decoding its argument: the call to
+/// make, which returns the encoded result.
+pub(crate) type Prepared = Box<dyn FnOnce() -> Result<Vec<u8>>>;
+
+/// Decodes the argument for the function at `func`, returning the call.
+pub(crate) type Trampoline = fn(func: usize, input: &mut Decoder<'_>) -> Result<Prepared>;
+
+/// The anchor every offset is taken from: any function of this binary.
+#[inline(never)]
+fn anchor() -> usize {
+    anchor as fn() -> usize as usize
+}
+
+/// The executable's identity: (device, inode, size, mtime in ns). Read
+/// once: a binary replaced on disk later is another file, while
+/// `/proc/self/exe` keeps naming the one this process runs.
+pub(crate) fn exe_identity() -> [u64; 4] {
+    static ID: OnceLock<[u64; 4]> = OnceLock::new();
+    *ID.get_or_init(|| {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata("/proc/self/exe")
+            .or_else(|_| std::env::current_exe().and_then(std::fs::metadata))
+        {
+            Ok(m) => [
+                m.dev(),
+                m.ino(),
+                m.size(),
+                (m.mtime() as u64)
+                    .wrapping_mul(1_000_000_000)
+                    .wrapping_add(m.mtime_nsec() as u64),
+            ],
+            Err(_) => [0; 4],
+        }
+    })
+}
+
+fn checksum(words: &[u64]) -> u64 {
+    // FNV-1a over the words' bytes, seeded apart from the segment tags.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ 0x7072_6f63;
+    for w in words {
+        for b in w.to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+fn trampoline<A: Message + 'static, R: Message + 'static>(
+    func: usize,
+    input: &mut Decoder<'_>,
+) -> Result<Prepared> {
+    // SAFETY: `func` was checked (FnRef::decode / Raw::check) to be the
+    // address of a `fn(A) -> R` of this very binary: the token's offsets
+    // were taken from one in the same executable file, and this trampoline
+    // was chosen by the same token (it is monomorphised for A and R).
+    let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(func) };
+    let a = A::decode(input)?;
+    input.finish()?;
+    Ok(Box::new(move || encode_result(&f(a))))
+}
+
+/// A result's bytes: no descriptors (they cannot travel back).
+pub(crate) fn encode_result<R: Message>(r: &R) -> Result<Vec<u8>> {
+    let mut out = Encoder::new();
+    r.encode(&mut out)?;
+    let (bytes, fds) = out.finish();
+    if !fds.is_empty() {
+        return Err(Error::Unsupported(
+            "a result cannot carry an anonymous handle back to the parent",
+        ));
+    }
+    Ok(bytes)
+}
+
+/// A token for a function `fn(A) -> R` of this program, valid in any
+/// process running the same executable: what a spawned child (or a pool
+/// worker, per task) is told to run.
+///
+/// ```
+/// use shmprim::process::FnRef;
+/// fn double(x: u64) -> u64 { x * 2 }
+/// let f = FnRef::new(double);
+/// assert_eq!(f.call(21), 42);
+/// ```
+pub struct FnRef<A, R> {
+    raw: Raw,
+    _t: PhantomData<fn(A) -> R>,
+}
+
+impl<A, R> Clone for FnRef<A, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<A, R> Copy for FnRef<A, R> {}
+
+impl<A, R> std::fmt::Debug for FnRef<A, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnRef")
+            .field("func", &self.raw.func)
+            .field("call", &self.raw.call)
+            .finish()
+    }
+}
+
+impl<A: Message + 'static, R: Message + 'static> FnRef<A, R> {
+    /// The token for `f`.
+    pub fn new(f: fn(A) -> R) -> Self {
+        let base = anchor();
+        FnRef {
+            raw: Raw {
+                func: (f as usize).wrapping_sub(base) as u64,
+                call: (trampoline::<A, R> as Trampoline as usize).wrapping_sub(base) as u64,
+            },
+            _t: PhantomData,
+        }
+    }
+
+    /// Calls the function in this process.
+    pub fn call(&self, a: A) -> R {
+        // SAFETY: a token of type FnRef<A, R> is made only by `new` from a
+        // `fn(A) -> R` of this binary, or by `decode`, which checks that
+        // the token's trampoline is this binary's trampoline for (A, R)
+        // and that the executable and checksum match.
+        let f: fn(A) -> R =
+            unsafe { std::mem::transmute::<usize, fn(A) -> R>(self.raw.func_addr()) };
+        f(a)
+    }
+
+    pub(crate) fn raw(&self) -> Raw {
+        self.raw
+    }
+}
+
+/// A token with its types erased: two offsets from the anchor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Raw {
+    func: u64,
+    call: u64,
+}
+
+impl Raw {
+    fn func_addr(self) -> usize {
+        anchor().wrapping_add(self.func as usize)
+    }
+
+    /// The trampoline and function address, to run it.
+    pub(crate) fn entry(self) -> (Trampoline, usize) {
+        let call = anchor().wrapping_add(self.call as usize);
+        // SAFETY: the token was checked (`Raw::decode`) to come from this
+        // executable with an intact checksum: `call` is the address of a
+        // `trampoline::<A, R>` of this binary, a `Trampoline`.
+        let t = unsafe { std::mem::transmute::<usize, Trampoline>(call) };
+        (t, self.func_addr())
+    }
+
+    pub(crate) fn encode(self, out: &mut Encoder) {
+        let id = exe_identity();
+        let words = [id[0], id[1], id[2], id[3], self.func, self.call];
+        for w in words {
+            out.put_u64(w);
+        }
+        out.put_u64(checksum(&words));
+    }
+
+    /// Reads a token and checks it belongs to this executable.
+    pub(crate) fn decode(input: &mut Decoder<'_>) -> Result<Raw> {
+        let mut words = [0u64; 6];
+        for w in &mut words {
+            *w = input.take_u64()?;
+        }
+        if input.take_u64()? != checksum(&words) {
+            return Err(Error::Corrupt("function token: bad checksum"));
+        }
+        let id = exe_identity();
+        if words[..4] != id || id == [0; 4] {
+            return Err(Error::InvalidArgument(
+                "function token from another executable",
+            ));
+        }
+        Ok(Raw {
+            func: words[4],
+            call: words[5],
+        })
+    }
+}
+
+impl<A: Message + 'static, R: Message + 'static> Message for FnRef<A, R> {
+    fn encode(&self, out: &mut Encoder) -> Result<()> {
+        self.raw.encode(out);
+        Ok(())
+    }
+    fn decode(input: &mut Decoder<'_>) -> Result<Self> {
+        let raw = Raw::decode(input)?;
+        let want = (trampoline::<A, R> as Trampoline as usize).wrapping_sub(anchor()) as u64;
+        if raw.call != want {
+            return Err(Error::InvalidArgument(
+                "function token for other argument or result types",
+            ));
+        }
+        Ok(FnRef {
+            raw,
+            _t: PhantomData,
+        })
+    }
+}
