@@ -81,9 +81,11 @@ mod error;
 pub mod fault;
 mod handle;
 mod plain;
+pub mod pool;
 pub mod process;
 pub mod raw;
 pub mod segment;
+pub mod spill;
 pub mod sys;
 
 pub use error::{Error, NameError, Result};

@@ -19,7 +19,7 @@ use super::record::{self, Payload, Status};
 use super::table::{State as Entry, Table};
 use super::{PoolError, TaskError};
 use crate::process::{Process, ProcessError};
-use crate::spill::{Spill, Ticket};
+use crate::spill::Spill;
 use crate::{Error, Queue, Segment};
 
 /// What a task's item resolves to: the encoded result, or why not.
@@ -50,8 +50,13 @@ struct Task {
     spill: Option<Spill>,
 }
 
-/// Starts worker `slot`, generation `gen`.
-pub(crate) type Launch = dyn Fn(usize, u32) -> Result<Process<()>, ProcessError> + Send + Sync;
+/// What a worker is given: the ownership table, the result queue, and
+/// its own task queue (all anonymous: they travel by descriptor).
+pub(crate) type Objects = (Table, Queue, Queue);
+
+/// Starts worker `slot`, generation `gen`, with its objects.
+pub(crate) type Launch =
+    dyn Fn(usize, u32, Objects) -> Result<Process<()>, ProcessError> + Send + Sync;
 
 struct Slot {
     proc: Option<Process<()>>,
@@ -107,16 +112,9 @@ const SLICE: Duration = Duration::from_millis(20);
 /// How long `join` and `terminate` wait for a worker to exit.
 const EXIT_WAIT: Duration = Duration::from_secs(5);
 
-/// The names of the pool's segments.
-pub(crate) fn table_name(base: &str) -> String {
-    format!("{base}-t")
-}
-pub(crate) fn results_name(base: &str) -> String {
-    format!("{base}-r")
-}
-pub(crate) fn queue_name(base: &str, slot: usize, gen: u32) -> String {
-    format!("{base}-q{slot:x}-{gen:x}")
-}
+/// The names of the pool's spill segments (everything else is
+/// anonymous, so a killed parent leaves nothing in `/dev/shm` but the
+/// spills in flight).
 pub(crate) fn arg_spill_name(base: &str, seq: u64) -> String {
     format!("{base}-a{seq:x}")
 }
@@ -132,10 +130,14 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 
 impl Shared {
     /// Makes the shared objects and starts every worker.
-    pub(crate) fn start(cfg: Config, base: String, launch: Box<Launch>) -> Result<Arc<Shared>, PoolError> {
+    pub(crate) fn start(
+        cfg: Config,
+        base: String,
+        launch: Box<Launch>,
+    ) -> Result<Arc<Shared>, PoolError> {
         let n = cfg.workers;
-        let table = Table::create(&table_name(&base), n)?;
-        let results = Queue::create(&results_name(&base), n * cfg.depth + 1, cfg.slot_size)?;
+        let table = Table::anonymous(n)?;
+        let results = Queue::anonymous(n * cfg.depth + 1, cfg.slot_size)?;
         let slots = (0..n)
             .map(|_| Slot {
                 proc: None,
@@ -184,13 +186,10 @@ impl Shared {
         slot.gen = slot.gen.wrapping_add(1);
         let gen = slot.gen;
         // Room for every task the worker may hold, and a stop record.
-        let q = Queue::create(
-            &queue_name(&self.base, i, gen),
-            self.cfg.depth + 1,
-            self.cfg.slot_size,
-        )?;
+        let q = Queue::anonymous(self.cfg.depth + 1, self.cfg.slot_size)?;
         self.table.clear(i);
-        let p = (self.launch)(i, gen).map_err(PoolError::Start)?;
+        let objects = (self.table.clone(), self.results.clone(), q.clone());
+        let p = (self.launch)(i, gen, objects).map_err(PoolError::Start)?;
         let slot = &mut st.slots[i];
         slot.proc = Some(p);
         slot.queue = Some(q);
@@ -201,7 +200,12 @@ impl Shared {
     }
 
     /// Queues `items` as tasks of at most `chunk` items each.
-    pub(crate) fn submit(&self, token: Arc<[u8]>, items: Vec<Item>, chunk: usize) -> Result<(), PoolError> {
+    pub(crate) fn submit(
+        &self,
+        token: Arc<[u8]>,
+        items: Vec<Item>,
+        chunk: usize,
+    ) -> Result<(), PoolError> {
         let mut st = lock(&self.state);
         self.check_open(&st)?;
         let mut items = items.into_iter().peekable();
@@ -240,7 +244,8 @@ impl Shared {
 
     /// Builds the record for task `seq` (spilling its body if needed).
     fn record(&self, seq: u64, task: &mut Task) -> Result<Vec<u8>, Error> {
-        let body_len = 4 + task.token.len() + task.items.iter().map(|i| 4 + i.arg.len()).sum::<usize>();
+        let body_len =
+            4 + task.token.len() + task.items.iter().map(|i| 4 + i.arg.len()).sum::<usize>();
         let count = task.items.len() as u32;
         let mut rec = Vec::with_capacity(record::TASK_HEADER + body_len.min(self.cfg.slot_size));
         if record::TASK_HEADER + body_len <= self.cfg.slot_size {
@@ -253,7 +258,11 @@ impl Shared {
             self.body(task, &mut body)?;
             task.spill = Some(Spill::create(&arg_spill_name(&self.base, seq), &body)?);
         }
-        let ticket = task.spill.as_ref().map(Spill::ticket).ok_or(Error::Corrupt("spill"))?;
+        let ticket = task
+            .spill
+            .as_ref()
+            .map(Spill::ticket)
+            .ok_or(Error::Corrupt("spill"))?;
         record::task_header(&mut rec, record::KIND_TASK, true, seq, count);
         rec.extend_from_slice(&ticket.to_bytes());
         Ok(rec)
@@ -537,7 +546,14 @@ impl Shared {
     /// Task `task` lost item `lost` (its worker died running it): that
     /// item fails; the chunk's other items run again as a new task (those
     /// before it finished, but their results died with the worker).
-    fn lose_item(&self, st: &mut State, task: Task, lost: usize, why: TaskError, out: &mut Vec<Delivery>) {
+    fn lose_item(
+        &self,
+        st: &mut State,
+        task: Task,
+        lost: usize,
+        why: TaskError,
+        out: &mut Vec<Delivery>,
+    ) {
         let lost = lost.min(task.items.len().saturating_sub(1));
         let mut others = Vec::with_capacity(task.items.len());
         for (k, it) in task.items.into_iter().enumerate() {

@@ -1,6 +1,6 @@
 //! [`Pool`]: a process pool that never hangs when a worker dies: Python's
 //! `multiprocessing.Pool`, on the crate's own queues and
-//! [`Process`](crate::process::Process).
+//! [`Process`].
 //!
 //! ```no_run
 //! use shmprim::pool::Pool;
@@ -39,9 +39,9 @@
 //! Functions are plain `fn(A) -> R` (no closures: a worker may be another
 //! execution of this binary, and it finds the function by its offset in
 //! the binary, checked to be the same executable). Arguments and results
-//! are any [`Message`](crate::process::Message): [`Plain`](crate::Plain)
+//! are any [`Message`]: [`Plain`](crate::Plain)
 //! values, `String`, `Vec`, tuples, handles, and under the `serde` feature
-//! any serde type wrapped in [`Serde`](crate::process::Serde).
+//! any serde type wrapped in `shmprim::process::Serde`.
 //!
 //! ## When a worker dies: the policy, beside Python's
 //!
@@ -84,7 +84,7 @@
 //!
 //! ## Start methods
 //!
-//! Workers are [`Process`](crate::process::Process)es started by the
+//! Workers are [`Process`]es started by the
 //! chosen [`Method`] (default: the program's
 //! [`start_method`](crate::process::start_method)). With `spawn` and
 //! `forkserver`, the pool starts every worker from one thread of its own,
@@ -114,7 +114,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use self::core::{Config, Item, Launch, Shared};
+use self::core::{Config, Item, Launch, Objects, Shared};
 use self::results::{Batch, Cell};
 use self::worker::Start;
 use crate::process::{self, AnyFn, Builder, FnRef, Message, Method, Process, ProcessError};
@@ -129,7 +129,8 @@ pub fn __fuzz_records(bytes: &[u8]) -> usize {
 }
 
 /// Starts a worker: the function and argument it runs, from a builder.
-type Starter = Arc<dyn Fn(Builder, Start) -> Result<Process<()>, ProcessError> + Send + Sync>;
+type Starter =
+    Arc<dyn Fn(Builder, Start, Objects) -> Result<Process<()>, ProcessError> + Send + Sync>;
 
 /// Configures a [`Pool`]: Python's `Pool(...)` arguments, in the shape of
 /// `rayon::ThreadPoolBuilder`.
@@ -173,7 +174,9 @@ impl PoolBuilder {
             timeout: None,
             depth: 4,
             slot_size: 16 * 1024,
-            starter: Arc::new(|b: Builder, s: Start| b.start(worker::main::<()>, (s, None))),
+            starter: Arc::new(|b: Builder, s: Start, o: Objects| {
+                b.start(worker::main::<()>, (s, o, None))
+            }),
             has_init: false,
         }
     }
@@ -200,8 +203,8 @@ impl PoolBuilder {
         I: Message + Clone + Send + Sync + 'static,
     {
         let f = FnRef::new(f);
-        self.starter = Arc::new(move |b: Builder, s: Start| {
-            b.start(worker::main::<I>, (s, Some((f, arg.clone()))))
+        self.starter = Arc::new(move |b: Builder, s: Start, o: Objects| {
+            b.start(worker::main::<I>, (s, o, Some((f, arg.clone()))))
         });
         self.has_init = true;
         self
@@ -242,12 +245,12 @@ impl PoolBuilder {
         let starter = self.starter;
         let maxtasks = self.maxtasks;
         let b2 = base.clone();
-        let launch: Box<Launch> = Box::new(move |slot, gen| {
+        let launch: Box<Launch> = Box::new(move |slot, gen, objects| {
             let b = Builder::new()
                 .name(format!("PoolWorker-{slot}"))
                 .daemon(true)
                 .method(method);
-            starter(b, Start::new(&b2, slot, gen, maxtasks))
+            starter(b, Start::new(&b2, slot, gen, maxtasks), objects)
         });
         let launch = if method == Method::Fork {
             launch
@@ -271,27 +274,28 @@ impl PoolBuilder {
 /// worker's parent-death signal follows the thread that started it.
 fn on_own_thread(launch: Box<Launch>) -> Box<Launch> {
     type Reply = mpsc::Sender<Result<Process<()>, ProcessError>>;
-    let (tx, rx) = mpsc::channel::<(usize, u32, Reply)>();
+    let (tx, rx) = mpsc::channel::<(usize, u32, Objects, Reply)>();
     let spawned = std::thread::Builder::new()
         .name("shmprim-pool-launcher".into())
         .spawn(move || {
-            for (slot, gen, reply) in rx {
-                let _ = reply.send(launch(slot, gen));
+            for (slot, gen, objects, reply) in rx {
+                let _ = reply.send(launch(slot, gen, objects));
             }
         });
-    if let Err(e) = spawned {
-        let why = format!("cannot start the launcher thread: {e}");
-        return Box::new(move |_, _| {
-            Err(ProcessError::Start(crate::Error::Io(std::io::Error::other(why.clone()))))
+    if spawned.is_err() {
+        return Box::new(|_, _, _| {
+            Err(ProcessError::Start(crate::Error::Unsupported(
+                "the pool's launcher thread could not be started",
+            )))
         });
     }
     let tx = Mutex::new(tx);
-    Box::new(move |slot, gen| {
+    Box::new(move |slot, gen, objects| {
         let (rtx, rrx) = mpsc::channel();
         let sent = tx
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .send((slot, gen, rtx));
+            .send((slot, gen, objects, rtx));
         let gone = || ProcessError::Start(crate::Error::Closed);
         sent.map_err(|_| gone())?;
         rrx.recv().map_err(|_| gone())?
@@ -395,10 +399,12 @@ impl Pool {
         A: Message + 'static,
         R: Message + 'static,
     {
-        let cb = Box::new(move |o: &core::Outcome| match results::decode_outcome::<R>(o) {
-            Ok(r) => callback(r),
-            Err(e) => error_callback(e),
-        });
+        let cb = Box::new(
+            move |o: &core::Outcome| match results::decode_outcome::<R>(o) {
+                Ok(r) => callback(r),
+                Err(e) => error_callback(e),
+            },
+        );
         self.submit_one(f, a, Some(cb))
     }
 
@@ -406,7 +412,7 @@ impl Pool {
         &self,
         f: fn(A) -> R,
         a: A,
-        cb: Option<Box<dyn FnOnce(&core::Outcome) + Send>>,
+        cb: Option<results::Callback>,
     ) -> Result<AsyncResult<R>, PoolError>
     where
         A: Message + 'static,
@@ -437,7 +443,11 @@ impl Pool {
 
     /// Python's `map`: `f` over every item, in chunks of Python's default
     /// size; the values in input order, or the first failed item.
-    pub fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>, PoolError>
+    pub fn map<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<R>, PoolError>
     where
         A: Message + 'static,
         R: Message + 'static,
@@ -461,7 +471,11 @@ impl Pool {
 
     /// Python's `starmap`: a map whose items are tuples, given to `f`
     /// whole (`fn add((a, b): (u64, u64)) -> u64`).
-    pub fn starmap<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>, PoolError>
+    pub fn starmap<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<R>, PoolError>
     where
         A: Message + 'static,
         R: Message + 'static,
@@ -515,7 +529,8 @@ impl Pool {
         A: Message + 'static,
         R: Message + 'static,
     {
-        let args: Vec<Result<Vec<u8>, TaskError>> = items.into_iter().map(|a| encode_arg(&a)).collect();
+        let args: Vec<Result<Vec<u8>, TaskError>> =
+            items.into_iter().map(|a| encode_arg(&a)).collect();
         let n = args.len();
         let chunk = chunksize.unwrap_or_else(|| default_chunksize(n, self.workers));
         let batch = Batch::new(n, cb);
@@ -558,7 +573,12 @@ impl Pool {
     }
 
     /// [`imap`](Self::imap) with chunks of `chunksize` items.
-    pub fn imap_chunked<I, A, R>(&self, f: fn(A) -> R, items: I, chunksize: usize) -> Imap<'_, I::IntoIter, A, R>
+    pub fn imap_chunked<I, A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+    ) -> Imap<'_, I::IntoIter, A, R>
     where
         I: IntoIterator<Item = A>,
         A: Message + 'static,
@@ -593,7 +613,13 @@ impl Pool {
         self.imap_inner(f, items, chunksize, false)
     }
 
-    fn imap_inner<I, A, R>(&self, f: fn(A) -> R, items: I, chunk: usize, ordered: bool) -> Imap<'_, I::IntoIter, A, R>
+    fn imap_inner<I, A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunk: usize,
+        ordered: bool,
+    ) -> Imap<'_, I::IntoIter, A, R>
     where
         I: IntoIterator<Item = A>,
         A: Message + 'static,
@@ -601,7 +627,14 @@ impl Pool {
     {
         // Enough in flight to keep every worker's prefetch full twice over.
         let window = 2 * self.workers * self.shared.cfg.depth * chunk.max(1);
-        Imap::new(&self.shared, items.into_iter(), Self::token(f), chunk, window, ordered)
+        Imap::new(
+            &self.shared,
+            items.into_iter(),
+            Self::token(f),
+            chunk,
+            window,
+            ordered,
+        )
     }
 
     /// No more tasks (Python's `close`); running and queued ones finish.

@@ -233,7 +233,7 @@ pub(crate) fn begin_item(out: &mut Vec<u8>) -> usize {
 
 /// Finishes the item [`begin_item`] started: its status, and the length
 /// of what was appended since.
-pub(crate) fn end_item(out: &mut Vec<u8>, at: usize, status: Status) -> Result<(), RecordError> {
+pub(crate) fn end_item(out: &mut [u8], at: usize, status: Status) -> Result<(), RecordError> {
     let n = u32::try_from(out.len() - at - 4).map_err(|_| RecordError("item over 4 GiB"))?;
     out[at - 1] = status as u8;
     out[at..at + 4].copy_from_slice(&n.to_le_bytes());
@@ -357,7 +357,10 @@ mod tests {
             panic!()
         };
         let items = split_results(p, 2).unwrap();
-        assert_eq!(items, vec![(Status::Ok, &b"xyz"[..]), (Status::Panicked, b"boom")]);
+        assert_eq!(
+            items,
+            vec![(Status::Ok, &b"xyz"[..]), (Status::Panicked, b"boom")]
+        );
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub(crate) fn decode_outcome<R: Message>(o: &Outcome) -> Result<R, TaskError> {
     }
 }
 
-type Callback = Box<dyn FnOnce(&Outcome) + Send>;
+/// What one task runs when its outcome arrives.
+pub(crate) type Callback = Box<dyn FnOnce(&Outcome) + Send>;
 
 /// One task's outcome, and what to run when it arrives.
 pub(crate) struct Cell {
@@ -243,8 +244,11 @@ impl<R: Message> MapResult<R> {
 
     /// Whether every item succeeded: `None` while some still run.
     pub fn successful(&self) -> Option<bool> {
-        self.ready()
-            .then(|| take(&self.batch.slots).iter().all(|o| matches!(o, Some(Ok(_)))))
+        self.ready().then(|| {
+            take(&self.batch.slots)
+                .iter()
+                .all(|o| matches!(o, Some(Ok(_))))
+        })
     }
 }
 
@@ -334,9 +338,9 @@ where
     fn top_up(&mut self) {
         while !self.exhausted && self.submitted - self.handed + self.chunk <= self.window {
             let mut items = Vec::with_capacity(self.chunk);
-            let mut taken = 0;
-            for a in self.input.by_ref().take(self.chunk) {
-                taken += 1;
+            let next: Vec<A> = self.input.by_ref().take(self.chunk).collect();
+            let taken = next.len();
+            for a in next {
                 let index = self.submitted + items.len();
                 match super::encode_arg(&a) {
                     Ok(arg) => items.push(Item {

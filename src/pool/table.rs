@@ -31,7 +31,9 @@
 //! names no task the parent knows, and is ignored).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 
+use crate::process::{put_segment, take_segment, Decoder, Encoder, Message};
 use crate::{Error, Result, Segment};
 
 /// What a worker's entry says.
@@ -89,10 +91,21 @@ struct Entry {
 const ENTRY: usize = std::mem::size_of::<Entry>();
 static_assertions::const_assert_eq!(ENTRY, 64);
 
-/// The table, mapped.
+/// The table, mapped. It travels to workers as a [`Message`] (its
+/// segment is anonymous: by descriptor).
+#[derive(Clone)]
 pub(crate) struct Table {
-    seg: Segment,
+    seg: Arc<Segment>,
     slots: usize,
+}
+
+impl Message for Table {
+    fn encode(&self, out: &mut Encoder) -> Result<()> {
+        put_segment(out, &self.seg)
+    }
+    fn decode(input: &mut Decoder<'_>) -> Result<Self> {
+        take_segment(input, |name| Table::checked(Segment::open(name)?))
+    }
 }
 
 impl Table {
@@ -101,14 +114,9 @@ impl Table {
         slots.max(1) * ENTRY
     }
 
-    /// Creates the table `name` for `slots` workers.
-    pub(crate) fn create(name: &str, slots: usize) -> Result<Table> {
-        Table::checked(Segment::create(name, Table::bytes_for(slots))?)
-    }
-
-    /// Opens the table `name`.
-    pub(crate) fn open(name: &str) -> Result<Table> {
-        Table::checked(Segment::open(name)?)
+    /// A table for `slots` workers, in an anonymous segment.
+    pub(crate) fn anonymous(slots: usize) -> Result<Table> {
+        Table::checked(Segment::anonymous(Table::bytes_for(slots))?)
     }
 
     fn checked(seg: Segment) -> Result<Table> {
@@ -116,7 +124,10 @@ impl Table {
             return Err(Error::Corrupt("pool table is not 64-aligned"));
         }
         let slots = seg.data_len() / ENTRY;
-        Ok(Table { seg, slots })
+        Ok(Table {
+            seg: Arc::new(seg),
+            slots,
+        })
     }
 
     fn entry(&self, slot: usize) -> Option<&Entry> {
@@ -183,12 +194,6 @@ impl Table {
             None => (State::Unknown, 0),
         }
     }
-
-    /// Tasks `slot`'s current worker has finished.
-    pub(crate) fn done(&self, slot: usize) -> u64 {
-        self.entry(slot)
-            .map_or(0, |e| e.done.load(Ordering::Relaxed))
-    }
 }
 
 #[cfg(test)]
@@ -213,9 +218,10 @@ mod tests {
 
     #[test]
     fn entries_are_separate() {
-        let name = format!("/shmprim-t-table-{}", std::process::id());
-        let t = Table::create(&name, 3).unwrap();
-        let u = Table::open(&name).unwrap();
+        let t = Table::anonymous(3).unwrap();
+        let (b, fds) = crate::process::encode(&t).unwrap();
+        let mut fds: Vec<_> = fds.into_iter().map(Some).collect();
+        let u: Table = crate::process::decode(&b, &mut fds).unwrap();
         t.start(1, 42);
         t.set(1, State::Running(7));
         t.set_item(1, 3);

@@ -4,7 +4,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use super::core::{queue_name, result_spill_name, results_name, table_name};
+use super::core::{result_spill_name, Objects};
 use super::record::{self, Payload, Status};
 use super::table::{State, Table};
 use crate::process::{AnyFn, CallError, FnRef};
@@ -56,11 +56,13 @@ const PARENT_CHECK: Duration = Duration::from_millis(500);
 /// a task record.
 pub(crate) const EXIT_BROKEN: i32 = 70;
 
+/// What a worker is started with: where things are, its objects, and
+/// the initializer with its argument.
+pub(crate) type Args<I> = (Start, Objects, Option<(FnRef<I, ()>, I)>);
+
 /// The worker's main: what the pool starts in each child.
-pub(crate) fn main<I: crate::process::Message + 'static>(
-    (start, init): (Start, Option<(FnRef<I, ()>, I)>),
-) {
-    if let Err(e) = run(start, init) {
+pub(crate) fn main<I: crate::process::Message + 'static>((start, objects, init): Args<I>) {
+    if let Err(e) = run(start, objects, init) {
         eprintln!("shmprim pool worker: {e}");
         std::process::exit(EXIT_BROKEN);
     }
@@ -68,13 +70,11 @@ pub(crate) fn main<I: crate::process::Message + 'static>(
 
 fn run<I: crate::process::Message + 'static>(
     start: Start,
+    (table, results, tasks): Objects,
     init: Option<(FnRef<I, ()>, I)>,
 ) -> Result<(), Error> {
     let base = start.base()?;
     let slot = start.slot as usize;
-    let table = Table::open(&table_name(base))?;
-    let results = Queue::open(&results_name(base))?;
-    let tasks = Queue::open(&queue_name(base, slot, start.gen))?;
     table.start(slot, std::process::id());
     if let Some((f, arg)) = init {
         // A panic here ends the process (the parent reads the message
@@ -106,7 +106,7 @@ fn run<I: crate::process::Message + 'static>(
         table.set(slot, State::Running(t.seq));
         out.clear();
         run_task(&table, slot, &t, &mut out);
-        let rec = finish(base, slot as u16, t.seq, t.count, &mut out, &results)?;
+        let rec = finish(base, slot as u16, t.seq, t.count, &out, &results)?;
         results.send_bytes(&rec)?;
         table.count_done(slot);
         table.set(slot, State::Idle);
@@ -131,7 +131,8 @@ fn run_task(table: &Table, slot: usize, t: &record::TaskRecord<'_>, out: &mut Ve
             Err(e) => return refuse_all(t.count, &format!("task spill: {e}"), out),
         },
     };
-    let parts = record::split_body(body).and_then(|(tok, items)| Ok((tok, record::split_args(items, t.count)?)));
+    let parts = record::split_body(body)
+        .and_then(|(tok, items)| Ok((tok, record::split_args(items, t.count)?)));
     let (token, items) = match parts {
         Ok(p) => p,
         Err(e) => return refuse_all(t.count, &e.to_string(), out),
@@ -194,7 +195,7 @@ fn finish(
     slot: u16,
     seq: u64,
     count: u32,
-    items: &mut Vec<u8>,
+    items: &[u8],
     results: &Queue,
 ) -> Result<Vec<u8>, Error> {
     let mut rec = Vec::with_capacity(record::RESULT_HEADER + items.len().min(results.slot_size()));
