@@ -21,8 +21,8 @@ use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"SHMPBOOT";
 const VERSION: u64 = 1;
-/// Flag: the child is a daemon (dies with its parent).
-pub(crate) const DAEMON: u64 = 1;
+/// Flag: the child dies with its parent (`PR_SET_PDEATHSIG`).
+pub(crate) const DIE_WITH_PARENT: u64 = 1;
 
 /// The decoded head of a start message; the argument follows in the
 /// decoder.

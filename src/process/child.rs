@@ -6,7 +6,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use super::boot::{decode_head, Report, DAEMON};
+use super::boot::{decode_head, Report, DIE_WITH_PARENT};
 use super::info;
 use super::message::Decoder;
 use super::{EXIT_PANIC, EXIT_REFUSED};
@@ -46,6 +46,8 @@ pub fn enter() {
 /// Flushes stdout and ends the process without running destructors (the
 /// parent owns everything this child inherited).
 pub(crate) fn finish(code: i32) -> ! {
+    // As Python's children do: kill daemons, join the rest.
+    info::join_children();
     let _ = std::io::stdout().flush();
     os::exit_now(code)
 }
@@ -96,7 +98,7 @@ pub(crate) fn run_message(
 ) -> i32 {
     let mut input = Decoder::new(msg, fds);
     let prepared = decode_head(&mut input).and_then(|head| {
-        if head.flags & DAEMON != 0 {
+        if head.flags & DIE_WITH_PARENT != 0 {
             become_daemon(real_parent.unwrap_or(head.parent))?;
         }
         info::set_identity(&head.name, Some((head.parent, head.parent_name.clone())));

@@ -105,7 +105,10 @@ fn start_server() -> Result<Server> {
             .anonymous_fd()
             .ok_or(Error::Unsupported("memfd"))?,
     )?;
-    let pid = super::spawn::exec_self(&format!("f:{}", fd.as_raw_fd()), &[fd.as_raw_fd()], true)?;
+    let env = format!("f:{}/{}", std::process::id(), fd.as_raw_fd());
+    // Not a daemon by PR_SET_PDEATHSIG, which would follow the thread
+    // that starts it: the server watches its parent's pid instead.
+    let pid = super::spawn::exec_self(&env, &[fd.as_raw_fd()], false)?;
     Ok(Server {
         pid,
         conn,
@@ -117,8 +120,9 @@ fn server_alive(s: &Server) -> bool {
     !matches!(os::wait(s.pid, false), Ok(Some(_)) | Err(_))
 }
 
-/// Sends `req` to the server, starting it (again) if needed.
-fn send(req: &[u8], timeout: Duration) -> Result<()> {
+/// Sends `req` to the server, starting it (again) if needed; returns the
+/// server's pid.
+fn send(req: &[u8], timeout: Duration) -> Result<u32> {
     let mut g = SERVER.lock().unwrap_or_else(|p| p.into_inner());
     for _ in 0..2 {
         if g.as_ref().map_or(true, |s| !server_alive(s)) {
@@ -130,7 +134,7 @@ fn send(req: &[u8], timeout: Duration) -> Result<()> {
         }
         let s = g.as_mut().expect("just started");
         match s.conn.send_bytes_timeout(req, timeout) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(s.pid),
             Err(Error::Disconnected | Error::Closed) => {
                 let _ = os::kill(s.pid, os::SIGKILL);
                 let _ = os::wait(s.pid, true);
@@ -175,11 +179,23 @@ pub(crate) fn request(
     ];
     nums.extend(fds.iter().map(|f| f.as_fd().as_raw_fd() as u64));
     let (req, _) = encode(&(u64::from(std::process::id()), nums))?;
-    send(&req, deadline.saturating_duration_since(Instant::now()))?;
-    if !slot.wait_for(FORKED, deadline) {
-        return Err(Error::Timeout);
+    for _ in 0..2 {
+        let server = send(&req, deadline.saturating_duration_since(Instant::now()))?;
+        // A server that dies with the request unread is started again.
+        loop {
+            let slice = Instant::now() + Duration::from_millis(50);
+            if slot.wait_for(FORKED, slice.min(deadline)) {
+                return Ok((slot.pid().unwrap_or(0), slot));
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout);
+            }
+            if os::has_exited(server) {
+                break;
+            }
+        }
     }
-    Ok((slot.pid().unwrap_or(0), slot))
+    Err(Error::Disconnected)
 }
 
 /// Opens descriptor `n` of process `pid` (`/proc/<pid>/fd/<n>`).
@@ -197,7 +213,13 @@ fn open_remote(pid: u64, n: u64) -> Result<OwnedFd> {
 
 /// The server's loop (in the re-executed helper): returns its exit code
 /// when the requester is gone.
-pub(crate) fn serve(list: &str) -> i32 {
+pub(crate) fn serve(spec: &str) -> i32 {
+    let Some((parent, list)) = spec.split_once('/') else {
+        return EXIT_REFUSED;
+    };
+    let Ok(parent) = parent.parse::<u32>() else {
+        return EXIT_REFUSED;
+    };
     let Some(mut fds) = take_fds(list) else {
         return EXIT_REFUSED;
     };
@@ -211,6 +233,11 @@ pub(crate) fn serve(list: &str) -> i32 {
     let mut slots: Vec<(u32, Slot)> = Vec::new();
     loop {
         reap(&mut slots);
+        if os::parent_pid() != parent {
+            // The program that started it is gone: so is its server (and
+            // with it the daemon children, whose parent it is).
+            return 0;
+        }
         let req = match conn.recv_bytes_timeout(Duration::from_millis(100)) {
             Ok(r) => r,
             Err(Error::Timeout) => continue,
@@ -236,6 +263,8 @@ pub(crate) fn serve(list: &str) -> i32 {
         // anything.
         match unsafe { os::fork() } {
             Ok(0) => {
+                // The server's own descriptors are not the child's.
+                drop((conn, slots, slot));
                 let code = (|| {
                     let mut start = start_end(open_remote(requester, start_fd).ok()?).ok()?;
                     let msg = start.recv_bytes_timeout(START_READ).ok()?;

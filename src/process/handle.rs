@@ -24,6 +24,19 @@ pub(crate) enum Reaper {
     Server(Slot),
 }
 
+/// What a child needs from its parent until it checks in: its end of the
+/// start pipe, the passed descriptors (a forkserver child opens them
+/// through `/proc/<parent>/fd`), and the argument itself, whose named
+/// handles must not be removed (by their creator's drop) before the child
+/// opened them.
+// Held only for what dropping it does.
+#[allow(dead_code)]
+pub(crate) struct Keep {
+    pub start_end: Connection,
+    pub fds: Vec<OwnedFd>,
+    pub arg: Option<Box<dyn std::any::Any + Send>>,
+}
+
 /// What the child reported, before its exit code is known.
 enum Outcome {
     Pending,
@@ -63,10 +76,11 @@ pub struct Process<R> {
     pub(crate) daemon: bool,
     pub(crate) method: Method,
     pub(crate) conn: Connection,
-    /// What the child needs until it checks in: its end of the start pipe
-    /// and the passed descriptors (a forkserver child opens them through
-    /// `/proc/<parent>/fd`).
-    pub(crate) keep: Option<(Option<Connection>, Vec<OwnedFd>)>,
+    /// What the child needs until it checks in (dropped then).
+    pub(crate) keep: Option<Keep>,
+    /// `terminate` or `kill` was called: an end without a check-in is
+    /// then the caller's doing, not a start failure.
+    signalled: bool,
     pub(crate) start_deadline: Instant,
     pub(crate) reaper: Reaper,
     pub(crate) checked_in: bool,
@@ -112,7 +126,7 @@ impl<R: Message> Process<R> {
             Some(Report::Panic(message)) => Err(ProcessError::Panicked { message, exitcode }),
             Some(Report::Refused(reason)) if self.checked_in => Err(ProcessError::Result(reason)),
             Some(Report::Refused(reason)) => Err(ProcessError::BadArgument { reason, exitcode }),
-            Some(Report::CheckedIn) | None if !self.checked_in => {
+            Some(Report::CheckedIn) | None if !self.checked_in && !self.signalled => {
                 Err(ProcessError::NeverCheckedIn {
                     exitcode: self
                         .exit
@@ -135,7 +149,7 @@ impl<R> Process<R> {
         start_deadline: Instant,
         reaper: Reaper,
     ) -> Self {
-        info::register(pid, &name);
+        info::register(pid, &name, daemon, matches!(reaper, Reaper::Direct));
         Process {
             pid,
             name,
@@ -143,6 +157,7 @@ impl<R> Process<R> {
             method,
             conn,
             keep: None,
+            signalled: false,
             start_deadline,
             reaper,
             checked_in: false,
@@ -210,6 +225,7 @@ impl<R> Process<R> {
         if self.poll_exit().map_err(ProcessError::Os)?.is_some() {
             return Ok(());
         }
+        self.signalled = true;
         os::kill(self.pid, sig).map_err(ProcessError::Os)
     }
 

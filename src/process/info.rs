@@ -23,9 +23,19 @@ struct Identity {
 /// This process's identity once it is a child; `None`: the main process.
 static IDENTITY: Mutex<Option<Identity>> = Mutex::new(None);
 
-/// Children this process started and has not reaped: (pid, name,
-/// dropped unjoined).
-static CHILDREN: Mutex<Vec<(u32, String, bool)>> = Mutex::new(Vec::new());
+/// A child this process started and has not reaped.
+struct Child {
+    pid: u32,
+    name: String,
+    /// Its `Process` was dropped unjoined: a sweep reaps it.
+    dropped: bool,
+    daemon: bool,
+    /// This process is its parent (not the forkserver).
+    direct: bool,
+}
+
+static CHILDREN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
+static AT_EXIT: std::sync::Once = std::sync::Once::new();
 
 fn lock<T>(m: &'static Mutex<T>) -> std::sync::MutexGuard<'static, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -74,27 +84,61 @@ pub fn parent_process() -> Option<ProcessInfo> {
         .map(|(pid, name)| ProcessInfo { pid, name })
 }
 
-pub(crate) fn register(pid: u32, name: &str) {
-    lock(&CHILDREN).push((pid, name.to_owned(), false));
+pub(crate) fn register(pid: u32, name: &str, daemon: bool, direct: bool) {
+    AT_EXIT.call_once(|| {
+        let _ = os::at_exit(at_exit);
+    });
+    lock(&CHILDREN).push(Child {
+        pid,
+        name: name.to_owned(),
+        dropped: false,
+        daemon,
+        direct,
+    });
 }
 
 pub(crate) fn unregister(pid: u32) {
-    lock(&CHILDREN).retain(|c| c.0 != pid);
+    lock(&CHILDREN).retain(|c| c.pid != pid);
 }
 
 /// A running child whose `Process` was dropped: reaped by a later sweep.
 pub(crate) fn orphan(pid: u32) {
-    if let Some(c) = lock(&CHILDREN).iter_mut().find(|c| c.0 == pid) {
-        c.2 = true;
+    if let Some(c) = lock(&CHILDREN).iter_mut().find(|c| c.pid == pid) {
+        c.dropped = true;
     }
     sweep();
 }
 
 /// Reaps dropped children that have ended.
 pub(crate) fn sweep() {
-    lock(&CHILDREN).retain(|&(pid, _, dropped)| {
-        !dropped || !matches!(os::wait(pid, false), Ok(Some(_)) | Err(_))
-    });
+    lock(&CHILDREN)
+        .retain(|c| !c.dropped || !matches!(os::wait(c.pid, false), Ok(Some(_)) | Err(_)));
+}
+
+/// What Python does at exit: kill the daemon children, then wait for every
+/// child still running. Runs at `exit`, and before a child the crate
+/// started ends.
+pub(crate) fn join_children() {
+    // Never wait for the lock at exit: another thread may hold it.
+    let Ok(mut g) = CHILDREN.try_lock() else {
+        return;
+    };
+    let children = std::mem::take(&mut *g);
+    drop(g);
+    for c in children.iter().filter(|c| c.daemon) {
+        let _ = os::kill(c.pid, os::SIGKILL);
+    }
+    for c in &children {
+        if c.direct {
+            let _ = os::wait(c.pid, true);
+        } else if let Ok(fd) = os::Pidfd::open(c.pid) {
+            let _ = fd.wait_exited(None);
+        }
+    }
+}
+
+extern "C" fn at_exit() {
+    join_children();
 }
 
 /// The children of this process that are still running, Python's
@@ -104,10 +148,10 @@ pub fn active_children() -> Vec<ProcessInfo> {
     sweep();
     lock(&CHILDREN)
         .iter()
-        .filter(|c| !os::has_exited(c.0))
-        .map(|(pid, name, _)| ProcessInfo {
-            pid: *pid,
-            name: name.clone(),
+        .filter(|c| c.direct && !os::has_exited(c.pid) || !c.direct && os::kill(c.pid, 0).is_ok())
+        .map(|c| ProcessInfo {
+            pid: c.pid,
+            name: c.name.clone(),
         })
         .collect()
 }

@@ -161,6 +161,7 @@ pub fn start_method() -> Method {
 pub struct Builder {
     name: Option<String>,
     daemon: bool,
+    outlive_parent: bool,
     method: Option<Method>,
     start_timeout: Duration,
 }
@@ -178,6 +179,7 @@ impl Builder {
         Builder {
             name: None,
             daemon: false,
+            outlive_parent: false,
             method: None,
             start_timeout: Duration::from_secs(10),
         }
@@ -189,11 +191,29 @@ impl Builder {
         self
     }
 
-    /// Whether the child dies with this process (`SIGKILL`), and is
-    /// killed when its [`Process`] is dropped unjoined.
+    /// Python's `daemon`: the child is killed when this process exits
+    /// (normally or not) and when its [`Process`] is dropped unjoined. A
+    /// non-daemon child is waited for when this process exits normally
+    /// (as Python joins them at exit).
     pub fn daemon(mut self, daemon: bool) -> Builder {
         self.daemon = daemon;
         self
+    }
+
+    /// Lets a non-daemon child outlive this process if it is killed
+    /// (`SIGKILL` leaves no time to join). By default every child gets
+    /// `PR_SET_PDEATHSIG = SIGKILL`, so a killed parent leaves no orphans.
+    /// That signal follows the parent *thread* that started the child: a
+    /// child started from a thread that ends before it is killed then;
+    /// start long-lived children from a long-lived thread, or ask for
+    /// this. Ignored for daemons.
+    pub fn outlive_parent(mut self, outlive: bool) -> Builder {
+        self.outlive_parent = outlive;
+        self
+    }
+
+    fn dies_with_parent(&self) -> bool {
+        self.daemon || !self.outlive_parent
     }
 
     /// The start method for this child.

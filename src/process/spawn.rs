@@ -7,10 +7,10 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Instant;
 
-use super::boot::{encode_head, Head, DAEMON};
+use super::boot::{encode_head, Head, DIE_WITH_PARENT};
 use super::child::{self, become_daemon, ENV};
 use super::error::ProcessError;
-use super::handle::{Process, Reaper};
+use super::handle::{Keep, Process, Reaper};
 use super::info;
 use super::message::{Encoder, Message};
 use super::target::{encode_result, FnRef};
@@ -29,9 +29,10 @@ const START_PIPE: usize = 16 * 1024;
 const CHILD_ARG: &str = "__shmprim_process_child__";
 
 /// Re-executes this binary with `ENV=env`, passing `fds` (their
-/// close-on-exec flag cleared in the child only). A daemon gets the
-/// parent-death signal, and exits at once if the parent is already gone.
-pub(crate) fn exec_self(env: &str, fds: &[RawFd], daemon: bool) -> crate::Result<u32> {
+/// close-on-exec flag cleared in the child only). With `deathsig` the
+/// child gets the parent-death signal, and exits at once if the parent is
+/// already gone.
+pub(crate) fn exec_self(env: &str, fds: &[RawFd], deathsig: bool) -> crate::Result<u32> {
     let exe = if cfg!(any(target_os = "linux", target_os = "android")) {
         std::path::PathBuf::from("/proc/self/exe")
     } else {
@@ -48,16 +49,17 @@ pub(crate) fn exec_self(env: &str, fds: &[RawFd], daemon: bool) -> crate::Result
     let fds = fds.to_vec();
     let parent = std::process::id();
     // SAFETY: the closure runs in the child between fork and exec and
-    // does only async-signal-safe things: fcntl, signal/sigprocmask,
-    // prctl, getppid, _exit; `fds` was allocated before the fork and is
+    // does only async-signal-safe things: close_range, fcntl,
+    // signal/sigprocmask, prctl, getppid, _exit; `fds` was allocated before the fork and is
     // only read.
     unsafe {
         cmd.pre_exec(move || {
+            os::cloexec_from(3);
             for &fd in &fds {
                 os::clear_cloexec(fd)?;
             }
             os::reset_signal(os::SIGTERM);
-            if daemon {
+            if deathsig {
                 let _ = os::set_parent_death_signal(os::SIGKILL);
                 if os::parent_pid() != parent {
                     os::exit_now(EXIT_REFUSED);
@@ -87,7 +89,11 @@ fn start_message<A: Message + 'static, R: Message + 'static>(
 ) -> Result<(Vec<u8>, Vec<OwnedFd>), ProcessError> {
     let mut enc = Encoder::new();
     let head = Head {
-        flags: if b.daemon { DAEMON } else { 0 },
+        flags: if b.dies_with_parent() {
+            DIE_WITH_PARENT
+        } else {
+            0
+        },
         parent: std::process::id(),
         name: name.to_owned(),
         parent_name: info::current_name(),
@@ -99,7 +105,7 @@ fn start_message<A: Message + 'static, R: Message + 'static>(
 }
 
 /// Starts `f(arg)` by re-executing this binary.
-pub(crate) fn spawn<A: Message + 'static, R: Message + 'static>(
+pub(crate) fn spawn<A: Message + Send + 'static, R: Message + 'static>(
     b: Builder,
     f: FnRef<A, R>,
     arg: A,
@@ -119,7 +125,8 @@ pub(crate) fn spawn<A: Message + 'static, R: Message + 'static>(
     all.extend(fds);
     let raw: Vec<RawFd> = all.iter().map(|f| f.as_raw_fd()).collect();
     let list: Vec<String> = raw.iter().map(|n| n.to_string()).collect();
-    let pid = exec_self(&format!("s:{}", list.join(",")), &raw, b.daemon).map_err(start_error)?;
+    let pid = exec_self(&format!("s:{}", list.join(",")), &raw, b.dies_with_parent())
+        .map_err(start_error)?;
     let deadline = Instant::now() + b.start_timeout;
     let mut p = Process::new(
         pid,
@@ -130,7 +137,11 @@ pub(crate) fn spawn<A: Message + 'static, R: Message + 'static>(
         deadline,
         Reaper::Direct,
     );
-    p.keep = Some((Some(theirs), all));
+    p.keep = Some(Keep {
+        start_end: theirs,
+        fds: all,
+        arg: Some(Box::new(arg)),
+    });
     if let Err(e) = p.conn.send_bytes_timeout(&msg, b.start_timeout) {
         // It never read its start message: gone, or not a child at all.
         let exit = p.poll_exit().ok().flatten();
@@ -146,7 +157,7 @@ pub(crate) fn spawn<A: Message + 'static, R: Message + 'static>(
 }
 
 /// Asks the forkserver for a child running `f(arg)`.
-pub(crate) fn forkserver<A: Message + 'static, R: Message + 'static>(
+pub(crate) fn forkserver<A: Message + Send + 'static, R: Message + 'static>(
     b: Builder,
     f: FnRef<A, R>,
     arg: A,
@@ -169,7 +180,11 @@ pub(crate) fn forkserver<A: Message + 'static, R: Message + 'static>(
         deadline,
         Reaper::Server(slot),
     );
-    p.keep = Some((Some(theirs), fds));
+    p.keep = Some(Keep {
+        start_end: theirs,
+        fds,
+        arg: Some(Box::new(arg)),
+    });
     if let Err(e) = p.conn.send_bytes_timeout(&msg, b.start_timeout) {
         p.reap_killed();
         return Err(ProcessError::Start(e));
@@ -198,7 +213,7 @@ pub(crate) unsafe fn fork<R: Message, F: FnOnce() -> R>(
         Ok(0) => {
             info::set_identity(&name, Some(parent.clone()));
             os::reset_signal(os::SIGTERM);
-            if b.daemon && become_daemon(parent.0).is_err() {
+            if b.dies_with_parent() && become_daemon(parent.0).is_err() {
                 child::finish(EXIT_REFUSED);
             }
             let code = child::run(&mut theirs, move || encode_result(&f()));
@@ -215,7 +230,11 @@ pub(crate) unsafe fn fork<R: Message, F: FnOnce() -> R>(
                 deadline,
                 Reaper::Direct,
             );
-            p.keep = Some((Some(theirs), Vec::new()));
+            p.keep = Some(Keep {
+                start_end: theirs,
+                fds: Vec::new(),
+                arg: None,
+            });
             Ok(p)
         }
     }

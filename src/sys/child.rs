@@ -312,3 +312,39 @@ pub fn has_exited(pid: u32) -> bool {
         }
     }
 }
+
+/// Marks every descriptor from `first` up close-on-exec (`close_range`
+/// with `CLOSE_RANGE_CLOEXEC`, Linux 5.11): in a child between `fork` and
+/// `exec`, so that descriptors the program inherited without the flag
+/// (a build tool's jobserver pipe, say) do not leak further. `false`
+/// where the kernel lacks it. Async-signal-safe.
+pub fn cloexec_from(first: u32) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+        // SAFETY: close_range takes two descriptor numbers and flags; with
+        // CLOSE_RANGE_CLOEXEC it only sets a flag on open descriptors.
+        let r =
+            unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+        r == 0
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = first;
+        false
+    }
+}
+
+/// Registers `f` to run when the process exits through `exit` (returning
+/// from `main`, `std::process::exit`), as C's `atexit`: where a launcher
+/// joins the children it still has, as Python does at interpreter exit.
+pub fn at_exit(f: extern "C" fn()) -> Result<()> {
+    // SAFETY: `f` is a plain function valid for the program's lifetime.
+    if unsafe { libc::atexit(f) } != 0 {
+        return Err(Error::Os {
+            call: "atexit",
+            source: std::io::Error::other("atexit refused"),
+        });
+    }
+    Ok(())
+}
