@@ -116,9 +116,11 @@ mod error;
 pub mod fault;
 mod handle;
 mod plain;
+pub mod pool;
 pub mod process;
 pub mod raw;
 pub mod segment;
+pub mod spill;
 pub mod sys;
 
 #[cfg(not(loom))]

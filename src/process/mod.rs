@@ -98,6 +98,7 @@
 //! [`Encoder`]/[`Decoder`], and [`Process`]'s pid, liveness, exit code,
 //! signals and bounded joins.
 
+mod anyfn;
 mod boot;
 mod child;
 mod error;
@@ -111,6 +112,7 @@ mod target;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
+pub use anyfn::{AnyFn, CallError};
 pub use child::enter;
 pub use error::ProcessError;
 pub use handle::Process;
