@@ -144,7 +144,7 @@ impl Results {
     pub fn push(&mut self, workload: &'static str, system: &str, value: f64) {
         let (unit, better) = match workload {
             "W1" | "W1-p99" | "W1-p999" | "W1-max" => ("ns", "lower"),
-            "W2" | "W5" | "W5-1p1c" | "W5-4p4c" | "W5-8p8c" => ("msg/s", "higher"),
+            "W2" | "W2-batch" | "W5" | "W5-1p1c" | "W5-4p4c" | "W5-8p8c" => ("msg/s", "higher"),
             "W3-copy" | "W3-loan" => ("GB/s", "higher"),
             "W8-dict-get" | "W8-dict-insert" | "W8-dict-get-2proc" => ("ops/s", "higher"),
             _ => ("ns/op", "lower"),

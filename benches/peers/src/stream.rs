@@ -7,8 +7,45 @@ use shmprim::WaitPolicy;
 
 use crate::common::median;
 use crate::pipe_bench::{
-    close, hw_stream, kernel_stream, pair, pipe2, shm_stream, socketpair, spin_ring_stream, RING,
+    close, conns, hw_stream, kernel_stream, pair, pipe2, shm_stream, socketpair, spin_ring_stream,
+    RING,
 };
+
+/// Messages per `send_many` / `recv_many` call in W2-batch.
+const BATCH: usize = 32;
+
+/// W2 through the batch API: the child sends `BATCH` messages per
+/// `send_many`, the parent takes up to `BATCH` per `recv_many` (one
+/// allocation per message: the agreed `Vec<Vec<u8>>` shape).
+fn shm_batch(n: u64, size: usize) -> f64 {
+    let (mut a, mut b) = conns(RING.max(4 * size), WaitPolicy::default());
+    let e = pair(
+        move || {
+            b.claim().unwrap();
+            let src = vec![7u8; size];
+            let batch = vec![&src[..]; BATCH];
+            let mut sent = 0u64;
+            while sent < n {
+                let k = (n - sent).min(BATCH as u64) as usize;
+                sent += b.send_many(&batch[..k]).unwrap() as u64;
+            }
+            let _ = b.recv_bytes();
+            std::mem::forget(b);
+        },
+        || {
+            a.claim().unwrap();
+            let mut out = Vec::with_capacity(BATCH);
+            let mut got = 0u64;
+            while got < n {
+                out.clear();
+                got += a.recv_many(&mut out, BATCH).unwrap() as u64;
+                std::hint::black_box(&out);
+            }
+            a.send_bytes(b"done").unwrap();
+        },
+    );
+    e.as_nanos() as f64 / n as f64
+}
 use crate::python::Python;
 use crate::{iox, rounds, Contender, Plan, Point, Results, LARGE, SMALL};
 
@@ -109,6 +146,10 @@ fn small_point(plan: &Plan, py: &Python, size: usize) -> Vec<(String, Vec<f64>)>
             Box::new(move || shm_stream(fast, size, WaitPolicy::default(), false)),
         ),
         (
+            "shmprim-batch".into(),
+            Box::new(move || shm_batch(fast, size)),
+        ),
+        (
             "shmprim-park".into(),
             Box::new(move || shm_stream(slow, size, WaitPolicy::park(), false)),
         ),
@@ -198,7 +239,15 @@ pub fn run(plan: &Plan, py: &Python, res: &mut Results) {
             let rate = 1e9 / median(ns);
             println!("  {size:>6} B  {name:<24} {:>10.2} M msg/s", rate / 1e6);
             if size == SMALL {
-                res.push("W2", &name, rate);
+                // The batch API is its own workload, beside the reference.
+                match name.as_str() {
+                    "shmprim-batch" => res.push("W2-batch", "shmprim", rate),
+                    "hw-reference" => {
+                        res.push("W2", &name, rate);
+                        res.push("W2-batch", &name, rate);
+                    }
+                    _ => res.push("W2", &name, rate),
+                }
             }
             res.w2_sweep.push(Point {
                 series: name,
