@@ -342,6 +342,12 @@ impl Core {
         }
     }
 
+    /// The name of the handle's generation (the fuzz entry overwrites it).
+    #[cfg(fuzzing)]
+    pub fn __fuzz_gen_name(&self) -> String {
+        gen_name(&self.base, self.nonce, self.pin().get().number)
+    }
+
     fn rw(&self, off: u64) -> &AtomicU64 {
         root_word(&self.root, off)
     }

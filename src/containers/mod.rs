@@ -159,7 +159,7 @@ pub fn __fuzz_open(bytes: &[u8]) -> usize {
             continue;
         };
         core.set_timeout(Some(std::time::Duration::from_millis(1)));
-        if let Ok(seg) = Segment::open(&format!("{name}.1")) {
+        if let Ok(seg) = Segment::open(&core.__fuzz_gen_name()) {
             let n = gen_bytes.len().min(seg.data_len());
             // SAFETY: `n` bytes fit the segment's data; nothing else of
             // this process reads them during the copy.
