@@ -445,7 +445,10 @@ impl Gen {
     pub fn log(&self, off: u64, len: u64) -> Result<()> {
         let used = self.log_len().load(Relaxed);
         let size = log_entry_size(len);
-        if used.saturating_add(size) > self.log_cap || off.saturating_add(len) > self.log_off {
+        if used % 8 != 0
+            || used.saturating_add(size) > self.log_cap
+            || off.saturating_add(len) > self.log_off
+        {
             return Err(Error::Corrupt("container: undo log overflow"));
         }
         let e = self.log_off + used;

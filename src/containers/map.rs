@@ -574,4 +574,26 @@ mod tests {
         g.set(G_LEN, g.nslots - 1);
         assert!(matches!(m.keys(), Err(Error::Corrupt(_))));
     }
+
+    /// A rollback that fails on a write's error path leaves the repair
+    /// owed: the next writer gets the error instead of committing over
+    /// half a write.
+    #[test]
+    fn a_failed_rollback_is_not_committed_over() {
+        let m = SharedMap::anonymous().unwrap();
+        m.insert(b"a", b"1").unwrap();
+        let r = m.transaction(|tx| {
+            tx.insert(b"a", b"2")?;
+            let pin = m.core.pin();
+            // A log length that is not whole words cannot be replayed.
+            pin.get()
+                .log_len()
+                .store(12, std::sync::atomic::Ordering::Relaxed);
+            Err::<(), _>(Error::InvalidArgument("abort"))
+        });
+        assert!(matches!(r, Err(Error::InvalidArgument(_))));
+        let r = m.insert(b"b", b"1");
+        assert!(matches!(r, Err(Error::Corrupt(_))), "{r:?}");
+        assert!(matches!(m.get(b"a"), Err(Error::Corrupt(_))));
+    }
 }
