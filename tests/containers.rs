@@ -454,3 +454,29 @@ fn a_generation_grown_by_an_exited_process_is_kept_by_the_cleaner() {
     }
     assert!(shm_entries(&name).is_empty(), "{:?}", shm_entries(&name));
 }
+
+#[test]
+fn a_root_abandoned_before_its_magic_is_removed_by_the_next_opener() {
+    let name = unique("mapabandon");
+    // A creator killed between creating the root and publishing the
+    // container: a root segment of the right size with no magic.
+    let abandon = || {
+        let pid = fork_child(|| match shmprim::Segment::create(&name, 512) {
+            Ok(seg) => {
+                seg.persist();
+                0
+            }
+            Err(_) => 1,
+        });
+        assert_eq!(reap(pid), 0);
+    };
+    abandon();
+    assert!(matches!(SharedMap::open(&name), Err(Error::NotFound)));
+    assert!(shm_entries(&name).is_empty(), "{:?}", shm_entries(&name));
+    abandon();
+    {
+        let m = SharedMap::open_or_create(&name).unwrap();
+        m.insert(b"k", b"v").unwrap();
+    }
+    assert!(shm_entries(&name).is_empty(), "{:?}", shm_entries(&name));
+}

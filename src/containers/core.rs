@@ -197,11 +197,19 @@ impl Core {
                 reason: NameError::TooLong,
             });
         }
-        let root = Segment::open_or_create(name, ROOT_SIZE)?;
-        if root.is_creator() {
-            Self::init(root, shape, name.to_owned(), Options::new())
-        } else {
-            Self::attach(root, shape, &Options::new())
+        let mut tries = 0;
+        loop {
+            let root = Segment::open_or_create(name, ROOT_SIZE)?;
+            let r = if root.is_creator() {
+                Self::init(root, shape, name.to_owned(), Options::new())
+            } else {
+                Self::attach(root, shape, &Options::new())
+            };
+            match r {
+                // An abandoned root was removed: create it anew (once).
+                Err(Error::NotFound) if tries == 0 => tries += 1,
+                r => return r,
+            }
         }
     }
 
@@ -278,14 +286,13 @@ impl Core {
 
     fn attach(root: Segment, shape: Shape, opts: &Options) -> Result<Core> {
         check_root_segment(&root)?;
-        let magic = root_word(&root, R_MAGIC);
         let until = Instant::now() + Duration::from_secs(2);
-        while magic.load(Acquire) != ROOT_MAGIC {
-            if magic.load(Relaxed) != 0 {
+        while root_word(&root, R_MAGIC).load(Acquire) != ROOT_MAGIC {
+            if root_word(&root, R_MAGIC).load(Relaxed) != 0 {
                 return Err(Error::Corrupt("container root: bad magic"));
             }
             if Instant::now() > until {
-                return Err(Error::NotReady);
+                return Err(Self::abandoned(root));
             }
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -324,6 +331,22 @@ impl Core {
         Ok(Self::with(root, shape, base, nonce, gen_opts, first, None))
     }
 
+    /// A root whose magic never came: its creator may have been killed
+    /// between creating it and publishing the container. If it is stale
+    /// (creator dead, no live attacher: the cleaner's own check, race-free
+    /// against openers) its name is removed and the caller gets
+    /// `NotFound`, so that the name can be created again; otherwise
+    /// `NotReady`.
+    fn abandoned(root: Segment) -> Error {
+        let name = root.name().map(str::to_owned);
+        // Our own attachment would keep it in use.
+        drop(root);
+        match name.map(|n| crate::segment::inventory::remove_if_stale(&n)) {
+            Some(Ok(true)) => Error::NotFound,
+            _ => Error::NotReady,
+        }
+    }
+
     /// Overwrites the root's words other than the magic (a zero magic
     /// only makes openers wait) and the lock with `bytes`.
     #[cfg(fuzzing)]
@@ -340,6 +363,12 @@ impl Core {
             b[..c.len()].copy_from_slice(c);
             self.rw(off).store(u64::from_le_bytes(b), Relaxed);
         }
+    }
+
+    /// The name of the handle's generation (the fuzz entry overwrites it).
+    #[cfg(fuzzing)]
+    pub fn __fuzz_gen_name(&self) -> String {
+        gen_name(&self.base, self.nonce, self.pin().get().number)
     }
 
     fn rw(&self, off: u64) -> &AtomicU64 {

@@ -372,6 +372,11 @@ impl Gen {
         unsafe { std::ptr::read_unaligned(self.p.add(off as usize).cast::<T>()) }
     }
 
+    /// Bytes the heap holds in all.
+    pub fn heap_cap(&self) -> u64 {
+        self.heap_end - self.heap_off
+    }
+
     /// Bytes of heap left.
     pub fn heap_free(&self) -> u64 {
         self.heap_end.saturating_sub(self.get(G_BUMP))
@@ -404,12 +409,16 @@ impl Gen {
         if used == 0 {
             return Ok(());
         }
-        if used > self.log_cap {
+        if used > self.log_cap || used % 8 != 0 {
             return Err(Error::Corrupt("container: undo log length"));
         }
         let mut entries = Vec::new();
         let mut at = 0;
         while at < used {
+            if used - at < 16 {
+                // An entry's header would run past the log in use.
+                return Err(Error::Corrupt("container: undo log entry"));
+            }
             let e = self.log_off + at;
             let off = self.get(e);
             let len = self.get(e + 8);
@@ -436,7 +445,10 @@ impl Gen {
     pub fn log(&self, off: u64, len: u64) -> Result<()> {
         let used = self.log_len().load(Relaxed);
         let size = log_entry_size(len);
-        if used.saturating_add(size) > self.log_cap || off.saturating_add(len) > self.log_off {
+        if used % 8 != 0
+            || used.saturating_add(size) > self.log_cap
+            || off.saturating_add(len) > self.log_off
+        {
             return Err(Error::Corrupt("container: undo log overflow"));
         }
         let e = self.log_off + used;
@@ -451,5 +463,38 @@ impl Gen {
 
     pub fn log_free(&self) -> u64 {
         self.log_cap.saturating_sub(self.log_len().load(Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch() -> Gen {
+        let name = crate::segment::unique_name("gentest");
+        let s = Sizes {
+            nslots: 16,
+            heap: 4096,
+            log_cap: 4096,
+        };
+        let g = Gen::create(&name, &Options::new(), Shape::Map, 1, s).unwrap();
+        Segment::unlink_name(&name).unwrap();
+        g
+    }
+
+    /// Undo logs whose entries run past the part in use, or whose length
+    /// is not whole words: `Corrupt`, never a panic.
+    #[test]
+    fn roll_back_refuses_a_log_that_runs_past_its_end() {
+        let g = scratch();
+        g.log_len().store(12, Relaxed);
+        assert!(matches!(g.roll_back(), Err(Error::Corrupt(_))));
+        // One valid entry ending 8 bytes before the end of the log: the
+        // next header would lie half outside the segment.
+        let len = g.log_cap - 8 - 16;
+        g.set(g.log_off, G_STATE);
+        g.set(g.log_off + 8, len);
+        g.log_len().store(g.log_cap, Relaxed);
+        assert!(matches!(g.roll_back(), Err(Error::Corrupt(_))));
     }
 }

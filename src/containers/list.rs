@@ -160,8 +160,19 @@ impl SharedList {
 
     /// Every element, as one consistent snapshot.
     pub fn snapshot(&self) -> Result<Vec<Vec<u8>>> {
-        self.core
-            .read(|g| (0..g.list_len()?).map(|i| value(g, i)).collect())
+        self.core.read(|g| {
+            // Elements naming one record many times cannot make this
+            // allocate more than the heap holds.
+            let mut budget = g.heap_cap();
+            (0..g.list_len()?)
+                .map(|i| {
+                    budget = budget
+                        .checked_sub(element(g, i)?.size())
+                        .ok_or(Error::Corrupt("container: elements exceed the heap"))?;
+                    value(g, i)
+                })
+                .collect()
+        })
     }
 
     /// An iterator over a consistent snapshot.

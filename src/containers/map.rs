@@ -94,14 +94,23 @@ fn key_of(g: &Gen, r: &Rec) -> Vec<u8> {
     k
 }
 
-/// The live records of a generation, in slot order.
+/// The live records of a generation, in slot order. Garbage cannot make
+/// the caller allocate without bound: more records than counted, or more
+/// bytes than the heap holds (slots naming one record many times), is
+/// `Corrupt`.
 fn entries(g: &Gen, mut f: impl FnMut(Rec)) -> Result<()> {
+    let (len, mut budget) = (g.len(), g.heap_cap());
     let mut n = 0u64;
     for i in 0..g.nslots {
         let off = g.get(g.slot(i) + 8);
         if off != gen::EMPTY && off != gen::TOMBSTONE {
-            f(g.rec(off)?);
+            let r = g.rec(off)?;
             n += 1;
+            budget = budget
+                .checked_sub(r.size())
+                .filter(|_| n <= len)
+                .ok_or(Error::Corrupt("container: entry count"))?;
+            f(r);
         }
     }
     if n != g.len() {
@@ -191,14 +200,19 @@ impl MapTx<'_> {
             return Ok(true);
         }
         let (s, tomb) = p.free.ok_or(Error::Corrupt("container: table full"))?;
+        let count = |at| {
+            g.get(at)
+                .checked_add(1)
+                .ok_or(Error::Corrupt("container: entry count"))
+        };
+        let len = count(G_LEN)?;
+        let used = if tomb { g.get(G_USED) } else { count(G_USED)? };
         let off = g.alloc(key, value)?;
         self.w.log(s, 16)?;
         g.set(s, h);
         g.set(s + 8, off);
-        g.set(G_LEN, g.get(G_LEN) + 1);
-        if !tomb {
-            g.set(G_USED, g.get(G_USED) + 1);
-        }
+        g.set(G_LEN, len);
+        g.set(G_USED, used);
         fault_point!("container.map.insert");
         Ok(false)
     }
@@ -526,5 +540,60 @@ impl SharedMap {
     #[cfg(fuzzing)]
     pub(crate) fn __from_core(core: Core) -> Self {
         SharedMap { core }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hostile counts and slots: typed errors, no overflow, no allocation
+    /// beyond the heap.
+    #[test]
+    fn garbage_counts_and_repeated_records_are_corrupt() {
+        let m = SharedMap::anonymous().unwrap();
+        m.insert(b"k", &[7; 1000]).unwrap();
+        let pin = m.core.pin();
+        let g = pin.get();
+        let len = g.get(G_LEN);
+        g.set(G_LEN, u64::MAX);
+        let r = m.insert(b"other", b"v");
+        assert!(matches!(r, Err(Error::Corrupt(_))), "{r:?}");
+        g.set(G_LEN, len);
+        // Every slot names the one record: more bytes than the heap holds.
+        let off = (0..g.nslots)
+            .map(|i| g.get(g.slot(i) + 8))
+            .find(|&o| o != gen::EMPTY && o != gen::TOMBSTONE)
+            .unwrap();
+        for i in 0..g.nslots {
+            g.set(g.slot(i), 0);
+            g.set(g.slot(i) + 8, off);
+        }
+        g.set(G_LEN, g.nslots);
+        assert!(matches!(m.items(), Err(Error::Corrupt(_))));
+        g.set(G_LEN, g.nslots - 1);
+        assert!(matches!(m.keys(), Err(Error::Corrupt(_))));
+    }
+
+    /// A rollback that fails on a write's error path leaves the repair
+    /// owed: the next writer gets the error instead of committing over
+    /// half a write.
+    #[test]
+    fn a_failed_rollback_is_not_committed_over() {
+        let m = SharedMap::anonymous().unwrap();
+        m.insert(b"a", b"1").unwrap();
+        let r = m.transaction(|tx| {
+            tx.insert(b"a", b"2")?;
+            let pin = m.core.pin();
+            // A log length that is not whole words cannot be replayed.
+            pin.get()
+                .log_len()
+                .store(12, std::sync::atomic::Ordering::Relaxed);
+            Err::<(), _>(Error::InvalidArgument("abort"))
+        });
+        assert!(matches!(r, Err(Error::InvalidArgument(_))));
+        let r = m.insert(b"b", b"1");
+        assert!(matches!(r, Err(Error::Corrupt(_))), "{r:?}");
+        assert!(matches!(m.get(b"a"), Err(Error::Corrupt(_))));
     }
 }

@@ -10,8 +10,11 @@
 //! ## Decisions
 //!
 //! * **Generations.** A container is a small fixed *root* segment (its
-//!   name is the container's) and one *generation* segment, `{name}.{n:x}`,
-//!   holding the data. A write that does not fit (heap, slot table, undo
+//!   name is the container's) and one *generation* segment,
+//!   `{name}.{nonce:08x}.{n:x}`, holding the data (the nonce, random per
+//!   container and kept in the root, keeps a handle on a removed container
+//!   away from the generations of a later one of the same name; a name
+//!   found taken is skipped, never removed). A write that does not fit (heap, slot table, undo
 //!   log) copies the live data, compactly, into generation `n + 1` — twice
 //!   the live size — and publishes it with one store of `n + 1` into the
 //!   root's `current` word. Handles compare `current` with their own
@@ -32,7 +35,10 @@
 //!   backwards (the state before the operation), removes generation names
 //!   the writer created but never published (the root records the highest
 //!   number ever created, before creating it), and marks the lock
-//!   consistent: no caller action. Transactions
+//!   consistent: no caller action. The lock is made consistent before
+//!   any step of the repair that can fail, with a `dirty` word in the root
+//!   set: a repair that fails (or panics) leaves the repair owed to the
+//!   next locker, never a lock that nobody can take. Transactions
 //!   ([`SharedMap::transaction`]) are the same mechanism over several
 //!   operations; an `Err` or panic in one rolls back the same way.
 //! * **Readers take no lock.** Each generation has a sequence word
@@ -52,9 +58,23 @@
 //!   exactly as before that write.
 //! * **Names.** The creator's handle removes the root and generation names
 //!   when it drops (unless persisted); handles that still map the
-//!   container keep working, but can no longer follow growth (a writer
-//!   that grows a container whose creator has gone removes the new name at
-//!   once; handles behind it get [`Error::NotFound`]).
+//!   container keep working, but can no longer follow growth, and a write
+//!   that would need a new generation gets [`Error::NotFound`]. Every
+//!   generation records the root's creator as its own creator, so that
+//!   `shmprim clean` keeps it while that process runs, whichever writer
+//!   created it.
+//! * **Timeouts: one bound per handle, no `try_`/`_timeout` forms.** The
+//!   crate's rule is a `try_op` and an `op_timeout` beside every blocking
+//!   `op`. Here the only wait is for the writers' lock, held by a writer
+//!   for the bounded time of one operation (or of a transaction's
+//!   closure), and handed on at once if that writer dies; readers never
+//!   wait for it unless writers keep interfering. Doubling every method
+//!   (`insert`, `remove`, `update`, `push`, ... each thrice) would add
+//!   twenty-odd methods for that one wait, so a handle carries one bound
+//!   instead: `set_timeout(Some(d))` makes every wait for the lock give up
+//!   with [`Error::Timeout`] after `d` (`Duration::ZERO`: one attempt,
+//!   the `try_` behaviour). Handles are cheap to open, so a caller that
+//!   needs two policies opens two.
 //!   Anonymous containers have an anonymous root and uniquely named
 //!   generations, removed when the creating process's handle drops.
 //!
@@ -159,7 +179,7 @@ pub fn __fuzz_open(bytes: &[u8]) -> usize {
             continue;
         };
         core.set_timeout(Some(std::time::Duration::from_millis(1)));
-        if let Ok(seg) = Segment::open(&format!("{name}.1")) {
+        if let Ok(seg) = Segment::open(&core.__fuzz_gen_name()) {
             let n = gen_bytes.len().min(seg.data_len());
             // SAFETY: `n` bytes fit the segment's data; nothing else of
             // this process reads them during the copy.
