@@ -1,19 +1,21 @@
-//! The `serde` codec behind `send_obj` / `recv_obj`: postcard, a compact,
-//! maintained, schema-less format. One place, so pipes and queues encode
-//! alike and a later change of codec is one change.
+//! The `serde` codec behind every `*_obj` method (pipes, queues, shared
+//! containers): postcard, a compact, maintained, schema-less format. One
+//! place, so every handle encodes alike and a later change of codec is one
+//! change; public so that the upper floors and embedders that put serde
+//! values into the crate's memory encode exactly as the handles do.
 
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{Error, Result};
 
 /// Encodes `value` into a fresh buffer.
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     postcard::to_stdvec(value).map_err(Error::Codec)
 }
 
 /// Decodes one value from `bytes`. Bytes left over are an error: a message
 /// is exactly one value.
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     let (value, rest) = postcard::take_from_bytes(bytes).map_err(Error::Codec)?;
     if rest.is_empty() {
         Ok(value)

@@ -103,7 +103,7 @@
 #![cfg(unix)]
 
 #[cfg(feature = "serde")]
-mod codec;
+pub mod codec;
 #[cfg(not(loom))]
 pub mod containers;
 // The one lock-free piece of the containers, modelled under loom.
