@@ -286,13 +286,18 @@ impl Builder {
     /// [`fork`](Self::fork) without the thread check.
     ///
     /// # Safety
-    /// If this process runs other threads, they may hold locks (the
-    /// allocator's, stdout's, any `Mutex`) that stay locked for ever in
-    /// the child: `f`, and everything it calls, must then be
-    /// async-signal-safe (no allocation, no lock, no buffered I/O), and so
-    /// is the crate's own child path only when `R` is `()` or a `Plain`
-    /// value of a few bytes. In practice: only when the other threads are
-    /// known to hold nothing (idle, or blocked in a system call).
+    /// The child is a copy of this process with only the calling thread:
+    /// any lock another thread held at the fork (the allocator's, stdout's,
+    /// any `Mutex`, the dynamic loader's) stays locked for ever in it. The
+    /// crate's own child path is *not* async-signal-safe: it allocates
+    /// (encoding the result, recording its identity), takes locks and
+    /// flushes stdout, whatever `R` is. So the caller must guarantee that
+    /// at the moment of the fork no other thread holds any lock or is
+    /// inside the allocator or stdio (e.g. the others are parked on a
+    /// condition the caller controls, or blocked in a system call entered
+    /// with no lock held), which is what POSIX requires before a forked
+    /// child of a multithreaded process calls anything that is not
+    /// async-signal-safe. `f` is under the same rule.
     pub unsafe fn fork_unchecked<R, F>(self, f: F) -> Result<Process<R>, ProcessError>
     where
         R: Message,

@@ -48,13 +48,14 @@ pub(crate) fn exec_self(env: &str, fds: &[RawFd], deathsig: bool) -> crate::Resu
     cmd.arg(CHILD_ARG).env(ENV, env);
     let fds = fds.to_vec();
     let parent = std::process::id();
+    let fd_limit = os::fd_limit();
     // SAFETY: the closure runs in the child between fork and exec and
     // does only async-signal-safe things: close_range, fcntl,
     // signal/sigprocmask, prctl, getppid, _exit; `fds` was allocated before the fork and is
     // only read.
     unsafe {
         cmd.pre_exec(move || {
-            os::cloexec_from(3);
+            os::cloexec_from(3, fd_limit);
             for &fd in &fds {
                 os::clear_cloexec(fd)?;
             }
