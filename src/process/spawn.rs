@@ -172,6 +172,12 @@ pub(crate) fn forkserver<A: Message + Send + 'static, R: Message + 'static>(
         Err(Error::Timeout) => return Err(ProcessError::NeverCheckedIn { exitcode: None }),
         Err(e) => return Err(start_error(e)),
     };
+    // Before the start message goes out: the child waits for it, so this
+    // pidfd names the child, never a later owner of its pid (the server
+    // reaps it, not us). A child that already ended (refused its
+    // descriptors) may have been reaped: no pidfd then, if the server
+    // published that.
+    let pidfd = os::Pidfd::open(pid).ok().filter(|_| slot.exit().is_none());
     let mut p = Process::new(
         pid,
         name,
@@ -181,6 +187,7 @@ pub(crate) fn forkserver<A: Message + Send + 'static, R: Message + 'static>(
         deadline,
         Reaper::Server(slot),
     );
+    p.set_pidfd(pidfd);
     p.keep = Some(Keep {
         start_end: theirs,
         fds,

@@ -230,6 +230,37 @@ impl Pidfd {
         }
     }
 
+    /// Sends `signal` to exactly this process (`pidfd_send_signal`, Linux
+    /// 5.1): never to another that reused its pid. `Ok` if it is gone.
+    pub fn send_signal(&self, signal: i32) -> Result<()> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            // SAFETY: a valid pidfd, a signal number, a null siginfo (the
+            // kernel fills it as for kill), no flags.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    self.0.as_raw_fd(),
+                    signal,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0u32,
+                )
+            };
+            if r == 0 {
+                return Ok(());
+            }
+            match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::ESRCH) => Ok(()),
+                e => Err(Error::from_errno("pidfd_send_signal", e.unwrap_or(0))),
+            }
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        {
+            let _ = signal;
+            Err(Error::Unsupported("pidfd_send_signal"))
+        }
+    }
+
     /// Waits until the process has exited (`true`) or `timeout` passed
     /// (`false`; `None` waits for ever). It stays unreaped: call [`wait`].
     pub fn wait_exited(&self, timeout: Option<Duration>) -> Result<bool> {
