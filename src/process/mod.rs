@@ -87,6 +87,17 @@
 //!   the kernel has one (Linux 5.3), in short sleeps elsewhere.
 //!   A `SIGCHLD` set to `SIG_IGN`, or a `waitpid(-1)` elsewhere in the
 //!   program, steals exit codes: such a child reports exit code -1.
+//! * Signals (`kill`, `terminate`, a daemon's drop) name a forkserver
+//!   child (which the server, not this process, reaps) through a `pidfd`
+//!   opened before its start message is sent. Residual window, where no
+//!   pidfd could be opened (not Linux, a kernel before 5.3, or a child
+//!   that already ended before reading its start message): between the
+//!   server reaping the child and writing its status, a signal goes by
+//!   pid and could reach a process that reused it.
+//! * [`FnRef`] tokens name functions by offset within one loaded object:
+//!   [`FnRef::new`] panics for a function in another object than this
+//!   crate (a shared library). A child checks that it runs the same
+//!   executable file, not the same shared-library files.
 //!
 //! ## For pool libraries
 //!
