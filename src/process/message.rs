@@ -13,14 +13,15 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use crate::sys::child::dup;
 use crate::{
     Array, AtomicInt, AtomicValue, Barrier, BoundedSemaphore, Condition, Connection, Error, Event,
-    JoinableQueue, Lock, Pipe, Plain, Queue, RLock, Result, Segment, Semaphore, Value,
+    JoinableQueue, Lock, Pipe, Plain, Queue, RLock, RawArray, RawValue, Result, Segment, Semaphore,
+    SharedList, SharedMap, Value,
 };
 
 /// A value that can cross into another process: a start argument, a
 /// result, a pool task. Implemented for every [`Plain`] type, `()`,
 /// `bool`, `String`, `Vec`, `Option`, tuples up to six, every handle
-/// (named or anonymous), [`FnRef`](super::FnRef), and (feature `serde`)
-/// `Serde<T>`.
+/// (named or anonymous; [`SharedMap`] and [`SharedList`] named only),
+/// [`FnRef`](super::FnRef), and (feature `serde`) `Serde<T>`.
 ///
 /// Descriptors (anonymous handles) travel only from a parent to the child
 /// it starts: a result that holds one is [`Error::Unsupported`].
@@ -449,6 +450,49 @@ impl<T: AtomicInt> Message for AtomicValue<T> {
         take_segment(input, AtomicValue::open)
     }
 }
+
+impl<T: Plain> Message for RawArray<T> {
+    fn encode(&self, out: &mut Encoder) -> Result<()> {
+        put_segment(out, self.segment())
+    }
+    fn decode(input: &mut Decoder<'_>) -> Result<Self> {
+        take_segment(input, RawArray::open)
+    }
+}
+
+impl<T: Plain> Message for RawValue<T> {
+    fn encode(&self, out: &mut Encoder) -> Result<()> {
+        put_segment(out, self.segment())
+    }
+    fn decode(input: &mut Decoder<'_>) -> Result<Self> {
+        take_segment(input, RawValue::open)
+    }
+}
+
+/// Growable containers travel by name only: an anonymous one's
+/// generations are named segments reached through a root this process
+/// holds no name for.
+macro_rules! container_message {
+    ($($t:ty),* $(,)?) => {$(
+        impl Message for $t {
+            fn encode(&self, out: &mut Encoder) -> Result<()> {
+                let name = self.name().ok_or(Error::Unsupported(
+                    "an anonymous SharedMap/SharedList reaches only forked children: \
+                     create a named one to pass it",
+                ))?;
+                out.put_bytes(name.as_bytes());
+                Ok(())
+            }
+            fn decode(input: &mut Decoder<'_>) -> Result<Self> {
+                let name = std::str::from_utf8(input.take_bytes()?)
+                    .map_err(|_| Error::Corrupt("message: container name not UTF-8"))?;
+                <$t>::open(name)
+            }
+        }
+    )*};
+}
+
+container_message!(SharedMap, SharedList);
 
 impl Message for Segment {
     fn encode(&self, out: &mut Encoder) -> Result<()> {
