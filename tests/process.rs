@@ -605,3 +605,51 @@ fn serde_arguments_and_results() {
     let Serde(r) = Builder::new().start(f, arg).unwrap().join().unwrap();
     assert_eq!(r, "a+b");
 }
+
+type RawKit = (
+    shmprim::RawArray<u64>,
+    shmprim::RawValue<u32>,
+    shmprim::SharedMap,
+    shmprim::SharedList,
+);
+
+fn use_raw_kit((a, v, m, l): RawKit) -> u32 {
+    let seen = a.load(0).unwrap() as u32 + v.load();
+    a.store(1, 11).unwrap();
+    v.store(22);
+    m.insert(b"k", b"33").unwrap();
+    l.push(b"44").unwrap();
+    seen
+}
+
+#[test]
+fn raw_handles_and_named_containers_travel() {
+    let map = shmprim::SharedMap::create(&harness::unique("pm")).unwrap();
+    let list = shmprim::SharedList::create(&harness::unique("pl")).unwrap();
+    let a = shmprim::RawArray::<u64>::anonymous(2).unwrap();
+    a.store(0, 5).unwrap();
+    let v = shmprim::RawValue::<u32>::anonymous(1).unwrap();
+    let kit = (
+        a.clone(),
+        v.clone(),
+        shmprim::SharedMap::open(map.name().unwrap()).unwrap(),
+        shmprim::SharedList::open(list.name().unwrap()).unwrap(),
+    );
+    let r = Builder::new()
+        .method(Method::Spawn)
+        .start(use_raw_kit, kit)
+        .unwrap()
+        .join();
+    assert_eq!(r.unwrap(), 6);
+    assert_eq!(a.load(1).unwrap(), 11);
+    assert_eq!(v.load(), 22);
+    assert_eq!(map.get(b"k").unwrap().as_deref(), Some(&b"33"[..]));
+    assert_eq!(list.get(0).unwrap().as_deref(), Some(&b"44"[..]));
+    // An anonymous container has no name to follow: refused at start.
+    let anon = shmprim::SharedMap::anonymous().unwrap();
+    let mut e = Encoder::new();
+    assert!(matches!(
+        anon.encode(&mut e),
+        Err(shmprim::Error::Unsupported(_))
+    ));
+}

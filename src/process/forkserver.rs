@@ -9,9 +9,9 @@
 //! A request travels on the server's pipe: the requester's pid, the
 //! requester's descriptor numbers (the child's start pipe, its status
 //! slot, the passed handles), and the start message. The server opens the
-//! slot through `/proc/<requester>/fd/<n>` and forks; the child opens the
-//! rest the same way (the requester keeps them open until the child checks
-//! in). The server writes each child's pid into its slot, then, when it
+//! slot and the child's descriptors through `/proc/<requester>/fd/<n>`
+//! before it forks and publishes the pid (until then the requester keeps
+//! them open: afterwards it may close them and their numbers be reused). The server writes each child's pid into its slot, then, when it
 //! reaps the child, its exit status: the requester is not the child's
 //! parent and cannot `waitpid` it. An empty request asks the server to
 //! reap now.
@@ -258,6 +258,17 @@ pub(crate) fn serve(spec: &str) -> i32 {
         else {
             continue;
         };
+        // Open the child's descriptors here, before FORKED is published:
+        // until then `request` blocks and keeps them open, while after it
+        // the requester may close them and reuse their numbers. `None`
+        // (one could not be opened): the child refuses.
+        let opened = open_remote(requester, start_fd).ok().and_then(|f| {
+            let passed: Option<Vec<_>> = nums[2..]
+                .iter()
+                .map(|&n| open_remote(requester, n).ok().map(Some))
+                .collect();
+            Some((f, passed?))
+        });
         // SAFETY: this helper runs one thread (it entered before `main`
         // could start any and never starts one), so the child may run
         // anything.
@@ -265,18 +276,15 @@ pub(crate) fn serve(spec: &str) -> i32 {
             Ok(0) => {
                 // The server's own descriptors are not the child's.
                 drop((conn, slots, slot));
-                let code = (|| {
-                    let mut start = start_end(open_remote(requester, start_fd).ok()?).ok()?;
-                    let msg = start.recv_bytes_timeout(START_READ).ok()?;
-                    let passed: Option<Vec<_>> = nums[2..]
-                        .iter()
-                        .map(|&n| open_remote(requester, n).ok().map(Some))
-                        .collect();
-                    Some((start, msg, passed?))
-                })()
-                .map_or(EXIT_REFUSED, |(mut start, msg, mut passed)| {
-                    run_message(&mut start, &msg, &mut passed, Some(me))
-                });
+                let code = opened
+                    .and_then(|(f, passed)| {
+                        let mut start = start_end(f).ok()?;
+                        let msg = start.recv_bytes_timeout(START_READ).ok()?;
+                        Some((start, msg, passed))
+                    })
+                    .map_or(EXIT_REFUSED, |(mut start, msg, mut passed)| {
+                        run_message(&mut start, &msg, &mut passed, Some(me))
+                    });
                 finish(code)
             }
             Ok(pid) => {

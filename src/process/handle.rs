@@ -226,13 +226,28 @@ impl<R> Process<R> {
             return Ok(());
         }
         self.signalled = true;
-        os::kill(self.pid, sig).map_err(ProcessError::Os)
+        self.send(sig).map_err(ProcessError::Os)
+    }
+
+    /// Signals the child: through its pidfd where one is open (a
+    /// forkserver child's is opened before it can exit, so a pid the
+    /// server reaped and the kernel reused is never hit), else by pid.
+    fn send(&self, sig: i32) -> crate::Result<()> {
+        match &self.pidfd {
+            Some(fd) => fd.send_signal(sig),
+            None => os::kill(self.pid, sig),
+        }
+    }
+
+    /// Keeps `fd` as the child's process descriptor (see [`Self::send`]).
+    pub(crate) fn set_pidfd(&mut self, fd: Option<Pidfd>) {
+        self.pidfd = fd;
     }
 
     /// Kills the child (if it runs) and reaps it.
     pub(crate) fn reap_killed(&mut self) {
         if self.poll_exit().ok().flatten().is_none() {
-            let _ = os::kill(self.pid, os::SIGKILL);
+            let _ = self.send(os::SIGKILL);
             let _ = self.wait_exit(None);
         }
     }

@@ -13,14 +13,15 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use crate::sys::child::dup;
 use crate::{
     Array, AtomicInt, AtomicValue, Barrier, BoundedSemaphore, Condition, Connection, Error, Event,
-    JoinableQueue, Lock, Pipe, Plain, Queue, RLock, Result, Segment, Semaphore, Value,
+    JoinableQueue, Lock, Pipe, Plain, Queue, RLock, RawArray, RawValue, Result, Segment, Semaphore,
+    SharedList, SharedMap, Value,
 };
 
 /// A value that can cross into another process: a start argument, a
 /// result, a pool task. Implemented for every [`Plain`] type, `()`,
 /// `bool`, `String`, `Vec`, `Option`, tuples up to six, every handle
-/// (named or anonymous), [`FnRef`](super::FnRef), and (feature `serde`)
-/// `Serde<T>`.
+/// (named or anonymous; [`SharedMap`] and [`SharedList`] named only),
+/// [`FnRef`](super::FnRef), and (feature `serde`) `Serde<T>`.
 ///
 /// Descriptors (anonymous handles) travel only from a parent to the child
 /// it starts: a result that holds one is [`Error::Unsupported`].
@@ -80,7 +81,19 @@ impl Encoder {
 pub struct Decoder<'a> {
     bytes: &'a [u8],
     fds: &'a mut [Option<OwnedFd>],
+    /// Sequence items left that may consume no bytes (`()`, empty
+    /// tuples): every item either shrinks `bytes` or spends one of these,
+    /// so one message decodes in at most `bytes + FREE_ITEMS` item steps
+    /// however the counts nest.
+    free_items: usize,
 }
+
+/// Zero-byte sequence items one message may hold (`Decoder::free_items`).
+const FREE_ITEMS: usize = 4096;
+
+/// The most bytes a sequence reserves up front; past it, it grows as items
+/// actually decode (a garbage count allocates nothing big).
+const MAX_RESERVE: usize = 1 << 20;
 
 fn short() -> Error {
     Error::Corrupt("message: truncated or malformed")
@@ -89,7 +102,11 @@ fn short() -> Error {
 impl<'a> Decoder<'a> {
     /// Reads `bytes`; descriptor indices refer to `fds`.
     pub fn new(bytes: &'a [u8], fds: &'a mut [Option<OwnedFd>]) -> Decoder<'a> {
-        Decoder { bytes, fds }
+        Decoder {
+            bytes,
+            fds,
+            free_items: FREE_ITEMS,
+        }
     }
 
     /// The next `n` raw bytes.
@@ -123,6 +140,35 @@ impl<'a> Decoder<'a> {
             Ok(n) if n <= self.bytes.len() => Ok(n),
             _ => Err(short()),
         }
+    }
+
+    /// Decodes a sequence of `n` items with `item`, refusing a count that
+    /// neither the bytes left nor the zero-byte budget could hold, and an
+    /// item that consumed nothing once the budget is spent: one message
+    /// decodes in at most (its bytes + 4096) item steps however counts
+    /// nest.
+    pub fn take_seq<T>(
+        &mut self,
+        n: u64,
+        mut item: impl FnMut(&mut Self) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let too_long = || Error::Corrupt("message: sequence too long");
+        let n = usize::try_from(n).map_err(|_| too_long())?;
+        if n > self.bytes.len().saturating_add(self.free_items) {
+            return Err(too_long());
+        }
+        let reserve = n
+            .min(self.bytes.len())
+            .min(MAX_RESERVE / std::mem::size_of::<T>().max(1));
+        let mut v = Vec::with_capacity(reserve);
+        for _ in 0..n {
+            let before = self.bytes.len();
+            v.push(item(self)?);
+            if self.bytes.len() == before {
+                self.free_items = self.free_items.checked_sub(1).ok_or_else(too_long)?;
+            }
+        }
+        Ok(v)
     }
 
     /// The descriptor whose index comes next; each can be taken once.
@@ -225,16 +271,7 @@ impl<T: Message> Message for Vec<T> {
     }
     fn decode(input: &mut Decoder<'_>) -> Result<Self> {
         let n = input.take_u64()?;
-        // Items of no bytes (`()`) would let a garbage count loop for
-        // ever: a count above the bytes left is bounded.
-        if n > input.remaining() as u64 && n > 1 << 16 {
-            return Err(Error::Corrupt("message: vector too long"));
-        }
-        let mut v = Vec::with_capacity(input.remaining().min(n as usize));
-        for _ in 0..n {
-            v.push(T::decode(input)?);
-        }
-        Ok(v)
+        input.take_seq(n, T::decode)
     }
 }
 
@@ -413,6 +450,49 @@ impl<T: AtomicInt> Message for AtomicValue<T> {
         take_segment(input, AtomicValue::open)
     }
 }
+
+impl<T: Plain> Message for RawArray<T> {
+    fn encode(&self, out: &mut Encoder) -> Result<()> {
+        put_segment(out, self.segment())
+    }
+    fn decode(input: &mut Decoder<'_>) -> Result<Self> {
+        take_segment(input, RawArray::open)
+    }
+}
+
+impl<T: Plain> Message for RawValue<T> {
+    fn encode(&self, out: &mut Encoder) -> Result<()> {
+        put_segment(out, self.segment())
+    }
+    fn decode(input: &mut Decoder<'_>) -> Result<Self> {
+        take_segment(input, RawValue::open)
+    }
+}
+
+/// Growable containers travel by name only: an anonymous one's
+/// generations are named segments reached through a root this process
+/// holds no name for.
+macro_rules! container_message {
+    ($($t:ty),* $(,)?) => {$(
+        impl Message for $t {
+            fn encode(&self, out: &mut Encoder) -> Result<()> {
+                let name = self.name().ok_or(Error::Unsupported(
+                    "an anonymous SharedMap/SharedList reaches only forked children: \
+                     create a named one to pass it",
+                ))?;
+                out.put_bytes(name.as_bytes());
+                Ok(())
+            }
+            fn decode(input: &mut Decoder<'_>) -> Result<Self> {
+                let name = std::str::from_utf8(input.take_bytes()?)
+                    .map_err(|_| Error::Corrupt("message: container name not UTF-8"))?;
+                <$t>::open(name)
+            }
+        }
+    )*};
+}
+
+container_message!(SharedMap, SharedList);
 
 impl Message for Segment {
     fn encode(&self, out: &mut Encoder) -> Result<()> {

@@ -87,6 +87,17 @@
 //!   the kernel has one (Linux 5.3), in short sleeps elsewhere.
 //!   A `SIGCHLD` set to `SIG_IGN`, or a `waitpid(-1)` elsewhere in the
 //!   program, steals exit codes: such a child reports exit code -1.
+//! * Signals (`kill`, `terminate`, a daemon's drop) name a forkserver
+//!   child (which the server, not this process, reaps) through a `pidfd`
+//!   opened before its start message is sent. Residual window, where no
+//!   pidfd could be opened (not Linux, a kernel before 5.3, or a child
+//!   that already ended before reading its start message): between the
+//!   server reaping the child and writing its status, a signal goes by
+//!   pid and could reach a process that reused it.
+//! * [`FnRef`] tokens name functions by offset within one loaded object:
+//!   [`FnRef::new`] panics for a function in another object than this
+//!   crate (a shared library). A child checks that it runs the same
+//!   executable file, not the same shared-library files.
 //!
 //! ## For pool libraries
 //!
@@ -286,13 +297,18 @@ impl Builder {
     /// [`fork`](Self::fork) without the thread check.
     ///
     /// # Safety
-    /// If this process runs other threads, they may hold locks (the
-    /// allocator's, stdout's, any `Mutex`) that stay locked for ever in
-    /// the child: `f`, and everything it calls, must then be
-    /// async-signal-safe (no allocation, no lock, no buffered I/O), and so
-    /// is the crate's own child path only when `R` is `()` or a `Plain`
-    /// value of a few bytes. In practice: only when the other threads are
-    /// known to hold nothing (idle, or blocked in a system call).
+    /// The child is a copy of this process with only the calling thread:
+    /// any lock another thread held at the fork (the allocator's, stdout's,
+    /// any `Mutex`, the dynamic loader's) stays locked for ever in it. The
+    /// crate's own child path is *not* async-signal-safe: it allocates
+    /// (encoding the result, recording its identity), takes locks and
+    /// flushes stdout, whatever `R` is. So the caller must guarantee that
+    /// at the moment of the fork no other thread holds any lock or is
+    /// inside the allocator or stdio (e.g. the others are parked on a
+    /// condition the caller controls, or blocked in a system call entered
+    /// with no lock held), which is what POSIX requires before a forked
+    /// child of a multithreaded process calls anything that is not
+    /// async-signal-safe. `f` is under the same rule.
     pub unsafe fn fork_unchecked<R, F>(self, f: F) -> Result<Process<R>, ProcessError>
     where
         R: Message,

@@ -48,13 +48,14 @@ pub(crate) fn exec_self(env: &str, fds: &[RawFd], deathsig: bool) -> crate::Resu
     cmd.arg(CHILD_ARG).env(ENV, env);
     let fds = fds.to_vec();
     let parent = std::process::id();
+    let fd_limit = os::fd_limit();
     // SAFETY: the closure runs in the child between fork and exec and
     // does only async-signal-safe things: close_range, fcntl,
     // signal/sigprocmask, prctl, getppid, _exit; `fds` was allocated before the fork and is
     // only read.
     unsafe {
         cmd.pre_exec(move || {
-            os::cloexec_from(3);
+            os::cloexec_from(3, fd_limit);
             for &fd in &fds {
                 os::clear_cloexec(fd)?;
             }
@@ -171,6 +172,12 @@ pub(crate) fn forkserver<A: Message + Send + 'static, R: Message + 'static>(
         Err(Error::Timeout) => return Err(ProcessError::NeverCheckedIn { exitcode: None }),
         Err(e) => return Err(start_error(e)),
     };
+    // Before the start message goes out: the child waits for it, so this
+    // pidfd names the child, never a later owner of its pid (the server
+    // reaps it, not us). A child that already ended (refused its
+    // descriptors) may have been reaped: no pidfd then, if the server
+    // published that.
+    let pidfd = os::Pidfd::open(pid).ok().filter(|_| slot.exit().is_none());
     let mut p = Process::new(
         pid,
         name,
@@ -180,6 +187,7 @@ pub(crate) fn forkserver<A: Message + Send + 'static, R: Message + 'static>(
         deadline,
         Reaper::Server(slot),
     );
+    p.set_pidfd(pidfd);
     p.keep = Some(Keep {
         start_end: theirs,
         fds,

@@ -8,6 +8,12 @@
 //! executable file (device, inode, size, modification time) and a checksum.
 //! A process that decodes a token checks that it runs the same file and
 //! that the checksum holds before it ever calls through the offsets.
+//! Offsets hold only within one loaded object: `FnRef::new` checks with
+//! `dladdr` that the function, its trampoline and the anchor share one
+//! (and panics otherwise). Where that object is a shared library, the
+//! identity check covers the executable, not the library file: the child
+//! loads the library the executable names again, and a library replaced
+//! on disk in between is not detected.
 //!
 //! Trust: the token travels in an anonymous segment that only the parent
 //! and the child hold. The checksum catches garbage, not an adversary: a
@@ -31,6 +37,35 @@ pub(crate) type Trampoline = fn(func: usize, input: &mut Decoder<'_>) -> Result<
 #[inline(never)]
 fn anchor() -> usize {
     anchor as fn() -> usize as usize
+}
+
+/// The base address of the loaded object (executable or shared library)
+/// that holds code address `addr`; `None` where the dynamic loader knows
+/// no object for it (a static binary, where everything is one object).
+fn object_base(addr: usize) -> Option<usize> {
+    // SAFETY: an all-zero `Dl_info` is valid (null pointers); dladdr only
+    // looks `addr` up in the loader's tables and fills `info`.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `info` is a valid place to write.
+    let found = unsafe { libc::dladdr(addr as *const libc::c_void, &mut info) } != 0;
+    (found && !info.dli_fbase.is_null()).then_some(info.dli_fbase as usize)
+}
+
+/// Panics unless every address in `addrs` lies in the same loaded object
+/// as the anchor: an offset from the anchor names a function only within
+/// one object, since each shared library loads at its own random address.
+fn assert_same_object(addrs: &[usize]) {
+    let Some(base) = object_base(anchor()) else {
+        return; // no dynamic loader information: one static image
+    };
+    for &a in addrs {
+        assert!(
+            object_base(a) == Some(base),
+            "FnRef::new: the function (or its argument/result code) lives in \
+             another loaded object than shmprim (a shared library): an \
+             offset cannot name it in another process"
+        );
+    }
 }
 
 /// The executable's identity: (device, inode, size, mtime in ns). Read
@@ -128,12 +163,22 @@ impl<A, R> std::fmt::Debug for FnRef<A, R> {
 
 impl<A: Message + 'static, R: Message + 'static> FnRef<A, R> {
     /// The token for `f`.
+    ///
+    /// # Panics
+    ///
+    /// If `f` (or the code monomorphised for `A` and `R`) is in another
+    /// loaded object than this crate, e.g. `f` in a shared library while
+    /// shmprim is linked into the executable, or the other way round:
+    /// objects load at independent random addresses, so no offset names
+    /// `f` in another process.
     pub fn new(f: fn(A) -> R) -> Self {
         let base = anchor();
+        let (func, call) = (f as usize, trampoline::<A, R> as Trampoline as usize);
+        assert_same_object(&[func, call]);
         FnRef {
             raw: Raw {
-                func: (f as usize).wrapping_sub(base) as u64,
-                call: (trampoline::<A, R> as Trampoline as usize).wrapping_sub(base) as u64,
+                func: func.wrapping_sub(base) as u64,
+                call: call.wrapping_sub(base) as u64,
             },
             _t: PhantomData,
         }

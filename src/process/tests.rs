@@ -65,6 +65,29 @@ fn garbage_never_panics() {
     assert!(decode::<bool>(&[2], &mut []).is_err());
 }
 
+/// Zero-byte items (`()`) consume no input: hostile counts, nested, must
+/// be refused at once instead of looping 2^32 (or 2^64) times.
+#[test]
+fn zero_byte_items_are_bounded() {
+    let start = std::time::Instant::now();
+    for count in [u64::MAX, u64::from(u32::MAX), 1 << 20, 4097] {
+        let mut e = Encoder::new();
+        for _ in 0..8 {
+            e.put_u64(count);
+        }
+        let (b, _) = e.finish();
+        assert!(decode::<Vec<()>>(&b[..8], &mut []).is_err(), "{count}");
+        assert!(decode::<Vec<Vec<()>>>(&b, &mut []).is_err(), "{count}");
+        assert!(decode::<Vec<Vec<Vec<()>>>>(&b, &mut []).is_err(), "{count}");
+    }
+    // Real zero-byte sequences within the budget still round-trip.
+    let v = vec![vec![(); 1000], vec![(); 3000]];
+    let (b, _) = encode(&v).unwrap();
+    assert_eq!(decode::<Vec<Vec<()>>>(&b, &mut []).unwrap(), v);
+    // Generous bound: the failure mode was an hour.
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+}
+
 fn triple(x: u32) -> u32 {
     x * 3
 }

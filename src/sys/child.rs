@@ -230,6 +230,37 @@ impl Pidfd {
         }
     }
 
+    /// Sends `signal` to exactly this process (`pidfd_send_signal`, Linux
+    /// 5.1): never to another that reused its pid. `Ok` if it is gone.
+    pub fn send_signal(&self, signal: i32) -> Result<()> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            // SAFETY: a valid pidfd, a signal number, a null siginfo (the
+            // kernel fills it as for kill), no flags.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    self.0.as_raw_fd(),
+                    signal,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0u32,
+                )
+            };
+            if r == 0 {
+                return Ok(());
+            }
+            match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::ESRCH) => Ok(()),
+                e => Err(Error::from_errno("pidfd_send_signal", e.unwrap_or(0))),
+            }
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        {
+            let _ = signal;
+            Err(Error::Unsupported("pidfd_send_signal"))
+        }
+    }
+
     /// Waits until the process has exited (`true`) or `timeout` passed
     /// (`false`; `None` waits for ever). It stays unreaped: call [`wait`].
     pub fn wait_exited(&self, timeout: Option<Duration>) -> Result<bool> {
@@ -313,12 +344,25 @@ pub fn has_exited(pid: u32) -> bool {
     }
 }
 
-/// Marks every descriptor from `first` up close-on-exec (`close_range`
-/// with `CLOSE_RANGE_CLOEXEC`, Linux 5.11): in a child between `fork` and
-/// `exec`, so that descriptors the program inherited without the flag
-/// (a build tool's jobserver pipe, say) do not leak further. `false`
-/// where the kernel lacks it. Async-signal-safe.
-pub fn cloexec_from(first: u32) -> bool {
+/// The soft descriptor limit (`RLIMIT_NOFILE`), capped at 2^20: the
+/// bound for [`cloexec_from`]'s fallback. Read it *before* a fork.
+pub fn fd_limit() -> u32 {
+    // SAFETY: an all-zero rlimit is valid; getrlimit only writes it.
+    let mut r: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `r` is a valid place to write.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return 1 << 16;
+    }
+    u32::try_from(r.rlim_cur.min(1 << 20)).unwrap_or(1 << 20)
+}
+
+/// Marks every descriptor from `first` up close-on-exec: in a child
+/// between `fork` and `exec`, so that descriptors the program inherited
+/// without the flag (a build tool's jobserver pipe, say) do not leak
+/// further. `close_range` with `CLOSE_RANGE_CLOEXEC` (Linux 5.11) where
+/// the kernel has it; otherwise `fcntl` on each number below `limit`
+/// (from [`fd_limit`], read before the fork). Async-signal-safe.
+pub fn cloexec_from(first: u32, limit: u32) {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
@@ -326,12 +370,26 @@ pub fn cloexec_from(first: u32) -> bool {
         // CLOSE_RANGE_CLOEXEC it only sets a flag on open descriptors.
         let r =
             unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
-        r == 0
+        if r == 0 {
+            return;
+        }
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        let _ = first;
-        false
+    cloexec_each(first, limit);
+}
+
+/// [`cloexec_from`]'s fallback: `fcntl` on every number in
+/// `first..limit`. Async-signal-safe.
+fn cloexec_each(first: u32, limit: u32) {
+    for fd in first..limit {
+        let Ok(fd) = libc::c_int::try_from(fd) else {
+            return;
+        };
+        // SAFETY: fcntl on a number that may not be open: EBADF, no effect.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+            // SAFETY: as above; only the close-on-exec flag changes.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) };
+        }
     }
 }
 
@@ -347,4 +405,29 @@ pub fn at_exit(f: extern "C" fn()) -> Result<()> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fallback for kernels without `CLOSE_RANGE_CLOEXEC` sets the flag
+    /// on an inheritable descriptor (plain `dup` clears it).
+    #[test]
+    fn cloexec_fallback_marks_inheritable_fds() {
+        // SAFETY: dup of descriptor 2 (stderr): a new descriptor this test
+        // owns and closes.
+        let fd = unsafe { libc::dup(2) };
+        assert!(fd >= 0);
+        // SAFETY: `fd` is open and ours.
+        let before = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        assert_eq!(before & libc::FD_CLOEXEC, 0);
+        cloexec_each(fd as u32, fd as u32 + 1);
+        // SAFETY: as above.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        // SAFETY: closing our own descriptor once.
+        unsafe { libc::close(fd) };
+        assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+        assert!(fd_limit() > 3);
+    }
 }

@@ -442,6 +442,14 @@ pub fn reap(pid: libc::pid_t) -> i32 {
 /// and nothing of other tests. `Err(why)` where that is not permitted (not
 /// root, or no `CAP_SYS_ADMIN`): the caller skips with that message.
 #[allow(dead_code)]
+#[cfg(not(target_os = "linux"))]
+pub fn private_dev_shm(_options: &std::ffi::CStr) -> Result<(), String> {
+    Err("private mount namespaces are Linux-only".into())
+}
+
+/// See the non-Linux version above: this one does the work.
+#[allow(dead_code)]
+#[cfg(target_os = "linux")]
 pub fn private_dev_shm(options: &std::ffi::CStr) -> Result<(), String> {
     let os_error = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
     // SAFETY: unshare changes only which namespace this thread belongs to.
