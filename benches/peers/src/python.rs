@@ -80,4 +80,22 @@ impl Python {
     pub fn w5(&self, n: u64) -> f64 {
         self.figure(&["w5".into(), n.to_string()])
     }
+
+    /// W6: ns per start + join of a process with start method `method`
+    /// (0 fork, 1 spawn, 2 forkserver), `n` of them.
+    pub fn start(&self, method: u32, n: u64) -> f64 {
+        self.figure(&["start".into(), method.to_string(), n.to_string()])
+    }
+
+    /// W6: a 2-worker pool (`kind` 0 `Pool`, 1 `ProcessPoolExecutor`);
+    /// `task` 0: median apply round trip, ns; 1 and 2: tasks/s of `map`
+    /// with chunksize 1 and with the default.
+    pub fn pool(&self, kind: u32, task: u32, n: u64) -> f64 {
+        self.figure(&[
+            "pool".into(),
+            kind.to_string(),
+            task.to_string(),
+            n.to_string(),
+        ])
+    }
 }

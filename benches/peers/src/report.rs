@@ -80,7 +80,7 @@ pub fn table(res: &Results) -> String {
 /// measured figure is shmprim's value over the peer's; "<=" targets are on
 /// lower-is-better figures, ">=" ones on higher-is-better figures, except
 /// the "x faster" ones, which are the peer's value over shmprim's.
-const TARGETS: [(&str, &str, &str, f64, &str); 22] = [
+const TARGETS: [(&str, &str, &str, f64, &str); 32] = [
     (
         "W1",
         "hw-reference",
@@ -234,6 +234,76 @@ const TARGETS: [(&str, &str, &str, f64, &str); 22] = [
         ">=",
         1.0,
         "W5 8P8C: at least 1.0x crossbeam-channel",
+    ),
+    (
+        "W6-start-fork",
+        "command-true",
+        "<=",
+        1.2,
+        "W6 fork start: at most 1.2x Command running /bin/true",
+    ),
+    (
+        "W6-start-spawn",
+        "procspawn",
+        "<=",
+        1.0,
+        "W6 spawn start: at most 1.0x procspawn",
+    ),
+    (
+        "W6-start-fork",
+        "python-mp",
+        "faster",
+        4.0,
+        "W6 fork start: at least 4x faster than Python's fork",
+    ),
+    (
+        "W6-start-spawn",
+        "python-mp",
+        "faster",
+        4.0,
+        "W6 spawn start: at least 4x faster than Python's spawn",
+    ),
+    (
+        "W6-start-forkserver",
+        "python-mp",
+        "faster",
+        4.0,
+        "W6 forkserver start: at least 4x faster than Python's forkserver",
+    ),
+    (
+        "W6-pool-apply",
+        "python-mp",
+        "faster",
+        20.0,
+        "W6 pool apply: at least 20x faster than Python's Pool",
+    ),
+    (
+        "W6-pool-map1",
+        "python-mp",
+        ">=",
+        15.0,
+        "W6 pool map, chunksize 1: at least 15x Python's Pool",
+    ),
+    (
+        "W6-pool-map1",
+        "procspawn",
+        ">=",
+        30.0,
+        "W6 pool map, chunksize 1: at least 30x procspawn's pool",
+    ),
+    (
+        "W6-pool-map1",
+        "rayon",
+        ">=",
+        0.05,
+        "W6 pool map, chunksize 1: within 20x of rayon's per-task cost",
+    ),
+    (
+        "W6-pool-map",
+        "rayon",
+        ">=",
+        0.5,
+        "W6 pool map, default chunksize: within 2x of rayon",
     ),
 ];
 
