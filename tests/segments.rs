@@ -1202,9 +1202,15 @@ child!(fn fd_child(ctx) {
     let anon_atom = AtomicValue::<u32>::anonymous(1)?;
     let named = Value::<u64>::create(&name, 3)?;
     let opened = Value::<u64>::open(&name)?;
-    let shm = fds_where(|t| t.starts_with("/dev/shm/") || t.starts_with("/memfd:"));
-    assert!(shm.is_empty(), "shared-memory descriptors left open: {shm:?}");
+    // Named segments keep no descriptor; an anonymous one keeps its memfd
+    // (close-on-exec), the one way to hand it to a spawned child.
+    let named_fds = fds_where(|t| t.starts_with("/dev/shm/"));
+    assert!(named_fds.is_empty(), "named descriptors left open: {named_fds:?}");
+    let memfds = fds_where(|t| t.starts_with("/memfd:"));
+    assert_eq!(memfds.len(), 4, "one memfd per anonymous segment: {memfds:?}");
     drop((anon_seg, anon_value, anon_lock, anon_atom, opened, named));
+    let left = fds_where(|t| t.starts_with("/dev/shm/") || t.starts_with("/memfd:"));
+    assert!(left.is_empty(), "descriptors outlive their handles: {left:?}");
     ctx.send("clean");
 });
 
