@@ -2,8 +2,8 @@
 //!
 //! A message is one slot: a tag byte, then either the bytes of a `bytes`
 //! object (sent as they are, no pickling) or a pickle. A message too large
-//! for a slot is spilled into a segment of its own whose name travels in
-//! the slot; the receiver copies it out and removes the name.
+//! for a slot is spilled ([`shmprim::spill`]) into a segment of its own whose
+//! ticket travels in the slot; the receiver copies it out and removes the name.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -11,7 +11,8 @@ use std::time::Duration;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
-use shmprim::{Error, Options, Segment};
+use shmprim::spill::{Spill, Ticket};
+use shmprim::Error;
 
 use crate::sync::{name_of, reduce};
 use crate::{create_named, dumps, loads, py_err, timeout_of, wait, PREFIX};
@@ -20,7 +21,7 @@ use crate::{create_named, dumps, loads, py_err, timeout_of, wait, PREFIX};
 const TAG_PICKLE: u8 = 0;
 /// The message is the payload of a `bytes` object.
 const TAG_BYTES: u8 = 1;
-/// Bit added to a tag: the slot holds the name of a spill segment.
+/// Bit added to a tag: the slot holds a spill ticket.
 const TAG_SPILLED: u8 = 2;
 
 /// Slot size of new queues: room for typical pickled tuples; larger
@@ -65,35 +66,31 @@ pub(crate) fn decode_value<'py>(py: Python<'py>, msg: &[u8]) -> PyResult<Bound<'
     decode(py, msg)
 }
 
-/// Writes `data` into a new, persisted segment and returns its name.
-fn spill(data: &[u8]) -> PyResult<String> {
-    let opts = Options::new().persist(true);
-    let seg = create_named(|n| Segment::create_with(n, data.len(), &opts))?;
-    // SAFETY: the segment was just created with `data.len()` bytes at
-    // `data_ptr`, and its name has not been given to anyone yet: no other
-    // process can reach these bytes; the source is a separate allocation.
-    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), seg.data_ptr(), data.len()) };
-    name_of(&seg)
+/// Parks `data` in a spill segment of its own (the crate's
+/// [`shmprim::spill`]) and returns the ticket that travels in the slot; the
+/// receiver takes over removing the name.
+fn spill(data: &[u8]) -> PyResult<[u8; Ticket::SIZE]> {
+    let spill = create_named(|n| Spill::create(n, data))?;
+    Ok(spill.hand_off().to_bytes())
 }
 
-/// Reads a spilled message and removes its segment.
-fn unspill(name: &[u8]) -> PyResult<Vec<u8>> {
-    let name = std::str::from_utf8(name)
-        .ok()
-        .filter(|n| {
-            n.strip_prefix('/')
-                .and_then(|n| n.strip_prefix(PREFIX))
-                .is_some_and(|n| n.starts_with('-'))
-        })
-        .ok_or_else(|| py_err(Error::Corrupt("a spilled message names no spill segment")))?;
-    let seg = Segment::open(name).map_err(py_err)?;
-    let mut out = vec![0u8; seg.data_len()];
-    // SAFETY: `data_len` bytes at `data_ptr` lie in the mapping `seg`
-    // keeps alive; the sender wrote them before sending the name and
-    // nobody writes them after; `out` is a separate allocation.
-    unsafe { std::ptr::copy_nonoverlapping(seg.data_ptr(), out.as_mut_ptr(), out.len()) };
-    let _ = seg.unlink();
-    Ok(out)
+/// Reads a spilled message and removes its segment. Only this package's
+/// spill names are accepted: a hostile ticket must not make a receiver
+/// read or remove someone else's segment.
+fn unspill(ticket: &[u8]) -> PyResult<Vec<u8>> {
+    let ticket = Ticket::from_bytes(ticket).map_err(py_err)?;
+    let ours = ticket
+        .name()
+        .map_err(py_err)?
+        .strip_prefix('/')
+        .and_then(|n| n.strip_prefix(PREFIX))
+        .is_some_and(|n| n.starts_with('-'));
+    if !ours {
+        return Err(py_err(Error::Corrupt(
+            "a spilled message names no spill segment",
+        )));
+    }
+    ticket.take().map_err(py_err)
 }
 
 /// Decodes one message (a tag byte, then the body).
@@ -173,7 +170,7 @@ impl Core {
             (enc.tag, body)
         } else {
             spilled = spill(body)?;
-            (enc.tag | TAG_SPILLED, spilled.as_bytes())
+            (enc.tag | TAG_SPILLED, &spilled[..])
         };
         let r = match q.try_reserve(body.len() + 1) {
             Ok(mut slot) => {
@@ -195,8 +192,8 @@ impl Core {
             Err(e) => Err(py_err(e)),
         };
         if r.is_err() && tag & TAG_SPILLED != 0 {
-            if let Ok(name) = std::str::from_utf8(body) {
-                let _ = Segment::unlink_name(name);
+            if let Ok(ticket) = Ticket::from_bytes(body) {
+                let _ = ticket.discard();
             }
         }
         r
