@@ -117,7 +117,10 @@ fn gen_name(base: &str, nonce: u64, n: u64) -> String {
 /// name rather than remove it).
 fn new_nonce() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut x = crate::sys::clock::monotonic_ns()
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut x = now
         ^ (u64::from(std::process::id()) << 32)
         ^ COUNTER.fetch_add(0x9e37_79b9_7f4a_7c15, Relaxed);
     // splitmix64's finaliser spreads the bits.
