@@ -106,7 +106,7 @@ pub(crate) fn run_message(
         trampoline(func, &mut input)
     });
     match prepared {
-        Ok(p) => run(conn, p),
+        Ok(p) => run(conn, true, p),
         Err(e) => {
             let _ = conn.send_bytes(&Report::Refused(e.to_string()).encode());
             EXIT_REFUSED
@@ -126,9 +126,15 @@ pub(crate) fn become_daemon(parent: u32) -> crate::Result<()> {
     Ok(())
 }
 
-/// Checks in, runs the target, reports, and returns the exit code.
-pub(crate) fn run(conn: &mut Connection, prepared: impl FnOnce() -> crate::Result<Vec<u8>>) -> i32 {
-    if conn.send_bytes(&Report::CheckedIn.encode()).is_err() {
+/// Checks in (unless `check_in` is false: a forked child, which its
+/// parent counts as checked in from the fork on), runs the target,
+/// reports, and returns the exit code.
+pub(crate) fn run(
+    conn: &mut Connection,
+    check_in: bool,
+    prepared: impl FnOnce() -> crate::Result<Vec<u8>>,
+) -> i32 {
+    if check_in && conn.send_bytes(&Report::CheckedIn.encode()).is_err() {
         return EXIT_REFUSED;
     }
     let (report, code) = match catch_unwind(AssertUnwindSafe(prepared)) {

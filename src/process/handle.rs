@@ -150,6 +150,8 @@ impl<R> Process<R> {
         reaper: Reaper,
     ) -> Self {
         info::register(pid, &name, daemon, matches!(reaper, Reaper::Direct));
+        let mut conn = conn;
+        conn.set_wait_policy(crate::WaitPolicy::park());
         Process {
             pid,
             name,

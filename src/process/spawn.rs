@@ -22,6 +22,10 @@ use crate::{Error, Pipe};
 /// results larger than half of it are streamed in fragments.
 const START_PIPE: usize = 16 * 1024;
 
+/// Ring bytes per direction of a forked child's pipe, which carries only
+/// its reports: a smaller segment to create, zero and map per start.
+const FORK_PIPE: usize = 4 * 1024;
+
 /// The argument a re-executed child gets: a `main` that calls
 /// [`enter`](super::enter) first never sees it; a test binary without the
 /// entry macro takes it as a filter that matches no test and exits, which
@@ -210,7 +214,7 @@ pub(crate) unsafe fn fork<R: Message, F: FnOnce() -> R>(
 ) -> Result<Process<R>, ProcessError> {
     info::sweep();
     let name = b.name_or_next();
-    let (conn, mut theirs) = Pipe::anonymous(START_PIPE).map_err(start_error)?;
+    let (conn, mut theirs) = Pipe::anonymous(FORK_PIPE).map_err(start_error)?;
     let parent = (std::process::id(), info::current_name());
     // What sits in this process's stdout buffer would be printed twice.
     let _ = std::io::stdout().flush();
@@ -224,7 +228,7 @@ pub(crate) unsafe fn fork<R: Message, F: FnOnce() -> R>(
             if b.dies_with_parent() && become_daemon(parent.0).is_err() {
                 child::finish(EXIT_REFUSED);
             }
-            let code = child::run(&mut theirs, move || encode_result(&f()));
+            let code = child::run(&mut theirs, false, move || encode_result(&f()));
             child::finish(code)
         }
         Ok(pid) => {
@@ -238,6 +242,11 @@ pub(crate) unsafe fn fork<R: Message, F: FnOnce() -> R>(
                 deadline,
                 Reaper::Direct,
             );
+            // Nothing can keep a forked child from its target (no exec, no
+            // start message, no descriptor to open): it is checked in from
+            // the fork on, and sends no check-in report (one wake-up of
+            // this process fewer per start).
+            p.checked_in = true;
             p.keep = Some(Keep {
                 start_end: theirs,
                 fds: Vec::new(),

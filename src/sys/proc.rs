@@ -24,7 +24,9 @@ pub(crate) fn pid_namespace() -> u64 {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         use std::os::unix::fs::MetadataExt;
-        std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+        OWN_PIDNS
+            .get(|| std::fs::metadata("/proc/self/ns/pid").ok().map(|m| m.ino()))
+            .unwrap_or(0)
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
@@ -101,13 +103,81 @@ fn parse_boottime_offset(text: &[u8], ticks_per_second: i64) -> Option<i64> {
 pub(crate) fn start_time(pid: u32) -> Option<u64> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-        parse_start_time(&stat)
+        if pid == self::pid() {
+            return OWN_START.get(|| parse_start_time(&read_stat("/proc/self/stat")?));
+        }
+        parse_start_time(&read_stat(&format!("/proc/{pid}/stat"))?)
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
         let _ = pid;
         None
+    }
+}
+
+/// This process's start time and pid namespace never change: each is read
+/// once, and again in a forked child (the cache is keyed by pid and fork
+/// generation). Starting a child used to read the start time four times
+/// (segment creation, its header's creator, both pipe claims).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+struct Own {
+    key: std::sync::atomic::AtomicU64,
+    /// The value plus one; 0: unknown.
+    value: std::sync::atomic::AtomicU64,
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl Own {
+    const fn new() -> Own {
+        Own {
+            key: std::sync::atomic::AtomicU64::new(0),
+            value: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The cached value, or `read()`'s. No lock (a fork while another
+    /// thread held it would hang the child): racing readers of one
+    /// process store the same value, published by the Release store of
+    /// the key.
+    fn get(&self, read: impl FnOnce() -> Option<u64>) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        let key = crate::sys::fork::generation() << 32 | u64::from(pid());
+        if self.key.load(Ordering::Acquire) != key {
+            let v = read().map_or(0, |v| v.wrapping_add(1));
+            self.value.store(v, Ordering::Relaxed);
+            self.key.store(key, Ordering::Release);
+        }
+        self.value.load(Ordering::Relaxed).checked_sub(1)
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+static OWN_START: Own = Own::new();
+#[cfg(any(target_os = "linux", target_os = "android"))]
+static OWN_PIDNS: Own = Own::new();
+
+/// A `/proc/.../stat` file in one read of a stack buffer (and one to see
+/// its end): `std::fs::read` sizes the file first and reads in growing
+/// probes, eight system calls for a 300-byte line.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn read_stat(path: &str) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut buf = [0u8; 1024];
+    let mut len = 0;
+    loop {
+        match f.read(&mut buf[len..]) {
+            Ok(0) => return Some(buf[..len].to_vec()),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+        if len == buf.len() {
+            // Longer than any stat line seen: read the rest the slow way.
+            let mut v = buf.to_vec();
+            f.read_to_end(&mut v).ok()?;
+            return Some(v);
+        }
     }
 }
 
@@ -287,12 +357,18 @@ pub(crate) fn id_exists(id: u32) -> bool {
 /// succeeds on one; a process whose main thread alone exited is no zombie)
 /// and, where start times are known, it is the same process.
 pub(crate) fn is_alive(pid: u32, start: u64) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if pid == self::pid() {
+        // The caller itself (a pipe end it created and has not handed on):
+        // alive, if it is the process that was recorded.
+        return start == 0 || start_time(pid).map_or(true, |now| now == start);
+    }
     if !id_exists(pid) {
         return false;
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        if let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) {
+        if let Some(stat) = read_stat(&format!("/proc/{pid}/stat")) {
             if has_died(pid, &stat) {
                 return false;
             }

@@ -220,10 +220,21 @@ fn main() {
     // First: a child started by W6's spawn and forkserver methods (and
     // shmprim's `Pool` workers) runs its task here and exits.
     shmprim::process::enter();
+    // Then procspawn's (W6): its children carry `__PROCSPAWN_CONTENT_PROCESS_ID`,
+    // shmprim's `SHMPRIM_PROCESS`; each entry returns at once without its
+    // own variable, and each removes its variable before running a child.
+    procspawn::init();
     // `cargo bench` passes `--bench`; unknown flags are ignored likewise.
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     let publish = args.iter().any(|a| a == "--publish");
+    // `--only=W6` (or `--only=W1,W6`): just those workloads.
+    let only: Vec<&str> = args
+        .iter()
+        .filter_map(|a| a.strip_prefix("--only="))
+        .flat_map(|l| l.split(','))
+        .collect();
+    let on = |w: &str| only.is_empty() || only.contains(&w);
     let plan = if quick { &QUICK } else { &FULL };
     let started = Instant::now();
     let machine = machine();
@@ -252,24 +263,36 @@ fn main() {
     // Process workloads fork this process: they run while it has a single
     // thread; thread baselines join their threads before the next fork.
     let lap = |what: &str, t: Instant| println!("  ({what}: {:.1} s)", t.elapsed().as_secs_f64());
-    let t = Instant::now();
-    w1::run(plan, &py, &mut res);
-    lap("W1", t);
-    let t = Instant::now();
-    stream::run(plan, &py, &mut res);
-    lap("W2, W3", t);
-    let t = Instant::now();
-    w4::run(plan, &py, &mut res);
-    lap("W4", t);
-    let t = Instant::now();
-    w5::run(plan, &py, &mut res);
-    lap("W5", t);
-    let t = Instant::now();
-    w8::run(plan, &py, &mut res);
-    lap("W8", t);
-    let t = Instant::now();
-    w6::run(plan, &py, &mut res);
-    lap("W6", t);
+    if on("W1") {
+        let t = Instant::now();
+        w1::run(plan, &py, &mut res);
+        lap("W1", t);
+    }
+    if on("W2") || on("W3") {
+        let t = Instant::now();
+        stream::run(plan, &py, &mut res);
+        lap("W2, W3", t);
+    }
+    if on("W4") {
+        let t = Instant::now();
+        w4::run(plan, &py, &mut res);
+        lap("W4", t);
+    }
+    if on("W5") {
+        let t = Instant::now();
+        w5::run(plan, &py, &mut res);
+        lap("W5", t);
+    }
+    if on("W8") {
+        let t = Instant::now();
+        w8::run(plan, &py, &mut res);
+        lap("W8", t);
+    }
+    if on("W6") {
+        let t = Instant::now();
+        w6::run(plan, &py, &mut res);
+        lap("W6", t);
+    }
     drop(cleanup);
 
     let elapsed = started.elapsed();

@@ -4,7 +4,12 @@
 //! start method: shmprim's `process::Builder` (a `fn(u64) -> u64` that
 //! returns its argument), `std::process::Command` running `/bin/true` (the
 //! same figure under every id: what any start method is weighed against),
-//! and Python's `Process` with the same start method.
+//! and Python's `Process` with the same start method; under
+//! `W6-start-spawn` also `procspawn::spawn(i, f).join()` (procspawn
+//! re-executes the binary too: its entry, `procspawn::init`, sits beside
+//! shmprim's at the top of `main`), and under every id `fork-floor`: a bare
+//! `fork`, `_exit(0)` in the child, `waitpid` (what no fork-based start
+//! can beat in this process).
 //!
 //! `W6-pool-*`: a 2-worker pool whose tasks return their 8-byte argument:
 //! the median `apply` round trip on an idle pool (ns), and `map` with
@@ -12,8 +17,11 @@
 //! `Pool`: rayon on 2 threads (the floor no process pool can beat; its
 //! "chunksize 1" is `with_min_len(1)` and `with_max_len(1)`, one job per
 //! item, its `apply` a `spawn` answered over
-//! a channel), Python's `Pool` and `ProcessPoolExecutor`. procspawn is not
-//! measured (left out for time).
+//! a channel), Python's `Pool` and `ProcessPoolExecutor`, and procspawn's
+//! `Pool` (2 workers; `spawn(i, f).join()` for apply, one `spawn` per item
+//! for map1, at most [`PROCSPAWN_WINDOW`] in flight since every job holds
+//! descriptors of its own; procspawn has no chunked map, so it has no
+//! `W6-pool-map` figure).
 //!
 //! This process is single-threaded when W6 starts (every earlier
 //! workload joins its threads, and `rounds` settles before each
@@ -48,6 +56,69 @@ fn shm_start(m: Method, n: u64) -> f64 {
     t.elapsed().as_nanos() as f64 / n as f64
 }
 
+/// ns per start + join of `n` procspawn children.
+fn procspawn_start(n: u64) -> f64 {
+    let t = Instant::now();
+    for i in 0..n {
+        let got = procspawn::spawn(i, ident).join().expect("procspawn join");
+        assert_eq!(got, i);
+    }
+    t.elapsed().as_nanos() as f64 / n as f64
+}
+
+/// ns per bare `fork` + `_exit(0)` + `waitpid`: the floor of any fork-based
+/// start in this process (its page tables are copied either way).
+fn fork_floor(n: u64) -> f64 {
+    let t = Instant::now();
+    for _ in 0..n {
+        // SAFETY: this process is single-threaded here (see the module
+        // doc); the child calls only `_exit`, which is async-signal-safe.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            // SAFETY: ends the child at once; no preconditions.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-pointer; `pid` is our child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(r == pid && libc::WIFEXITED(status));
+    }
+    t.elapsed().as_nanos() as f64 / n as f64
+}
+
+/// Jobs a procspawn map keeps in flight: each holds two `ipc-channel`
+/// channels (socket pairs) until joined, and procspawn panics when
+/// descriptors run out.
+const PROCSPAWN_WINDOW: usize = 64;
+
+/// tasks/s of `n` one-item jobs on a fresh 2-worker procspawn pool (its
+/// start not timed), joined in order.
+fn procspawn_map1(n: u64) -> f64 {
+    let p = procspawn::Pool::new(2).expect("procspawn pool");
+    for i in 0..4 {
+        p.spawn(i, ident).join().expect("warm-up");
+    }
+    let t = Instant::now();
+    let mut inflight = std::collections::VecDeque::with_capacity(PROCSPAWN_WINDOW);
+    let mut done = 0u64;
+    for i in 0..n {
+        if inflight.len() == PROCSPAWN_WINDOW {
+            let (j, h): (u64, procspawn::JoinHandle<u64>) = inflight.pop_front().unwrap();
+            assert_eq!(h.join().expect("procspawn map"), j);
+            done += 1;
+        }
+        inflight.push_back((i, p.spawn(i, ident)));
+    }
+    for (j, h) in inflight {
+        assert_eq!(h.join().expect("procspawn map"), j);
+        done += 1;
+    }
+    let dt = t.elapsed().as_secs_f64();
+    assert_eq!(done, n);
+    n as f64 / dt
+}
+
 fn command_true(n: u64) -> f64 {
     let t = Instant::now();
     for _ in 0..n {
@@ -79,9 +150,17 @@ const IDS: [(&str, Method, u32); 3] = [
 pub fn run(plan: &Plan, py: &Python, res: &mut Results) {
     let [fast, spawns, py_starts, py_spawns, applies, map1, map, py_map] = counts(plan.quick);
     println!("\nW6: process start + join (ns, lower is better); 2-worker pools");
-    res.absent("procspawn (not measured: left out of W6 for time)");
-    // `/bin/true` once, shared by the three ids.
-    let mut cs: Vec<Contender<'_>> = vec![("command-true".into(), Box::new(|| command_true(fast)))];
+    res.absent("procspawn W6-start-fork, W6-start-forkserver: it has one start method (re-execute the binary), measured under W6-start-spawn");
+    res.absent("procspawn W6-pool-map: procspawn's Pool has no map and no chunking (one job, two channels, per item: that is W6-pool-map1)");
+    // `/bin/true` and the bare fork once, shared by the three ids.
+    let mut cs: Vec<Contender<'_>> = vec![
+        ("command-true".into(), Box::new(|| command_true(fast))),
+        ("fork-floor".into(), Box::new(|| fork_floor(fast))),
+        (
+            format!("procspawn/{:?}", Method::Spawn),
+            Box::new(|| procspawn_start(spawns)),
+        ),
+    ];
     for &(_, m, _) in &IDS {
         let n = if m == Method::Spawn { spawns } else { fast };
         cs.push((format!("shmprim/{m:?}"), Box::new(move || shm_start(m, n))));
@@ -135,6 +214,27 @@ pub fn run(plan: &Plan, py: &Python, res: &mut Results) {
             }),
         ),
         ("shmprim/map1".into(), Box::new(|| shm_map(map1, Some(1)))),
+        (
+            "procspawn/apply".into(),
+            Box::new(|| {
+                let p = procspawn::Pool::new(2).expect("procspawn pool");
+                for i in 0..4 {
+                    p.spawn(i, ident).join().expect("warm-up");
+                }
+                let v = (0..applies)
+                    .map(|i| {
+                        let t = Instant::now();
+                        assert_eq!(p.spawn(i, ident).join().expect("apply"), i);
+                        t.elapsed().as_nanos() as f64
+                    })
+                    .collect();
+                median(v)
+            }),
+        ),
+        (
+            "procspawn/map1".into(),
+            Box::new(|| procspawn_map1(map1 / 4)),
+        ),
         ("shmprim/map".into(), Box::new(|| shm_map(map, None))),
         (
             "rayon/apply".into(),
