@@ -5,7 +5,8 @@
 //! start message   "SHMPBOOT" | version u64 | flags u64 | parent pid u64
 //!                 | name (len u64, bytes) | parent name (len u64, bytes)
 //!                 | function token (see target.rs) | argument (Message)
-//! report          one tag byte, then: 'C' nothing (checked in)
+//! report          one tag byte, then: 'C' nothing (checked in; not sent
+//!                                         by a forked child)
 //!                                     'R' the encoded result
 //!                                     'P' the panic message (UTF-8)
 //!                                     'E' why the start message was refused

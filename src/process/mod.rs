@@ -71,7 +71,8 @@
 //!   10 s by default): one that never does (no entry call, a crash before
 //!   it, a hang) is killed and reaped, and the join returns
 //!   [`ProcessError::NeverCheckedIn`]; an argument the child cannot decode
-//!   is [`ProcessError::BadArgument`].
+//!   is [`ProcessError::BadArgument`]. A forked child has nothing to load
+//!   or decode before its closure: it counts as checked in from the fork.
 //! * A panic in the target reaches the parent as
 //!   [`ProcessError::Panicked`] with its message; the child exits with
 //!   [`EXIT_PANIC`].
@@ -238,6 +239,7 @@ impl Builder {
 
     /// How long the child has to check in (be running its target) before
     /// it is killed and the join reports [`ProcessError::NeverCheckedIn`].
+    /// Spawn and forkserver only: a forked child is checked in at the fork.
     pub fn start_timeout(mut self, timeout: Duration) -> Builder {
         self.start_timeout = timeout;
         self

@@ -529,6 +529,31 @@ mod tests {
         );
     }
 
+    /// The cached start time and pid namespace are what `/proc` says now,
+    /// and another child's start time is read, not taken from the cache.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn own_identity_is_cached_correctly() {
+        use std::os::unix::fs::MetadataExt;
+        let fresh = parse_start_time(&std::fs::read("/proc/self/stat").unwrap());
+        assert_eq!(start_time(pid()), fresh);
+        assert_eq!(start_time(pid()), fresh, "second (cached) read");
+        let ns = std::fs::metadata("/proc/self/ns/pid").unwrap().ino();
+        assert_eq!(pid_namespace(), ns);
+        assert_eq!(pid_namespace(), ns, "second (cached) read");
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let theirs = start_time(child.id());
+        let read = read_stat(&format!("/proc/{}/stat", child.id()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(theirs, parse_start_time(&read.unwrap()));
+        assert!(is_alive(pid(), fresh.unwrap()));
+        assert!(!is_alive(pid(), fresh.unwrap() + 1), "another start time");
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn this_process_is_alive_and_recycled_pids_are_not() {
