@@ -5,7 +5,7 @@
 //! reported.
 //!
 //! Run from the repository root with `cargo bench --bench peers` (or
-//! `-- --quick`, `-- --publish`); the root bench `benches/peers.rs` builds
+//! `-- --quick`, `-- --publish`, `-- --only=W6`: chosen workloads); the root bench `benches/peers.rs` builds
 //! this crate and runs it. Writes `target/bench-results/peers.json`,
 //! `peers.md` and the plots; `--publish` also copies them into
 //! `BENCHMARKS.md` and `benches/results/`.
@@ -235,6 +235,10 @@ fn main() {
         .flat_map(|l| l.split(','))
         .collect();
     let on = |w: &str| only.is_empty() || only.contains(&w);
+    if publish && !only.is_empty() {
+        eprintln!("--publish publishes the whole suite: drop --only");
+        std::process::exit(2);
+    }
     let plan = if quick { &QUICK } else { &FULL };
     let started = Instant::now();
     let machine = machine();
