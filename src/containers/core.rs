@@ -711,12 +711,15 @@ impl<'a> Writer<'a> {
         let nslots = want_slots
             .checked_next_power_of_two()
             .ok_or(Error::OutOfSpace)?;
+        // `live` comes from shared memory: a garbage count saturates the
+        // sums, and rounding it up must not wrap (to a zero-sized heap).
         let heap = live
             .saturating_add(need.heap)
             .saturating_mul(2)
             .max(MIN_HEAP)
             .div_ceil(8)
-            * 8;
+            .checked_mul(8)
+            .ok_or(Error::OutOfSpace)?;
         let log_cap = (heap / 8).clamp(MIN_LOG, MAX_LOG) / 8 * 8;
         if cfg!(fuzzing) && heap > 64 << 20 {
             return Err(Error::OutOfSpace);
