@@ -480,3 +480,35 @@ fn a_root_abandoned_before_its_magic_is_removed_by_the_next_opener() {
     }
     assert!(shm_entries(&name).is_empty(), "{:?}", shm_entries(&name));
 }
+
+#[test]
+fn a_generation_removed_by_hand_is_not_found_at_once() {
+    let name = unique("mapgone");
+    let a = SharedMap::create(&name).unwrap();
+    let b = SharedMap::open(&name).unwrap();
+    for i in 0u32..2000 {
+        a.insert(&i.to_le_bytes(), &[1u8; 64]).unwrap();
+    }
+    // `a` grew: the published generation is one `b` has not mapped. Its
+    // name is removed by hand (or the root's `current` is garbage: the
+    // `containers` fuzz target's case).
+    let gens: Vec<_> = shm_entries(&name)
+        .into_iter()
+        .filter(|n| n.contains('.'))
+        .collect();
+    assert_eq!(gens.len(), 1, "{gens:?}");
+    std::fs::remove_file(format!("/dev/shm/{}", gens[0])).unwrap();
+    // `b` cannot follow: every call ends in `NotFound`, and none waits
+    // for the name to come back (each once waited 2 s: 100 s here; the
+    // bound is generous for a loaded machine, and only guards a stall).
+    let t = std::time::Instant::now();
+    for _ in 0..50 {
+        assert!(matches!(b.len(), Err(Error::NotFound)));
+    }
+    assert!(t.elapsed() < Duration::from_secs(25), "{:?}", t.elapsed());
+    // `a` still works on the generation it maps.
+    assert_eq!(a.len().unwrap(), 2000);
+    drop(b);
+    drop(a);
+    assert!(shm_entries(&name).is_empty(), "{:?}", shm_entries(&name));
+}

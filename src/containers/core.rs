@@ -548,6 +548,15 @@ impl Core {
 
 /// Opens the generation the root names as current (retrying while a
 /// writer moves it on under us).
+///
+/// A name that is missing while `current` still names it is final, not a
+/// moment to wait out: a writer creates a generation's name before it
+/// publishes the number (`commit`), and removes the old name only after
+/// moving `current` on, which the re-check sees. So the names were removed
+/// (the creator closed the container, or someone removed them by hand) or
+/// the root's words are garbage; either way the caller gets `NotFound` at
+/// once. (This once waited up to 2 s per call, which a corrupt root turned
+/// into 2 s per operation: the `containers` fuzz target's timeout.)
 fn open_current(
     root: &Segment,
     base: &str,
@@ -556,25 +565,20 @@ fn open_current(
     opts: &Options,
 ) -> Result<(Gen, u64)> {
     let current = root_word(root, R_CURRENT);
-    let until = Instant::now() + Duration::from_secs(2);
-    loop {
+    // Each retry follows a writer that published a newer generation;
+    // a root whose `current` keeps changing past this many is not
+    // followed for ever.
+    for _ in 0..1000 {
         let n = current.load(Acquire);
         match Segment::open_with(&gen_name(base, nonce, n), opts) {
             Ok(seg) => return Ok((Gen::open(seg, shape, n)?, n)),
-            Err(Error::NotFound) => {
-                if current.load(Acquire) != n {
-                    continue;
-                }
-                if root_word(root, R_CLOSED).load(Acquire) != 0 || Instant::now() > until {
-                    // The creator removed the names: the container lives
-                    // on only in the mappings that hold it.
-                    return Err(Error::NotFound);
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            Err(Error::NotFound) if current.load(Acquire) != n => continue,
+            // The creator removed the names (the container lives on only
+            // in the mappings that hold it), or the root is garbage.
             Err(e) => return Err(e),
         }
     }
+    Err(Error::Corrupt("container: generation keeps changing"))
 }
 
 impl Drop for Core {
@@ -707,12 +711,15 @@ impl<'a> Writer<'a> {
         let nslots = want_slots
             .checked_next_power_of_two()
             .ok_or(Error::OutOfSpace)?;
+        // `live` comes from shared memory: a garbage count saturates the
+        // sums, and rounding it up must not wrap (to a zero-sized heap).
         let heap = live
             .saturating_add(need.heap)
             .saturating_mul(2)
             .max(MIN_HEAP)
             .div_ceil(8)
-            * 8;
+            .checked_mul(8)
+            .ok_or(Error::OutOfSpace)?;
         let log_cap = (heap / 8).clamp(MIN_LOG, MAX_LOG) / 8 * 8;
         if cfg!(fuzzing) && heap > 64 << 20 {
             return Err(Error::OutOfSpace);

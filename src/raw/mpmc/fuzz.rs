@@ -11,40 +11,49 @@ pub fn __fuzz_garbage(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let len = rest.len().clamp(std::mem::size_of::<MpmcRing>(), 1 << 16);
-    let layout = std::alloc::Layout::from_size_align(len, 64).unwrap();
-    // SAFETY: non-zero size.
+    let valid = mode & 1 == 1;
+    let cap = (mode as usize >> 1) % 9 + 1;
+    let slot = rest.first().map_or(8, |&b| b as usize % 40);
+    // Garbage mode: the input is the ring, however long. Valid mode: a
+    // ring of exactly the chosen geometry, whatever the input's length (a
+    // buffer sized by the input made this mode unreachable below 4672
+    // bytes, past libFuzzer's default input length).
+    let len = if valid {
+        match MpmcRing::bytes_for(cap, slot) {
+            Ok(n) => n,
+            Err(_) => return,
+        }
+    } else {
+        rest.len().clamp(std::mem::size_of::<MpmcRing>(), 1 << 16)
+    };
+    let Ok(layout) = std::alloc::Layout::from_size_align(len, 64) else {
+        return;
+    };
+    // SAFETY: `len >= size_of::<MpmcRing>()`, non-zero.
     let p = unsafe { std::alloc::alloc_zeroed(layout) };
     if p.is_null() {
         return;
     }
-    let view = if mode & 1 == 0 {
+    let view = if !valid {
         // SAFETY: `p` holds `len >= rest.len().min(len)` bytes.
         unsafe { std::ptr::copy_nonoverlapping(rest.as_ptr(), p, rest.len().min(len)) };
         // SAFETY: our allocation, alive until the end of this function.
         unsafe { MpmcRing::attach(p, len) }
     } else {
-        let cap = (mode as usize >> 1) % 9 + 1;
-        let slot = rest.first().map_or(8, |&b| b as usize % 40);
-        match MpmcRing::bytes_for(cap, slot) {
-            Ok(n) if n <= len => {
-                // SAFETY: `n` bytes of our fresh allocation.
-                unsafe { MpmcRing::init(p, cap, slot, mode as u32 >> 7).unwrap() };
-                // Overwrite control words: each 9-byte record is an offset
-                // (into the ring, 8-aligned) and a value.
-                for rec in rest.chunks_exact(9).take(32) {
-                    let off = (u16::from_le_bytes([rec[0], 0]) as usize * 8) % n;
-                    let off = off & !7;
-                    let v = u64::from_le_bytes(rec[1..9].try_into().unwrap());
-                    // SAFETY: an aligned u64 inside our allocation, only
-                    // read atomically elsewhere; no other thread runs.
-                    unsafe { (*p.add(off).cast::<AtomicU64>()).store(v, Relaxed) };
-                }
-                // SAFETY: as above.
-                unsafe { MpmcRing::attach(p, len) }
-            }
-            _ => Err(Error::InvalidArgument("")),
+        // SAFETY: `len == bytes_for(cap, slot)` bytes of our fresh allocation.
+        unsafe { MpmcRing::init(p, cap, slot, mode as u32 >> 7).unwrap() };
+        // Overwrite control words: each 9-byte record is an offset (into
+        // the ring, 8-aligned) and a value.
+        for rec in rest.chunks_exact(9).take(32) {
+            let off = (u16::from_le_bytes([rec[0], 0]) as usize * 8) % len;
+            let off = off & !7;
+            let v = u64::from_le_bytes(rec[1..9].try_into().unwrap());
+            // SAFETY: an aligned u64 inside our allocation, only read
+            // atomically elsewhere; no other thread runs.
+            unsafe { (*p.add(off).cast::<AtomicU64>()).store(v, Relaxed) };
         }
+        // SAFETY: as above.
+        unsafe { MpmcRing::attach(p, len) }
     };
     if let Ok(r) = view {
         for i in 0..64u32 {
