@@ -699,8 +699,15 @@ impl<'a> Writer<'a> {
     fn migrate_with(&mut self, need: Need, copy: bool) -> Result<()> {
         let core = self.core;
         let src = self.gen();
+        // Both counts come from shared memory: clamped to what the source
+        // can hold, so that garbage sizes the new generation at most twice
+        // the old one plus `need`, not at gigabytes (the copy below checks
+        // the real records against the new room).
         let (len, live) = if copy {
-            (src.len(), src.get(G_LIVE))
+            (
+                src.len().min(src.nslots),
+                src.get(G_LIVE).min(src.heap_end - src.heap_off),
+            )
         } else {
             (0, 0)
         };
