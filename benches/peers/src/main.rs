@@ -225,6 +225,10 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let publish = args.iter().any(|a| a == "--publish");
     let plan = if quick { &QUICK } else { &FULL };
+    // `--only=W1,W2` runs those workload groups alone (W2 also runs W3):
+    // for iterating on one workload, never for published figures.
+    let only = args.iter().find_map(|a| a.strip_prefix("--only="));
+    let want = |w: &str| only.is_none_or(|l| l.split(',').any(|x| x.eq_ignore_ascii_case(w)));
     let started = Instant::now();
     let machine = machine();
     println!(
@@ -253,22 +257,34 @@ fn main() {
     // thread; thread baselines join their threads before the next fork.
     let lap = |what: &str, t: Instant| println!("  ({what}: {:.1} s)", t.elapsed().as_secs_f64());
     let t = Instant::now();
-    w1::run(plan, &py, &mut res);
+    if want("W1") {
+        w1::run(plan, &py, &mut res);
+    }
     lap("W1", t);
     let t = Instant::now();
-    stream::run(plan, &py, &mut res);
+    if want("W2") {
+        stream::run(plan, &py, &mut res);
+    }
     lap("W2, W3", t);
     let t = Instant::now();
-    w4::run(plan, &py, &mut res);
+    if want("W4") {
+        w4::run(plan, &py, &mut res);
+    }
     lap("W4", t);
     let t = Instant::now();
-    w5::run(plan, &py, &mut res);
+    if want("W5") {
+        w5::run(plan, &py, &mut res);
+    }
     lap("W5", t);
     let t = Instant::now();
-    w8::run(plan, &py, &mut res);
+    if want("W8") {
+        w8::run(plan, &py, &mut res);
+    }
     lap("W8", t);
     let t = Instant::now();
-    w6::run(plan, &py, &mut res);
+    if want("W6") {
+        w6::run(plan, &py, &mut res);
+    }
     lap("W6", t);
     drop(cleanup);
 
