@@ -491,8 +491,51 @@ pub(crate) fn shm_stream(
 
 // ---------------------------------------------------------------------------
 
+/// `--pairs N [--batch]`: in one process, `N` 64-byte messages sent and
+/// received through a `Connection`, one message at a time (or 32 per
+/// `send_many` / `recv_many`): the cost of the paths alone, for instruction
+/// counts (`valgrind --tool=callgrind ... --pairs N` at two `N`, the
+/// difference divided by the difference of `N`).
+fn pairs(n: u64, batch: bool) {
+    let (mut a, mut b) = conns(RING, WaitPolicy::default());
+    a.claim().unwrap();
+    b.claim().unwrap();
+    let src = [7u8; SMALL];
+    let mut buf = [0u8; SMALL];
+    let t = Instant::now();
+    if batch {
+        // Received in place, each copied out (as the spin ring does).
+        let msgs = [&src[..]; 32];
+        for _ in 0..n / 32 {
+            assert_eq!(a.send_many(black_box(&msgs[..])).unwrap(), 32);
+            let k = b
+                .recv_many_in_place(32, |m| buf[..m.len()].copy_from_slice(m))
+                .unwrap();
+            assert_eq!(black_box(k), 32);
+        }
+    } else {
+        for _ in 0..n {
+            a.send_bytes(black_box(&src)).unwrap();
+            black_box(b.recv_bytes_into(&mut buf).unwrap());
+        }
+    }
+    let e = t.elapsed().as_nanos() as f64 / n as f64;
+    println!(
+        "{n} pairs{}: {e:.1} ns per message",
+        if batch { " (batches of 32)" } else { "" }
+    );
+}
+
 fn main() {
-    let quick = std::env::args().skip(1).any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(k) = args.iter().position(|a| a == "--pairs") {
+        let n = args
+            .get(k + 1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        return pairs(n, args.iter().any(|a| a == "--batch"));
+    }
+    let quick = args.iter().any(|a| a == "--quick");
     let p = if quick { QUICK } else { FULL };
     println!(
         "pipe benchmarks{}: two processes, {} interleaved rounds; medians, and medians of per-round ratios",

@@ -15,8 +15,8 @@ use crate::pipe_bench::{
 const BATCH: usize = 32;
 
 /// W2 through the batch API: the child sends `BATCH` messages per
-/// `send_many`, the parent takes up to `BATCH` per `recv_many` (one
-/// allocation per message: the agreed `Vec<Vec<u8>>` shape).
+/// `send_many`, the parent takes up to `BATCH` per `recv_many_in_place`
+/// and copies each out (as the spin-ring reference does).
 fn shm_batch(n: u64, size: usize) -> f64 {
     let (mut a, mut b) = conns(ring_for(size), WaitPolicy::default());
     let mut fig = 0.0;
@@ -35,13 +35,14 @@ fn shm_batch(n: u64, size: usize) -> f64 {
         },
         || {
             a.claim().unwrap();
-            let mut out = Vec::with_capacity(BATCH);
+            let mut buf = vec![0u8; size];
             let mut c = Chunks::new(n);
             let mut got = 0u64;
             while got < n {
-                out.clear();
-                let k = a.recv_many(&mut out, BATCH).unwrap() as u64;
-                std::hint::black_box(&out);
+                let k = a
+                    .recv_many_in_place(BATCH, |m| buf[..m.len()].copy_from_slice(m))
+                    .unwrap() as u64;
+                std::hint::black_box(&buf);
                 got += k;
                 c.add(k);
             }
