@@ -166,6 +166,7 @@ impl Connection {
             anonymous,
             policy,
             last_check: &self.last_check,
+            spin_now: &self.spin_now,
         };
         match w.wait(deadline, || Ok(c.try_peek()?.is_some())) {
             Ok(()) | Err(Error::Disconnected) => Ok(true),

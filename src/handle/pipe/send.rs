@@ -24,6 +24,7 @@ impl Connection {
             anonymous: self.anonymous,
             policy: self.policy,
             last_check: &self.last_check,
+            spin_now: &self.spin_now,
         };
         Ok((p, w))
     }
