@@ -30,8 +30,9 @@ pub(super) const SHORT_SLICE: Duration = Duration::from_millis(1);
 /// runs on another CPU; when both share one (a loaded machine, where the
 /// scheduler keeps two processes that wake each other together), every
 /// spin is spent while the peer waits for this very CPU. With the full
-/// 50 µs each half of a round trip cost 50 µs there (measured: W1 on one
-/// CPU, 116 µs a round trip against 17 µs with `park`); adapted, a few µs.
+/// 50 µs each half of a round trip cost 50 µs there (measured: W1 pinned
+/// to one CPU, 116 µs a round trip against 17 µs with `park`); adapted,
+/// about what `park` costs (BENCHMARKS.md, issue 15).
 /// A peer on another CPU answers inside the small budget again, and the
 /// budget grows back within a few waits.
 pub(super) const MIN_SPIN: u64 = 2_000;
