@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{fork_child, median, wait_child};
+use common::{fork_child, median, wait_child, Chunks};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
@@ -165,9 +165,11 @@ fn kernel_rtt(n: u64, p2c: (i32, i32), c2p: (i32, i32)) -> f64 {
     e.as_nanos() as f64 / n as f64
 }
 
-/// `n` messages of `size` bytes child→parent: ns per message.
+/// `n` messages of `size` bytes child→parent: ns per message (the
+/// median chunk's, see `Chunks`).
 pub(crate) fn kernel_stream(n: u64, size: usize, rd: i32, wr: i32) -> f64 {
-    let e = pair(
+    let mut fig = 0.0;
+    pair(
         || {
             let b = vec![7u8; size];
             for _ in 0..n {
@@ -176,18 +178,22 @@ pub(crate) fn kernel_stream(n: u64, size: usize, rd: i32, wr: i32) -> f64 {
         },
         || {
             let mut b = vec![0u8; size.max(64 * 1024)];
-            let mut left = n as usize * size;
-            while left > 0 {
-                let want = left.min(b.len());
+            let mut c = Chunks::new(n);
+            let (total, mut done) = (n as usize * size, 0usize);
+            while done < total {
+                let want = (total - done).min(b.len());
                 // SAFETY: `b` is valid for writes of `want` bytes.
                 let got = unsafe { libc::read(rd, b.as_mut_ptr().cast(), want) };
                 assert!(got > 0);
-                left -= got as usize;
+                let whole = done / size;
+                done += got as usize;
+                c.add((done / size - whole) as u64);
             }
             black_box(&b);
+            fig = c.figure();
         },
     );
-    e.as_nanos() as f64 / n as f64
+    fig
 }
 
 // ---------------------------------------------------------------------------
@@ -218,22 +224,24 @@ fn hw_rtt(n: u64) -> f64 {
     e.as_nanos() as f64 / n as f64
 }
 
-/// `n` blocks of `size` bytes through 16 slots with spin flags: the child
-/// `memcpy`s in, the parent `memcpy`s out.
-pub(crate) fn hw_stream(n: u64, size: usize) -> f64 {
-    const SLOTS: usize = 16;
-    let m = shared(4096 + SLOTS * size);
-    // SAFETY: 16 flags, each on its own 128-byte line, in the first page
-    // of a fresh zeroed mapping.
-    let flags = unsafe { std::slice::from_raw_parts(m.cast::<Line>(), SLOTS) };
-    // SAFETY: the slot area follows the first page.
-    let data = unsafe { m.add(4096) };
-    let e = pair(
+/// `n` blocks of `size` bytes through `ring / size` slots (at least 2)
+/// with spin flags: the child `memcpy`s in, the parent `memcpy`s out.
+pub(crate) fn hw_stream(n: u64, size: usize, ring: usize) -> f64 {
+    let slots = (ring / size).max(2);
+    let head = (slots * 128).next_multiple_of(4096);
+    let m = shared(head + slots * size);
+    // SAFETY: `slots` flags, each on its own 128-byte line, in the first
+    // pages of a fresh zeroed mapping.
+    let flags = unsafe { std::slice::from_raw_parts(m.cast::<Line>(), slots) };
+    // SAFETY: the slot area follows the flags' pages.
+    let data = unsafe { m.add(head) };
+    let mut fig = 0.0;
+    pair(
         || {
             let src = vec![7u8; size];
             for i in 0..n {
-                let s = i as usize % SLOTS;
-                let lap = i / SLOTS as u64;
+                let s = i as usize % slots;
+                let lap = i / slots as u64;
                 spin_until(|| flags[s].0.load(Acquire) == 2 * lap);
                 // SAFETY: slot `s` is the writer's until it sets the flag.
                 unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), data.add(s * size), size) };
@@ -242,20 +250,23 @@ pub(crate) fn hw_stream(n: u64, size: usize) -> f64 {
         },
         || {
             let mut dst = vec![0u8; size];
+            let mut c = Chunks::new(n);
             for i in 0..n {
-                let s = i as usize % SLOTS;
-                let lap = i / SLOTS as u64;
+                let s = i as usize % slots;
+                let lap = i / slots as u64;
                 spin_until(|| flags[s].0.load(Acquire) == 2 * lap + 1);
                 // SAFETY: slot `s` is the reader's until it sets the flag.
                 unsafe {
                     std::ptr::copy_nonoverlapping(data.add(s * size), dst.as_mut_ptr(), size)
                 };
                 flags[s].0.store(2 * lap + 2, Release);
+                c.add(1);
             }
             black_box(&dst);
+            fig = c.figure();
         },
     );
-    e.as_nanos() as f64 / n as f64
+    fig
 }
 
 // ---------------------------------------------------------------------------
@@ -330,7 +341,7 @@ impl SpinRing {
             self.tail().store(tail, Release);
         }
     }
-    fn recv_all(&self, n: u64, buf: &mut [u8]) {
+    fn recv_all(&self, n: u64, buf: &mut [u8], c: &mut Chunks) {
         let (mut head, mut tail) = (0u64, 0u64);
         let mut got = 0;
         while got < n {
@@ -359,21 +370,27 @@ impl SpinRing {
             head += 8 + ((len + 7) & !7);
             self.head().store(head, Release);
             got += 1;
+            c.add(1);
         }
     }
 }
 
-pub(crate) fn spin_ring_stream(n: u64, size: usize) -> f64 {
-    let r = SpinRing::new(RING);
-    let e = pair(
+/// `n` messages of `size` bytes through a plain spin ring of `ring` bytes
+/// (a power of two), child to parent: ns per message (median chunk's).
+pub(crate) fn spin_ring_stream(n: u64, size: usize, ring: usize) -> f64 {
+    let r = SpinRing::new(ring);
+    let mut fig = 0.0;
+    pair(
         || r.send_all(n, &vec![7u8; size]),
         || {
             let mut b = vec![0u8; size];
-            r.recv_all(n, &mut b);
+            let mut c = Chunks::new(n);
+            r.recv_all(n, &mut b, &mut c);
             black_box(&b);
+            fig = c.figure();
         },
     );
-    e.as_nanos() as f64 / n as f64
+    fig
 }
 
 // ---------------------------------------------------------------------------
@@ -414,12 +431,26 @@ fn shm_rtt(n: u64, policy: WaitPolicy) -> f64 {
     e.as_nanos() as f64 / n as f64
 }
 
+/// The ring of a streaming run of `size`-byte messages: 1 MiB, or four
+/// messages if larger (shmprim's and the references' alike).
+pub(crate) fn ring_for(size: usize) -> usize {
+    RING.max(4 * size)
+}
+
 /// `n` messages of `size` bytes streamed from a child to this process
-/// (copying, or zero copy), in ns per message. Also the peers suite's
-/// shmprim streaming driver.
-pub(crate) fn shm_stream(n: u64, size: usize, policy: WaitPolicy, zero_copy: bool) -> f64 {
-    let (mut a, mut b) = conns(RING.max(4 * size), policy);
-    let e = pair(
+/// (copying, or zero copy) through a ring of `ring` bytes, in ns per
+/// message (the median chunk's). Also the peers suite's shmprim streaming
+/// driver.
+pub(crate) fn shm_stream(
+    n: u64,
+    size: usize,
+    ring: usize,
+    policy: WaitPolicy,
+    zero_copy: bool,
+) -> f64 {
+    let (mut a, mut b) = conns(ring, policy);
+    let mut fig = 0.0;
+    pair(
         move || {
             b.claim().unwrap();
             let src = vec![7u8; size];
@@ -439,6 +470,7 @@ pub(crate) fn shm_stream(n: u64, size: usize, policy: WaitPolicy, zero_copy: boo
         || {
             a.claim().unwrap();
             let mut buf = vec![0u8; size];
+            let mut c = Chunks::new(n);
             for _ in 0..n {
                 if zero_copy {
                     let m = a.recv_in_place().unwrap();
@@ -447,18 +479,63 @@ pub(crate) fn shm_stream(n: u64, size: usize, policy: WaitPolicy, zero_copy: boo
                 } else {
                     a.recv_bytes_into(&mut buf).unwrap();
                 }
+                c.add(1);
             }
+            fig = c.figure();
             a.send_bytes(b"done").unwrap();
             black_box(&buf);
         },
     );
-    e.as_nanos() as f64 / n as f64
+    fig
 }
 
 // ---------------------------------------------------------------------------
 
+/// `--pairs N [--batch]`: in one process, `N` 64-byte messages sent and
+/// received through a `Connection`, one message at a time (or 32 per
+/// `send_many` / `recv_many`): the cost of the paths alone, for instruction
+/// counts (`valgrind --tool=callgrind ... --pairs N` at two `N`, the
+/// difference divided by the difference of `N`).
+fn pairs(n: u64, batch: bool) {
+    let (mut a, mut b) = conns(RING, WaitPolicy::default());
+    a.claim().unwrap();
+    b.claim().unwrap();
+    let src = [7u8; SMALL];
+    let mut buf = [0u8; SMALL];
+    let t = Instant::now();
+    if batch {
+        // Received in place, each copied out (as the spin ring does).
+        let msgs = [&src[..]; 32];
+        for _ in 0..n / 32 {
+            assert_eq!(a.send_many(black_box(&msgs[..])).unwrap(), 32);
+            let k = b
+                .recv_many_in_place(32, |m| buf[..m.len()].copy_from_slice(m))
+                .unwrap();
+            assert_eq!(black_box(k), 32);
+        }
+    } else {
+        for _ in 0..n {
+            a.send_bytes(black_box(&src)).unwrap();
+            black_box(b.recv_bytes_into(&mut buf).unwrap());
+        }
+    }
+    let e = t.elapsed().as_nanos() as f64 / n as f64;
+    println!(
+        "{n} pairs{}: {e:.1} ns per message",
+        if batch { " (batches of 32)" } else { "" }
+    );
+}
+
 fn main() {
-    let quick = std::env::args().skip(1).any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(k) = args.iter().position(|a| a == "--pairs") {
+        let n = args
+            .get(k + 1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        return pairs(n, args.iter().any(|a| a == "--batch"));
+    }
+    let quick = args.iter().any(|a| a == "--quick");
     let p = if quick { QUICK } else { FULL };
     println!(
         "pipe benchmarks{}: two processes, {} interleaved rounds; medians, and medians of per-round ratios",
@@ -511,8 +588,8 @@ fn main() {
     let r = rounds(
         p.runs,
         &mut [
-            &mut || spin_ring_stream(p.small, SMALL),
-            &mut || shm_stream(p.small, SMALL, WaitPolicy::default(), false),
+            &mut || spin_ring_stream(p.small, SMALL, RING),
+            &mut || shm_stream(p.small, SMALL, RING, WaitPolicy::default(), false),
             &mut || {
                 let (a, b) = socketpair();
                 let r = kernel_stream(p.small / 10, SMALL, a, b);
@@ -551,9 +628,17 @@ fn main() {
     let r = rounds(
         p.runs,
         &mut [
-            &mut || hw_stream(p.large, LARGE),
-            &mut || shm_stream(p.large, LARGE, WaitPolicy::default(), false),
-            &mut || shm_stream(p.large, LARGE, WaitPolicy::default(), true),
+            &mut || hw_stream(p.large, LARGE, ring_for(LARGE)),
+            &mut || {
+                shm_stream(
+                    p.large,
+                    LARGE,
+                    ring_for(LARGE),
+                    WaitPolicy::default(),
+                    false,
+                )
+            },
+            &mut || shm_stream(p.large, LARGE, ring_for(LARGE), WaitPolicy::default(), true),
             &mut || {
                 let (a, b) = socketpair();
                 let r = kernel_stream(p.large, LARGE, a, b);

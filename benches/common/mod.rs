@@ -188,3 +188,66 @@ pub fn shared_zeroed(len: usize) -> *mut u8 {
     );
     p.cast()
 }
+
+/// The receiving side's clock over a stream, read once per chunk of
+/// messages: the figure is the median chunk's time per message, the first
+/// chunk (start-up: the fork, page faults on the first lap of a fresh
+/// ring, the peer's first slice) left out. A stall that hits a few chunks
+/// (the peer preempted by another task on a loaded machine) moves the
+/// median little, where it would move the whole run's mean as much as it
+/// lasted; every streaming contender is timed so, alike.
+pub struct Chunks {
+    per: u64,
+    got: u64,
+    next: u64,
+    start: u64,
+    last: (u64, u64),
+    ns: Vec<f64>,
+}
+
+impl Chunks {
+    /// Chunks in a stream of `n` messages (the last may be short).
+    pub const COUNT: u64 = 16;
+
+    /// Starts the clock for a stream of `n` messages.
+    pub fn new(n: u64) -> Chunks {
+        let per = (n / Self::COUNT).max(1);
+        let start = mono_ns();
+        Chunks {
+            per,
+            got: 0,
+            next: per,
+            start,
+            last: (start, 0),
+            ns: Vec::with_capacity(Self::COUNT as usize + 1),
+        }
+    }
+
+    /// `k` more messages received.
+    #[inline]
+    pub fn add(&mut self, k: u64) {
+        self.got += k;
+        if self.got >= self.next {
+            self.mark();
+        }
+    }
+
+    #[cold]
+    fn mark(&mut self) {
+        let t = mono_ns();
+        let (t0, g0) = self.last;
+        self.ns.push((t - t0) as f64 / (self.got - g0) as f64);
+        self.last = (t, self.got);
+        self.next = self.got + self.per;
+    }
+
+    /// The median chunk's ns per message (the whole stream's mean when it
+    /// had fewer than three chunks).
+    pub fn figure(mut self) -> f64 {
+        if self.ns.len() < 3 {
+            return (self.last.0 - self.start) as f64 / self.last.1.max(1) as f64;
+        }
+        self.ns.remove(0);
+        median(self.ns)
+    }
+}

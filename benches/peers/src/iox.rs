@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use iceoryx2::port::publisher::Publisher;
 use iceoryx2::prelude::*;
 
-use crate::common::mono_ns;
+use crate::common::Chunks;
 use crate::pipe_bench::{pair, spin_until};
 use crate::w1::{trips, warm};
 
@@ -220,7 +220,7 @@ pub fn stream(n: u64, size: usize, in_place: bool) -> f64 {
             let mut buf = vec![0u8; size];
             f.store(1, Release);
             wait_for(f, 2);
-            let t = mono_ns();
+            let mut c = Chunks::new(n);
             f.store(3, Release);
             let (mut got, mut idle, started) = (0, 0u32, Instant::now());
             while got < n {
@@ -233,6 +233,7 @@ pub fn stream(n: u64, size: usize, in_place: bool) -> f64 {
                             buf[..p.len()].copy_from_slice(p);
                         }
                         got += 1;
+                        c.add(1);
                     }
                     None => {
                         idle = idle.wrapping_add(1);
@@ -246,7 +247,7 @@ pub fn stream(n: u64, size: usize, in_place: bool) -> f64 {
                     }
                 }
             }
-            ns = (mono_ns() - t) as f64 / n as f64;
+            ns = c.figure();
             f.store(4, Release);
             std::hint::black_box(&buf);
         },

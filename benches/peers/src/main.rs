@@ -228,7 +228,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     let publish = args.iter().any(|a| a == "--publish");
-    // `--only=W6` (or `--only=W1,W6`): just those workloads.
+    // `--only=W6` (or `--only=W1,W6`): just those workload groups (W2 and
+    // W3 run together), for iterating on one; never for published figures.
     let only: Vec<&str> = args
         .iter()
         .filter_map(|a| a.strip_prefix("--only="))

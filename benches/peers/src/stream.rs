@@ -5,21 +5,22 @@
 
 use shmprim::WaitPolicy;
 
-use crate::common::median;
+use crate::common::{median, Chunks};
 use crate::pipe_bench::{
-    close, conns, hw_stream, kernel_stream, pair, pipe2, shm_stream, socketpair, spin_ring_stream,
-    RING,
+    close, conns, hw_stream, kernel_stream, pair, pipe2, ring_for, shm_stream, socketpair,
+    spin_ring_stream, RING,
 };
 
 /// Messages per `send_many` / `recv_many` call in W2-batch.
 const BATCH: usize = 32;
 
 /// W2 through the batch API: the child sends `BATCH` messages per
-/// `send_many`, the parent takes up to `BATCH` per `recv_many` (one
-/// allocation per message: the agreed `Vec<Vec<u8>>` shape).
+/// `send_many`, the parent takes up to `BATCH` per `recv_many_in_place`
+/// and copies each out (as the spin-ring reference does).
 fn shm_batch(n: u64, size: usize) -> f64 {
-    let (mut a, mut b) = conns(RING.max(4 * size), WaitPolicy::default());
-    let e = pair(
+    let (mut a, mut b) = conns(ring_for(size), WaitPolicy::default());
+    let mut fig = 0.0;
+    pair(
         move || {
             b.claim().unwrap();
             let src = vec![7u8; size];
@@ -34,17 +35,22 @@ fn shm_batch(n: u64, size: usize) -> f64 {
         },
         || {
             a.claim().unwrap();
-            let mut out = Vec::with_capacity(BATCH);
+            let mut buf = vec![0u8; size];
+            let mut c = Chunks::new(n);
             let mut got = 0u64;
             while got < n {
-                out.clear();
-                got += a.recv_many(&mut out, BATCH).unwrap() as u64;
-                std::hint::black_box(&out);
+                let k = a
+                    .recv_many_in_place(BATCH, |m| buf[..m.len()].copy_from_slice(m))
+                    .unwrap() as u64;
+                std::hint::black_box(&buf);
+                got += k;
+                c.add(k);
             }
+            fig = c.figure();
             a.send_bytes(b"done").unwrap();
         },
     );
-    e.as_nanos() as f64 / n as f64
+    fig
 }
 use crate::python::Python;
 use crate::{iox, rounds, Contender, Plan, Point, Results, LARGE, SMALL};
@@ -58,7 +64,8 @@ fn fd(n: u64, size: usize, (rd, wr): (i32, i32)) -> f64 {
 
 fn ipc(n: u64, size: usize) -> f64 {
     let (tx, rx) = ipc_channel::ipc::bytes_channel().unwrap();
-    let e = pair(
+    let mut fig = 0.0;
+    pair(
         || {
             let src = vec![7u8; size];
             for _ in 0..n {
@@ -66,18 +73,20 @@ fn ipc(n: u64, size: usize) -> f64 {
             }
         },
         || {
+            let mut c = Chunks::new(n);
             for _ in 0..n {
                 std::hint::black_box(rx.recv().unwrap());
+                c.add(1);
             }
+            fig = c.figure();
         },
     );
-    e.as_nanos() as f64 / n as f64
+    fig
 }
 
 /// Threads over an `ArrayQueue` of 64 KiB worth of `[u8; S]`, spinning.
 fn arrayqueue<const S: usize>(n: u64) -> f64 {
     let q = crossbeam_queue::ArrayQueue::<[u8; S]>::new((RING / S).max(16));
-    let t = std::time::Instant::now();
     std::thread::scope(|s| {
         s.spawn(|| {
             let m = [7u8; S];
@@ -88,6 +97,7 @@ fn arrayqueue<const S: usize>(n: u64) -> f64 {
             }
         });
         let mut buf = [0u8; S];
+        let mut c = Chunks::new(n);
         for _ in 0..n {
             loop {
                 if let Some(m) = q.pop() {
@@ -96,17 +106,17 @@ fn arrayqueue<const S: usize>(n: u64) -> f64 {
                 }
                 std::hint::spin_loop();
             }
+            c.add(1);
         }
         std::hint::black_box(&buf);
-    });
-    t.elapsed().as_nanos() as f64 / n as f64
+        c.figure()
+    })
 }
 
 /// Threads over a bounded crossbeam channel of `Vec<u8>` (one copy in, one
 /// copy out, as a byte-message API would do).
 fn channel(n: u64, size: usize) -> f64 {
     let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>((RING / size).max(16));
-    let t = std::time::Instant::now();
     std::thread::scope(|s| {
         s.spawn(move || {
             let src = vec![7u8; size];
@@ -115,12 +125,14 @@ fn channel(n: u64, size: usize) -> f64 {
             }
         });
         let mut buf = vec![0u8; size];
+        let mut c = Chunks::new(n);
         for _ in 0..n {
             buf.copy_from_slice(&rx.recv().unwrap());
+            c.add(1);
         }
         std::hint::black_box(&buf);
-    });
-    t.elapsed().as_nanos() as f64 / n as f64
+        c.figure()
+    })
 }
 
 fn arrayqueue_sized(n: u64, size: usize) -> Option<f64> {
@@ -139,11 +151,11 @@ fn small_point(plan: &Plan, py: &Python, size: usize) -> Vec<(String, Vec<f64>)>
     let mut cs: Vec<Contender<'_>> = vec![
         (
             "hw-reference".into(),
-            Box::new(move || spin_ring_stream(fast, size)),
+            Box::new(move || spin_ring_stream(fast, size, ring_for(size))),
         ),
         (
             "shmprim".into(),
-            Box::new(move || shm_stream(fast, size, WaitPolicy::default(), false)),
+            Box::new(move || shm_stream(fast, size, ring_for(size), WaitPolicy::default(), false)),
         ),
         (
             "shmprim-batch".into(),
@@ -151,7 +163,7 @@ fn small_point(plan: &Plan, py: &Python, size: usize) -> Vec<(String, Vec<f64>)>
         ),
         (
             "shmprim-park".into(),
-            Box::new(move || shm_stream(slow, size, WaitPolicy::park(), false)),
+            Box::new(move || shm_stream(slow, size, ring_for(size), WaitPolicy::park(), false)),
         ),
         (
             "unix-socket".into(),
@@ -183,14 +195,23 @@ fn large_point(plan: &Plan, py: &Python, size: usize) -> Vec<(String, Vec<f64>)>
     let n = (plan.large_bytes / size as u64).max(16);
     let slow = (n / 4).max(16);
     let mut cs: Vec<Contender<'_>> = vec![
-        ("hw-reference".into(), Box::new(move || hw_stream(n, size))),
+        // The hardware reference is the faster of two plain rings of
+        // shmprim's ring size, each a copy in and a copy out per message.
+        (
+            "hw-slot-ring".into(),
+            Box::new(move || hw_stream(n, size, ring_for(size))),
+        ),
+        (
+            "hw-byte-ring".into(),
+            Box::new(move || spin_ring_stream(n, size, ring_for(size))),
+        ),
         (
             "shmprim".into(),
-            Box::new(move || shm_stream(n, size, WaitPolicy::default(), false)),
+            Box::new(move || shm_stream(n, size, ring_for(size), WaitPolicy::default(), false)),
         ),
         (
             "shmprim-park".into(),
-            Box::new(move || shm_stream(slow, size, WaitPolicy::park(), false)),
+            Box::new(move || shm_stream(slow, size, ring_for(size), WaitPolicy::park(), false)),
         ),
         (
             "unix-socket".into(),
@@ -208,11 +229,11 @@ fn large_point(plan: &Plan, py: &Python, size: usize) -> Vec<(String, Vec<f64>)>
         ),
         (
             "shmprim/loan".into(),
-            Box::new(move || shm_stream(n, size, WaitPolicy::default(), true)),
+            Box::new(move || shm_stream(n, size, ring_for(size), WaitPolicy::default(), true)),
         ),
         (
             "shmprim-park/loan".into(),
-            Box::new(move || shm_stream(slow, size, WaitPolicy::park(), true)),
+            Box::new(move || shm_stream(slow, size, ring_for(size), WaitPolicy::park(), true)),
         ),
         (
             "iceoryx2/loan".into(),
@@ -261,7 +282,23 @@ pub fn run(plan: &Plan, py: &Python, res: &mut Results) {
         plan.large_sizes
     );
     for &size in plan.large_sizes {
-        for (name, ns) in large_point(plan, py, size) {
+        let mut point = large_point(plan, py, size);
+        // The reference is the faster of the two plain rings.
+        let best = point
+            .iter()
+            .filter(|(name, _)| name.starts_with("hw-"))
+            .map(|(name, ns)| (name.clone(), median(ns.clone())))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap();
+        for (name, ns) in &point {
+            if name.starts_with("hw-") {
+                let gbs = size as f64 / median(ns.clone());
+                println!("  {size:>6} B  {name:<24} {gbs:>10.2} GB/s");
+            }
+        }
+        point.retain(|(name, _)| !name.starts_with("hw-"));
+        point.insert(0, ("hw-reference".into(), vec![best.1]));
+        for (name, ns) in point {
             let gbs = size as f64 / median(ns);
             println!("  {size:>6} B  {name:<24} {gbs:>10.2} GB/s");
             if size == LARGE {
@@ -283,6 +320,47 @@ pub fn run(plan: &Plan, py: &Python, res: &mut Results) {
             });
         }
     }
+    ring_sizes(plan);
     res.absent("crossbeam-arrayqueue in W3 (an in-process queue of 64 KiB arrays measures stack moves; crossbeam-channel of Vec<u8> stands for the threads)");
     res.absent("ipc-channel, unix-socket, pipe, crossbeam-channel and python-mp in W3-loan (no zero-copy API)");
+}
+
+/// W3 copy at the two ring sizes issue 15 names (512 KiB and 4 MiB, 64 KiB
+/// messages): shmprim beside both plain rings of the same size, printed
+/// (the table's W3 figures use the 1 MiB ring).
+fn ring_sizes(plan: &Plan) {
+    println!(
+        "\nW3 copy at other ring sizes, GB/s (64 KiB messages; reference: the faster plain ring)"
+    );
+    let size = LARGE;
+    let n = (plan.large_bytes / size as u64).max(16);
+    for ring in [512 << 10, 4 << 20] {
+        let cs: Vec<Contender<'_>> = vec![
+            (
+                "hw-slot-ring".into(),
+                Box::new(move || hw_stream(n, size, ring)),
+            ),
+            (
+                "hw-byte-ring".into(),
+                Box::new(move || spin_ring_stream(n, size, ring)),
+            ),
+            (
+                "shmprim".into(),
+                Box::new(move || shm_stream(n, size, ring, WaitPolicy::default(), false)),
+            ),
+        ];
+        let r: Vec<f64> = rounds(plan.rounds, cs)
+            .into_iter()
+            .map(|(_, ns)| size as f64 / median(ns))
+            .collect();
+        let best = r[0].max(r[1]);
+        println!(
+            "  {:>4} KiB ring  slot ring {:>6.2}  byte ring {:>6.2}  shmprim {:>6.2}  {:.2}x the reference (target >= 0.9x)",
+            ring >> 10,
+            r[0],
+            r[1],
+            r[2],
+            r[2] / best
+        );
+    }
 }

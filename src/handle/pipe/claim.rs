@@ -67,6 +67,28 @@ impl Connection {
         })
     }
 
+    /// `ready_fast` for a send alone: the sending end's claim only (a
+    /// claim takes every end of the handle at once, so a take-over shows
+    /// on each).
+    #[inline]
+    pub(super) fn ready_fast_tx(&self) -> bool {
+        !self.closed
+            && self.claimed_gen == Some(fork::generation())
+            && self.tx.as_ref().map_or(true, |t| {
+                t.ring.claimant_pid(Role::Writer) == self.claimed_pid
+            })
+    }
+
+    /// `ready_fast` for a receive alone: the receiving end's claim only.
+    #[inline]
+    pub(super) fn ready_fast_rx(&self) -> bool {
+        !self.closed
+            && self.claimed_gen == Some(fork::generation())
+            && self.rx.as_ref().map_or(true, |r| {
+                r.ring.claimant_pid(Role::Reader) == self.claimed_pid
+            })
+    }
+
     /// Whether this handle may be used now: claimed in this process (else
     /// claims now), and not taken over by another process since
     /// ([`Error::AlreadyClaimed`]: two processes must never drive one end).

@@ -42,6 +42,10 @@ pub struct Connection {
     /// When the peer's liveness was last checked (monotonic ns), across
     /// calls: short timeouts, `try_` and `poll(0)` see a dead peer too.
     pub(super) last_check: Cell<u64>,
+    /// The spin budget now (ns): at most the policy's, halved by each wait
+    /// that spun it out and slept, doubled by each that the spin answered
+    /// (see `wait.rs`).
+    pub(super) spin_now: Cell<u64>,
     pub(super) closed: bool,
     pub(super) policy: WaitPolicy,
     pub(super) partial: Option<Partial>,

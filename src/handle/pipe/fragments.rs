@@ -80,6 +80,7 @@ impl Connection {
             anonymous,
             policy,
             last_check: &self.last_check,
+            spin_now: &self.spin_now,
         };
         // Each round consumes a record or returns: bounded by the data.
         loop {

@@ -128,7 +128,9 @@ fn spec(rings: u64, capacity: usize) -> Result<Spec> {
 /// 50 µs: on a small machine a futex wake costs about 25 µs, so a peer that
 /// answers quickly is caught without a system call; the spinner never
 /// yields its CPU, because a yield can hand it to another task for a whole
-/// scheduler slice: that was W1's millisecond tail), then sleeps on the
+/// scheduler slice: that was W1's millisecond tail; the budget adapts
+/// down to 2 µs while spins run out, as they do when the peer waits for
+/// this very CPU, and back up when a spin is answered), then sleeps on the
 /// ring's event count in slices of at most 100 ms, checking between slices
 /// whether the peer closed or died. A publisher issues `FUTEX_WAKE` only
 /// when the other side announced that it sleeps.
@@ -296,6 +298,7 @@ impl Pipe {
             claimed_pid: 0,
             created_forks: fork::forks(),
             last_check: Cell::new(0),
+            spin_now: Cell::new(u64::MAX),
             closed: false,
             policy: WaitPolicy::default(),
             partial: None,

@@ -81,7 +81,7 @@ impl Connection {
     ) -> Result<usize> {
         // Fast path: a single record is there and fits. Anything else
         // (including any error) takes the general path below.
-        if self.partial.is_none() && !self.skipping && offset <= buf.len() && self.ready_fast() {
+        if self.partial.is_none() && !self.skipping && offset <= buf.len() && self.ready_fast_rx() {
             if let Some(Rx { c: Some(c), .. }) = &mut self.rx {
                 if let Ok(Some(len)) = c.try_pop_plain(&mut buf[offset..]) {
                     return Ok(len);
@@ -166,6 +166,7 @@ impl Connection {
             anonymous,
             policy,
             last_check: &self.last_check,
+            spin_now: &self.spin_now,
         };
         match w.wait(deadline, || Ok(c.try_peek()?.is_some())) {
             Ok(()) | Err(Error::Disconnected) => Ok(true),
@@ -274,30 +275,30 @@ impl Connection {
 }
 
 impl Connection {
-    /// Receives up to `max` single-record messages that are there now into
-    /// `out`, releasing them to the sender by one store. The count.
-    fn pop_batch(&mut self, out: &mut Vec<Vec<u8>>, max: usize) -> usize {
-        if self.partial.is_some() || self.skipping || !self.ready_fast() {
+    /// Hands up to `max` single-record messages that are there now to `f`
+    /// in place, releasing them to the sender by one store (also when `f`
+    /// panics: those it returned from are released). The count.
+    fn pop_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        /// Ends the batch however the loop is left.
+        struct Batch<'c>(&'c mut Consumer<'static>);
+        impl Drop for Batch<'_> {
+            fn drop(&mut self) {
+                self.0.end_batch();
+            }
+        }
+        if self.partial.is_some() || self.skipping || !self.ready_fast_rx() {
             return 0;
         }
         let Some(Rx { c: Some(c), .. }) = &mut self.rx else {
             return 0;
         };
-        let mut n = 0;
         c.begin_batch();
-        while n < max {
-            let Ok(Some(r)) = c.try_peek() else { break };
-            if r.flags() != 0 {
-                break;
-            }
-            let mut v = vec![0u8; r.len()];
-            if c.read(&r, 0, &mut v).is_err() || c.release(r).is_err() {
-                break;
-            }
-            out.push(v);
+        let b = Batch(c);
+        let mut n = 0;
+        while n < max && matches!(b.0.try_pop_plain_with(&mut f), Ok(true)) {
             n += 1;
         }
-        c.end_batch();
+        drop(b);
         n
     }
 
@@ -310,19 +311,21 @@ impl Connection {
         if max == 0 {
             return Ok(0);
         }
-        let n = self.pop_batch(out, max);
+        let n = self.pop_batch(max, |m| out.push(m.to_vec()));
         if n > 0 {
             return Ok(n);
         }
         out.push(self.recv_vec(Limit::Any, deadline)?);
-        Ok(1 + self.pop_batch(out, max - 1))
+        Ok(1 + self.pop_batch(max - 1, |m| out.push(m.to_vec())))
     }
 
     /// Receives several messages in one call: waits (as
     /// [`recv_bytes`](Self::recv_bytes)) for the first, then appends to
     /// `out` up to `max` in all of those already there, released to the
     /// sender by one store. Returns how many were appended (0 only for
-    /// `max == 0`).
+    /// `max == 0`). Each message is a `Vec` of its own (one allocation
+    /// each): [`recv_many_in_place`](Self::recv_many_in_place) allocates
+    /// nothing.
     pub fn recv_many(&mut self, out: &mut Vec<Vec<u8>>, max: usize) -> Result<usize> {
         self.recv_many_inner(out, max, None)
     }
@@ -344,5 +347,57 @@ impl Connection {
         timeout: Duration,
     ) -> Result<usize> {
         self.recv_many_inner(out, max, Some(Deadline::after(timeout)))
+    }
+
+    fn recv_many_in_place_inner(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(&[u8]),
+        deadline: Option<Deadline>,
+    ) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let n = self.pop_batch(max, &mut f);
+        if n > 0 {
+            return Ok(n);
+        }
+        // The first message through the general path: in place, or whole
+        // (a message sent in fragments cannot be borrowed).
+        match self.in_place(deadline).map(|m| f(&m)) {
+            Ok(()) => {}
+            Err(Error::MessageTooLarge { .. }) => f(&self.recv_vec(Limit::Any, deadline)?),
+            Err(e) => return Err(e),
+        }
+        Ok(1 + self.pop_batch(max - 1, f))
+    }
+
+    /// [`recv_many`](Self::recv_many) without copying or allocating: waits
+    /// for the first message, then hands `f` up to `max` in all of those
+    /// already there, each read in place in the ring (a message sent in
+    /// fragments is handed whole, after one copy), and releases them to
+    /// the sender by one store. Returns how many `f` was handed. If `f`
+    /// panics, the message it was handed stays, those before are released.
+    pub fn recv_many_in_place(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize> {
+        self.recv_many_in_place_inner(max, f, None)
+    }
+
+    /// [`recv_many_in_place`](Self::recv_many_in_place) without waiting:
+    /// [`Error::Empty`] if no message is there.
+    pub fn try_recv_many_in_place(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize> {
+        let d = Some(Deadline::PASSED);
+        self.recv_many_in_place_inner(max, f, d)
+            .map_err(|e| timeout_to(e, Error::Empty, d))
+    }
+
+    /// [`recv_many_in_place`](Self::recv_many_in_place), or
+    /// [`Error::Timeout`] if no message comes within `timeout`.
+    pub fn recv_many_in_place_timeout(
+        &mut self,
+        max: usize,
+        f: impl FnMut(&[u8]),
+        timeout: Duration,
+    ) -> Result<usize> {
+        self.recv_many_in_place_inner(max, f, Some(Deadline::after(timeout)))
     }
 }

@@ -24,6 +24,7 @@ impl Connection {
             anonymous: self.anonymous,
             policy: self.policy,
             last_check: &self.last_check,
+            spin_now: &self.spin_now,
         };
         Ok((p, w))
     }
@@ -63,12 +64,9 @@ impl Connection {
     pub(super) fn send_inner(&mut self, buf: &[u8], deadline: Option<Deadline>) -> Result<()> {
         // Fast path: one record that fits now, nothing pending. Anything
         // else (including any error) takes the general path below.
-        if !self.abort_pending && self.ready_fast() {
+        if !self.abort_pending && self.ready_fast_tx() {
             if let Some(Tx { ring, p: Some(p) }) = &mut self.tx {
-                if spsc::record_size(buf.len() as u64) <= ring.capacity() as u64 / 2
-                    && !ring.is_closed(Role::Reader)
-                    && matches!(p.try_push(buf, 0), Ok(true))
-                {
+                if !ring.is_closed(Role::Reader) && p.try_push_plain(buf) {
                     return Ok(());
                 }
             }
@@ -251,7 +249,11 @@ impl Connection {
         p.begin_batch();
         while let Some(m) = it.peek() {
             let m = m.as_ref();
-            if spsc::record_size(m.len() as u64) > half || !matches!(p.try_push(m, 0), Ok(true)) {
+            // The plain push, or at the wrap the general one (padding).
+            if !p.try_push_plain(m)
+                && (spsc::record_size(m.len() as u64) > half
+                    || !matches!(p.try_push(m, 0), Ok(true)))
+            {
                 break;
             }
             it.next();

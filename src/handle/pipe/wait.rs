@@ -24,6 +24,19 @@ pub(super) const SLICE: Duration = Duration::from_millis(100);
 /// The slice when this process could not issue `membarrier` (see `Wake`).
 pub(super) const SHORT_SLICE: Duration = Duration::from_millis(1);
 
+/// The least the spin budget adapts down to (ns). The budget a wait spins
+/// is at most the policy's: halved after a wait that spun it all and slept,
+/// doubled after one the spin answered. Spinning pays only while the peer
+/// runs on another CPU; when both share one (a loaded machine, where the
+/// scheduler keeps two processes that wake each other together), every
+/// spin is spent while the peer waits for this very CPU. With the full
+/// 50 µs each half of a round trip cost 50 µs there (measured: W1 pinned
+/// to one CPU, 116 µs a round trip against 17 µs with `park`); adapted,
+/// about what `park` costs (BENCHMARKS.md, issue 15).
+/// A peer on another CPU answers inside the small budget again, and the
+/// budget grows back within a few waits.
+pub(super) const MIN_SPIN: u64 = 2_000;
+
 /// How a blocked call waits: spin for a budget, then sleep on the futex.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WaitPolicy {
@@ -40,7 +53,11 @@ impl WaitPolicy {
         }
     }
 
-    /// Spin (re-checking the ring) for `spin`, then sleep on the futex.
+    /// Spin (re-checking the ring) for up to `spin`, then sleep on the
+    /// futex. The budget a connection spins adapts below `spin` (halved
+    /// after a wait that spun it out, doubled after one the spin answered,
+    /// never under 2 µs): a peer that shares this CPU cannot answer while
+    /// this side spins.
     pub const fn spin_then_park(spin: Duration) -> Self {
         WaitPolicy { spin }
     }
@@ -68,6 +85,8 @@ pub(super) struct Watch<'a> {
     pub(super) policy: WaitPolicy,
     /// The connection's last liveness check (monotonic ns).
     pub(super) last_check: &'a Cell<u64>,
+    /// The connection's spin budget now (ns; see [`MIN_SPIN`]).
+    pub(super) spin_now: &'a Cell<u64>,
 }
 
 impl Watch<'_> {
@@ -123,14 +142,19 @@ impl Watch<'_> {
             // Spinning catches a peer running on another CPU. It never
             // yields (see the module docs): a peer waiting for this CPU
             // runs once the budget is spent and this waiter sleeps.
+            let full = self.policy.spin.as_nanos().min(u64::MAX as u128) as u64;
+            let budget = self.spin_now.get().min(full);
             let start = monotonic_ns();
-            let end = start.saturating_add(self.policy.spin.as_nanos() as u64);
+            let end = start.saturating_add(budget);
             let mut i = 0u32;
             loop {
                 // One pause per check: a pause can cost over 100 cycles, and
                 // the answer should be seen as soon as it lands.
                 std::hint::spin_loop();
                 if ready()? {
+                    if budget < full {
+                        self.spin_now.set(budget.saturating_mul(2).min(full));
+                    }
                     return Ok(());
                 }
                 i = i.wrapping_add(1);
@@ -138,7 +162,11 @@ impl Watch<'_> {
                     continue;
                 }
                 let now = monotonic_ns();
-                if self.ring.is_closed(self.peer) || now >= end {
+                if self.ring.is_closed(self.peer) {
+                    break;
+                }
+                if now >= end {
+                    self.spin_now.set((budget / 2).max(MIN_SPIN.min(full)));
                     break;
                 }
                 if deadline.is_some_and(Deadline::has_passed) {

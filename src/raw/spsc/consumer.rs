@@ -206,19 +206,103 @@ impl<'a> Consumer<'a> {
     /// the layer above, which handles everything else itself.
     #[inline]
     pub fn try_pop_plain(&mut self, dst: &mut [u8]) -> Result<Option<usize>> {
-        let Some(r) = self.try_peek()? else {
+        let Some((off, len, need)) = self.peek_plain()? else {
             return Ok(None);
         };
-        let len = r.len();
-        if r.flags != 0 || len > dst.len() {
+        if len > dst.len() {
             return Ok(None);
         }
-        // Found just now at the head and inside the data area (try_peek):
-        // the record checks of `read` and `release` cannot fail.
         self.ring
-            .copy_out(r.off + RECORD_HEADER as u64, &mut dst[..len]);
-        self.release_checked(r);
+            .copy_out(off + RECORD_HEADER as u64, &mut dst[..len]);
+        crate::fault::fault_point!("spsc.read.before_release");
+        self.advance(need);
         Ok(Some(len))
+    }
+
+    /// The next record if it carries no flags, read in place: `f` is
+    /// handed its payload (which nobody writes until it returns), then the
+    /// record is consumed: `Ok(true)`. `Ok(false)`, consuming nothing, if
+    /// there is none now or it carries flags. If `f` panics the record
+    /// stays. The in-place batch receive of the layer above.
+    #[cfg(not(loom))]
+    #[inline]
+    pub fn try_pop_plain_with(&mut self, f: impl FnOnce(&[u8])) -> Result<bool> {
+        let Some((off, len, need)) = self.peek_plain()? else {
+            return Ok(false);
+        };
+        // SAFETY: `off + 8 + len <= cap` (peek_plain): inside the data
+        // area, in a published record this consumer has not released, which
+        // the protocol's producer does not write until then.
+        let payload = unsafe {
+            std::slice::from_raw_parts(
+                self.ring.data.add((off + RECORD_HEADER as u64) as usize),
+                len,
+            )
+        };
+        f(payload);
+        crate::fault::fault_point!("spsc.read.before_release");
+        self.advance(need);
+        Ok(true)
+    }
+
+    /// The flagless record at the head, padding before it skipped:
+    /// (data offset, payload length, bytes it spans), checked as
+    /// [`try_peek`](Self::try_peek) checks it; `None` if there is none now
+    /// or it carries flags. The receive fast paths' peek, with no
+    /// [`Record`] made and checked in between.
+    #[inline(always)]
+    fn peek_plain(&mut self) -> Result<Option<(u64, usize, u64)>> {
+        let Some(word) = self.published_header() else {
+            return Ok(None);
+        };
+        if (word >> FLAGS_SHIFT) & FLAGS_MASK != 0 {
+            return self.peek_plain_after(word);
+        }
+        self.plain_at(word).map(Some)
+    }
+
+    /// `peek_plain` past a flagged header `word` at the head: skips it if
+    /// it is padding (at most one padding record precedes a record).
+    #[cold]
+    fn peek_plain_after(&mut self, word: u64) -> Result<Option<(u64, usize, u64)>> {
+        if (word >> FLAGS_SHIFT) as u32 & PAD == 0 {
+            return Ok(None);
+        }
+        let size = record_extent(word, self.head & (self.ring.cap - 1), self.ring.cap)?;
+        self.saw_published(size);
+        self.advance(size);
+        let Some(word) = self.published_header() else {
+            return Ok(None);
+        };
+        match ((word >> FLAGS_SHIFT) & FLAGS_MASK) as u32 {
+            0 => self.plain_at(word).map(Some),
+            f if f & PAD != 0 => Err(Error::Corrupt("padding after padding")),
+            _ => Ok(None),
+        }
+    }
+
+    /// The published flagless header `word` at the head, checked: (data
+    /// offset, payload length, bytes it spans).
+    #[inline(always)]
+    fn plain_at(&mut self, word: u64) -> Result<(u64, usize, u64)> {
+        let cap = self.ring.cap;
+        let off = self.head & (cap - 1);
+        let need = record_size(word as u32 as u64);
+        if off + need > cap {
+            return Err(Error::Corrupt("record crosses the end of the data area"));
+        }
+        self.saw_published(need);
+        Ok((off, word as u32 as usize, need))
+    }
+
+    /// Notes that a record of `size` bytes at the head is published: the
+    /// bound `check` holds records to.
+    #[inline(always)]
+    fn saw_published(&mut self, size: u64) {
+        let end = self.head.wrapping_add(size);
+        if ahead(self.tail, end) > 0 {
+            self.tail = end;
+        }
     }
 
     /// The address of `r`'s payload: `r.len()` bytes nobody writes until

@@ -276,6 +276,41 @@ impl<'a> Producer<'a> {
         }
     }
 
+    /// The send fast path: `src` as one flagless record if it fits now
+    /// without padding and takes at most half the ring; `false` otherwise
+    /// (no room, the wrap, a corrupt `head`), and nothing was written: the
+    /// caller then takes [`try_push`](Self::try_push)'s general path, which
+    /// reports errors. It does what `try_push` does for such a record, with
+    /// no grant made and checked in between.
+    #[inline]
+    pub fn try_push_plain(&mut self, src: &[u8]) -> bool {
+        #[cfg(feature = "fault-injection")]
+        {
+            // The fault points sit on the general path.
+            matches!(self.try_push(src, 0), Ok(true))
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        {
+            let (len, cap) = (src.len() as u64, self.ring.cap);
+            let need = record_size(len);
+            let off = self.tail & (cap - 1);
+            if need > cap / 2 || off + need > cap {
+                return false;
+            }
+            if self.free() < need && (self.refresh_head().is_err() || self.free() < need) {
+                return false;
+            }
+            self.ring.copy_in(off + RECORD_HEADER as u64, src);
+            // `len <= cap / 2 < 2^32` (attach bounds `cap`): fits the header.
+            let word = header_word(self.tail, cap, len as u32, 0);
+            self.publish(need, word);
+            if !self.batching {
+                self.ring.data_ready().notify(1);
+            }
+            true
+        }
+    }
+
     /// Reserves, writes `src` and commits: `Ok(false)` if no room now.
     pub fn try_push(&mut self, src: &[u8], flags: u32) -> Result<bool> {
         match self.try_reserve(src.len(), flags)? {
