@@ -389,7 +389,9 @@ impl Gen {
         let (klen, vlen) = (key.len() as u64, val.len() as u64);
         let off = self.get(G_BUMP);
         let size = rec_size(klen, vlen);
-        if off < self.heap_off || off.saturating_add(size) > self.heap_end {
+        // `bump` is a shared word: a record starts on a word (`w` asserts
+        // it), inside the heap.
+        if off % 8 != 0 || off < self.heap_off || off.saturating_add(size) > self.heap_end {
             return Err(Error::Corrupt("container: heap pointer"));
         }
         self.set(off, klen);
