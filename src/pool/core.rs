@@ -128,8 +128,9 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     progress: Condvar,
     launch: Box<Launch>,
-    /// The driver's buffer for result records (one driver at a time).
-    inbox: Mutex<Vec<u8>>,
+    /// The driver's buffer for result records, and how long it polls
+    /// (one driver at a time).
+    inbox: Mutex<(Vec<u8>, wait::Spin)>,
 }
 
 /// Longest the driver blocks on the result queue before it looks at the
@@ -193,7 +194,7 @@ impl Shared {
             }),
             progress: Condvar::new(),
             launch,
-            inbox: Mutex::new(Vec::new()),
+            inbox: Mutex::new((Vec::new(), wait::Spin::default())),
         });
         {
             let mut st = lock(&shared.state);
@@ -401,18 +402,19 @@ impl Shared {
                 return out;
             }
         }
-        let mut inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        let (inbox, spin) = &mut *guard;
         if inbox.len() < self.results.slot_size() {
             inbox.resize(self.results.slot_size(), 0);
         }
-        let first = wait::recv_into(&self.results, &mut inbox, wait::SPIN, wait);
+        let first = wait::recv_into(&self.results, inbox, spin, wait);
         let mut st = lock(&self.state);
         let idle = match first {
             Ok(n) => {
                 self.on_result(&mut st, &inbox[..n], &mut out);
                 // Whatever else has arrived, under the one lock.
                 for _ in 1..256 {
-                    match self.results.try_recv_bytes_into(&mut inbox) {
+                    match self.results.try_recv_bytes_into(inbox) {
                         Ok(n) => self.on_result(&mut st, &inbox[..n], &mut out),
                         Err(_) => break,
                     }
@@ -421,7 +423,7 @@ impl Shared {
             }
             Err(_) => true,
         };
-        drop(inbox);
+        drop(guard);
         if idle || st.last_check.elapsed() >= SLICE {
             st.last_check = Instant::now();
             self.check(&mut st, &mut out);

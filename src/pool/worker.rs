@@ -89,8 +89,9 @@ fn run<I: crate::process::Message + 'static>(
     let mut out = Vec::new();
     let mut reply = Vec::new();
     let mut cache = None;
+    let mut spin = wait::Spin::default();
     loop {
-        let n = match wait::recv_into(&tasks, &mut task, wait::SPIN, PARENT_CHECK) {
+        let n = match wait::recv_into(&tasks, &mut task, &mut spin, PARENT_CHECK) {
             Ok(n) => n,
             Err(Error::Timeout) => {
                 if std::os::unix::process::parent_id() != start.parent {
