@@ -106,6 +106,10 @@ pub(crate) struct State {
     pub broken: Option<String>,
     /// The thread driving, if any.
     driver: Option<ThreadId>,
+    /// Threads asleep on `progress`, waiting for the driver to hand over
+    /// (std's `notify_all` is a system call even with nobody waiting: one
+    /// per `apply` before this count).
+    idle_waiters: usize,
     last_check: Instant,
 }
 
@@ -190,6 +194,7 @@ impl Shared {
                 terminated: false,
                 broken: None,
                 driver: None,
+                idle_waiters: 0,
                 last_check: Instant::now(),
             }),
             progress: Condvar::new(),
@@ -370,7 +375,12 @@ impl Shared {
             let nested = st.driver == Some(me);
             if st.driver.is_some() && !nested {
                 let wait = deadline.map_or(SLICE, |d| d.saturating_duration_since(now).min(SLICE));
-                let _ = self.progress.wait_timeout(st, wait);
+                st.idle_waiters += 1;
+                let mut st = match self.progress.wait_timeout(st, wait) {
+                    Ok((g, _)) => g,
+                    Err(p) => p.into_inner().0,
+                };
+                st.idle_waiters -= 1;
                 continue;
             }
             if st.terminated && st.tasks.is_empty() {
@@ -385,8 +395,11 @@ impl Shared {
             if !nested {
                 let mut st = lock(&self.state);
                 st.driver = None;
+                let waiting = st.idle_waiters > 0;
                 drop(st);
-                self.progress.notify_all();
+                if waiting {
+                    self.progress.notify_all();
+                }
             }
         }
     }
