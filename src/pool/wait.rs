@@ -36,11 +36,13 @@ const POLLS_PER_CHECK: u32 = 16;
 /// sleeper gets on its wake-up: an idle `apply` round trip took 115 us
 /// with a fixed 50 us poll on the loaded 2-vCPU VM, against 5 to 14 us
 /// sleeping at once (and 1.9 us against 3.5 to 4 us when the pool's
-/// processes had the CPUs to themselves). So the budget halves after each
-/// wait that polling did not end and that took longer than [`SPIN`], and
-/// grows again (up to [`SPIN`]) after each wait shorter than that: it
-/// settles at zero where waits are long, and at [`SPIN`] where they are
-/// short.
+/// processes had the CPUs to themselves). So the budget grows (doubling,
+/// up to [`SPIN`]) after each wait (a record found at once is none) that
+/// polling ended or that ended
+/// within [`SHORT`] anyway, and halves after any other: it settles at
+/// [`SPIN`] where the other side answers within microseconds, and at
+/// zero where it does not (a budget that grew while waits were short and
+/// then made them long, by holding the CPU, shrinks away again).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Spin {
     budget: Duration,
@@ -52,9 +54,13 @@ impl Default for Spin {
     }
 }
 
+/// A wait that polling missed but that ended within this would have been
+/// caught by a somewhat longer poll.
+const SHORT: Duration = Duration::from_micros(10);
+
 impl Spin {
-    fn learn(&mut self, waited: Duration) {
-        self.budget = if waited <= SPIN {
+    fn learn(&mut self, waited: Duration, polled: bool) {
+        self.budget = if polled || waited <= SHORT {
             (self.budget * 2 + Duration::from_micros(1)).min(SPIN)
         } else {
             self.budget / 2
@@ -71,6 +77,11 @@ pub(crate) fn recv_into(
     spin: &mut Spin,
     timeout: Duration,
 ) -> Result<usize, Error> {
+    // A record already there says nothing about waiting: learn nothing.
+    match q.try_recv_bytes_into(buf) {
+        Err(Error::Empty) => {}
+        other => return other,
+    }
     let start = Instant::now();
     let budget = spin.budget.min(timeout);
     'poll: loop {
@@ -78,7 +89,7 @@ pub(crate) fn recv_into(
             match q.try_recv_bytes_into(buf) {
                 Err(Error::Empty) => std::hint::spin_loop(),
                 other => {
-                    spin.learn(start.elapsed());
+                    spin.learn(start.elapsed(), true);
                     return other;
                 }
             }
@@ -90,7 +101,7 @@ pub(crate) fn recv_into(
     let left = timeout.saturating_sub(start.elapsed());
     let got = q.recv_bytes_into_timeout(buf, left);
     if got.is_ok() {
-        spin.learn(start.elapsed());
+        spin.learn(start.elapsed(), false);
     }
     got
 }
