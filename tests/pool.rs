@@ -496,3 +496,24 @@ fn no_worker_outlives_a_killed_parent() {
         "workers outlived their parent"
     );
 }
+
+#[test]
+fn many_threads_wait_on_one_pool() {
+    // One thread drives at a time; the others sleep until it hands over
+    // (woken only when someone sleeps). Every result still arrives, each
+    // to its own caller.
+    let pool = pool2();
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let pool = &pool;
+            s.spawn(move || {
+                for i in 0..100 {
+                    let x = t * 1000 + i;
+                    assert_eq!(pool.apply(double, x).unwrap(), 2 * x);
+                }
+                let v = pool.map_chunked(double, 0..50u64, 1).unwrap();
+                assert_eq!(v, (0..50u64).map(|x| 2 * x).collect::<Vec<_>>());
+            });
+        }
+    });
+}

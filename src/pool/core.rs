@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::record::{self, Payload, Status};
 use super::table::{State as Entry, Table};
+use super::wait;
 use super::{PoolError, TaskError};
 use crate::process::{Process, ProcessError};
 use crate::spill::Spill;
@@ -72,9 +73,32 @@ struct Slot {
     killed_for: Option<u64>,
 }
 
+/// Task sequence numbers are unique and dense: a multiplicative hash
+/// spreads them over the table's control bytes at a fraction of
+/// SipHash's cost (which was a tenth of the parent's instructions per
+/// task, callgrind, `map` with chunksize 1).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct SeqHash(u64);
+
+impl std::hash::Hasher for SeqHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type Tasks = HashMap<u64, Task, std::hash::BuildHasherDefault<SeqHash>>;
+
 pub(crate) struct State {
     slots: Vec<Slot>,
-    tasks: HashMap<u64, Task>,
+    tasks: Tasks,
     pending: VecDeque<u64>,
     next_seq: u64,
     pub closed: bool,
@@ -82,6 +106,10 @@ pub(crate) struct State {
     pub broken: Option<String>,
     /// The thread driving, if any.
     driver: Option<ThreadId>,
+    /// Threads asleep on `progress`, waiting for the driver to hand over
+    /// (std's `notify_all` is a system call even with nobody waiting: one
+    /// per `apply` before this count).
+    idle_waiters: usize,
     last_check: Instant,
 }
 
@@ -104,6 +132,9 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     progress: Condvar,
     launch: Box<Launch>,
+    /// The driver's buffer for result records, and how long it polls
+    /// (one driver at a time).
+    inbox: Mutex<(Vec<u8>, wait::Spin)>,
 }
 
 /// Longest the driver blocks on the result queue before it looks at the
@@ -156,17 +187,19 @@ impl Shared {
             table,
             state: Mutex::new(State {
                 slots,
-                tasks: HashMap::new(),
+                tasks: Tasks::default(),
                 pending: VecDeque::new(),
                 next_seq: 1,
                 closed: false,
                 terminated: false,
                 broken: None,
                 driver: None,
+                idle_waiters: 0,
                 last_check: Instant::now(),
             }),
             progress: Condvar::new(),
             launch,
+            inbox: Mutex::new((Vec::new(), wait::Spin::default())),
         });
         {
             let mut st = lock(&shared.state);
@@ -242,16 +275,16 @@ impl Shared {
         }
     }
 
-    /// Builds the record for task `seq` (spilling its body if needed).
-    fn record(&self, seq: u64, task: &mut Task) -> Result<Vec<u8>, Error> {
+    /// Writes into `rec` the record for task `seq` (spilling its body if
+    /// needed).
+    fn record(&self, seq: u64, task: &mut Task, rec: &mut Vec<u8>) -> Result<(), Error> {
         let body_len =
             4 + task.token.len() + task.items.iter().map(|i| 4 + i.arg.len()).sum::<usize>();
         let count = task.items.len() as u32;
-        let mut rec = Vec::with_capacity(record::TASK_HEADER + body_len.min(self.cfg.slot_size));
+        rec.clear();
         if record::TASK_HEADER + body_len <= self.cfg.slot_size {
-            record::task_header(&mut rec, record::KIND_TASK, false, seq, count);
-            self.body(task, &mut rec)?;
-            return Ok(rec);
+            record::task_header(rec, record::KIND_TASK, false, seq, count);
+            return self.body(task, rec);
         }
         if task.spill.is_none() {
             let mut body = Vec::with_capacity(body_len);
@@ -263,9 +296,9 @@ impl Shared {
             .as_ref()
             .map(Spill::ticket)
             .ok_or(Error::Corrupt("spill"))?;
-        record::task_header(&mut rec, record::KIND_TASK, true, seq, count);
+        record::task_header(rec, record::KIND_TASK, true, seq, count);
         rec.extend_from_slice(&ticket.to_bytes());
-        Ok(rec)
+        Ok(())
     }
 
     fn body(&self, task: &Task, out: &mut Vec<u8>) -> Result<(), Error> {
@@ -279,6 +312,7 @@ impl Shared {
 
     /// Hands queued tasks to workers with room.
     fn dispatch(&self, st: &mut State, out: &mut Vec<Delivery>) {
+        let mut rec = Vec::new();
         while let Some(&seq) = st.pending.front() {
             let depth = self.cfg.depth;
             let max = self.cfg.maxtasks;
@@ -298,15 +332,15 @@ impl Shared {
             let Some(task) = st.tasks.get_mut(&seq) else {
                 continue;
             };
-            let rec = match self.record(seq, task) {
-                Ok(r) => r,
+            match self.record(seq, task, &mut rec) {
+                Ok(()) => {}
                 Err(e) => {
                     let task = st.tasks.remove(&seq).expect("task present");
                     let why = TaskError::EncodeArgument(e.to_string());
                     fail_items(task.items, &why, out);
                     continue;
                 }
-            };
+            }
             let slot = &mut st.slots[i];
             let q = slot.queue.as_ref().expect("checked above");
             match q.try_send_bytes(&rec) {
@@ -341,7 +375,12 @@ impl Shared {
             let nested = st.driver == Some(me);
             if st.driver.is_some() && !nested {
                 let wait = deadline.map_or(SLICE, |d| d.saturating_duration_since(now).min(SLICE));
-                let _ = self.progress.wait_timeout(st, wait);
+                st.idle_waiters += 1;
+                let mut st = match self.progress.wait_timeout(st, wait) {
+                    Ok((g, _)) => g,
+                    Err(p) => p.into_inner().0,
+                };
+                st.idle_waiters -= 1;
                 continue;
             }
             if st.terminated && st.tasks.is_empty() {
@@ -356,8 +395,11 @@ impl Shared {
             if !nested {
                 let mut st = lock(&self.state);
                 st.driver = None;
+                let waiting = st.idle_waiters > 0;
                 drop(st);
-                self.progress.notify_all();
+                if waiting {
+                    self.progress.notify_all();
+                }
             }
         }
     }
@@ -373,24 +415,28 @@ impl Shared {
                 return out;
             }
         }
-        let mut batch = Vec::new();
-        let mut idle = false;
-        match self.results.recv_bytes_timeout(wait) {
-            Ok(b) => {
-                batch.push(b);
-                while batch.len() < 256 {
-                    match self.results.try_recv_bytes() {
-                        Ok(b) => batch.push(b),
+        let mut guard = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        let (inbox, spin) = &mut *guard;
+        if inbox.len() < self.results.slot_size() {
+            inbox.resize(self.results.slot_size(), 0);
+        }
+        let first = wait::recv_into(&self.results, inbox, spin, wait);
+        let mut st = lock(&self.state);
+        let idle = match first {
+            Ok(n) => {
+                self.on_result(&mut st, &inbox[..n], &mut out);
+                // Whatever else has arrived, under the one lock.
+                for _ in 1..256 {
+                    match self.results.try_recv_bytes_into(inbox) {
+                        Ok(n) => self.on_result(&mut st, &inbox[..n], &mut out),
                         Err(_) => break,
                     }
                 }
+                false
             }
-            Err(_) => idle = true,
-        }
-        let mut st = lock(&self.state);
-        for b in batch {
-            self.on_result(&mut st, &b, &mut out);
-        }
+            Err(_) => true,
+        };
+        drop(guard);
         if idle || st.last_check.elapsed() >= SLICE {
             st.last_check = Instant::now();
             self.check(&mut st, &mut out);
@@ -423,22 +469,17 @@ impl Shared {
         let Some(task) = st.tasks.remove(&r.seq) else {
             return;
         };
-        let parsed = spilled
-            .map_err(|e| format!("result spill: {e}"))
-            .and_then(|p| {
-                let items = record::split_results(&p, r.count)
-                    .map_err(|e| e.to_string())?
-                    .into_iter()
-                    .map(|(st, b)| (st, b.to_vec()))
-                    .collect::<Vec<_>>();
-                Ok(items)
-            });
+        let payload = spilled.map_err(|e| format!("result spill: {e}"));
+        let parsed = payload
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|p| record::split_results(p, r.count).map_err(|e| e.to_string()));
         match parsed {
             Ok(items) if items.len() == task.items.len() => {
                 for (it, (status, b)) in task.items.into_iter().zip(items) {
-                    let msg = || String::from_utf8_lossy(&b).into_owned();
+                    let msg = || String::from_utf8_lossy(b).into_owned();
                     let o = match status {
-                        Status::Ok => Ok(b.clone()),
+                        Status::Ok => Ok(b.to_vec()),
                         Status::Panicked => Err(TaskError::Panicked(msg())),
                         Status::DecodeArg => Err(TaskError::DecodeArgument(msg())),
                         Status::EncodeResult => Err(TaskError::EncodeResult(msg())),

@@ -98,15 +98,18 @@
 //! A task or result of any size works: one that outgrows a queue slot
 //! travels through a [`spill`](crate::spill) segment of its own (a 64 MiB
 //! result costs a copy in and a copy out). Large data shared by many
-//! tasks is best given once, as a handle: a shared [`Array`](crate::Array)
-//! passed to the [`initializer`](PoolBuilder::initializer), with only
-//! indices in the tasks, costs nothing per byte (`examples/frames.rs`).
+//! tasks is best given once, as a handle: a shared
+//! [`RawArray`](crate::RawArray) (no lock: the workers read it in place,
+//! in a phase the pool's task hand-over orders) passed to the
+//! [`initializer`](PoolBuilder::initializer), with only indices in the
+//! tasks, costs nothing per byte (`examples/frames.rs`).
 
 mod core;
 mod error;
 mod record;
 mod results;
 mod table;
+mod wait;
 mod worker;
 
 use std::marker::PhantomData;

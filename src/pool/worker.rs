@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::core::{result_spill_name, Objects};
 use super::record::{self, Payload, Status};
 use super::table::{State, Table};
+use super::wait;
 use crate::process::{AnyFn, CallError, FnRef};
 use crate::spill::Spill;
 use crate::{Error, Queue};
@@ -83,10 +84,15 @@ fn run<I: crate::process::Message + 'static>(
     }
     table.set(slot, State::Idle);
     let mut done = 0u64;
+    // Buffers kept from task to task: no allocation per task.
+    let mut task = vec![0u8; tasks.slot_size()];
     let mut out = Vec::new();
+    let mut reply = Vec::new();
+    let mut cache = None;
+    let mut spin = wait::Spin::default();
     loop {
-        let rec = match tasks.recv_bytes_timeout(PARENT_CHECK) {
-            Ok(r) => r,
+        let n = match wait::recv_into(&tasks, &mut task, &mut spin, PARENT_CHECK) {
+            Ok(n) => n,
             Err(Error::Timeout) => {
                 if std::os::unix::process::parent_id() != start.parent {
                     return Ok(());
@@ -96,7 +102,7 @@ fn run<I: crate::process::Message + 'static>(
             Err(Error::Closed) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let t = record::parse_task(&rec).map_err(|e| Error::Corrupt(e.0))?;
+        let t = record::parse_task(&task[..n]).map_err(|e| Error::Corrupt(e.0))?;
         if t.kind == record::KIND_STOP {
             return Ok(());
         }
@@ -105,9 +111,17 @@ fn run<I: crate::process::Message + 'static>(
         // started; nothing of it has run before.
         table.set(slot, State::Running(t.seq));
         out.clear();
-        run_task(&table, slot, &t, &mut out);
-        let rec = finish(base, slot as u16, t.seq, t.count, &out, &results)?;
-        results.send_bytes(&rec)?;
+        run_task(&table, slot, &t, &mut cache, &mut out);
+        finish(
+            base,
+            slot as u16,
+            t.seq,
+            t.count,
+            &out,
+            &results,
+            &mut reply,
+        )?;
+        results.send_bytes(&reply)?;
         table.count_done(slot);
         table.set(slot, State::Idle);
         done += 1;
@@ -118,8 +132,17 @@ fn run<I: crate::process::Message + 'static>(
     }
 }
 
+/// The last function token accepted, and the function it names.
+type FnCache = Option<(Vec<u8>, AnyFn)>;
+
 /// Runs every item of task `t`, appending result items to `out`.
-fn run_task(table: &Table, slot: usize, t: &record::TaskRecord<'_>, out: &mut Vec<u8>) {
+fn run_task(
+    table: &Table,
+    slot: usize,
+    t: &record::TaskRecord<'_>,
+    cache: &mut FnCache,
+    out: &mut Vec<u8>,
+) {
     let spilled;
     let body: &[u8] = match t.payload {
         Payload::Inline(b) => b,
@@ -137,9 +160,16 @@ fn run_task(table: &Table, slot: usize, t: &record::TaskRecord<'_>, out: &mut Ve
         Ok(p) => p,
         Err(e) => return refuse_all(t.count, &e.to_string(), out),
     };
-    let f = match AnyFn::from_bytes(token) {
-        Ok(f) => f,
-        Err(e) => return refuse_all(t.count, &e.to_string(), out),
+    // A map sends the same token with every task: check it once.
+    let f = match cache {
+        Some((bytes, f)) if bytes.as_slice() == token => *f,
+        _ => match AnyFn::from_bytes(token) {
+            Ok(f) => {
+                *cache = Some((token.to_vec(), f));
+                f
+            }
+            Err(e) => return refuse_all(t.count, &e.to_string(), out),
+        },
     };
     for (i, arg) in items.into_iter().enumerate() {
         table.set_item(slot, i as u32);
@@ -189,7 +219,8 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// The result record for `items` (spilled when it outgrows a slot).
+/// Writes into `rec` the result record for `items` (spilled when it
+/// outgrows a slot).
 fn finish(
     base: &str,
     slot: u16,
@@ -197,18 +228,19 @@ fn finish(
     count: u32,
     items: &[u8],
     results: &Queue,
-) -> Result<Vec<u8>, Error> {
-    let mut rec = Vec::with_capacity(record::RESULT_HEADER + items.len().min(results.slot_size()));
+    rec: &mut Vec<u8>,
+) -> Result<(), Error> {
+    rec.clear();
     let count = count.min(1 << 20);
     if record::RESULT_HEADER + items.len() <= results.slot_size() {
-        record::result_header(&mut rec, false, slot, seq, count);
+        record::result_header(rec, false, slot, seq, count);
         rec.extend_from_slice(items);
     } else {
         // The parent takes (and removes) the spill; if this process dies
         // first, the parent removes it by its name.
         let ticket = Spill::create(&result_spill_name(base, seq), items)?.hand_off();
-        record::result_header(&mut rec, true, slot, seq, count);
+        record::result_header(rec, true, slot, seq, count);
         rec.extend_from_slice(&ticket.to_bytes());
     }
-    Ok(rec)
+    Ok(())
 }

@@ -39,6 +39,7 @@ mod w1;
 mod w4;
 mod w5;
 mod w6;
+mod w7;
 mod w8;
 
 use std::time::Instant;
@@ -152,6 +153,7 @@ impl Results {
                 ("ns", "lower")
             }
             "W6-pool-map1" | "W6-pool-map" => ("tasks/s", "higher"),
+            "W7-frames" => ("frames/s", "higher"),
             _ => ("ns/op", "lower"),
         };
         self.recs.push(Rec {
@@ -297,6 +299,11 @@ fn main() {
         let t = Instant::now();
         w6::run(plan, &py, &mut res);
         lap("W6", t);
+    }
+    if on("W7") {
+        let t = Instant::now();
+        w7::run(plan, &py, &mut res);
+        lap("W7", t);
     }
     drop(cleanup);
 

@@ -99,3 +99,45 @@ impl Python {
         ])
     }
 }
+
+const FRAMES_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/peers_frames.py");
+
+impl Python {
+    /// W7: why numpy's frames cannot run (`None`: they can).
+    pub fn frames_missing(&self) -> Option<String> {
+        if let Some(w) = &self.why_not {
+            return Some(w.clone());
+        }
+        let ok = Command::new("python3")
+            .args(["-c", "import numpy"])
+            .output();
+        match ok {
+            Ok(o) if o.status.success() => None,
+            _ => Some("python3 has no numpy (pip install numpy)".into()),
+        }
+    }
+
+    /// W7: frames/s of Python's 2-worker `Pool.map` (chunksize 1, numpy
+    /// filter) over the `n` frames in `file`, and their checksum.
+    pub fn frames(&self, file: &std::path::Path, n: usize) -> (f64, u64) {
+        let out = Command::new("python3")
+            .arg(FRAMES_SCRIPT)
+            .arg(file)
+            .arg(n.to_string())
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "peers_frames.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s = String::from_utf8(out.stdout).expect("utf-8 output");
+        let mut it = s.split_whitespace();
+        let fps = it.next().and_then(|v| v.parse().ok());
+        let sum = it.next().and_then(|v| v.parse().ok());
+        match (fps, sum) {
+            (Some(f), Some(c)) => (f, c),
+            _ => panic!("peers_frames.py: bad output {s:?}"),
+        }
+    }
+}

@@ -80,7 +80,7 @@ pub fn table(res: &Results) -> String {
 /// measured figure is shmprim's value over the peer's; "<=" targets are on
 /// lower-is-better figures, ">=" ones on higher-is-better figures, except
 /// the "x faster" ones, which are the peer's value over shmprim's.
-const TARGETS: [(&str, &str, &str, f64, &str); 32] = [
+const TARGETS: [(&str, &str, &str, f64, &str); 34] = [
     (
         "W1",
         "hw-reference",
@@ -304,6 +304,20 @@ const TARGETS: [(&str, &str, &str, f64, &str); 32] = [
         ">=",
         0.5,
         "W6 pool map, default chunksize: within 2x of rayon",
+    ),
+    (
+        "W7-frames",
+        "sequential",
+        ">=",
+        1.7,
+        "W7 frames, zero-copy pool: at least 1.7x sequential",
+    ),
+    (
+        "W7-frames",
+        "rayon",
+        ">=",
+        0.9,
+        "W7 frames, zero-copy pool: at least 0.9x rayon's speed-up",
     ),
 ];
 
