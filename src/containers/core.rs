@@ -411,13 +411,26 @@ impl Core {
     fn unlink_generations(&self, keep: Option<u64>) {
         // SeqCst: the other half of the Dekker pair in `migrate_with`.
         let created = self.rw(R_CREATED).load(SeqCst);
+        // `oldest` is a shared word: one above `created` (garbage) would
+        // make the range empty and leave every name behind.
         let oldest = self
             .rw(R_OLDEST)
             .load(Acquire)
+            .min(created)
             .max(created.saturating_sub(STRAY_MAX));
-        for n in oldest..=created {
-            if Some(n) != keep {
-                let _ = Segment::unlink_name(&gen_name(&self.base, self.nonce, n));
+        // A handle that opened a root with a garbage nonce names its
+        // generations with it: those names are removed too (they share
+        // this container's base, so they are no one else's).
+        let shared_nonce = self.rw(R_NONCE).load(Relaxed);
+        let nonces = [
+            Some(self.nonce),
+            (shared_nonce != self.nonce).then_some(shared_nonce),
+        ];
+        for nonce in nonces.into_iter().flatten() {
+            for n in oldest..=created {
+                if Some(n) != keep {
+                    let _ = Segment::unlink_name(&gen_name(&self.base, nonce, n));
+                }
             }
         }
     }
@@ -768,7 +781,12 @@ impl<'a> Writer<'a> {
         }
         let g = g?;
         if copy {
-            copy_live(src, &g)?;
+            if let Err(e) = copy_live(src, &g) {
+                // Garbage records refused half-way: the new name goes with
+                // the write (nothing else would know to remove it).
+                let _ = Segment::unlink_name(&gen_name(&core.base, core.nonce, g.number));
+                return Err(e);
+            }
         }
         fault_point!("container.grow.after_copy");
         if let Some(old) = self.work.replace(Box::new(g)) {

@@ -195,6 +195,18 @@ pub fn __fuzz_open(bytes: &[u8]) -> usize {
                 Shape::List => fuzz_list(SharedList::__from_core(c)),
             };
         }
+        // Every handle is gone: no name of this container may be left
+        // (a leak is a finding, as a crash is).
+        #[cfg(target_os = "linux")]
+        if let Ok(dir) = std::fs::read_dir("/dev/shm") {
+            let prefix = name.trim_start_matches('/');
+            let left: Vec<_> = dir
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n == prefix || n.starts_with(&format!("{prefix}.")))
+                .collect();
+            assert!(left.is_empty(), "container names left behind: {left:?}");
+        }
     }
     ok
 }
