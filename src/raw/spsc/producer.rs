@@ -286,8 +286,12 @@ impl<'a> Producer<'a> {
     pub fn try_push_plain(&mut self, src: &[u8]) -> bool {
         #[cfg(feature = "fault-injection")]
         {
-            // The fault points sit on the general path.
-            matches!(self.try_push(src, 0), Ok(true))
+            // The fault points sit on the general path; a record over half
+            // the ring is still refused here (the caller fragments it), as
+            // on the plain path: whole records that large can deadlock two
+            // ends sending to each other.
+            record_size(src.len() as u64) <= self.ring.cap / 2
+                && matches!(self.try_push(src, 0), Ok(true))
         }
         #[cfg(not(feature = "fault-injection"))]
         {
