@@ -82,7 +82,11 @@ fn near_valid(data: &[u8]) {
                 // The position of this word in the lap of `head`, or the next.
                 let off = (k * 8) as u64;
                 let base = head & !(cap as u64 - 1);
-                let pos = if base + off >= head { base + off } else { base + cap as u64 + off };
+                let pos = if base + off >= head {
+                    base + off
+                } else {
+                    base + cap as u64 + off
+                };
                 let word = u64::from_le_bytes(w.try_into().unwrap()) & ((1 << 40) - 1);
                 w.copy_from_slice(&(word | lap(pos) << 40).to_le_bytes());
             }
@@ -104,6 +108,24 @@ fn run(ptr: *mut u8, region: usize) {
                 }
             }
         }
+        // SAFETY: the only consumer (the one above is gone).
+        if let Ok(mut c) = unsafe { ring.consumer() } {
+            // The plain fast paths, one at a time and batched.
+            for _ in 0..16 {
+                if !matches!(c.try_pop_plain(&mut buf), Ok(Some(_))) {
+                    break;
+                }
+            }
+            c.begin_batch();
+            let mut seen = 0usize;
+            for _ in 0..16 {
+                if !matches!(c.try_pop_plain_with(|b| seen += b.len()), Ok(true)) {
+                    break;
+                }
+            }
+            c.end_batch();
+            assert!(seen <= 16 * ring.capacity());
+        }
         // SAFETY: the only producer.
         if let Ok(mut p) = unsafe { ring.producer() } {
             for i in 0..64 {
@@ -111,6 +133,13 @@ fn run(ptr: *mut u8, region: usize) {
                     break;
                 }
             }
+            p.begin_batch();
+            for i in 0..16 {
+                if !p.try_push_plain(&buf[..(i * 53) % buf.len()]) {
+                    break;
+                }
+            }
+            p.end_batch();
         }
     }
 }

@@ -1,7 +1,10 @@
 //! A random sequence of producer and consumer operations on one heap ring,
 //! checked against a model queue: every record comes out once, whole, in
 //! order; a full ring refuses; an uncommitted reservation sends nothing;
-//! ends taken over mid-stream lose nothing.
+//! ends taken over mid-stream lose nothing. The plain fast paths
+//! (`try_push_plain`, `try_pop_plain`, `try_pop_plain_with`) and batches
+//! (`begin_batch` / `end_batch` on both ends) are checked against the same
+//! model.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -28,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
     while let Some(op) = it.next() {
         n = n.wrapping_add(1);
         let arg = it.next().unwrap_or(0) as usize;
-        match op % 7 {
+        match op % 10 {
             0 | 1 => {
                 let len = (arg * arg * (1 + op as usize / 6)) % (cap + 16);
                 let msg: Vec<u8> = (0..len).map(|i| (i as u32 ^ n) as u8).collect();
@@ -85,13 +88,69 @@ fuzz_target!(|data: &[u8]| {
                     c = heap.ring().consumer().unwrap();
                 }
             }
-            _ => {
+            6 => {
                 // Drain everything.
                 while let Some((len, _)) = c.try_pop(&mut buf).unwrap() {
                     let (m, _) = model.pop_front().expect("a record out of nothing");
                     assert_eq!(&buf[..len], &m[..]);
                 }
                 assert!(model.is_empty());
+            }
+            7 => {
+                let len = (arg * arg) % (cap + 16);
+                let msg: Vec<u8> = (0..len).map(|i| (i as u32 ^ n) as u8).collect();
+                if p.try_push_plain(&msg) {
+                    assert!(len + 8 <= cap / 2, "a plain push over half the ring");
+                    model.push_back((msg, 0));
+                }
+            }
+            8 => {
+                let room = arg.min(cap);
+                match c.try_pop_plain(&mut buf[..room]) {
+                    Ok(Some(len)) => {
+                        let (m, f) = model.pop_front().expect("a record out of nothing");
+                        assert_eq!((&buf[..len], f), (&m[..], 0));
+                    }
+                    Ok(None) => {
+                        if let Some((m, 0)) = model.front() {
+                            assert!(m.len() > room, "a plain record that fits was refused");
+                        }
+                    }
+                    Err(e) => panic!("pop plain: {e:?}"),
+                }
+            }
+            _ => {
+                // A batch each way: `arg % 8` plain pushes published by one
+                // store, then plain in-place pops released by one store.
+                p.begin_batch();
+                for k in 0..arg % 8 {
+                    let len = (k * 29 + arg) % (cap / 4);
+                    let msg: Vec<u8> = (0..len).map(|i| (i as u32 ^ n ^ k as u32) as u8).collect();
+                    if !p.try_push_plain(&msg) {
+                        break;
+                    }
+                    model.push_back((msg, 0));
+                }
+                p.end_batch();
+                c.begin_batch();
+                for _ in 0..arg / 8 % 8 {
+                    let mut got = None;
+                    match c.try_pop_plain_with(|b| got = Some(b.to_vec())) {
+                        Ok(true) => {
+                            let (m, f) = model.pop_front().expect("a record out of nothing");
+                            assert_eq!((got.as_deref(), f), (Some(&m[..]), 0));
+                        }
+                        Ok(false) => {
+                            assert!(
+                                !matches!(model.front(), Some((_, 0))),
+                                "a plain record was skipped"
+                            );
+                            break;
+                        }
+                        Err(e) => panic!("pop plain with: {e:?}"),
+                    }
+                }
+                c.end_batch();
             }
         }
     }
