@@ -73,6 +73,24 @@ impl Encoder {
     pub fn finish(self) -> (Vec<u8>, Vec<OwnedFd>) {
         (self.bytes, self.fds)
     }
+
+    /// The bytes so far (the pool encodes a whole map's arguments into
+    /// one encoder, back to back).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Whether any descriptor was passed.
+    pub(crate) fn has_fds(&self) -> bool {
+        !self.fds.is_empty()
+    }
+
+    /// Forgets everything after the first `len` bytes, and every
+    /// descriptor (closing the copies).
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.bytes.truncate(len);
+        self.fds.clear();
+    }
 }
 
 /// Where a [`Message`] is read from: untrusted bytes and the descriptors
