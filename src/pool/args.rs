@@ -58,6 +58,7 @@ impl Args {
     }
 
     /// Item `k`'s bytes.
+    #[inline]
     pub(crate) fn get(&self, k: usize) -> &[u8] {
         let start = if k == 0 { 0 } else { self.ends[k - 1] };
         &self.enc.bytes()[start..self.ends[k]]
@@ -104,6 +105,7 @@ impl Picks {
         }
     }
 
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         match self {
             Picks::Run(lo, hi) => hi - lo,
@@ -112,6 +114,7 @@ impl Picks {
     }
 
     /// The `k`-th position.
+    #[inline]
     pub(crate) fn get(&self, k: usize) -> usize {
         match self {
             Picks::Run(lo, _) => lo + k,

@@ -68,14 +68,12 @@ impl Task {
         Ok(n)
     }
 
-    /// Writes the body into `out`, exactly [`body_len`](Self::body_len)
-    /// bytes.
-    fn write_body(&self, out: &mut [u8]) {
-        let mut at = 0;
+    /// Appends the body to `out`, [`body_len`](Self::body_len) bytes
+    /// (which checked every length).
+    fn write_body(&self, out: &mut Vec<u8>) {
         let mut put = |b: &[u8]| {
-            out[at..at + 4].copy_from_slice(&(b.len() as u32).to_le_bytes());
-            out[at + 4..at + 4 + b.len()].copy_from_slice(b);
-            at += 4 + b.len();
+            out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            out.extend_from_slice(b);
         };
         put(&self.job.token);
         for k in self.picks.iter() {
@@ -385,17 +383,16 @@ impl Shared {
         let h = record::TASK_HEADER;
         rec.clear();
         if h + body_len <= self.cfg.slot_size {
-            rec.resize(h + body_len, 0);
-            rec[..h].copy_from_slice(&record::task_header_bytes(
+            rec.extend_from_slice(&record::task_header_bytes(
                 record::KIND_TASK,
                 false,
                 seq,
                 count,
             ));
-            task.write_body(&mut rec[h..]);
+            task.write_body(rec);
         } else {
             if task.spill.is_none() {
-                let mut body = vec![0; body_len];
+                let mut body = Vec::with_capacity(body_len);
                 task.write_body(&mut body);
                 task.spill = Some(Box::new(Spill::create(
                     &arg_spill_name(&self.base, seq),

@@ -173,20 +173,26 @@ fn run_task(
     for (i, arg) in items.enumerate() {
         table.set_item(slot, i as u32);
         let at = record::begin_item(out);
-        let status = match catch_unwind(AssertUnwindSafe(|| f.call_bytes(arg))) {
-            Ok(Ok(bytes)) => {
-                out.extend_from_slice(&bytes);
-                Status::Ok
-            }
-            Ok(Err(CallError::Argument(e))) => {
-                out.extend_from_slice(e.to_string().as_bytes());
-                Status::DecodeArg
-            }
-            Ok(Err(CallError::Result(e))) => {
-                out.extend_from_slice(e.to_string().as_bytes());
-                Status::EncodeResult
+        // The result is encoded straight after the item's head; a
+        // failure (or a panic, in the function or in the encoding)
+        // replaces whatever part of it was written by the reason.
+        let status = match catch_unwind(AssertUnwindSafe(|| f.call_into(arg, out))) {
+            Ok(Ok(())) => Status::Ok,
+            Ok(Err(e)) => {
+                out.truncate(at + 4);
+                match e {
+                    CallError::Argument(e) => {
+                        out.extend_from_slice(e.to_string().as_bytes());
+                        Status::DecodeArg
+                    }
+                    CallError::Result(e) => {
+                        out.extend_from_slice(e.to_string().as_bytes());
+                        Status::EncodeResult
+                    }
+                }
             }
             Err(p) => {
+                out.truncate(at + 4);
                 out.extend_from_slice(panic_message(&*p).as_bytes());
                 Status::Panicked
             }

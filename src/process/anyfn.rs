@@ -12,7 +12,7 @@
 //! same user and could `ptrace` either side anyway).
 
 use super::message::{Decoder, Encoder, Message};
-use super::target::Raw;
+use super::target::{Call, Raw};
 use super::FnRef;
 use crate::{Error, Result};
 
@@ -85,10 +85,29 @@ impl AnyFn {
     /// Decodes the argument from `arg` (exactly one value, no
     /// descriptors), calls the function, and returns the encoded result.
     pub fn call_bytes(&self, arg: &[u8]) -> std::result::Result<Vec<u8>, CallError> {
+        let mut out = Vec::new();
+        self.call_into(arg, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`call_bytes`](Self::call_bytes), appending the result to `out`
+    /// (no allocation when `out` has room). After a
+    /// [`CallError::Result`], `out` may hold part of the result.
+    pub(crate) fn call_into(
+        &self,
+        arg: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), CallError> {
         let (tramp, func) = self.raw.entry();
         let mut d = Decoder::new(arg, &mut []);
-        let call = tramp(func, &mut d).map_err(CallError::Argument)?;
-        call().map_err(CallError::Result)
+        match tramp(func, &mut d, Some(out)).map_err(CallError::Argument)? {
+            Call::Done(r) => r.map_err(CallError::Result),
+            // Not made with a buffer given: make it now.
+            Call::Prepared(p) => {
+                out.extend_from_slice(&p().map_err(CallError::Result)?);
+                Ok(())
+            }
+        }
     }
 }
 

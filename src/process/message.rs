@@ -74,6 +74,14 @@ impl Encoder {
         (self.bytes, self.fds)
     }
 
+    /// An encoder that appends to `bytes` (a reused buffer).
+    pub(crate) fn with_buffer(bytes: Vec<u8>) -> Encoder {
+        Encoder {
+            bytes,
+            fds: Vec::new(),
+        }
+    }
+
     /// The bytes so far (the pool encodes a whole map's arguments into
     /// one encoder, back to back).
     pub(crate) fn bytes(&self) -> &[u8] {
