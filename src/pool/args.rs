@@ -126,3 +126,36 @@ impl Picks {
         (0..self.len()).map(|k| self.get(k))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::decode;
+
+    #[test]
+    fn items_back_to_back_and_failures_without_bytes() {
+        let mut a = Args::with_capacity(3);
+        a.push(&7u64);
+        a.push(&String::from("abc"));
+        // An anonymous segment passes a descriptor: refused, no bytes.
+        let seg = crate::Segment::anonymous(64).unwrap();
+        a.push(&seg);
+        a.push(&9u32);
+        assert_eq!(a.len(), 4);
+        assert_eq!(decode::<u64>(a.get(0), &mut []).unwrap(), 7);
+        assert_eq!(decode::<String>(a.get(1), &mut []).unwrap(), "abc");
+        assert!(a.get(2).is_empty());
+        assert_eq!(decode::<u32>(a.get(3), &mut []).unwrap(), 9);
+        assert_eq!(a.failed().len(), 1);
+        assert_eq!(a.failed()[0].0, 2);
+    }
+
+    #[test]
+    fn picks_are_runs_when_they_can_be() {
+        assert!(matches!(Picks::of(&[3, 4, 5]), Picks::Run(3, 6)));
+        let p = Picks::of(&[1, 3]);
+        assert!(matches!(p, Picks::List(_)));
+        assert_eq!(p.iter().collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(Picks::Run(2, 4).iter().collect::<Vec<_>>(), vec![2, 3]);
+    }
+}

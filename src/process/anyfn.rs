@@ -91,13 +91,10 @@ impl AnyFn {
     }
 
     /// [`call_bytes`](Self::call_bytes), appending the result to `out`
-    /// (no allocation when `out` has room). After a
-    /// [`CallError::Result`], `out` may hold part of the result.
-    pub(crate) fn call_into(
-        &self,
-        arg: &[u8],
-        out: &mut Vec<u8>,
-    ) -> std::result::Result<(), CallError> {
+    /// (no allocation when `out` has room: a pool worker's per-task
+    /// path). After a [`CallError::Result`] (or a panic), `out` may hold
+    /// part of the result: truncate it back.
+    pub fn call_into(&self, arg: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), CallError> {
         let (tramp, func) = self.raw.entry();
         let mut d = Decoder::new(arg, &mut []);
         match tramp(func, &mut d, Some(out)).map_err(CallError::Argument)? {
@@ -136,5 +133,20 @@ mod tests {
         let mut long = t;
         long.push(0);
         assert!(AnyFn::from_bytes(&long).is_err());
+    }
+
+    #[test]
+    fn call_into_appends_and_reports_which_side_failed() {
+        let f = AnyFn::new(concat);
+        let mut out = b"head".to_vec();
+        f.call_into(&encode(&(String::from("y"), 8u32)).unwrap().0, &mut out)
+            .unwrap();
+        assert_eq!(&out[..4], b"head");
+        assert_eq!(decode::<String>(&out[4..], &mut []).unwrap(), "y8");
+        let mut out = Vec::new();
+        assert!(matches!(
+            f.call_into(&[1, 2], &mut out),
+            Err(CallError::Argument(_))
+        ));
     }
 }
