@@ -10,7 +10,7 @@
 //! forks from a multi-threaded parent on its own account, so the `fork`
 //! start method can replace workers in a single-threaded program.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -110,13 +110,24 @@ struct Slot {
 /// the back, and finishing clears an entry and pops the finished ones at
 /// the front (a hash map's insert and remove per task, even with a cheap
 /// hash, were a tenth of the parent's instructions per task).
+///
+/// A task that runs long while many after it finish (an
+/// `imap_unordered` behind one slow item) would hold the slab open behind
+/// it, an empty entry per finished task: when the slab grows past four
+/// times the tasks it holds (and [`FAR_AFTER`]), its oldest tasks move
+/// aside to `far`, and the slab shrinks to what is in flight.
 #[derive(Default)]
 struct Tasks {
-    /// The sequence number of `slots[0]`.
+    /// The sequence number of `slots[0]`; every number in `far` is below.
     base: u64,
     slots: VecDeque<Option<Task>>,
-    live: usize,
+    /// Tasks in `slots`.
+    near: usize,
+    far: BTreeMap<u64, Task>,
 }
+
+/// The slab's length below which nothing moves to `far`.
+const FAR_AFTER: usize = 256;
 
 impl Tasks {
     fn insert(&mut self, seq: u64, task: Task) {
@@ -129,7 +140,7 @@ impl Tasks {
             self.slots.push_back(None);
         }
         self.slots.push_back(Some(task));
-        self.live += 1;
+        self.near += 1;
     }
 
     fn index(&self, seq: u64) -> Option<usize> {
@@ -138,33 +149,61 @@ impl Tasks {
     }
 
     fn get_mut(&mut self, seq: u64) -> Option<&mut Task> {
+        if seq < self.base {
+            return self.far.get_mut(&seq);
+        }
         let k = self.index(seq)?;
         self.slots[k].as_mut()
     }
 
     fn contains(&self, seq: u64) -> bool {
+        if seq < self.base {
+            return self.far.contains_key(&seq);
+        }
         self.index(seq).is_some_and(|k| self.slots[k].is_some())
     }
 
     fn remove(&mut self, seq: u64) -> Option<Task> {
+        if seq < self.base {
+            return self.far.remove(&seq);
+        }
         let k = self.index(seq)?;
         let t = self.slots[k].take()?;
-        self.live -= 1;
-        while let Some(None) = self.slots.front() {
-            self.slots.pop_front();
-            self.base += 1;
-        }
+        self.near -= 1;
+        self.trim();
         Some(t)
     }
 
+    /// Pops the finished entries at the front, and moves the oldest
+    /// tasks aside while the slab is mostly empty entries.
+    fn trim(&mut self) {
+        loop {
+            match self.slots.front() {
+                Some(None) => {}
+                Some(Some(_)) if self.slots.len() > FAR_AFTER.max(4 * self.near) => {
+                    if let Some(Some(t)) = self.slots.pop_front() {
+                        self.far.insert(self.base, t);
+                        self.near -= 1;
+                    }
+                    self.base += 1;
+                    continue;
+                }
+                _ => return,
+            }
+            self.slots.pop_front();
+            self.base += 1;
+        }
+    }
+
     fn is_empty(&self) -> bool {
-        self.live == 0
+        self.near == 0 && self.far.is_empty()
     }
 
     /// Every task, oldest first, leaving the table empty.
     fn drain(&mut self) -> impl Iterator<Item = Task> + '_ {
-        self.live = 0;
-        self.slots.drain(..).flatten()
+        self.near = 0;
+        let far = std::mem::take(&mut self.far).into_values();
+        far.chain(self.slots.drain(..).flatten())
     }
 }
 
@@ -905,5 +944,56 @@ impl Finished<'_> {
     /// Queues every item for delivery (the bytes copied).
     fn defer(self, out: &mut Vec<Delivery>) {
         self.each(|job, k, o| out.push((job.clone(), k, o.map(<[u8]>::to_vec))));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::args::Args;
+
+    fn task(job: &Arc<Job>) -> Task {
+        Task {
+            job: job.clone(),
+            picks: Picks::Run(0, 1),
+            spill: None,
+        }
+    }
+
+    #[test]
+    fn slab_stays_short_behind_a_long_task() {
+        struct Nowhere;
+        impl Sink for Nowhere {
+            fn deliver(&self, _: usize, _: Result<&[u8], TaskError>) {}
+        }
+        let job = Arc::new(Job {
+            token: Arc::from(&b""[..]),
+            args: Args::with_capacity(0),
+            sink: Arc::new(Nowhere),
+            first: 0,
+        });
+        let mut t = Tasks::default();
+        t.insert(1, task(&job));
+        // Task 1 runs long; 10 000 after it come and go, 4 in flight.
+        for seq in 2..10_002u64 {
+            t.insert(seq, task(&job));
+            if seq >= 6 {
+                assert!(t.remove(seq - 4).is_some());
+            }
+            assert!(
+                t.slots.len() <= FAR_AFTER + 8,
+                "slab grew to {}",
+                t.slots.len()
+            );
+        }
+        assert!(t.contains(1));
+        assert!(t.get_mut(1).is_some());
+        assert!(t.contains(10_001) && !t.contains(9_000));
+        assert!(t.remove(1).is_some());
+        assert!(t.remove(1).is_none());
+        let left: Vec<u64> = (9_998..10_002).filter(|&s| t.contains(s)).collect();
+        assert_eq!(left, vec![9_998, 9_999, 10_000, 10_001]);
+        assert_eq!(t.drain().count(), 4);
+        assert!(t.is_empty());
     }
 }
