@@ -104,6 +104,7 @@
 //! [`initializer`](PoolBuilder::initializer), with only indices in the
 //! tasks, costs nothing per byte (`examples/frames.rs`).
 
+mod args;
 mod core;
 mod error;
 mod record;
@@ -117,7 +118,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use self::core::{Config, Item, Launch, Objects, Shared};
+use self::args::{Args, Job};
+use self::core::{Config, Launch, Objects, Shared};
 use self::results::{Batch, Cell};
 use self::worker::Start;
 use crate::process::{self, AnyFn, Builder, FnRef, Message, Method, Process, ProcessError};
@@ -320,20 +322,6 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// Encodes one argument; anonymous handles cannot travel in a task.
-pub(crate) fn encode_arg<A: Message>(a: &A) -> Result<Vec<u8>, TaskError> {
-    let (bytes, fds) = process::encode(a).map_err(|e| TaskError::EncodeArgument(e.to_string()))?;
-    if fds.is_empty() {
-        Ok(bytes)
-    } else {
-        Err(TaskError::EncodeArgument(
-            "an anonymous handle cannot travel in a task: give it to the initializer, \
-             or use a named one"
-                .into(),
-        ))
-    }
-}
-
 /// Python's default chunk size for `n` items over `workers` workers:
 /// `n / (4 * workers)`, rounded up (at least 1).
 pub fn default_chunksize(n: usize, workers: usize) -> usize {
@@ -427,19 +415,18 @@ impl Pool {
             shared: self.shared.clone(),
             _r: PhantomData,
         };
-        match encode_arg(&a) {
-            Ok(arg) => {
-                let item = Item {
-                    sink: cell,
-                    index: 0,
-                    arg,
-                };
-                self.shared.submit(Self::token(f), vec![item], 1)?;
-            }
-            Err(e) => {
-                use self::core::Sink;
-                cell.deliver(0, Err(e));
-            }
+        let mut args = Args::with_capacity(1);
+        args.push(&a);
+        let job = Arc::new(Job {
+            token: Self::token(f),
+            args,
+            sink: cell,
+            first: 0,
+        });
+        if job.args.failed().is_empty() {
+            self.shared.submit(job, 1)?;
+        } else {
+            job.deliver_failed();
         }
         Ok(res)
     }
@@ -532,32 +519,24 @@ impl Pool {
         A: Message + 'static,
         R: Message + 'static,
     {
-        let args: Vec<Result<Vec<u8>, TaskError>> =
-            items.into_iter().map(|a| encode_arg(&a)).collect();
+        let items = items.into_iter();
+        let mut args = Args::with_capacity(items.size_hint().0);
+        for a in items {
+            args.push(&a);
+        }
         let n = args.len();
         let chunk = chunksize.unwrap_or_else(|| default_chunksize(n, self.workers));
         let batch = Batch::new(n, cb);
-        let mut good = Vec::with_capacity(n);
-        let mut bad = Vec::new();
-        for (index, a) in args.into_iter().enumerate() {
-            match a {
-                Ok(arg) => good.push(Item {
-                    sink: batch.clone(),
-                    index,
-                    arg,
-                }),
-                Err(e) => bad.push((index, e)),
-            }
+        let job = Arc::new(Job {
+            token: Self::token(f),
+            args,
+            sink: batch.clone(),
+            first: 0,
+        });
+        if job.args.failed().len() < n {
+            self.shared.submit(job.clone(), chunk)?;
         }
-        if !good.is_empty() {
-            self.shared.submit(Self::token(f), good, chunk)?;
-        }
-        {
-            use self::core::Sink;
-            for (i, e) in bad {
-                batch.deliver(i, Err(e));
-            }
-        }
+        job.deliver_failed();
         Ok(MapResult {
             batch,
             shared: self.shared.clone(),

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::core::{Item, Outcome, Shared, Sink};
+use super::args::{Args, Job};
+use super::core::{Outcome, Shared, Sink};
 use super::{PoolError, TaskError};
 use crate::process::{decode, Message};
 
@@ -17,9 +18,13 @@ fn take<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 pub(crate) fn decode_outcome<R: Message>(o: &Outcome) -> Result<R, TaskError> {
     match o {
-        Ok(b) => decode::<R>(b, &mut []).map_err(|e| TaskError::DecodeResult(e.to_string())),
+        Ok(b) => decode_result(b),
         Err(e) => Err(e.clone()),
     }
+}
+
+fn decode_result<R: Message>(b: &[u8]) -> Result<R, TaskError> {
+    decode::<R>(b, &mut []).map_err(|e| TaskError::DecodeResult(e.to_string()))
 }
 
 /// What one task runs when its outcome arrives.
@@ -45,7 +50,8 @@ impl Cell {
 }
 
 impl Sink for Cell {
-    fn deliver(&self, _: usize, outcome: Outcome) {
+    fn deliver(&self, _: usize, outcome: Result<&[u8], TaskError>) {
+        let outcome = outcome.map(<[u8]>::to_vec);
         let cb = take(&self.callback).take();
         if let Some(cb) = cb {
             cb(&outcome);
@@ -127,11 +133,29 @@ impl<R: Message> AsyncResult<R> {
     }
 }
 
-/// The outcomes of a map, filled in any order.
+/// The outcomes of a map, filled in any order: each item's result bytes
+/// appended to one buffer (no allocation per item), or its error.
 pub(crate) struct Batch {
-    slots: Mutex<Vec<Option<Outcome>>>,
+    slots: Mutex<Slots>,
     left: AtomicUsize,
     callback: Mutex<Option<BatchCallback>>,
+}
+
+/// A map's outcomes: item `i`'s bytes are `bytes[range]` of its entry.
+struct Slots {
+    bytes: Vec<u8>,
+    at: Vec<Option<Result<std::ops::Range<usize>, TaskError>>>,
+}
+
+impl Slots {
+    /// Item `index`'s outcome, decoded.
+    fn decode<R: Message>(&self, index: usize) -> Result<R, TaskError> {
+        match self.at.get(index) {
+            Some(Some(Ok(r))) => decode_result(&self.bytes[r.clone()]),
+            Some(Some(Err(e))) => Err(e.clone()),
+            _ => Err(TaskError::NotReady),
+        }
+    }
 }
 
 /// What a map runs when its last item arrives.
@@ -140,7 +164,10 @@ pub(crate) type BatchCallback = Box<dyn FnOnce(&Batch) + Send>;
 impl Batch {
     pub(crate) fn new(n: usize, callback: Option<BatchCallback>) -> Arc<Batch> {
         Arc::new(Batch {
-            slots: Mutex::new((0..n).map(|_| None).collect()),
+            slots: Mutex::new(Slots {
+                bytes: Vec::new(),
+                at: (0..n).map(|_| None).collect(),
+            }),
             left: AtomicUsize::new(n),
             callback: Mutex::new(callback),
         })
@@ -153,24 +180,31 @@ impl Batch {
     /// Every value, or the first failed item in input order.
     pub(crate) fn collect<R: Message>(&self) -> Result<Vec<R>, PoolError> {
         let slots = take(&self.slots);
-        let mut out = Vec::with_capacity(slots.len());
-        for (index, o) in slots.iter().enumerate() {
-            let o = o.as_ref().ok_or(PoolError::Item {
-                index,
-                error: TaskError::NotReady,
-            })?;
-            out.push(decode_outcome(o).map_err(|error| PoolError::Item { index, error })?);
+        let mut out = Vec::with_capacity(slots.at.len());
+        for index in 0..slots.at.len() {
+            out.push(
+                slots
+                    .decode(index)
+                    .map_err(|error| PoolError::Item { index, error })?,
+            );
         }
         Ok(out)
     }
 }
 
 impl Sink for Batch {
-    fn deliver(&self, index: usize, outcome: Outcome) {
+    fn deliver(&self, index: usize, outcome: Result<&[u8], TaskError>) {
         {
             let mut s = take(&self.slots);
-            match s.get_mut(index) {
-                Some(slot @ None) => *slot = Some(outcome),
+            let Slots { bytes, at } = &mut *s;
+            match at.get_mut(index) {
+                Some(slot @ None) => {
+                    *slot = Some(outcome.map(|b| {
+                        let start = bytes.len();
+                        bytes.extend_from_slice(b);
+                        start..bytes.len()
+                    }));
+                }
                 _ => return,
             }
         }
@@ -218,10 +252,8 @@ impl<R: Message> MapResult<R> {
     /// Every item's own outcome, in input order (waits for all).
     pub fn results(&self) -> Vec<Result<R, TaskError>> {
         self.wait();
-        take(&self.batch.slots)
-            .iter()
-            .map(|o| o.as_ref().map_or(Err(TaskError::NotReady), decode_outcome))
-            .collect()
+        let slots = take(&self.batch.slots);
+        (0..slots.at.len()).map(|i| slots.decode(i)).collect()
     }
 
     /// Waits until every item has finished.
@@ -246,6 +278,7 @@ impl<R: Message> MapResult<R> {
     pub fn successful(&self) -> Option<bool> {
         self.ready().then(|| {
             take(&self.batch.slots)
+                .at
                 .iter()
                 .all(|o| matches!(o, Some(Ok(_))))
         })
@@ -260,7 +293,8 @@ pub(crate) struct Stream {
 }
 
 impl Sink for Stream {
-    fn deliver(&self, index: usize, outcome: Outcome) {
+    fn deliver(&self, index: usize, outcome: Result<&[u8], TaskError>) {
+        let outcome = outcome.map(<[u8]>::to_vec);
         if self.ordered {
             take(&self.by_index).insert(index, outcome);
         } else {
@@ -337,47 +371,34 @@ where
     /// Submits chunks until the window is full or the input ends.
     fn top_up(&mut self) {
         while !self.exhausted && self.submitted - self.handed + self.chunk <= self.window {
-            let mut items = Vec::with_capacity(self.chunk);
-            let next: Vec<A> = self.input.by_ref().take(self.chunk).collect();
-            let taken = next.len();
-            for a in next {
-                let index = self.submitted + items.len();
-                match super::encode_arg(&a) {
-                    Ok(arg) => items.push(Item {
-                        sink: self.stream.clone(),
-                        index,
-                        arg,
-                    }),
-                    Err(e) => {
-                        // Submit what came before it, then record its error.
-                        let n = items.len();
-                        if let Err(e) = self.send(std::mem::take(&mut items)) {
-                            self.failed = Some(e);
-                            return;
-                        }
-                        self.submitted += n;
-                        self.stream.deliver(self.submitted, Err(e));
-                        self.submitted += 1;
-                    }
-                }
+            let mut args = Args::with_capacity(self.chunk);
+            for a in self.input.by_ref().take(self.chunk) {
+                args.push(&a);
             }
-            if taken < self.chunk {
+            let n = args.len();
+            if n < self.chunk {
                 self.exhausted = true;
             }
-            let n = items.len();
-            if let Err(e) = self.send(items) {
-                self.failed = Some(e);
+            if n == 0 {
                 return;
             }
+            let job = Arc::new(Job {
+                token: self.token.clone(),
+                args,
+                sink: self.stream.clone(),
+                first: self.submitted,
+            });
+            // Items that could not be encoded are recorded; the others
+            // travel (in input order, in as few tasks as the gaps allow).
+            if job.args.failed().len() < n {
+                if let Err(e) = self.shared.submit(job.clone(), self.chunk) {
+                    self.failed = Some(e);
+                    return;
+                }
+            }
+            job.deliver_failed();
             self.submitted += n;
         }
-    }
-
-    fn send(&self, items: Vec<Item>) -> Result<(), PoolError> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        self.shared.submit(self.token.clone(), items, self.chunk)
     }
 
     fn pop(&self) -> Option<Outcome> {

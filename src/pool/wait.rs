@@ -78,21 +78,21 @@ pub(crate) fn recv_into(
     timeout: Duration,
 ) -> Result<usize, Error> {
     // A record already there says nothing about waiting: learn nothing.
-    match q.try_recv_bytes_into(buf) {
-        Err(Error::Empty) => {}
-        other => return other,
+    if let Some(n) = q.poll_recv_into(buf) {
+        return Ok(n);
     }
     let start = Instant::now();
     let budget = spin.budget.min(timeout);
     'poll: loop {
+        // The fast path alone: an empty poll costs a few loads, not the
+        // general receive's walk (the full receive below, after the
+        // budget, sorts out whatever the fast path leaves).
         for _ in 0..POLLS_PER_CHECK {
-            match q.try_recv_bytes_into(buf) {
-                Err(Error::Empty) => std::hint::spin_loop(),
-                other => {
-                    spin.learn(start.elapsed(), true);
-                    return other;
-                }
+            if let Some(n) = q.poll_recv_into(buf) {
+                spin.learn(start.elapsed(), true);
+                return Ok(n);
             }
+            std::hint::spin_loop();
         }
         if start.elapsed() >= budget {
             break 'poll;

@@ -121,7 +121,6 @@ fn run<I: crate::process::Message + 'static>(
             &results,
             &mut reply,
         )?;
-        results.send_bytes(&reply)?;
         table.count_done(slot);
         table.set(slot, State::Idle);
         done += 1;
@@ -171,23 +170,29 @@ fn run_task(
             Err(e) => return refuse_all(t.count, &e.to_string(), out),
         },
     };
-    for (i, arg) in items.into_iter().enumerate() {
+    for (i, arg) in items.enumerate() {
         table.set_item(slot, i as u32);
         let at = record::begin_item(out);
-        let status = match catch_unwind(AssertUnwindSafe(|| f.call_bytes(arg))) {
-            Ok(Ok(bytes)) => {
-                out.extend_from_slice(&bytes);
-                Status::Ok
-            }
-            Ok(Err(CallError::Argument(e))) => {
-                out.extend_from_slice(e.to_string().as_bytes());
-                Status::DecodeArg
-            }
-            Ok(Err(CallError::Result(e))) => {
-                out.extend_from_slice(e.to_string().as_bytes());
-                Status::EncodeResult
+        // The result is encoded straight after the item's head; a
+        // failure (or a panic, in the function or in the encoding)
+        // replaces whatever part of it was written by the reason.
+        let status = match catch_unwind(AssertUnwindSafe(|| f.call_into(arg, out))) {
+            Ok(Ok(())) => Status::Ok,
+            Ok(Err(e)) => {
+                out.truncate(at + 4);
+                match e {
+                    CallError::Argument(e) => {
+                        out.extend_from_slice(e.to_string().as_bytes());
+                        Status::DecodeArg
+                    }
+                    CallError::Result(e) => {
+                        out.extend_from_slice(e.to_string().as_bytes());
+                        Status::EncodeResult
+                    }
+                }
             }
             Err(p) => {
+                out.truncate(at + 4);
                 out.extend_from_slice(panic_message(&*p).as_bytes());
                 Status::Panicked
             }
@@ -219,8 +224,10 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Writes into `rec` the result record for `items` (spilled when it
-/// outgrows a slot).
+/// Sends the result record for `items` (spilled when it outgrows a
+/// slot), built in `rec` (reused: no allocation per task). A copy into
+/// `rec` and the queue's fast copying send cost less than writing into a
+/// reservation in place (callgrind: 170 against 300 instructions).
 fn finish(
     base: &str,
     slot: u16,
@@ -230,17 +237,17 @@ fn finish(
     results: &Queue,
     rec: &mut Vec<u8>,
 ) -> Result<(), Error> {
-    rec.clear();
     let count = count.min(1 << 20);
+    rec.clear();
     if record::RESULT_HEADER + items.len() <= results.slot_size() {
-        record::result_header(rec, false, slot, seq, count);
+        rec.extend_from_slice(&record::result_header_bytes(false, slot, seq, count));
         rec.extend_from_slice(items);
     } else {
         // The parent takes (and removes) the spill; if this process dies
         // first, the parent removes it by its name.
         let ticket = Spill::create(&result_spill_name(base, seq), items)?.hand_off();
-        record::result_header(rec, true, slot, seq, count);
+        rec.extend_from_slice(&record::result_header_bytes(true, slot, seq, count));
         rec.extend_from_slice(&ticket.to_bytes());
     }
-    Ok(())
+    results.send_bytes(rec)
 }

@@ -12,7 +12,7 @@
 //! same user and could `ptrace` either side anyway).
 
 use super::message::{Decoder, Encoder, Message};
-use super::target::Raw;
+use super::target::{Call, Raw};
 use super::FnRef;
 use crate::{Error, Result};
 
@@ -85,10 +85,26 @@ impl AnyFn {
     /// Decodes the argument from `arg` (exactly one value, no
     /// descriptors), calls the function, and returns the encoded result.
     pub fn call_bytes(&self, arg: &[u8]) -> std::result::Result<Vec<u8>, CallError> {
+        let mut out = Vec::new();
+        self.call_into(arg, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`call_bytes`](Self::call_bytes), appending the result to `out`
+    /// (no allocation when `out` has room: a pool worker's per-task
+    /// path). After a [`CallError::Result`] (or a panic), `out` may hold
+    /// part of the result: truncate it back.
+    pub fn call_into(&self, arg: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), CallError> {
         let (tramp, func) = self.raw.entry();
         let mut d = Decoder::new(arg, &mut []);
-        let call = tramp(func, &mut d).map_err(CallError::Argument)?;
-        call().map_err(CallError::Result)
+        match tramp(func, &mut d, Some(out)).map_err(CallError::Argument)? {
+            Call::Done(r) => r.map_err(CallError::Result),
+            // Not made with a buffer given: make it now.
+            Call::Prepared(p) => {
+                out.extend_from_slice(&p().map_err(CallError::Result)?);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -117,5 +133,20 @@ mod tests {
         let mut long = t;
         long.push(0);
         assert!(AnyFn::from_bytes(&long).is_err());
+    }
+
+    #[test]
+    fn call_into_appends_and_reports_which_side_failed() {
+        let f = AnyFn::new(concat);
+        let mut out = b"head".to_vec();
+        f.call_into(&encode(&(String::from("y"), 8u32)).unwrap().0, &mut out)
+            .unwrap();
+        assert_eq!(&out[..4], b"head");
+        assert_eq!(decode::<String>(&out[4..], &mut []).unwrap(), "y8");
+        let mut out = Vec::new();
+        assert!(matches!(
+            f.call_into(&[1, 2], &mut out),
+            Err(CallError::Argument(_))
+        ));
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::boot::{decode_head, Report, DIE_WITH_PARENT};
 use super::info;
 use super::message::Decoder;
+use super::target::Call;
 use super::{EXIT_PANIC, EXIT_REFUSED};
 use crate::sys::child as os;
 use crate::{Connection, End, Pipe, Segment};
@@ -103,7 +104,10 @@ pub(crate) fn run_message(
         }
         info::set_identity(&head.name, Some((head.parent, head.parent_name.clone())));
         let (trampoline, func) = head.token.entry();
-        trampoline(func, &mut input)
+        match trampoline(func, &mut input, None)? {
+            Call::Prepared(p) => Ok(p),
+            Call::Done(_) => Err(crate::Error::Corrupt("trampoline made the call")),
+        }
     });
     match prepared {
         Ok(p) => run(conn, true, p),

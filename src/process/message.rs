@@ -73,6 +73,35 @@ impl Encoder {
     pub fn finish(self) -> (Vec<u8>, Vec<OwnedFd>) {
         (self.bytes, self.fds)
     }
+
+    /// An encoder that appends to `bytes`: a buffer reused from message
+    /// to message (take it back from [`finish`](Self::finish)).
+    pub fn with_buffer(bytes: Vec<u8>) -> Encoder {
+        Encoder {
+            bytes,
+            fds: Vec::new(),
+        }
+    }
+
+    /// The bytes so far: several messages may be encoded back to back
+    /// into one encoder (a pool encodes a whole map's arguments so, with
+    /// no allocation per item).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Whether any descriptor was passed.
+    pub fn has_fds(&self) -> bool {
+        !self.fds.is_empty()
+    }
+
+    /// Forgets everything after the first `len` bytes, and every
+    /// descriptor (closing the copies): undoes a message that failed to
+    /// encode, or that must not pass descriptors.
+    pub fn truncate(&mut self, len: usize) {
+        self.bytes.truncate(len);
+        self.fds.clear();
+    }
 }
 
 /// Where a [`Message`] is read from: untrusted bytes and the descriptors

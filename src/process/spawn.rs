@@ -228,7 +228,10 @@ pub(crate) unsafe fn fork<R: Message, F: FnOnce() -> R>(
             if b.dies_with_parent() && become_daemon(parent.0).is_err() {
                 child::finish(EXIT_REFUSED);
             }
-            let code = child::run(&mut theirs, false, move || encode_result(&f()));
+            let code = child::run(&mut theirs, false, move || {
+                let mut out = Vec::new();
+                encode_result(&f(), &mut out).map(|()| out)
+            });
             child::finish(code)
         }
         Ok(pid) => {

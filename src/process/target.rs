@@ -30,8 +30,20 @@ use crate::{Error, Result};
 /// make, which returns the encoded result.
 pub(crate) type Prepared = Box<dyn FnOnce() -> Result<Vec<u8>>>;
 
-/// Decodes the argument for the function at `func`, returning the call.
-pub(crate) type Trampoline = fn(func: usize, input: &mut Decoder<'_>) -> Result<Prepared>;
+/// What a trampoline did: prepared the call (no buffer given), or made
+/// it, the result appended to the buffer (`Err`: the result could not be
+/// encoded; the buffer may hold part of it).
+pub(crate) enum Call {
+    Prepared(Prepared),
+    Done(Result<()>),
+}
+
+/// Decodes the argument for the function at `func` (an `Err` is the
+/// argument's): with no buffer, returns the call; with one, makes it at
+/// once and appends the encoded result (a pool worker: no allocation per
+/// task, where the boxed call and its result's `Vec` were two).
+pub(crate) type Trampoline =
+    fn(func: usize, input: &mut Decoder<'_>, out: Option<&mut Vec<u8>>) -> Result<Call>;
 
 /// The anchor every offset is taken from: any function of this binary.
 #[inline(never)]
@@ -106,7 +118,8 @@ fn checksum(words: &[u64]) -> u64 {
 fn trampoline<A: Message + 'static, R: Message + 'static>(
     func: usize,
     input: &mut Decoder<'_>,
-) -> Result<Prepared> {
+    out: Option<&mut Vec<u8>>,
+) -> Result<Call> {
     // SAFETY: `func` was checked (FnRef::decode / Raw::check) to be the
     // address of a `fn(A) -> R` of this very binary: the token's offsets
     // were taken from one in the same executable file, and this trampoline
@@ -114,20 +127,29 @@ fn trampoline<A: Message + 'static, R: Message + 'static>(
     let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(func) };
     let a = A::decode(input)?;
     input.finish()?;
-    Ok(Box::new(move || encode_result(&f(a))))
+    Ok(match out {
+        None => Call::Prepared(Box::new(move || {
+            let mut out = Vec::new();
+            encode_result(&f(a), &mut out).map(|()| out)
+        })),
+        Some(out) => Call::Done(encode_result(&f(a), out)),
+    })
 }
 
-/// A result's bytes: no descriptors (they cannot travel back).
-pub(crate) fn encode_result<R: Message>(r: &R) -> Result<Vec<u8>> {
-    let mut out = Encoder::new();
-    r.encode(&mut out)?;
-    let (bytes, fds) = out.finish();
+/// Appends a result's bytes to `out`: no descriptors (they cannot
+/// travel back).
+pub(crate) fn encode_result<R: Message>(r: &R, out: &mut Vec<u8>) -> Result<()> {
+    let mut e = Encoder::with_buffer(std::mem::take(out));
+    let done = r.encode(&mut e);
+    let (bytes, fds) = e.finish();
+    *out = bytes;
+    done?;
     if !fds.is_empty() {
         return Err(Error::Unsupported(
             "a result cannot carry an anonymous handle back to the parent",
         ));
     }
-    Ok(bytes)
+    Ok(())
 }
 
 /// A token for a function `fn(A) -> R` of this program, valid in any
