@@ -249,10 +249,11 @@ impl<'a> Consumer<'a> {
     /// place, one after another, while the next one is published in the
     /// current lap; stops at the first that is not there, carries flags
     /// (padding included), or fails a check (the caller's general path
-    /// reports it). The count handed. Only between
+    /// reports it). The count handed. Between
     /// [`begin_batch`](Self::begin_batch) and
     /// [`end_batch`](Self::end_batch), which releases them; if `f` panics,
     /// the record it was handed stays, those before are released there.
+    /// Called outside a batch, it releases them itself, before returning.
     ///
     /// Per message only what protects this reader is checked: the header
     /// word, read from shared memory, must carry this lap's tag and no
@@ -261,7 +262,18 @@ impl<'a> Consumer<'a> {
     /// data area come from one position, per lap.
     #[inline]
     pub fn pop_plain_many(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
-        debug_assert!(self.batching);
+        if !self.batching {
+            /// Ends the batch however `pop_plain_many` is left.
+            struct Batch<'c, 'a>(&'c mut Consumer<'a>);
+            impl Drop for Batch<'_, '_> {
+                fn drop(&mut self) {
+                    self.0.end_batch();
+                }
+            }
+            self.begin_batch();
+            let b = Batch(self);
+            return b.0.pop_plain_many(max, f);
+        }
         let (cap, mask) = (self.ring.cap, self.ring.cap - 1);
         let mut n = 0;
         'laps: while n < max {

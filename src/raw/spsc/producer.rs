@@ -319,9 +319,10 @@ impl<'a> Producer<'a> {
     /// flagless records while each fits now without padding and takes at
     /// most half the ring; leaves the first that does not in `next` (no
     /// room, the wrap, or too long: the caller's general path takes it;
-    /// `None` once `it` ran out). The count pushed. Only between
+    /// `None` once `it` ran out). The count pushed. Between
     /// [`begin_batch`](Self::begin_batch) and
-    /// [`end_batch`](Self::end_batch), which publishes them.
+    /// [`end_batch`](Self::end_batch), which publishes them (called
+    /// outside a batch, it makes one of its own).
     ///
     /// What `try_push_plain` does per message is done here per run of
     /// records: the room (to the end of the data area and below the cached
@@ -335,7 +336,12 @@ impl<'a> Producer<'a> {
         next: &mut Option<B>,
         it: &mut impl Iterator<Item = B>,
     ) -> usize {
-        debug_assert!(self.batching);
+        if !self.batching {
+            self.begin_batch();
+            let n = self.push_plain_many(next, it);
+            self.end_batch();
+            return n;
+        }
         let mut cur = next.take();
         let n = self.push_run(&mut cur, it);
         *next = cur;

@@ -409,3 +409,24 @@ fn spsc_batch_fast_path_stops_at_a_corrupt_header() {
         c.head = 0;
     }
 }
+
+/// Outside a batch the fast paths make one of their own: what was pushed
+/// is published, what was taken is released (the producer gets its space
+/// back).
+#[test]
+fn spsc_batch_fast_paths_outside_a_batch_publish_and_release() {
+    let h = SpscRing::new(256).unwrap();
+    // SAFETY: one producer and one consumer, this thread.
+    let (mut p, mut c) = unsafe { (h.ring().producer().unwrap(), h.ring().consumer().unwrap()) };
+    for round in 0..50u8 {
+        // Two 32-byte records: a lap holds four rounds, no padding.
+        let msgs = vec![vec![round; 24], vec![round ^ 1; 17]];
+        let mut it = msgs.iter();
+        let mut next = it.next();
+        assert_eq!(p.push_plain_many(&mut next, &mut it), 2, "round {round}");
+        let mut got = Vec::new();
+        assert_eq!(c.pop_plain_many(8, |m| got.push(m.to_vec())), 2);
+        assert_eq!(got, msgs);
+        assert_eq!(h.ring().ctl.cons.head.load(Relaxed), c.head);
+    }
+}
