@@ -431,6 +431,49 @@ fn shm_rtt(n: u64, policy: WaitPolicy) -> f64 {
     e.as_nanos() as f64 / n as f64
 }
 
+/// Messages per `send_many` / `recv_many` call in W2-batch.
+const BATCH: usize = 32;
+
+/// W2 through the batch API: the child sends `BATCH` messages per
+/// `send_many`, the parent takes up to `BATCH` per `recv_many_in_place`
+/// and copies each out (as the spin-ring reference does). Also the
+/// `--stream N --batch` probe.
+pub(crate) fn shm_batch(n: u64, size: usize) -> f64 {
+    let (mut a, mut b) = conns(ring_for(size), WaitPolicy::default());
+    let mut fig = 0.0;
+    pair(
+        move || {
+            b.claim().unwrap();
+            let src = vec![7u8; size];
+            let batch = vec![&src[..]; BATCH];
+            let mut sent = 0u64;
+            while sent < n {
+                let k = (n - sent).min(BATCH as u64) as usize;
+                sent += b.send_many(&batch[..k]).unwrap() as u64;
+            }
+            let _ = b.recv_bytes();
+            std::mem::forget(b);
+        },
+        || {
+            a.claim().unwrap();
+            let mut buf = vec![0u8; size];
+            let mut c = Chunks::new(n);
+            let mut got = 0u64;
+            while got < n {
+                let k = a
+                    .recv_many_in_place(BATCH, |m| buf[..m.len()].copy_from_slice(m))
+                    .unwrap() as u64;
+                std::hint::black_box(&buf);
+                got += k;
+                c.add(k);
+            }
+            fig = c.figure();
+            a.send_bytes(b"done").unwrap();
+        },
+    );
+    fig
+}
+
 /// The ring of a streaming run of `size`-byte messages: 1 MiB, or four
 /// messages if larger (shmprim's and the references' alike).
 pub(crate) fn ring_for(size: usize) -> usize {
@@ -534,6 +577,27 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(1_000_000);
         return pairs(n, args.iter().any(|a| a == "--batch"));
+    }
+    if let Some(k) = args.iter().position(|a| a == "--stream") {
+        // `--stream N [--batch]`: W2 alone, `N` 64-byte messages from a
+        // forked producer, one at a time (or 32 per call): for tracing the
+        // waits (`strace -f -c -e trace=futex,membarrier`).
+        let n = args
+            .get(k + 1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        let batch = args.iter().any(|a| a == "--batch");
+        let ns = if batch {
+            shm_batch(n, SMALL)
+        } else {
+            shm_stream(n, SMALL, RING, WaitPolicy::default(), false)
+        };
+        println!(
+            "{n} messages{}: {ns:.1} ns per message (median chunk), {:.2} M msg/s",
+            if batch { " (batches of 32)" } else { "" },
+            1e3 / ns
+        );
+        return;
     }
     let quick = args.iter().any(|a| a == "--quick");
     let p = if quick { QUICK } else { FULL };

@@ -99,7 +99,16 @@ fn run(ptr: *mut u8, region: usize) {
     // nothing else touches them.
     if let Ok(ring) = unsafe { SpscRing::attach(ptr, region) } {
         let mut buf = vec![0u8; ring.capacity()];
+        // The batch fast path first (it reads the same garbage headers).
         // SAFETY: the only consumer.
+        if let Ok(mut c) = unsafe { ring.consumer() } {
+            let mut total = 0usize;
+            c.begin_batch();
+            c.pop_plain_many(64, |m| total = total.wrapping_add(m.len()));
+            c.end_batch();
+            std::hint::black_box(total);
+        }
+        // SAFETY: the only consumer (the batch's is gone).
         if let Ok(mut c) = unsafe { ring.consumer() } {
             for _ in 0..64 {
                 match c.try_pop(&mut buf) {
@@ -139,6 +148,15 @@ fn run(ptr: *mut u8, region: usize) {
                     break;
                 }
             }
+            p.end_batch();
+        }
+        // SAFETY: the only producer (the one above is gone).
+        if let Ok(mut p) = unsafe { ring.producer() } {
+            let msgs: Vec<&[u8]> = (0..64).map(|i| &buf[..(i * 29) % buf.len()]).collect();
+            let mut it = msgs.iter();
+            let mut next = it.next();
+            p.begin_batch();
+            p.push_plain_many(&mut next, &mut it);
             p.end_batch();
         }
     }

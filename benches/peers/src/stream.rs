@@ -7,51 +7,9 @@ use shmprim::WaitPolicy;
 
 use crate::common::{median, Chunks};
 use crate::pipe_bench::{
-    close, conns, hw_stream, kernel_stream, pair, pipe2, ring_for, shm_stream, socketpair,
+    close, hw_stream, kernel_stream, pair, pipe2, ring_for, shm_batch, shm_stream, socketpair,
     spin_ring_stream, RING,
 };
-
-/// Messages per `send_many` / `recv_many` call in W2-batch.
-const BATCH: usize = 32;
-
-/// W2 through the batch API: the child sends `BATCH` messages per
-/// `send_many`, the parent takes up to `BATCH` per `recv_many_in_place`
-/// and copies each out (as the spin-ring reference does).
-fn shm_batch(n: u64, size: usize) -> f64 {
-    let (mut a, mut b) = conns(ring_for(size), WaitPolicy::default());
-    let mut fig = 0.0;
-    pair(
-        move || {
-            b.claim().unwrap();
-            let src = vec![7u8; size];
-            let batch = vec![&src[..]; BATCH];
-            let mut sent = 0u64;
-            while sent < n {
-                let k = (n - sent).min(BATCH as u64) as usize;
-                sent += b.send_many(&batch[..k]).unwrap() as u64;
-            }
-            let _ = b.recv_bytes();
-            std::mem::forget(b);
-        },
-        || {
-            a.claim().unwrap();
-            let mut buf = vec![0u8; size];
-            let mut c = Chunks::new(n);
-            let mut got = 0u64;
-            while got < n {
-                let k = a
-                    .recv_many_in_place(BATCH, |m| buf[..m.len()].copy_from_slice(m))
-                    .unwrap() as u64;
-                std::hint::black_box(&buf);
-                got += k;
-                c.add(k);
-            }
-            fig = c.figure();
-            a.send_bytes(b"done").unwrap();
-        },
-    );
-    fig
-}
 use crate::python::Python;
 use crate::{iox, rounds, Contender, Plan, Point, Results, LARGE, SMALL};
 

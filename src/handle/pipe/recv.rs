@@ -73,21 +73,44 @@ impl Connection {
         self.recv_vec(Limit::Max(maxlength), Some(Deadline::after(timeout)))
     }
 
+    /// The receive fast path: a single record is there and fits `out`;
+    /// `None` (nothing consumed) otherwise, including on any error, which
+    /// the general path then reports. Kept apart from it so that a receive
+    /// that takes it pays for no more.
+    #[inline(always)]
+    fn recv_fast(&mut self, out: &mut [u8]) -> Option<usize> {
+        if self.partial.is_some() || self.skipping || !self.ready_fast_rx() {
+            return None;
+        }
+        match &mut self.rx {
+            Some(Rx { c: Some(c), .. }) => c.try_pop_plain(out).ok().flatten(),
+            _ => None,
+        }
+    }
+
+    #[inline]
     pub(super) fn recv_into(
         &mut self,
         buf: &mut [u8],
         offset: usize,
         deadline: Option<Deadline>,
     ) -> Result<usize> {
-        // Fast path: a single record is there and fits. Anything else
-        // (including any error) takes the general path below.
-        if self.partial.is_none() && !self.skipping && offset <= buf.len() && self.ready_fast_rx() {
-            if let Some(Rx { c: Some(c), .. }) = &mut self.rx {
-                if let Ok(Some(len)) = c.try_pop_plain(&mut buf[offset..]) {
-                    return Ok(len);
-                }
+        if let Some(out) = buf.get_mut(offset..) {
+            if let Some(len) = self.recv_fast(out) {
+                return Ok(len);
             }
         }
+        self.recv_slow(buf, offset, deadline)
+    }
+
+    /// Everything `recv_fast` leaves.
+    #[inline(never)]
+    fn recv_slow(
+        &mut self,
+        buf: &mut [u8],
+        offset: usize,
+        deadline: Option<Deadline>,
+    ) -> Result<usize> {
         if offset > buf.len() {
             return Err(Error::InvalidArgument(
                 "offset beyond the end of the buffer",
@@ -295,7 +318,14 @@ impl Connection {
         c.begin_batch();
         let b = Batch(c);
         let mut n = 0;
-        while n < max && matches!(b.0.try_pop_plain_with(&mut f), Ok(true)) {
+        // The fast loop, and past what stops it (padding, a flagged or
+        // corrupt record) the general one-record path, which skips padding
+        // and leaves anything else to the caller.
+        loop {
+            n += b.0.pop_plain_many(max - n, &mut f);
+            if n >= max || !matches!(b.0.try_pop_plain_with(&mut f), Ok(true)) {
+                break;
+            }
             n += 1;
         }
         drop(b);

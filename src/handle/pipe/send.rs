@@ -61,16 +61,33 @@ impl Connection {
         Ok(())
     }
 
-    pub(super) fn send_inner(&mut self, buf: &[u8], deadline: Option<Deadline>) -> Result<()> {
-        // Fast path: one record that fits now, nothing pending. Anything
-        // else (including any error) takes the general path below.
-        if !self.abort_pending && self.ready_fast_tx() {
-            if let Some(Tx { ring, p: Some(p) }) = &mut self.tx {
-                if !ring.is_closed(Role::Reader) && p.try_push_plain(buf) {
-                    return Ok(());
+    /// The send fast path: `buf` as one record that fits now, nothing
+    /// pending, the end ours and open; `false` (nothing sent) otherwise,
+    /// including on any error, which the general path then reports. Kept
+    /// apart from it so that a send that takes it pays for no more.
+    #[inline(always)]
+    fn send_fast(&mut self, buf: &[u8]) -> bool {
+        !self.abort_pending
+            && self.ready_fast_tx()
+            && match &mut self.tx {
+                Some(Tx { ring, p: Some(p) }) => {
+                    !ring.is_closed(Role::Reader) && p.try_push_plain(buf)
                 }
+                _ => false,
             }
+    }
+
+    #[inline]
+    pub(super) fn send_inner(&mut self, buf: &[u8], deadline: Option<Deadline>) -> Result<()> {
+        if self.send_fast(buf) {
+            return Ok(());
         }
+        self.send_slow(buf, deadline)
+    }
+
+    /// Everything `send_fast` leaves.
+    #[inline(never)]
+    fn send_slow(&mut self, buf: &[u8], deadline: Option<Deadline>) -> Result<()> {
         self.ready()?;
         self.flush_abort(deadline)?;
         let cap = match &self.tx {
@@ -228,14 +245,15 @@ impl Connection {
 }
 
 impl Connection {
-    /// Pushes messages of `it` while each fits now as one record, all
-    /// published by one store; stops at (and keeps) the first that does
-    /// not. The count pushed.
+    /// Pushes `next`, then the messages of `it`, while each fits now as
+    /// one record, all published by one store; leaves the first that does
+    /// not in `next` (`None` once `it` ran out). The count pushed.
     fn push_batch<B: AsRef<[u8]>>(
         &mut self,
-        it: &mut std::iter::Peekable<impl Iterator<Item = B>>,
+        next: &mut Option<B>,
+        it: &mut impl Iterator<Item = B>,
     ) -> usize {
-        if self.abort_pending || !self.ready_fast() {
+        if next.is_none() || self.abort_pending || !self.ready_fast() {
             return 0;
         }
         let Some(Tx { ring, p: Some(p) }) = &mut self.tx else {
@@ -247,16 +265,17 @@ impl Connection {
         let half = ring.capacity() as u64 / 2;
         let mut n = 0;
         p.begin_batch();
-        while let Some(m) = it.peek() {
-            let m = m.as_ref();
-            // The plain push, or at the wrap the general one (padding).
-            if !p.try_push_plain(m)
-                && (spsc::record_size(m.len() as u64) > half
-                    || !matches!(p.try_push(m, 0), Ok(true)))
-            {
+        loop {
+            n += p.push_plain_many(next, it);
+            // What stopped it: the wrap (the general push pads), no room,
+            // or a message too long for one record.
+            let Some(m) = next.as_ref().map(|m| m.as_ref()) else {
+                break;
+            };
+            if spsc::record_size(m.len() as u64) > half || !matches!(p.try_push(m, 0), Ok(true)) {
                 break;
             }
-            it.next();
+            *next = it.next();
             n += 1;
         }
         p.end_batch();
@@ -268,16 +287,18 @@ impl Connection {
         msgs: I,
         deadline: Option<Deadline>,
     ) -> Result<usize> {
-        let mut it = msgs.into_iter().peekable();
-        let n = self.push_batch(&mut it);
+        let mut it = msgs.into_iter();
+        let mut next = it.next();
+        let n = self.push_batch(&mut next, &mut it);
         if n > 0 {
             return Ok(n);
         }
-        let Some(first) = it.next() else {
+        let Some(first) = next else {
             return Ok(0);
         };
         self.send_inner(first.as_ref(), deadline)?;
-        Ok(1 + self.push_batch(&mut it))
+        let mut next = it.next();
+        Ok(1 + self.push_batch(&mut next, &mut it))
     }
 
     /// Sends several messages in one call: waits (as

@@ -245,6 +245,88 @@ impl<'a> Consumer<'a> {
         Ok(true)
     }
 
+    /// The batch fast path: hands `f` up to `max` flagless records in
+    /// place, one after another, while the next one is published in the
+    /// current lap; stops at the first that is not there, carries flags
+    /// (padding included), or fails a check (the caller's general path
+    /// reports it). The count handed. Between
+    /// [`begin_batch`](Self::begin_batch) and
+    /// [`end_batch`](Self::end_batch), which releases them; if `f` panics,
+    /// the record it was handed stays, those before are released there.
+    /// Called outside a batch, it releases them itself, before returning.
+    ///
+    /// Per message only what protects this reader is checked: the header
+    /// word, read from shared memory, must carry this lap's tag and no
+    /// flags (one comparison of its high half), and the record must end
+    /// inside the data area. The lap tag and the room to the end of the
+    /// data area come from one position, per lap.
+    #[inline]
+    pub fn pop_plain_many(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        if !self.batching {
+            /// Ends the batch however `pop_plain_many` is left.
+            struct Batch<'c, 'a>(&'c mut Consumer<'a>);
+            impl Drop for Batch<'_, '_> {
+                fn drop(&mut self) {
+                    self.0.end_batch();
+                }
+            }
+            self.begin_batch();
+            let b = Batch(self);
+            return b.0.pop_plain_many(max, f);
+        }
+        let (cap, mask) = (self.ring.cap, self.ring.cap - 1);
+        let mut n = 0;
+        'laps: while n < max {
+            let off = self.head & mask;
+            // The high half of a published flagless header at `head`.
+            let expect = lap_tag(self.head, cap) << (TAG_SHIFT - FLAGS_SHIFT);
+            let mut room = cap - off;
+            let mut at = off;
+            while n < max {
+                // SYNC POINT: as in `published_header`.
+                let word = self.ring.word(at).load(Acquire);
+                let need = record_size(word as u32 as u64);
+                if word >> FLAGS_SHIFT != expect || need > room {
+                    break 'laps;
+                }
+                self.hand_out(at, word as u32 as usize, &mut f);
+                // At once: if the next `f` panics, `end_batch` releases up
+                // to here.
+                self.head = self.head.wrapping_add(need);
+                at += need;
+                room -= need;
+                n += 1;
+                if room == 0 {
+                    continue 'laps; // the next lap: a new tag
+                }
+            }
+        }
+        if ahead(self.tail, self.head) > 0 {
+            self.tail = self.head;
+        }
+        n
+    }
+
+    /// Hands `f` the `len` payload bytes of the published, unreleased
+    /// record at data offset `at` (`at + 8 + len <= cap`, checked).
+    #[inline(always)]
+    fn hand_out(&self, at: u64, len: usize, f: &mut impl FnMut(&[u8])) {
+        let base = at + RECORD_HEADER as u64;
+        #[cfg(not(loom))]
+        {
+            // SAFETY: `base + len <= cap` (the caller's check): inside the
+            // data area, in a published record this consumer has not
+            // released, which the producer does not write until then.
+            f(unsafe { std::slice::from_raw_parts(self.ring.data.add(base as usize), len) });
+        }
+        #[cfg(loom)]
+        {
+            let mut v = vec![0u8; len];
+            self.ring.copy_out(base, &mut v);
+            f(&v);
+        }
+    }
+
     /// The flagless record at the head, padding before it skipped:
     /// (data offset, payload length, bytes it spans), checked as
     /// [`try_peek`](Self::try_peek) checks it; `None` if there is none now

@@ -44,7 +44,10 @@
 //! A header word is the record's publication: it counts only if its tag is
 //! the one of its own position's lap. Before a slot is published it holds
 //! either 0 (the producer zeroes the word just past each record it
-//! publishes, when that word is free) or, when the ring was exactly full,
+//! publishes, when that word is free; in a batch, whose records are
+//! published together by its first header, the word past the last one:
+//! the others are overwritten by the next header) or, when the ring was
+//! exactly full,
 //! the header of the record one lap earlier (whose tag is the previous
 //! lap's, always different). Nothing else can be there, so stale payload
 //! bytes are never taken for a header. Format version 3 (magic

@@ -82,7 +82,7 @@ impl<'a> Producer<'a> {
     /// published" whatever the previous lap left there; when that word is
     /// not free (the ring is exactly full) it holds the previous lap's
     /// header at the cached `head`, whose tag differs.
-    #[inline]
+    #[inline(always)]
     fn publish(&mut self, size: u64, word: u64) {
         let mask = self.ring.cap - 1;
         let end = self.tail.wrapping_add(size);
@@ -282,7 +282,7 @@ impl<'a> Producer<'a> {
     /// caller then takes [`try_push`](Self::try_push)'s general path, which
     /// reports errors. It does what `try_push` does for such a record, with
     /// no grant made and checked in between.
-    #[inline]
+    #[inline(always)]
     pub fn try_push_plain(&mut self, src: &[u8]) -> bool {
         #[cfg(feature = "fault-injection")]
         {
@@ -312,6 +312,131 @@ impl<'a> Producer<'a> {
                 self.ring.data_ready().notify(1);
             }
             true
+        }
+    }
+
+    /// The batch fast path: pushes `next`, then the messages of `it`, as
+    /// flagless records while each fits now without padding and takes at
+    /// most half the ring; leaves the first that does not in `next` (no
+    /// room, the wrap, or too long: the caller's general path takes it;
+    /// `None` once `it` ran out). The count pushed. Between
+    /// [`begin_batch`](Self::begin_batch) and
+    /// [`end_batch`](Self::end_batch), which publishes them (called
+    /// outside a batch, it makes one of its own).
+    ///
+    /// What `try_push_plain` does per message is done here per run of
+    /// records: the room (to the end of the data area and below the cached
+    /// `head`, refreshed at most once) and the lap tag come from one
+    /// position; per message are left the length check, the copy and the
+    /// header. The word past a record is zeroed only after the last one:
+    /// the others' are overwritten by the next header, and none of them is
+    /// reachable before `end_batch` stores the batch's first header.
+    pub fn push_plain_many<B: AsRef<[u8]>>(
+        &mut self,
+        next: &mut Option<B>,
+        it: &mut impl Iterator<Item = B>,
+    ) -> usize {
+        if !self.batching {
+            self.begin_batch();
+            let n = self.push_plain_many(next, it);
+            self.end_batch();
+            return n;
+        }
+        let mut cur = next.take();
+        let n = self.push_run(&mut cur, it);
+        *next = cur;
+        n
+    }
+
+    /// `push_plain_many` on a local `cur` (kept in registers).
+    #[inline(always)]
+    fn push_run<B: AsRef<[u8]>>(
+        &mut self,
+        cur: &mut Option<B>,
+        it: &mut impl Iterator<Item = B>,
+    ) -> usize {
+        #[cfg(feature = "fault-injection")]
+        {
+            // The fault points sit on the general path, per message.
+            let mut n = 0;
+            while cur
+                .as_ref()
+                .is_some_and(|m| self.try_push_plain(m.as_ref()))
+            {
+                *cur = it.next();
+                n += 1;
+            }
+            n
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        {
+            let (cap, mask) = (self.ring.cap, self.ring.cap - 1);
+            // A record over half the ring is refused (the caller fragments
+            // it): whole records that large can deadlock two ends sending to
+            // each other. A run is held to half the ring as well, which
+            // bounds each of its records with no test per record.
+            let half = cap / 2;
+            let mut n = 0;
+            let mut refreshed = false;
+            loop {
+                let (start, off) = (self.tail, self.tail & mask);
+                // Bytes to the end of the data area, and of those free.
+                let lap_room = cap - off;
+                let mut room = lap_room.min(self.free()).min(half);
+                let hi = lap_tag(start, cap) << TAG_SHIFT;
+                let mut at = off;
+                if self.deferred.is_none() {
+                    // The batch's first header: stored by `end_batch`,
+                    // after every other record of the batch.
+                    match cur {
+                        Some(m) if record_size(m.as_ref().len() as u64) <= room => {
+                            let m = m.as_ref();
+                            self.ring.copy_in(at + RECORD_HEADER as u64, m);
+                            // `len <= cap / 2 < 2^32` (attach bounds `cap`).
+                            self.deferred = Some((start, hi | m.len() as u64));
+                            let need = record_size(m.len() as u64);
+                            at += need;
+                            room -= need;
+                            n += 1;
+                            *cur = it.next();
+                        }
+                        // It does not fit (the loop below stops at it
+                        // too, at once), or no message: see below.
+                        _ => {}
+                    }
+                }
+                while let Some(m) = cur {
+                    let m = m.as_ref();
+                    let need = record_size(m.len() as u64);
+                    if need > room {
+                        break;
+                    }
+                    self.ring.copy_in(at + RECORD_HEADER as u64, m);
+                    // Ordered before the consumer's reads by the first
+                    // header's Release store, which it acquires first.
+                    self.ring.word(at).store(hi | m.len() as u64, Relaxed);
+                    at += need;
+                    room -= need;
+                    n += 1;
+                    *cur = it.next();
+                }
+                if at != off {
+                    self.tail = start.wrapping_add(at - off);
+                    // The word past the last record, if free (see `publish`).
+                    if self.free() >= RECORD_HEADER as u64 {
+                        self.ring.word(self.tail & mask).store(0, Relaxed);
+                    }
+                }
+                // Stopped by the cached `head` only: refresh it, once.
+                let more = cur.as_ref().is_some_and(|m| {
+                    let need = record_size(m.as_ref().len() as u64);
+                    need <= half && need <= lap_room - (at - off) && need > self.free()
+                });
+                if !more || refreshed || self.refresh_head().is_err() {
+                    return n;
+                }
+                refreshed = true;
+            }
         }
     }
 

@@ -105,7 +105,7 @@ impl<'a> Ring<'a> {
         // SAFETY: `[off, off + len)` lies inside the data area and inside a
         // record the producer reserved: nobody else reads or writes it now.
         unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), self.data.add(off as usize), src.len())
+            copy_bytes(src.as_ptr(), self.data.add(off as usize), src.len())
         };
         #[cfg(loom)]
         for (i, chunk) in src.chunks(8).enumerate() {
@@ -126,13 +126,54 @@ impl<'a> Ring<'a> {
         // SAFETY: `[off, off + len)` lies inside the data area and inside a
         // published, unreleased record: the producer does not write it now.
         unsafe {
-            std::ptr::copy_nonoverlapping(self.data.add(off as usize), dst.as_mut_ptr(), dst.len())
+            copy_bytes(self.data.add(off as usize), dst.as_mut_ptr(), dst.len())
         };
         #[cfg(loom)]
         for (i, chunk) in dst.chunks_mut(8).enumerate() {
             debug_assert!(off % 8 == 0);
             let w = self.word(off + 8 * i as u64).load(Relaxed).to_le_bytes();
             chunk.copy_from_slice(&w[..chunk.len()]);
+        }
+    }
+}
+
+/// `copy_nonoverlapping`, with the small copies of streaming (up to 64
+/// bytes) inlined as two overlapping word copies: no call to `memcpy`, and
+/// no registers spilled around one in the loops that call this.
+///
+/// # Safety
+///
+/// As `copy_nonoverlapping(src, dst, len)`.
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn copy_bytes(src: *const u8, dst: *mut u8, len: usize) {
+    use std::ptr::{read_unaligned as rd, write_unaligned as wr};
+    /// Copies `len` bytes, `size_of::<T>() <= len <= 2 * size_of::<T>()`,
+    /// as the first and the last `T` (overlapping when `len` is less).
+    #[inline(always)]
+    unsafe fn two<T: Copy>(src: *const u8, dst: *mut u8, len: usize) {
+        let k = len - std::mem::size_of::<T>();
+        // SAFETY: both `T`s lie inside `[0, len)` of either range (the
+        // caller's bounds); unaligned reads and writes of plain bytes.
+        unsafe {
+            wr(dst.cast::<T>(), rd(src.cast::<T>()));
+            wr(dst.add(k).cast::<T>(), rd(src.add(k).cast::<T>()));
+        }
+    }
+    // SAFETY: in each arm `len` is in the range `two` requires of its
+    // `T`; the ranges are the caller's (valid, `len` bytes, disjoint).
+    unsafe {
+        match len {
+            32..=64 => two::<[u64; 4]>(src, dst, len),
+            16..=31 => two::<[u64; 2]>(src, dst, len),
+            8..=15 => two::<u64>(src, dst, len),
+            4..=7 => two::<u32>(src, dst, len),
+            0..=3 => {
+                for i in 0..len {
+                    *dst.add(i) = *src.add(i);
+                }
+            }
+            _ => std::ptr::copy_nonoverlapping(src, dst, len),
         }
     }
 }

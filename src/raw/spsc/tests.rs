@@ -302,3 +302,131 @@ fn spsc_streams_across_the_2_64_wrap() {
         "the successor did not see the in-message bit"
     );
 }
+
+/// Pushes `msgs` as one batch through the batch fast path, and past what
+/// stops it through the general push (padding), as the pipe layer does;
+/// the count pushed.
+fn push_batch(p: &mut Producer<'_>, msgs: &[Vec<u8>]) -> usize {
+    let mut it = msgs.iter();
+    let mut next = it.next();
+    let mut n = 0;
+    p.begin_batch();
+    loop {
+        n += p.push_plain_many(&mut next, &mut it);
+        match next {
+            Some(m) if p.try_push(m, 0).unwrap() => {
+                next = it.next();
+                n += 1;
+            }
+            _ => break,
+        }
+    }
+    p.end_batch();
+    n
+}
+
+/// The batch fast paths (`push_plain_many`, `pop_plain_many`) keep record
+/// boundaries and contents across padding, laps, a full ring and the 2^64
+/// wrap, in batches of every size, and publish nothing before
+/// `end_batch`.
+#[test]
+fn spsc_batch_fast_paths_stream_in_order_across_the_wrap() {
+    let h = SpscRing::new(256).unwrap();
+    let ring = h.ring();
+    // SAFETY: fresh ring, no producer or consumer yet.
+    unsafe { ring.__start_positions_at(u64::MAX - 3000) };
+    // SAFETY: one producer and one consumer, this thread.
+    let (mut p, mut c) = unsafe { (ring.producer().unwrap(), ring.consumer().unwrap()) };
+    let msg = |i: usize| -> Vec<u8> { (0..(i * 7) % 70).map(|j| (i * 5 + j) as u8).collect() };
+    let (mut sent, mut got) = (0usize, 0usize);
+    for round in 0..400 {
+        let k = 1 + round % 9;
+        let batch: Vec<Vec<u8>> = (sent..sent + k).map(msg).collect();
+        p.begin_batch();
+        let mut it = batch.iter();
+        let mut next = it.next();
+        let fast = p.push_plain_many(&mut next, &mut it);
+        // Nothing is visible before the batch ends.
+        c.begin_batch();
+        assert_eq!(c.pop_plain_many(usize::MAX, |_| panic!("unpublished")), 0);
+        c.end_batch();
+        p.end_batch();
+        sent += fast;
+        sent += push_batch(&mut p, &batch[fast..]);
+        c.begin_batch();
+        let mut n = 0;
+        for tries in 0.. {
+            assert!(tries < 1000, "messages lost: {got} of {sent}");
+            n += c.pop_plain_many(1 + round % 5, |m| {
+                assert_eq!(m, &msg(got)[..], "message {got}");
+                got += 1;
+            });
+            // Padding: the general path skips it.
+            let mut buf = [0u8; 256];
+            match c.try_pop_plain(&mut buf).unwrap() {
+                Some(len) => {
+                    assert_eq!(&buf[..len], &msg(got)[..], "message {got}");
+                    got += 1;
+                    n += 1;
+                }
+                None if got == sent => break,
+                None => {}
+            }
+        }
+        c.end_batch();
+        assert!(n > 0);
+    }
+    assert_eq!(got, sent);
+    assert!(sent > 400);
+    assert!(ring.ctl.cons.head.load(Relaxed) < 1 << 20, "never wrapped");
+}
+
+/// A corrupt header inside a batch stops the consumer's fast path at it
+/// (nothing past it is handed out) and the general path reports it as
+/// `Corrupt`; a length past the end of the data area is never read.
+#[test]
+fn spsc_batch_fast_path_stops_at_a_corrupt_header() {
+    let h = SpscRing::new(256).unwrap();
+    let ring = h.ring();
+    let tag0 = lap_tag(0, 256) << TAG_SHIFT;
+    // SAFETY: one producer and one consumer, this thread.
+    let (mut p, mut c) = unsafe { (ring.producer().unwrap(), ring.consumer().unwrap()) };
+    let msgs = vec![vec![1u8; 8], vec![2u8; 8], vec![3u8; 8]];
+    assert_eq!(push_batch(&mut p, &msgs), 3);
+    for bad in [
+        tag0 | 249,
+        tag0 | u32::MAX as u64,
+        tag0 | (0x80 << FLAGS_SHIFT),
+    ] {
+        ring.word(16).store(bad, Relaxed);
+        c.begin_batch();
+        let mut seen = Vec::new();
+        assert_eq!(c.pop_plain_many(8, |m| seen.push(m.to_vec())), 1);
+        c.end_batch();
+        assert_eq!(seen, [vec![1u8; 8]]);
+        assert!(matches!(c.try_peek(), Err(Error::Corrupt(_))));
+        // Back to the first record for the next kind of garbage.
+        c.head = 0;
+    }
+}
+
+/// Outside a batch the fast paths make one of their own: what was pushed
+/// is published, what was taken is released (the producer gets its space
+/// back).
+#[test]
+fn spsc_batch_fast_paths_outside_a_batch_publish_and_release() {
+    let h = SpscRing::new(256).unwrap();
+    // SAFETY: one producer and one consumer, this thread.
+    let (mut p, mut c) = unsafe { (h.ring().producer().unwrap(), h.ring().consumer().unwrap()) };
+    for round in 0..50u8 {
+        // Two 32-byte records: a lap holds four rounds, no padding.
+        let msgs = vec![vec![round; 24], vec![round ^ 1; 17]];
+        let mut it = msgs.iter();
+        let mut next = it.next();
+        assert_eq!(p.push_plain_many(&mut next, &mut it), 2, "round {round}");
+        let mut got = Vec::new();
+        assert_eq!(c.pop_plain_many(8, |m| got.push(m.to_vec())), 2);
+        assert_eq!(got, msgs);
+        assert_eq!(h.ring().ctl.cons.head.load(Relaxed), c.head);
+    }
+}

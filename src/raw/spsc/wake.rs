@@ -85,7 +85,7 @@ impl Wake {
 
     /// Wakes up to `n` sleepers, if any announced themselves; call it after
     /// publishing. A registered process pays a compiler barrier and a load.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn notify(&self, n: u32) {
         if !cfg!(loom) && membarrier::registered() {
             std::sync::atomic::compiler_fence(SeqCst);
