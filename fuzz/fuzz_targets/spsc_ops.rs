@@ -121,36 +121,68 @@ fuzz_target!(|data: &[u8]| {
             }
             _ => {
                 // A batch each way: `arg % 8` plain pushes published by one
-                // store, then plain in-place pops released by one store.
+                // store, then plain in-place pops released by one store;
+                // odd `op`s take the many-at-once paths (`push_plain_many`,
+                // `pop_plain_many`), even ones a message per call.
+                let msgs: Vec<Vec<u8>> = (0..arg % 8)
+                    .map(|k| {
+                        let len = (k * 29 + arg) % (cap / 4);
+                        (0..len).map(|i| (i as u32 ^ n ^ k as u32) as u8).collect()
+                    })
+                    .collect();
+                let pops = arg / 8 % 8;
                 p.begin_batch();
-                for k in 0..arg % 8 {
-                    let len = (k * 29 + arg) % (cap / 4);
-                    let msg: Vec<u8> = (0..len).map(|i| (i as u32 ^ n ^ k as u32) as u8).collect();
-                    if !p.try_push_plain(&msg) {
-                        break;
-                    }
-                    model.push_back((msg, 0));
-                }
+                let pushed = if op & 1 == 1 {
+                    let mut it = msgs.iter();
+                    let mut next = it.next();
+                    let n = p.push_plain_many(&mut next, &mut it);
+                    assert!(
+                        n == msgs.len() || next.is_some(),
+                        "a message neither pushed nor left"
+                    );
+                    n
+                } else {
+                    msgs.iter().take_while(|m| p.try_push_plain(m)).count()
+                };
                 p.end_batch();
+                model.extend(msgs[..pushed].iter().map(|m| (m.clone(), 0)));
+                let mut got: Vec<Vec<u8>> = Vec::new();
                 c.begin_batch();
-                for _ in 0..arg / 8 % 8 {
-                    let mut got = None;
-                    match c.try_pop_plain_with(|b| got = Some(b.to_vec())) {
-                        Ok(true) => {
-                            let (m, f) = model.pop_front().expect("a record out of nothing");
-                            assert_eq!((got.as_deref(), f), (Some(&m[..]), 0));
-                        }
-                        Ok(false) => {
-                            assert!(
-                                !matches!(model.front(), Some((_, 0))),
-                                "a plain record was skipped"
-                            );
+                if op & 1 == 1 {
+                    // It stops at padding, which the one-at-a-time path
+                    // skips: the layer above alternates the two, as here.
+                    while got.len() < pops {
+                        c.pop_plain_many(pops - got.len(), |b| got.push(b.to_vec()));
+                        if got.len() == pops {
                             break;
                         }
-                        Err(e) => panic!("pop plain with: {e:?}"),
+                        match c.try_pop_plain_with(|b| got.push(b.to_vec())) {
+                            Ok(true) => {}
+                            Ok(false) => break,
+                            Err(e) => panic!("pop plain with: {e:?}"),
+                        }
+                    }
+                } else {
+                    for _ in 0..pops {
+                        match c.try_pop_plain_with(|b| got.push(b.to_vec())) {
+                            Ok(true) => {}
+                            Ok(false) => break,
+                            Err(e) => panic!("pop plain with: {e:?}"),
+                        }
                     }
                 }
                 c.end_batch();
+                assert!(got.len() <= pops);
+                for g in &got {
+                    let (m, f) = model.pop_front().expect("a record out of nothing");
+                    assert_eq!((&g[..], f), (&m[..], 0));
+                }
+                if got.len() < pops {
+                    assert!(
+                        !matches!(model.front(), Some((_, 0))),
+                        "a plain record was skipped"
+                    );
+                }
             }
         }
     }
