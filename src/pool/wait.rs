@@ -43,14 +43,31 @@ const POLLS_PER_CHECK: u32 = 16;
 /// [`SPIN`] where the other side answers within microseconds, and at
 /// zero where it does not (a budget that grew while waits were short and
 /// then made them long, by holding the CPU, shrinks away again).
+///
+/// A budget of zero learns nothing by itself: every wait then sleeps, and
+/// a sleeper's wait includes its own wake-up (8 to 25 us on the 2-vCPU
+/// VM), longer than [`SHORT`] however quickly the other side answered; a
+/// pool that met a loaded spell would sleep at once for good after the
+/// load went away. So a zero budget probes: every [`PROBE_FIRST`]-th wait polls for the whole [`SPIN`];
+/// a probe that polling ends restores the budget, and each probe that
+/// does not doubles the interval (up to [`PROBE_LAST`] waits), so a
+/// loaded machine pays at most one 50 us poll per thousand waits.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Spin {
     budget: Duration,
+    /// Waits between probes while the budget is zero.
+    probe_every: u32,
+    /// Waits left before the next probe.
+    probe_in: u32,
 }
 
 impl Default for Spin {
     fn default() -> Self {
-        Spin { budget: SPIN }
+        Spin {
+            budget: SPIN,
+            probe_every: PROBE_FIRST,
+            probe_in: PROBE_FIRST,
+        }
     }
 }
 
@@ -58,8 +75,36 @@ impl Default for Spin {
 /// caught by a somewhat longer poll.
 const SHORT: Duration = Duration::from_micros(10);
 
+/// Waits between a zero budget's probes, at first and at most.
+const PROBE_FIRST: u32 = 16;
+const PROBE_LAST: u32 = 1024;
+
 impl Spin {
-    fn learn(&mut self, waited: Duration, polled: bool) {
+    /// How long the next wait polls: the budget, or a probe's [`SPIN`]
+    /// (then `true`).
+    fn next(&mut self) -> (Duration, bool) {
+        if !self.budget.is_zero() {
+            return (self.budget, false);
+        }
+        self.probe_in = self.probe_in.saturating_sub(1);
+        if self.probe_in == 0 {
+            self.probe_in = self.probe_every;
+            return (SPIN, true);
+        }
+        (Duration::ZERO, false)
+    }
+
+    fn learn(&mut self, waited: Duration, polled: bool, probe: bool) {
+        if probe {
+            if polled {
+                self.budget = SPIN;
+                self.probe_every = PROBE_FIRST;
+            } else {
+                self.probe_every = (self.probe_every * 2).min(PROBE_LAST);
+            }
+            self.probe_in = self.probe_every;
+            return;
+        }
         self.budget = if polled || waited <= SHORT {
             (self.budget * 2 + Duration::from_micros(1)).min(SPIN)
         } else {
@@ -82,14 +127,15 @@ pub(crate) fn recv_into(
         return Ok(n);
     }
     let start = Instant::now();
-    let budget = spin.budget.min(timeout);
+    let (budget, probe) = spin.next();
+    let budget = budget.min(timeout);
     'poll: loop {
         // The fast path alone: an empty poll costs a few loads, not the
         // general receive's walk (the full receive below, after the
         // budget, sorts out whatever the fast path leaves).
         for _ in 0..POLLS_PER_CHECK {
             if let Some(n) = q.poll_recv_into(buf) {
-                spin.learn(start.elapsed(), true);
+                spin.learn(start.elapsed(), true, probe);
                 return Ok(n);
             }
             std::hint::spin_loop();
@@ -101,7 +147,79 @@ pub(crate) fn recv_into(
     let left = timeout.saturating_sub(start.elapsed());
     let got = q.recv_bytes_into_timeout(buf, left);
     if got.is_ok() {
-        spin.learn(start.elapsed(), false);
+        spin.learn(start.elapsed(), false, probe);
     }
     got
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LONG: Duration = Duration::from_micros(200);
+
+    /// Drives `s` through `n` sleeping waits of `LONG` that polling never
+    /// ends; counts the probes among them.
+    fn sleep_waits(s: &mut Spin, n: u32) -> u32 {
+        let mut probes = 0;
+        for _ in 0..n {
+            let (_, probe) = s.next();
+            probes += probe as u32;
+            s.learn(LONG, false, probe);
+        }
+        probes
+    }
+
+    #[test]
+    fn a_zero_budget_probes_and_a_caught_probe_restores_polling() {
+        let mut s = Spin::default();
+        sleep_waits(&mut s, 64);
+        assert!(s.budget.is_zero(), "long waits halve the budget away");
+        // The next probe: a full poll, which the answer ends this time.
+        let mut waits = 0;
+        loop {
+            waits += 1;
+            let (d, probe) = s.next();
+            if probe {
+                assert_eq!(d, SPIN);
+                s.learn(Duration::from_micros(2), true, true);
+                break;
+            }
+            assert!(d.is_zero());
+            s.learn(LONG, false, false);
+        }
+        assert!(waits <= PROBE_LAST);
+        assert_eq!(
+            s.budget, SPIN,
+            "a probe that polling ended restores the budget"
+        );
+        assert_eq!(s.next(), (SPIN, false));
+    }
+
+    #[test]
+    fn failed_probes_back_off_to_one_in_probe_last() {
+        let mut s = Spin {
+            budget: Duration::ZERO,
+            ..Spin::default()
+        };
+        // Geometric back-off: 16 + 32 + ... + 1024 waits hold 7 probes.
+        assert_eq!(
+            sleep_waits(&mut s, 16 + 32 + 64 + 128 + 256 + 512 + 1024),
+            7
+        );
+        assert_eq!(s.probe_every, PROBE_LAST);
+        assert_eq!(sleep_waits(&mut s, 10 * PROBE_LAST), 10);
+        assert!(s.budget.is_zero());
+    }
+
+    #[test]
+    fn short_waits_grow_the_budget_without_probes() {
+        let mut s = Spin::default();
+        sleep_waits(&mut s, 64);
+        // A probe is due; until then short sleeping waits (a quick answer
+        // and a quick wake-up) still grow the budget as before.
+        s.learn(Duration::from_micros(5), false, false);
+        assert_eq!(s.budget, Duration::from_micros(1));
+        assert_eq!(s.next(), (Duration::from_micros(1), false));
+    }
 }

@@ -197,6 +197,20 @@ fn settle() {
     }
 }
 
+/// This process's resident memory and mappings, from `/proc/self`.
+fn footprint() -> String {
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l[6..].trim().to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    let maps = std::fs::read_to_string("/proc/self/maps").map_or(0, |s| s.lines().count());
+    format!("{rss} resident, {maps} mappings")
+}
+
 /// Cores, CPU model and kernel, as printed at the top and published.
 pub fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -270,6 +284,18 @@ fn main() {
     // Process workloads fork this process: they run while it has a single
     // thread; thread baselines join their threads before the next fork.
     let lap = |what: &str, t: Instant| println!("  ({what}: {:.1} s)", t.elapsed().as_secs_f64());
+    // W6 first, while this process is fresh: a fork copies what the
+    // process holds, and the earlier workloads' leftovers made the bare
+    // fork floor 2.5 to 6 times slower (BENCHMARKS.md, "W6 first"); the
+    // peers W6 compares with start a fresh program (`/bin/true`,
+    // procspawn, Python) and never pay it.
+    if on("W6") {
+        // What this process holds when its fork figures are taken.
+        println!("  (before W6: {})", footprint());
+        let t = Instant::now();
+        w6::run(plan, &py, &mut res);
+        lap("W6", t);
+    }
     if on("W1") {
         let t = Instant::now();
         w1::run(plan, &py, &mut res);
@@ -295,17 +321,20 @@ fn main() {
         w8::run(plan, &py, &mut res);
         lap("W8", t);
     }
-    if on("W6") {
-        let t = Instant::now();
-        w6::run(plan, &py, &mut res);
-        lap("W6", t);
-    }
     if on("W7") {
         let t = Instant::now();
         w7::run(plan, &py, &mut res);
         lap("W7", t);
     }
     drop(cleanup);
+    // The tables in workload order, whatever order they ran in (the sort
+    // is stable: systems keep their order within a workload).
+    res.recs.sort_by_key(|r| {
+        r.workload[1..]
+            .split('-')
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+    });
 
     let elapsed = started.elapsed();
     let command = format!(
