@@ -72,21 +72,22 @@ impl Connection {
     /// on each).
     #[inline]
     pub(super) fn ready_fast_tx(&self) -> bool {
-        !self.closed
-            && self.claimed_gen == Some(fork::generation())
-            && self.tx.as_ref().map_or(true, |t| {
-                t.ring.claimant_pid(Role::Writer) == self.claimed_pid
-            })
+        self.ready_fast_end(self.tx.as_ref().map(|t| &t.ring), Role::Writer)
     }
 
     /// `ready_fast` for a receive alone: the receiving end's claim only.
     #[inline]
     pub(super) fn ready_fast_rx(&self) -> bool {
+        self.ready_fast_end(self.rx.as_ref().map(|r| &r.ring), Role::Reader)
+    }
+
+    /// Open, claimed in this fork generation, and `ring`'s `role` end (if
+    /// this handle has it) still claimed by this process.
+    #[inline(always)]
+    fn ready_fast_end(&self, ring: Option<&Ring<'static>>, role: Role) -> bool {
         !self.closed
             && self.claimed_gen == Some(fork::generation())
-            && self.rx.as_ref().map_or(true, |r| {
-                r.ring.claimant_pid(Role::Reader) == self.claimed_pid
-            })
+            && ring.map_or(true, |r| r.claimant_pid(role) == self.claimed_pid)
     }
 
     /// Whether this handle may be used now: claimed in this process (else
