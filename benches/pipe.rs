@@ -404,7 +404,6 @@ pub(crate) fn conns(cap: usize, policy: WaitPolicy) -> (Connection, Connection) 
 }
 
 /// The child's side of an 8-byte round trip: echoes `n` messages back.
-/// Also the peers suite's W1 echo.
 pub(crate) fn shm_echo(mut b: Connection, n: u64) {
     b.claim().unwrap();
     let mut buf = [0u8; 8];

@@ -15,7 +15,7 @@ use iceoryx2::prelude::*;
 
 use crate::common::Chunks;
 use crate::pipe_bench::{pair, spin_until};
-use crate::w1::{trips, warm};
+use crate::w1::{trips, Total};
 
 /// A fresh service name prefix for one run.
 fn name(tag: &str) -> String {
@@ -88,7 +88,7 @@ fn wait_for(f: &AtomicU32, v: u32) {
 pub fn ping_pong(n: u64) -> Vec<u64> {
     let (ping, pong) = (name("ping"), name("pong"));
     let f = flag();
-    let total = warm(n) + n;
+    let total = Total::new();
     let mut out = Vec::new();
     let svc = |node: &Node<ipc::Service>, s: &str, create: bool| {
         let b = node
@@ -118,7 +118,9 @@ pub fn ping_pong(n: u64) -> Vec<u64> {
                 .create()
                 .unwrap();
             f.store(2, Release);
-            for _ in 0..total {
+            let mut i = 0;
+            while !total.reached(i) {
+                i += 1;
                 let mut v = None;
                 spin_until(|| {
                     v = sub.receive().unwrap().map(|s| *s.payload());
@@ -142,7 +144,7 @@ pub fn ping_pong(n: u64) -> Vec<u64> {
             let sub = s2.subscriber_builder().create().unwrap();
             f.store(1, Release);
             wait_for(f, 2);
-            out = trips(n, |i| {
+            out = trips(n, &total, |i| {
                 publ.loan_uninit().unwrap().write_payload(i).send().unwrap();
                 spin_until(|| sub.receive().unwrap().is_some());
             });

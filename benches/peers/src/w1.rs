@@ -1,36 +1,73 @@
 //! W1: 8-byte ping-pong round trip. The parent times every round trip on
 //! CLOCK_MONOTONIC (one clock read per trip, the same for every system);
-//! a warm-up of a tenth of the trips is left out. The figure of a round is
-//! the median of its trips; the suite reports the median over rounds, the
-//! tail (p99, p99.9, maximum) over every timed trip of every round pooled
-//! (200 000 per system in a full run: enough for a p99.9 of 200 trips),
-//! and plots every trip.
+//! a warm-up of a tenth of the trips, and of at least [`WARM_NS`], is left
+//! out. The figure of a round is the median of its trips; the suite
+//! reports the median over rounds, the tail (p99, p99.9, maximum) over
+//! every timed trip of every round pooled (200 000 per system in a full
+//! run: enough for a p99.9 of 200 trips), and plots every trip.
 
 use std::sync::atomic::{AtomicU64, Ordering::*};
 
 use shmprim::WaitPolicy;
 
 use crate::common::{median, mono_ns};
-use crate::pipe_bench::{
-    close, conns, pair, pipe2, read_exact, shm_echo, socketpair, spin_until, write_all,
-};
+use crate::pipe_bench::{close, conns, pair, pipe2, read_exact, socketpair, spin_until, write_all};
 use crate::python::Python;
 use crate::{iox, rounds, Contender, Plan, Results};
 
-/// Warm-up trips before the `n` timed ones.
+/// Warm-up trips before the `n` timed ones, at the least.
 pub fn warm(n: u64) -> u64 {
     (n / 10).max(10)
 }
 
-/// Runs `one(i)` for the warm-up and then `n` timed trips; the trip times.
-pub fn trips(n: u64, mut one: impl FnMut(u64)) -> Vec<u64> {
-    let w = warm(n);
-    for i in 0..w {
-        one(i);
+/// The least time a warm-up lasts. A pair that wakes each other right
+/// after a fork is often placed on one CPU by this VM's kernel (the other
+/// one idle) until its balancer separates them, 2 to 40 ms later; a run
+/// that timed those trips reported 6 to 19 us instead of 0.3 us
+/// (BENCHMARKS.md, "W1's two regimes"). Every system warms up alike.
+pub const WARM_NS: u64 = 100_000_000;
+
+/// How many trips a run makes in all. Unknown while the warm-up lasts
+/// (it ends by time), so the echoing side, which may be a forked child,
+/// reads it from a shared mapping after every echo; the timing side sets
+/// it before its first timed trip, so an echo that follows that trip's
+/// message sees it.
+pub struct Total(&'static AtomicU64);
+
+impl Total {
+    /// Before the fork: the echo must share the mapping.
+    pub fn new() -> Total {
+        let m = crate::common::shared_zeroed(4096);
+        // SAFETY: a fresh zeroed shared mapping, 8-aligned, never unmapped
+        // (4 KiB per run); an atomic is valid for all-zero bits.
+        let t = unsafe { &*m.cast::<AtomicU64>() };
+        t.store(u64::MAX, Relaxed);
+        Total(t)
     }
+
+    /// Whether the echo has answered all `done` trips there are.
+    pub fn reached(&self, done: u64) -> bool {
+        done >= self.0.load(Acquire)
+    }
+
+    fn set(&self, all: u64) {
+        self.0.store(all, Release);
+    }
+}
+
+/// Runs `one(i)` for the warm-up and then `n` timed trips; the trip times.
+pub fn trips(n: u64, total: &Total, mut one: impl FnMut(u64)) -> Vec<u64> {
+    let w = warm(n);
+    let start = mono_ns();
+    let mut i = 0;
+    while i < w || mono_ns() - start < WARM_NS {
+        one(i);
+        i += 1;
+    }
+    total.set(i + n);
     let mut out = Vec::with_capacity(n as usize);
     let mut t = mono_ns();
-    for i in w..w + n {
+    for i in i..i + n {
         one(i);
         let u = mono_ns();
         out.push(u - t);
@@ -69,17 +106,19 @@ fn hw(n: u64) -> Vec<u64> {
     // SAFETY: two 128-aligned lines of a fresh zeroed mapping (never
     // unmapped); atomics are valid for all-zero bits.
     let (ping, pong) = unsafe { (&*m.cast::<Line>(), &*m.add(128).cast::<Line>()) };
-    let total = warm(n) + n;
+    let total = Total::new();
     let mut out = Vec::new();
     pair(
         || {
-            for i in 1..=total {
+            let mut i = 0;
+            while !total.reached(i) {
+                i += 1;
                 spin_until(|| ping.0.load(Acquire) == i);
                 pong.0.store(i, Release);
             }
         },
         || {
-            out = trips(n, |i| {
+            out = trips(n, &total, |i| {
                 ping.0.store(i + 1, Release);
                 spin_until(|| pong.0.load(Acquire) == i + 1);
             })
@@ -89,15 +128,25 @@ fn hw(n: u64) -> Vec<u64> {
 }
 
 fn shm(n: u64, policy: WaitPolicy) -> Vec<u64> {
-    let (mut a, b) = conns(4096, policy);
-    let total = warm(n) + n;
+    let (mut a, mut b) = conns(4096, policy);
+    let total = Total::new();
     let mut out = Vec::new();
     pair(
-        move || shm_echo(b, total),
+        || {
+            b.claim().unwrap();
+            let mut buf = [0u8; 8];
+            let mut i = 0;
+            while !total.reached(i) {
+                b.recv_bytes_into(&mut buf).unwrap();
+                b.send_bytes(&buf).unwrap();
+                i += 1;
+            }
+            std::mem::forget(b);
+        },
         || {
             a.claim().unwrap();
             let mut buf = [0u8; 8];
-            out = trips(n, |i| {
+            out = trips(n, &total, |i| {
                 a.send_bytes(&i.to_le_bytes()).unwrap();
                 a.recv_bytes_into(&mut buf).unwrap();
             });
@@ -108,19 +157,21 @@ fn shm(n: u64, policy: WaitPolicy) -> Vec<u64> {
 
 /// Over two descriptor pairs (parent→child, child→parent).
 fn fd(n: u64, p2c: (i32, i32), c2p: (i32, i32)) -> Vec<u64> {
-    let total = warm(n) + n;
+    let total = Total::new();
     let mut out = Vec::new();
     pair(
         || {
             let mut b = [0u8; 8];
-            for _ in 0..total {
+            let mut i = 0;
+            while !total.reached(i) {
                 read_exact(p2c.0, &mut b);
                 write_all(c2p.1, &b);
+                i += 1;
             }
         },
         || {
             let mut b = [0u8; 8];
-            out = trips(n, |i| {
+            out = trips(n, &total, |i| {
                 write_all(p2c.1, &i.to_le_bytes());
                 read_exact(c2p.0, &mut b);
             });
@@ -135,17 +186,19 @@ fn fd(n: u64, p2c: (i32, i32), c2p: (i32, i32)) -> Vec<u64> {
 fn ipc(n: u64) -> Vec<u64> {
     let (tx, rx) = ipc_channel::ipc::bytes_channel().unwrap();
     let (tx2, rx2) = ipc_channel::ipc::bytes_channel().unwrap();
-    let total = warm(n) + n;
+    let total = Total::new();
     let mut out = Vec::new();
     pair(
         || {
-            for _ in 0..total {
+            let mut i = 0;
+            while !total.reached(i) {
                 let m = rx.recv().unwrap();
                 tx2.send(&m).unwrap();
+                i += 1;
             }
         },
         || {
-            out = trips(n, |i| {
+            out = trips(n, &total, |i| {
                 tx.send(&i.to_le_bytes()).unwrap();
                 std::hint::black_box(rx2.recv().unwrap());
             })
@@ -160,10 +213,12 @@ fn arrayqueue(n: u64) -> Vec<u64> {
         crossbeam_queue::ArrayQueue::<u64>::new(1),
         crossbeam_queue::ArrayQueue::<u64>::new(1),
     );
-    let total = warm(n) + n;
+    let total = Total::new();
     std::thread::scope(|s| {
         s.spawn(|| {
-            for _ in 0..total {
+            let mut i = 0;
+            while !total.reached(i) {
+                i += 1;
                 let mut v = None;
                 spin_until(|| {
                     v = q1.pop();
@@ -172,7 +227,7 @@ fn arrayqueue(n: u64) -> Vec<u64> {
                 while q2.push(v.unwrap()).is_err() {}
             }
         });
-        trips(n, |i| {
+        trips(n, &total, |i| {
             while q1.push(i).is_err() {}
             spin_until(|| q2.pop().is_some());
         })
@@ -183,14 +238,16 @@ fn arrayqueue(n: u64) -> Vec<u64> {
 fn channel(n: u64) -> Vec<u64> {
     let (t1, r1) = crossbeam_channel::bounded::<u64>(1);
     let (t2, r2) = crossbeam_channel::bounded::<u64>(1);
-    let total = warm(n) + n;
+    let total = Total::new();
     std::thread::scope(|s| {
-        s.spawn(move || {
-            for _ in 0..total {
+        s.spawn(|| {
+            let mut i = 0;
+            while !total.reached(i) {
                 t2.send(r1.recv().unwrap()).unwrap();
+                i += 1;
             }
         });
-        trips(n, |i| {
+        trips(n, &total, |i| {
             t1.send(i).unwrap();
             std::hint::black_box(r2.recv().unwrap());
         })

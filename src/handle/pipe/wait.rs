@@ -192,6 +192,7 @@ impl Watch<'_> {
         // waiting, however often the sleep is interrupted: a death is seen
         // within about two slices.
         loop {
+            crate::fault::fault_point!("pipe.wait.announce");
             let key = self.ec.prepare();
             match ready() {
                 Ok(false) => {}
@@ -230,7 +231,19 @@ impl Watch<'_> {
                 Err(_) => crate::fault::fault_point!("pipe.wait.timed_out"),
             }
             match slept {
-                Ok(()) => {}
+                // Woken (or the word moved before the sleep): look before
+                // announcing again. A notifier wakes only after publishing,
+                // so the answer is usually there, and announcing first
+                // would put a heavy barrier (inter-processor interrupts;
+                // 5-15 us on a VM) between the wake-up and the answer.
+                // That delay outlasted the peer's spin budget, so the peer
+                // slept too, and every later half trip paid a wake-up: the
+                // slow regime of W1 (BENCHMARKS.md, "W1's two regimes").
+                Ok(()) => {
+                    if ready()? {
+                        return Ok(());
+                    }
+                }
                 Err(Error::Timeout) if Some(until) == deadline => {
                     return if ready()? {
                         Ok(())
