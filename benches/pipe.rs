@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{fork_child, median, wait_child, Chunks};
+use common::{fork_child, median, wait_child, Chunks, Total, Warm};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
@@ -165,23 +165,27 @@ fn kernel_rtt(n: u64, p2c: (i32, i32), c2p: (i32, i32)) -> f64 {
     e.as_nanos() as f64 / n as f64
 }
 
-/// `n` messages of `size` bytes child→parent: ns per message (the
-/// median chunk's, see `Chunks`).
+/// `n` messages of `size` bytes child→parent, after a warm-up (`Warm`):
+/// ns per message (the median chunk's, see `Chunks`).
 pub(crate) fn kernel_stream(n: u64, size: usize, rd: i32, wr: i32) -> f64 {
+    let total = Total::new();
     let mut fig = 0.0;
     pair(
         || {
             let b = vec![7u8; size];
-            for _ in 0..n {
+            let mut w = Warm::new(total, n);
+            while w.more() {
                 write_all(wr, &b);
             }
         },
         || {
             let mut b = vec![0u8; size.max(64 * 1024)];
-            let mut c = Chunks::new(n);
-            let (total, mut done) = (n as usize * size, 0usize);
-            while done < total {
-                let want = (total - done).min(b.len());
+            let mut c = Chunks::after_warm_up(n, total);
+            let mut done = 0usize;
+            while !c.done() {
+                // A read returns what has arrived; the writer sends exactly
+                // the messages `c` waits for, so none waits for more.
+                let want = b.len();
                 // SAFETY: `b` is valid for writes of `want` bytes.
                 let got = unsafe { libc::read(rd, b.as_mut_ptr().cast(), want) };
                 assert!(got > 0);
@@ -235,23 +239,28 @@ pub(crate) fn hw_stream(n: u64, size: usize, ring: usize) -> f64 {
     let flags = unsafe { std::slice::from_raw_parts(m.cast::<Line>(), slots) };
     // SAFETY: the slot area follows the flags' pages.
     let data = unsafe { m.add(head) };
+    let total = Total::new();
     let mut fig = 0.0;
     pair(
         || {
             let src = vec![7u8; size];
-            for i in 0..n {
+            let mut w = Warm::new(total, n);
+            let mut i = 0u64;
+            while w.more() {
                 let s = i as usize % slots;
                 let lap = i / slots as u64;
                 spin_until(|| flags[s].0.load(Acquire) == 2 * lap);
                 // SAFETY: slot `s` is the writer's until it sets the flag.
                 unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), data.add(s * size), size) };
                 flags[s].0.store(2 * lap + 1, Release);
+                i += 1;
             }
         },
         || {
             let mut dst = vec![0u8; size];
-            let mut c = Chunks::new(n);
-            for i in 0..n {
+            let mut c = Chunks::after_warm_up(n, total);
+            let mut i = 0u64;
+            while !c.done() {
                 let s = i as usize % slots;
                 let lap = i / slots as u64;
                 spin_until(|| flags[s].0.load(Acquire) == 2 * lap + 1);
@@ -260,6 +269,7 @@ pub(crate) fn hw_stream(n: u64, size: usize, ring: usize) -> f64 {
                     std::ptr::copy_nonoverlapping(data.add(s * size), dst.as_mut_ptr(), size)
                 };
                 flags[s].0.store(2 * lap + 2, Release);
+                i += 1;
                 c.add(1);
             }
             black_box(&dst);
@@ -304,10 +314,10 @@ impl SpinRing {
         // SAFETY: a live, aligned atomic in the mapping.
         unsafe { &(*self.head).0 }
     }
-    fn send_all(&self, n: u64, msg: &[u8]) {
+    fn send_all(&self, w: &mut Warm, msg: &[u8]) {
         let (mut tail, mut head) = (0u64, 0u64);
         let need = 8 + ((msg.len() as u64 + 7) & !7);
-        for _ in 0..n {
+        while w.more() {
             let mut off = tail & (self.cap - 1);
             if off + need > self.cap {
                 let pad = self.cap - off;
@@ -341,10 +351,9 @@ impl SpinRing {
             self.tail().store(tail, Release);
         }
     }
-    fn recv_all(&self, n: u64, buf: &mut [u8], c: &mut Chunks) {
+    fn recv_all(&self, buf: &mut [u8], c: &mut Chunks) {
         let (mut head, mut tail) = (0u64, 0u64);
-        let mut got = 0;
-        while got < n {
+        while !c.done() {
             if head == tail {
                 spin_until(|| {
                     tail = self.tail().load(Acquire);
@@ -369,7 +378,6 @@ impl SpinRing {
             };
             head += 8 + ((len + 7) & !7);
             self.head().store(head, Release);
-            got += 1;
             c.add(1);
         }
     }
@@ -379,13 +387,14 @@ impl SpinRing {
 /// (a power of two), child to parent: ns per message (median chunk's).
 pub(crate) fn spin_ring_stream(n: u64, size: usize, ring: usize) -> f64 {
     let r = SpinRing::new(ring);
+    let total = Total::new();
     let mut fig = 0.0;
     pair(
-        || r.send_all(n, &vec![7u8; size]),
+        || r.send_all(&mut Warm::new(total, n), &vec![7u8; size]),
         || {
             let mut b = vec![0u8; size];
-            let mut c = Chunks::new(n);
-            r.recv_all(n, &mut b, &mut c);
+            let mut c = Chunks::after_warm_up(n, total);
+            r.recv_all(&mut b, &mut c);
             black_box(&b);
             fig = c.figure();
         },
@@ -439,16 +448,20 @@ const BATCH: usize = 32;
 /// `--stream N --batch` probe.
 pub(crate) fn shm_batch(n: u64, size: usize) -> f64 {
     let (mut a, mut b) = conns(ring_for(size), WaitPolicy::default());
+    let total = Total::new();
     let mut fig = 0.0;
     pair(
         move || {
             b.claim().unwrap();
             let src = vec![7u8; size];
             let batch = vec![&src[..]; BATCH];
-            let mut sent = 0u64;
-            while sent < n {
-                let k = (n - sent).min(BATCH as u64) as usize;
-                sent += b.send_many(&batch[..k]).unwrap() as u64;
+            let mut w = Warm::new(total, n);
+            loop {
+                let k = w.next(BATCH as u64) as usize;
+                if k == 0 {
+                    break;
+                }
+                w.sent(b.send_many(&batch[..k]).unwrap() as u64);
             }
             let _ = b.recv_bytes();
             std::mem::forget(b);
@@ -456,14 +469,12 @@ pub(crate) fn shm_batch(n: u64, size: usize) -> f64 {
         || {
             a.claim().unwrap();
             let mut buf = vec![0u8; size];
-            let mut c = Chunks::new(n);
-            let mut got = 0u64;
-            while got < n {
+            let mut c = Chunks::after_warm_up(n, total);
+            while !c.done() {
                 let k = a
                     .recv_many_in_place(BATCH, |m| buf[..m.len()].copy_from_slice(m))
                     .unwrap() as u64;
                 std::hint::black_box(&buf);
-                got += k;
                 c.add(k);
             }
             fig = c.figure();
@@ -491,12 +502,14 @@ pub(crate) fn shm_stream(
     zero_copy: bool,
 ) -> f64 {
     let (mut a, mut b) = conns(ring, policy);
+    let total = Total::new();
     let mut fig = 0.0;
     pair(
         move || {
             b.claim().unwrap();
             let src = vec![7u8; size];
-            for _ in 0..n {
+            let mut w = Warm::new(total, n);
+            while w.more() {
                 if zero_copy {
                     let mut r = b.reserve(size).unwrap();
                     r.copy_from_slice(&src);
@@ -512,8 +525,8 @@ pub(crate) fn shm_stream(
         || {
             a.claim().unwrap();
             let mut buf = vec![0u8; size];
-            let mut c = Chunks::new(n);
-            for _ in 0..n {
+            let mut c = Chunks::after_warm_up(n, total);
+            while !c.done() {
                 if zero_copy {
                     let m = a.recv_in_place().unwrap();
                     black_box(&m[..]);

@@ -19,7 +19,7 @@
 
 mod common;
 
-use common::{fork_child, median, mono_ns, wait_child};
+use common::{fork_child, median, mono_ns, wait_child, WARM_STAMP};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -65,11 +65,13 @@ pub(crate) struct StartLine {
     closed: AtomicU32,
     received: AtomicU64,
     checksum: AtomicU64,
+    warm: common::WarmClock,
 }
 
 impl StartLine {
     fn reset(&self, producers: u32) {
         self.line.reset();
+        self.warm.reset();
         self.producers_left.store(producers, Ordering::SeqCst);
         self.closed.store(0, Ordering::SeqCst);
         self.received.store(0, Ordering::SeqCst);
@@ -120,7 +122,7 @@ fn processes(
     for w in 0..c {
         pids.push(fork_child(move || line.run(p + w, || consumer(line))));
     }
-    let t0 = line.start((p + c) as u32);
+    line.start((p + c) as u32);
     let deadline = Instant::now() + CHILD_DEADLINE;
     for pid in pids {
         wait_child(pid, deadline);
@@ -128,7 +130,8 @@ fn processes(
     let total = p as u64 * per;
     assert_eq!(line.received.load(Ordering::SeqCst), total, "messages lost");
     check_sum(line, p, per);
-    total as f64 * 1e9 / line.elapsed_since(t0) as f64
+    // The clock starts when the warm-up ends (`WarmClock`).
+    total as f64 * 1e9 / line.elapsed_since(line.warm.started()) as f64
 }
 
 fn check_sum(line: &StartLine, p: usize, per: u64) {
@@ -162,6 +165,8 @@ pub(crate) fn shm_run(
 ) -> f64 {
     let producer = |line: &StartLine| {
         let mut buf = vec![0u8; size];
+        stamp(&mut buf, WARM_STAMP);
+        line.warm.warm_up(|| q.send_bytes(&buf).unwrap());
         for i in 0..per {
             stamp(&mut buf, i);
             q.send_bytes(&buf).unwrap();
@@ -176,8 +181,11 @@ pub(crate) fn shm_run(
         loop {
             match q.recv_bytes_into(&mut buf) {
                 Ok(len) => {
-                    n += 1;
-                    sum = sum.wrapping_add(read_stamp(&buf[..len]));
+                    let s = read_stamp(&buf[..len]);
+                    if s != WARM_STAMP {
+                        n += 1;
+                        sum = sum.wrapping_add(s);
+                    }
                 }
                 Err(Error::Closed) => break,
                 Err(e) => panic!("{e}"),
@@ -287,6 +295,8 @@ fn locked_run(line: &StartLine, r: &LockedRing, p: usize, c: usize, per: u64) ->
     let size = r.size;
     let producer = |line: &StartLine| {
         let mut buf = vec![0u8; size];
+        stamp(&mut buf, WARM_STAMP);
+        line.warm.warm_up(|| r.send(&buf));
         for i in 0..per {
             stamp(&mut buf, i);
             r.send(&buf);
@@ -299,8 +309,11 @@ fn locked_run(line: &StartLine, r: &LockedRing, p: usize, c: usize, per: u64) ->
         let mut buf = vec![0u8; size];
         let (mut n, mut sum) = (0u64, 0u64);
         while let Some(len) = r.recv(&mut buf) {
-            n += 1;
-            sum = sum.wrapping_add(read_stamp(&buf[..len]));
+            let s = read_stamp(&buf[..len]);
+            if s != WARM_STAMP {
+                n += 1;
+                sum = sum.wrapping_add(s);
+            }
         }
         line.received.fetch_add(n, Ordering::SeqCst);
         line.checksum.fetch_add(sum, Ordering::SeqCst);
@@ -330,6 +343,7 @@ pub(crate) fn crossbeam_run<const S: usize>(p: usize, c: usize, per: u64) -> f64
     let checksum = AtomicU64::new(0);
     let ready = AtomicU32::new(0);
     let go = AtomicBool::new(false);
+    let warm = common::WarmClock::new();
     let (t0, t1) = std::thread::scope(|s| {
         let mut hs = Vec::new();
         for _ in 0..p {
@@ -339,6 +353,13 @@ pub(crate) fn crossbeam_run<const S: usize>(p: usize, c: usize, per: u64) -> f64
                     std::hint::spin_loop();
                 }
                 let mut buf = [0u8; S];
+                stamp(&mut buf, WARM_STAMP);
+                warm.warm_up(|| {
+                    let mut spins = 0;
+                    while q.push(buf).is_err() {
+                        wait_a_little(&mut spins);
+                    }
+                });
                 for i in 0..per {
                     stamp(&mut buf, i);
                     let mut spins = 0;
@@ -365,8 +386,11 @@ pub(crate) fn crossbeam_run<const S: usize>(p: usize, c: usize, per: u64) -> f64
                 loop {
                     match q.pop() {
                         Some(m) => {
-                            n += 1;
-                            sum = sum.wrapping_add(read_stamp(&black_box(m)));
+                            let s = read_stamp(&black_box(m));
+                            if s != WARM_STAMP {
+                                n += 1;
+                                sum = sum.wrapping_add(s);
+                            }
                             spins = 0;
                         }
                         None if done.load(Ordering::SeqCst) && q.is_empty() => break,
@@ -381,10 +405,10 @@ pub(crate) fn crossbeam_run<const S: usize>(p: usize, c: usize, per: u64) -> f64
         while ready.load(Ordering::SeqCst) < (p + c) as u32 {
             std::thread::yield_now();
         }
-        let t0 = mono_ns();
         go.store(true, Ordering::Release);
         let t1 = hs.into_iter().map(|h| h.join().unwrap()).max().unwrap();
-        (t0, t1)
+        // The clock starts when the warm-up ends (`WarmClock`).
+        (warm.started(), t1)
     });
     let total = p as u64 * per;
     assert_eq!(received.load(Ordering::SeqCst), total);

@@ -189,20 +189,194 @@ pub fn shared_zeroed(len: usize) -> *mut u8 {
     p.cast()
 }
 
+/// The least time a run of two processes that wake each other warms up
+/// before it is timed. This VM's kernel often keeps a freshly forked pair
+/// on one CPU, the other idle, until its balancer separates them 2 to
+/// 40 ms later; a figure timed in that window measured the placement, not
+/// the system: W1 read 6 to 19 us instead of 0.25 us (BENCHMARKS.md, "W1's
+/// two regimes"). Every system of a workload warms up alike.
+pub const WARM_NS: u64 = 100_000_000;
+
+/// How many messages (or round trips) a run makes in all: unknown while
+/// the warm-up lasts (it ends by time, on the sending or timing side), so
+/// the other side, which may be a forked child, reads it from a shared
+/// mapping. Create it before the fork. The sending side sets it before it
+/// sends the first timed message, so whoever has received that message
+/// sees it.
+#[derive(Clone, Copy)]
+pub struct Total(&'static AtomicU64);
+
+impl Total {
+    pub fn new() -> Total {
+        let m = shared_zeroed(4096);
+        // SAFETY: a fresh zeroed shared mapping, page-aligned, never
+        // unmapped (4 KiB per run); an atomic is valid for all-zero bits.
+        let t = unsafe { &*m.cast::<AtomicU64>() };
+        t.store(u64::MAX, Ordering::Relaxed);
+        Total(t)
+    }
+
+    /// The count, once the warm-up has ended.
+    #[inline]
+    pub fn get(&self) -> Option<u64> {
+        match self.0.load(Ordering::Acquire) {
+            u64::MAX => None,
+            n => Some(n),
+        }
+    }
+
+    /// Whether `done` messages are all there are.
+    #[inline]
+    pub fn reached(&self, done: u64) -> bool {
+        done >= self.0.load(Ordering::Acquire)
+    }
+
+    pub fn set(&self, all: u64) {
+        self.0.store(all, Ordering::Release);
+    }
+}
+
+/// The stamp of a warm-up message in a many-to-many run (see
+/// [`WarmClock`]): consumers leave such messages out of their counts and
+/// checksums.
+pub const WARM_STAMP: u64 = u64::MAX;
+
+/// The warm-up of a many-to-many run: every producer sends untimed
+/// messages until the first of them has been sending for [`WARM_NS`];
+/// that one records the instant, which starts the run's clock, and each
+/// producer then sends its timed messages. At most a ring's worth of
+/// warm-up messages is still queued when the clock starts. All zero is the
+/// reset state, so it may live in a zeroed shared mapping.
+#[repr(C)]
+pub struct WarmClock {
+    t0: AtomicU64,
+}
+
+impl WarmClock {
+    pub const fn new() -> WarmClock {
+        WarmClock {
+            t0: AtomicU64::new(0),
+        }
+    }
+
+    pub fn reset(&self) {
+        self.t0.store(0, Ordering::SeqCst);
+    }
+
+    /// Producer side: `send_untimed()` until the clock has started.
+    pub fn warm_up(&self, mut send_untimed: impl FnMut()) {
+        let start = mono_ns();
+        let mut k = 0u64;
+        while self.t0.load(Ordering::Acquire) == 0 {
+            send_untimed();
+            k += 1;
+            if k % 64 == 0 {
+                let now = mono_ns();
+                if now - start >= WARM_NS {
+                    let _ = self
+                        .t0
+                        .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
+                }
+            }
+        }
+    }
+
+    /// When the timed part began (0 until then).
+    pub fn started(&self) -> u64 {
+        self.t0.load(Ordering::Acquire)
+    }
+}
+
+/// The sending side of a stream of `n` timed messages after a warm-up of
+/// at least [`WARM_NS`]: `while w.more() { send one }`, or, sending in
+/// batches, `next(max)` and `sent(k)`. The clock is read once per 64
+/// messages while warming up, and never after.
+pub struct Warm {
+    total: Total,
+    n: u64,
+    sent: u64,
+    check: u64,
+    end: u64,
+    start: u64,
+}
+
+impl Warm {
+    const CHECK: u64 = 64;
+
+    pub fn new(total: Total, n: u64) -> Warm {
+        Warm {
+            total,
+            n,
+            sent: 0,
+            check: 0,
+            end: u64::MAX,
+            start: mono_ns(),
+        }
+    }
+
+    /// How many messages to send before asking again (at most `max`; 0:
+    /// the stream is done).
+    #[inline]
+    pub fn next(&mut self, max: u64) -> u64 {
+        if self.end == u64::MAX {
+            return self.warming(max);
+        }
+        (self.end - self.sent).min(max)
+    }
+
+    fn warming(&mut self, max: u64) -> u64 {
+        if self.sent >= self.check {
+            if mono_ns() - self.start >= WARM_NS {
+                self.end = self.sent + self.n;
+                self.total.set(self.end);
+                return self.n.min(max);
+            }
+            self.check = self.sent + Self::CHECK;
+        }
+        (self.check - self.sent).min(max)
+    }
+
+    /// `k` more messages sent.
+    #[inline]
+    pub fn sent(&mut self, k: u64) {
+        self.sent += k;
+    }
+
+    /// Whether to send one more message (and count it as sent).
+    #[inline]
+    pub fn more(&mut self) -> bool {
+        if self.next(1) == 0 {
+            return false;
+        }
+        self.sent += 1;
+        true
+    }
+}
+
 /// The receiving side's clock over a stream, read once per chunk of
 /// messages: the figure is the median chunk's time per message, the first
 /// chunk (start-up: the fork, page faults on the first lap of a fresh
 /// ring, the peer's first slice) left out. A stall that hits a few chunks
 /// (the peer preempted by another task on a loaded machine) moves the
 /// median little, where it would move the whole run's mean as much as it
-/// lasted; every streaming contender is timed so, alike.
+/// lasted; every streaming contender is timed so, alike. After a warm-up
+/// ([`Chunks::after_warm_up`]) the clock starts with the first timed
+/// message.
 pub struct Chunks {
     per: u64,
+    n: u64,
     got: u64,
     next: u64,
     start: u64,
     last: (u64, u64),
     ns: Vec<f64>,
+    /// The warm-up's count, while the clock has not started.
+    warm: Option<Total>,
+    /// Messages in the stream, warm-up included (`u64::MAX`: not known
+    /// yet).
+    end: u64,
+    /// Messages received when the clock started.
+    base: u64,
 }
 
 impl Chunks {
@@ -215,11 +389,26 @@ impl Chunks {
         let start = mono_ns();
         Chunks {
             per,
+            n,
             got: 0,
             next: per,
             start,
             last: (start, 0),
             ns: Vec::with_capacity(Self::COUNT as usize + 1),
+            warm: None,
+            end: n,
+            base: 0,
+        }
+    }
+
+    /// For a stream sent through a [`Warm`] on `total`: the clock starts
+    /// once the warm-up's messages are in; receive until [`done`](Self::done).
+    pub fn after_warm_up(n: u64, total: Total) -> Chunks {
+        Chunks {
+            next: 0,
+            warm: Some(total),
+            end: u64::MAX,
+            ..Chunks::new(n)
         }
     }
 
@@ -232,9 +421,36 @@ impl Chunks {
         }
     }
 
+    /// Whether every message of the stream is in.
+    #[inline]
+    pub fn done(&self) -> bool {
+        self.got >= self.end
+    }
+
     #[cold]
     fn mark(&mut self) {
         let t = mono_ns();
+        if let Some(total) = self.warm {
+            // Warming up: look for the count on every message until it is
+            // set (it is, by the first timed message), then start the
+            // clock with the first message past the warm-up's.
+            let Some(end) = total.get() else {
+                self.next = self.got + 1;
+                return;
+            };
+            self.end = end;
+            let first = end - self.n;
+            if self.got < first {
+                self.next = first;
+                return;
+            }
+            self.warm = None;
+            self.base = self.got;
+            self.start = t;
+            self.last = (t, self.got);
+            self.next = self.got + self.per;
+            return;
+        }
         let (t0, g0) = self.last;
         self.ns.push((t - t0) as f64 / (self.got - g0) as f64);
         self.last = (t, self.got);
@@ -245,7 +461,8 @@ impl Chunks {
     /// had fewer than three chunks).
     pub fn figure(mut self) -> f64 {
         if self.ns.len() < 3 {
-            return (self.last.0 - self.start) as f64 / self.last.1.max(1) as f64;
+            let timed = self.last.1 - self.base;
+            return (self.last.0 - self.start) as f64 / timed.max(1) as f64;
         }
         self.ns.remove(0);
         median(self.ns)

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use iceoryx2::port::publisher::Publisher;
 use iceoryx2::prelude::*;
 
-use crate::common::Chunks;
+use crate::common::{Chunks, Total, Warm};
 use crate::pipe_bench::{pair, spin_until};
-use crate::w1::{trips, Total};
+use crate::w1::trips;
 
 /// A fresh service name prefix for one run.
 fn name(tag: &str) -> String {
@@ -175,6 +175,7 @@ pub fn stream(n: u64, size: usize, in_place: bool) -> f64 {
     let f = flag();
     // About the ring shmprim gets (1 MiB), at least 4 samples.
     let depth = ((1usize << 20) / size).clamp(4, 256);
+    let total = Total::new();
     let mut ns = 0.0;
     pair(
         || {
@@ -195,7 +196,8 @@ pub fn stream(n: u64, size: usize, in_place: bool) -> f64 {
             let src = vec![7u8; size];
             f.store(2, Release);
             wait_for(f, 3);
-            for _ in 0..n {
+            let mut w = Warm::new(total, n);
+            while w.more() {
                 loan(&publ, &src);
             }
             // Samples not yet received die with their publisher: stay
@@ -222,10 +224,10 @@ pub fn stream(n: u64, size: usize, in_place: bool) -> f64 {
             let mut buf = vec![0u8; size];
             f.store(1, Release);
             wait_for(f, 2);
-            let mut c = Chunks::new(n);
+            let mut c = Chunks::after_warm_up(n, total);
             f.store(3, Release);
             let (mut got, mut idle, started) = (0, 0u32, Instant::now());
-            while got < n {
+            while !c.done() {
                 match sub.receive().unwrap() {
                     Some(m) => {
                         let p = m.payload();

@@ -100,7 +100,7 @@ const QUICK: Plan = Plan {
     large_bytes: 8 << 20,
     lock_ops: 100_000,
     lock_per_worker: 20_000,
-    mpmc_per: 20_000,
+    mpmc_per: 100_000,
     small_sizes: &[16, 64],
     large_sizes: &[4 << 10, 64 << 10],
     dict_ops: 100_000,

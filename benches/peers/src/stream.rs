@@ -5,7 +5,7 @@
 
 use shmprim::WaitPolicy;
 
-use crate::common::{median, Chunks};
+use crate::common::{median, Chunks, Total, Warm};
 use crate::pipe_bench::{
     close, hw_stream, kernel_stream, pair, pipe2, ring_for, shm_batch, shm_stream, socketpair,
     spin_ring_stream, RING,
@@ -22,17 +22,19 @@ fn fd(n: u64, size: usize, (rd, wr): (i32, i32)) -> f64 {
 
 fn ipc(n: u64, size: usize) -> f64 {
     let (tx, rx) = ipc_channel::ipc::bytes_channel().unwrap();
+    let total = Total::new();
     let mut fig = 0.0;
     pair(
         || {
             let src = vec![7u8; size];
-            for _ in 0..n {
+            let mut w = Warm::new(total, n);
+            while w.more() {
                 tx.send(&src).unwrap();
             }
         },
         || {
-            let mut c = Chunks::new(n);
-            for _ in 0..n {
+            let mut c = Chunks::after_warm_up(n, total);
+            while !c.done() {
                 std::hint::black_box(rx.recv().unwrap());
                 c.add(1);
             }
@@ -45,18 +47,20 @@ fn ipc(n: u64, size: usize) -> f64 {
 /// Threads over an `ArrayQueue` of 64 KiB worth of `[u8; S]`, spinning.
 fn arrayqueue<const S: usize>(n: u64) -> f64 {
     let q = crossbeam_queue::ArrayQueue::<[u8; S]>::new((RING / S).max(16));
+    let total = Total::new();
     std::thread::scope(|s| {
         s.spawn(|| {
             let m = [7u8; S];
-            for _ in 0..n {
+            let mut w = Warm::new(total, n);
+            while w.more() {
                 while q.push(m).is_err() {
                     std::hint::spin_loop();
                 }
             }
         });
         let mut buf = [0u8; S];
-        let mut c = Chunks::new(n);
-        for _ in 0..n {
+        let mut c = Chunks::after_warm_up(n, total);
+        while !c.done() {
             loop {
                 if let Some(m) = q.pop() {
                     buf = m;
@@ -75,16 +79,18 @@ fn arrayqueue<const S: usize>(n: u64) -> f64 {
 /// copy out, as a byte-message API would do).
 fn channel(n: u64, size: usize) -> f64 {
     let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>((RING / size).max(16));
+    let total = Total::new();
     std::thread::scope(|s| {
         s.spawn(move || {
             let src = vec![7u8; size];
-            for _ in 0..n {
+            let mut w = Warm::new(total, n);
+            while w.more() {
                 tx.send(src.clone()).unwrap();
             }
         });
         let mut buf = vec![0u8; size];
-        let mut c = Chunks::new(n);
-        for _ in 0..n {
+        let mut c = Chunks::after_warm_up(n, total);
+        while !c.done() {
             buf.copy_from_slice(&rx.recv().unwrap());
             c.add(1);
         }

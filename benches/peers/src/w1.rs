@@ -1,16 +1,17 @@
 //! W1: 8-byte ping-pong round trip. The parent times every round trip on
 //! CLOCK_MONOTONIC (one clock read per trip, the same for every system);
-//! a warm-up of a tenth of the trips, and of at least [`WARM_NS`], is left
-//! out. The figure of a round is the median of its trips; the suite
-//! reports the median over rounds, the tail (p99, p99.9, maximum) over
-//! every timed trip of every round pooled (200 000 per system in a full
-//! run: enough for a p99.9 of 200 trips), and plots every trip.
+//! a warm-up of a tenth of the trips, and of at least
+//! [`WARM_NS`](crate::common::WARM_NS), is left out. The figure of a round
+//! is the median of its trips; the suite reports the median over rounds,
+//! the tail (p99, p99.9, maximum) over every timed trip of every round
+//! pooled (200 000 per system in a full run: enough for a p99.9 of 200
+//! trips), and plots every trip.
 
 use std::sync::atomic::{AtomicU64, Ordering::*};
 
 use shmprim::WaitPolicy;
 
-use crate::common::{median, mono_ns};
+use crate::common::{median, mono_ns, Total, WARM_NS};
 use crate::pipe_bench::{close, conns, pair, pipe2, read_exact, socketpair, spin_until, write_all};
 use crate::python::Python;
 use crate::{iox, rounds, Contender, Plan, Results};
@@ -18,41 +19,6 @@ use crate::{iox, rounds, Contender, Plan, Results};
 /// Warm-up trips before the `n` timed ones, at the least.
 pub fn warm(n: u64) -> u64 {
     (n / 10).max(10)
-}
-
-/// The least time a warm-up lasts. A pair that wakes each other right
-/// after a fork is often placed on one CPU by this VM's kernel (the other
-/// one idle) until its balancer separates them, 2 to 40 ms later; a run
-/// that timed those trips reported 6 to 19 us instead of 0.3 us
-/// (BENCHMARKS.md, "W1's two regimes"). Every system warms up alike.
-pub const WARM_NS: u64 = 100_000_000;
-
-/// How many trips a run makes in all. Unknown while the warm-up lasts
-/// (it ends by time), so the echoing side, which may be a forked child,
-/// reads it from a shared mapping after every echo; the timing side sets
-/// it before its first timed trip, so an echo that follows that trip's
-/// message sees it.
-pub struct Total(&'static AtomicU64);
-
-impl Total {
-    /// Before the fork: the echo must share the mapping.
-    pub fn new() -> Total {
-        let m = crate::common::shared_zeroed(4096);
-        // SAFETY: a fresh zeroed shared mapping, 8-aligned, never unmapped
-        // (4 KiB per run); an atomic is valid for all-zero bits.
-        let t = unsafe { &*m.cast::<AtomicU64>() };
-        t.store(u64::MAX, Relaxed);
-        Total(t)
-    }
-
-    /// Whether the echo has answered all `done` trips there are.
-    pub fn reached(&self, done: u64) -> bool {
-        done >= self.0.load(Acquire)
-    }
-
-    fn set(&self, all: u64) {
-        self.0.store(all, Release);
-    }
 }
 
 /// Runs `one(i)` for the warm-up and then `n` timed trips; the trip times.

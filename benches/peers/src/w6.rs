@@ -148,14 +148,14 @@ const IDS: [(&str, Method, u32); 3] = [
 ];
 
 /// Round trips before the timed `apply`s: at least 4, for at least
-/// [`WARM_NS`](crate::w1::WARM_NS), as W1 warms up. A pool's workers are
+/// [`WARM_NS`](crate::common::WARM_NS), as W1 warms up. A pool's workers are
 /// fresh processes, and this VM's kernel often keeps a parent and the
 /// worker it wakes on one CPU for the first 2 to 40 ms (BENCHMARKS.md,
 /// "W1's two regimes"): timed then, `apply` read 7 to 10 us instead of 1.
 fn warm_up(mut one: impl FnMut(u64)) {
     let start = crate::common::mono_ns();
     let mut i = 0;
-    while i < 4 || crate::common::mono_ns() - start < crate::w1::WARM_NS {
+    while i < 4 || crate::common::mono_ns() - start < crate::common::WARM_NS {
         one(i);
         i += 1;
     }
