@@ -202,8 +202,9 @@ impl<'a> Consumer<'a> {
 
     /// Copies the next record into `dst` and consumes it if it carries no
     /// flags and fits: `Ok(Some(len))`; otherwise (empty, flagged, too
-    /// long) consumes nothing and says `Ok(None)`. The receive fast path of
-    /// the layer above, which handles everything else itself.
+    /// long) consumes nothing and says `Ok(None)`. The general form of the
+    /// layer above's receive fast path (`pop_plain_as`), which handles
+    /// everything else itself.
     #[inline]
     pub fn try_pop_plain(&mut self, dst: &mut [u8]) -> Result<Option<usize>> {
         let Some((off, len, need)) = self.peek_plain()? else {
@@ -217,6 +218,55 @@ impl<'a> Consumer<'a> {
         crate::fault::fault_point!("spsc.read.before_release");
         self.advance(need);
         Ok(Some(len))
+    }
+
+    /// The receive fast path: [`try_pop_plain`](Self::try_pop_plain) with
+    /// any error read as `None` (the caller's general path reports it),
+    /// for a caller that knows whether this process publishes with a
+    /// compiler barrier only (`light`, as [`Wake::notify_as`] takes it).
+    ///
+    /// The common case (a flagless record in this lap, fitting `dst`,
+    /// outside a batch) is inlined into the caller, checked as
+    /// `pop_plain_many` checks each record: one comparison of the header's
+    /// high half (tag and flags), and the record's end inside the data
+    /// area. Everything else (nothing there, padding, a flagged or corrupt
+    /// header, a short `dst`, a batch) goes to `try_pop_plain`, out of line.
+    #[inline(always)]
+    pub(crate) fn pop_plain_as(&mut self, dst: &mut [u8], light: bool) -> Option<usize> {
+        let (head, cap) = (self.head, self.ring.cap);
+        let off = head & (cap - 1);
+        // SYNC POINT: as in `published_header`.
+        let word = self.ring.word(off).load(Acquire);
+        // The high half of a published flagless header at `head`.
+        let expect = lap_tag(head, cap) << (TAG_SHIFT - FLAGS_SHIFT);
+        let len = word as u32 as usize;
+        let need = record_size(len as u64);
+        if word >> FLAGS_SHIFT != expect || off + need > cap || len > dst.len() || self.batching {
+            return self.pop_plain_rest(dst);
+        }
+        self.ring
+            .copy_out(off + RECORD_HEADER as u64, &mut dst[..len]);
+        crate::fault::fault_point!("spsc.read.before_release");
+        // As `saw_published`, then `advance` outside a batch.
+        let end = head.wrapping_add(need);
+        if ahead(self.tail, end) > 0 {
+            self.tail = end;
+        }
+        self.head = end;
+        self.ring
+            .ctl
+            .cons
+            .head
+            .store(end | self.in_message as u64, Release);
+        self.ring.space_ready().notify_as(1, light);
+        Some(len)
+    }
+
+    /// `pop_plain_as` past its inlined common case.
+    #[cold]
+    #[inline(never)]
+    fn pop_plain_rest(&mut self, dst: &mut [u8]) -> Option<usize> {
+        self.try_pop_plain(dst).ok().flatten()
     }
 
     /// The next record if it carries no flags, read in place: `f` is

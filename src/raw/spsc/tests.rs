@@ -430,3 +430,87 @@ fn spsc_batch_fast_paths_outside_a_batch_publish_and_release() {
         assert_eq!(h.ring().ctl.cons.head.load(Relaxed), c.head);
     }
 }
+
+/// The one-record fast paths (`push_plain_as`, `pop_plain_as`) stream in
+/// order across the 2^64 wrap, their general parts taking the padding and
+/// the refresh of `head`, and every record arrives whole.
+#[test]
+fn spsc_plain_fast_paths_stream_across_the_wrap() {
+    let h = SpscRing::new(256).unwrap();
+    let ring = h.ring();
+    // SAFETY: fresh ring, no producer or consumer yet.
+    unsafe { ring.__start_positions_at(u64::MAX - 3000) };
+    // SAFETY: one producer and one consumer, this thread.
+    let (mut p, mut c) = unsafe { (ring.producer().unwrap(), ring.consumer().unwrap()) };
+    let msg = |i: usize| -> Vec<u8> { (0..(i * 7) % 70).map(|j| (i * 3 + j) as u8).collect() };
+    let (mut sent, mut got) = (0usize, 0usize);
+    let mut buf = [0u8; 256];
+    for round in 0..600 {
+        // Up to three in flight: the ring fills, and `head` is refreshed.
+        for _ in 0..1 + round % 3 {
+            let m = msg(sent);
+            if p.push_plain_as(&m, round % 2 == 0) || p.try_push(&m, 0).unwrap() {
+                sent += 1;
+            }
+        }
+        while let Some(len) = c.pop_plain_as(&mut buf, round % 2 == 1) {
+            assert_eq!(&buf[..len], &msg(got)[..], "message {got}");
+            got += 1;
+        }
+        assert_eq!(h.ring().ctl.cons.head.load(Relaxed), c.head);
+        assert_eq!(h.ring().ctl.prod.tail.load(Relaxed), p.tail);
+    }
+    assert_eq!(got, sent);
+    assert!(sent > 500, "only {sent} sent");
+}
+
+/// What a corrupt or hostile ring can put where the receive fast path
+/// looks (the header at `head`) is refused without a read out of bounds:
+/// a record crossing the end of the data area, unknown flags, a length
+/// that overflows the record size, or the previous lap's tag read as "not
+/// published"; the fast path consumes nothing (the general path reports
+/// `Corrupt`). A `dst` too short, and a batch, leave the record too. On
+/// the send side, a `head` moved backwards or past `tail` makes the fast
+/// push refuse (nothing written) where it must refresh `head`.
+#[test]
+fn spsc_plain_fast_paths_refuse_a_corrupt_ring() {
+    let h = SpscRing::new(256).unwrap();
+    let ring = h.ring();
+    let tag0 = lap_tag(0, 256) << TAG_SHIFT;
+    // SAFETY: one producer and one consumer, this thread.
+    let (mut p, mut c) = unsafe { (ring.producer().unwrap(), ring.consumer().unwrap()) };
+    assert!(p.push_plain_as(&[1u8; 8], false));
+    assert!(p.push_plain_as(&[2u8; 8], false));
+    let good = ring.word(0).load(Relaxed);
+    let mut buf = [0u8; 256];
+    for bad in [
+        tag0 | 249,
+        tag0 | u32::MAX as u64,
+        tag0 | (0x80 << FLAGS_SHIFT),
+        tag0 | ((PAD as u64) << FLAGS_SHIFT) | 8,
+        lap_tag(256, 256) << TAG_SHIFT | 8,
+    ] {
+        ring.word(0).store(bad, Relaxed);
+        assert_eq!(c.pop_plain_as(&mut buf, false), None, "{bad:#x}");
+        assert_eq!((c.head, ring.ctl.cons.head.load(Relaxed)), (0, 0));
+    }
+    ring.word(0).store(good, Relaxed);
+    assert_eq!(c.pop_plain_as(&mut buf[..7], false), None, "short dst");
+    c.begin_batch();
+    assert_eq!(c.pop_plain_as(&mut buf, false), Some(8), "in a batch");
+    assert_eq!(ring.ctl.cons.head.load(Relaxed), 0, "released in a batch");
+    c.end_batch();
+    assert_eq!(ring.ctl.cons.head.load(Relaxed), 16);
+    assert_eq!(c.pop_plain_as(&mut buf, false), Some(8));
+    assert_eq!(&buf[..8], &[2u8; 8]);
+    // Fill the ring so that the next push must refresh `head`, then
+    // corrupt it: backwards, past `tail`, misaligned.
+    while p.push_plain_as(&[3u8; 8], false) {}
+    let (tail, head) = (p.tail, p.head);
+    for bad in [head.wrapping_sub(8), tail + 8, head + 4] {
+        ring.ctl.cons.head.store(bad, Relaxed);
+        assert!(!p.push_plain_as(&[4u8; 8], false), "head {bad}");
+        assert_eq!((p.tail, p.head), (tail, head));
+        assert!(matches!(p.try_push(&[4u8; 8], 0), Err(Error::Corrupt(_))));
+    }
+}
