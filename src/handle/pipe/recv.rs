@@ -94,7 +94,12 @@ impl Connection {
         {
             return None;
         }
-        c.pop_plain_as(out, self.light)
+        // Two copies, each with its fence fixed: no flag kept live.
+        if self.light {
+            c.pop_plain_as(out, true)
+        } else {
+            c.pop_plain_as(out, false)
+        }
     }
 
     #[inline(always)]

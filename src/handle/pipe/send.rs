@@ -81,7 +81,12 @@ impl Connection {
             && self.claimed_gen == fork::generation()
             && ring.claimant_pid(Role::Writer) == self.claimed_pid
             && !ring.is_closed(Role::Reader)
-            && p.push_plain_as(buf, self.light)
+            // Two copies, each with its fence fixed: no flag kept live.
+            && if self.light {
+                p.push_plain_as(buf, true)
+            } else {
+                p.push_plain_as(buf, false)
+            }
     }
 
     #[inline(always)]

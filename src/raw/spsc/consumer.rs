@@ -225,14 +225,18 @@ impl<'a> Consumer<'a> {
     /// for a caller that knows whether this process publishes with a
     /// compiler barrier only (`light`, as [`Wake::notify_as`] takes it).
     ///
-    /// The common case (a flagless record in this lap, fitting `dst`,
-    /// outside a batch) is inlined into the caller, checked as
-    /// `pop_plain_many` checks each record: one comparison of the header's
-    /// high half (tag and flags), and the record's end inside the data
-    /// area. Everything else (nothing there, padding, a flagged or corrupt
-    /// header, a short `dst`, a batch) goes to `try_pop_plain`, out of line.
+    /// The common case (a flagless record in this lap, fitting `dst`) is
+    /// inlined into the caller, checked as `pop_plain_many` checks each
+    /// record: one comparison of the header's high half (tag and flags),
+    /// and the record's end inside the data area. Everything else (nothing
+    /// there, padding, a flagged or corrupt header, a short `dst`) goes to
+    /// `try_pop_plain`, out of line.
+    ///
+    /// Outside a batch (the layer above's batches end on every exit, panics
+    /// included): it releases the record at once, with its own store.
     #[inline(always)]
     pub(crate) fn pop_plain_as(&mut self, dst: &mut [u8], light: bool) -> Option<usize> {
+        debug_assert!(!self.batching, "pop_plain_as inside a batch");
         let (head, cap) = (self.head, self.ring.cap);
         let off = head & (cap - 1);
         // SYNC POINT: as in `published_header`.
@@ -241,17 +245,18 @@ impl<'a> Consumer<'a> {
         let expect = lap_tag(head, cap) << (TAG_SHIFT - FLAGS_SHIFT);
         let len = word as u32 as usize;
         let need = record_size(len as u64);
-        if word >> FLAGS_SHIFT != expect || off + need > cap || len > dst.len() || self.batching {
+        if word >> FLAGS_SHIFT != expect || off + need > cap || len > dst.len() {
             return self.pop_plain_rest(dst);
         }
         self.ring
             .copy_out(off + RECORD_HEADER as u64, &mut dst[..len]);
         crate::fault::fault_point!("spsc.read.before_release");
-        // As `saw_published`, then `advance` outside a batch.
+        // As `saw_published`, then `advance` outside a batch. `tail`, the
+        // bound `check` holds records to, need not move past `end`: every
+        // `Record` is made by `try_peek`, which moves it over the record
+        // first. Kept at least `head`, as everywhere.
         let end = head.wrapping_add(need);
-        if ahead(self.tail, end) > 0 {
-            self.tail = end;
-        }
+        self.tail = end;
         self.head = end;
         self.ring
             .ctl
