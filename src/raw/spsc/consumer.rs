@@ -44,6 +44,8 @@ pub struct Consumer<'a> {
     /// Whether the head is inside a fragmented message: published with
     /// every release, in `head`'s low bit (`IN_MESSAGE`).
     pub(super) in_message: bool,
+    /// `head`'s lap, for the one-record fast path.
+    pub(super) lap: Lap,
     /// Inside [`begin_batch`](Consumer::begin_batch): releases move the
     /// local head only; `end_batch` stores it once.
     pub(super) batching: bool,
@@ -241,11 +243,13 @@ impl<'a> Consumer<'a> {
         let off = head & (cap - 1);
         // SYNC POINT: as in `published_header`.
         let word = self.ring.word(off).load(Acquire);
-        // The high half of a published flagless header at `head`.
-        let expect = lap_tag(head, cap) << (TAG_SHIFT - FLAGS_SHIFT);
         let len = word as u32 as usize;
         let need = record_size(len as u64);
-        if word >> FLAGS_SHIFT != expect || off + need > cap || len > dst.len() {
+        let end = head.wrapping_add(need);
+        // Published in `head`'s lap with no flags (the high half is the
+        // lap's), and inside that lap (so inside the data area).
+        if (word ^ self.lap.hi) >> FLAGS_SHIFT != 0 || !self.lap.holds(end, cap) || len > dst.len()
+        {
             return self.pop_plain_rest(dst);
         }
         self.ring
@@ -255,7 +259,6 @@ impl<'a> Consumer<'a> {
         // bound `check` holds records to, need not move past `end`: every
         // `Record` is made by `try_peek`, which moves it over the record
         // first. Kept at least `head`, as everywhere.
-        let end = head.wrapping_add(need);
         self.tail = end;
         self.head = end;
         self.ring
@@ -267,11 +270,13 @@ impl<'a> Consumer<'a> {
         Some(len)
     }
 
-    /// `pop_plain_as` past its inlined common case.
+    /// `pop_plain_as` past its inlined common case; refills the lap cache.
     #[cold]
     #[inline(never)]
     fn pop_plain_rest(&mut self, dst: &mut [u8]) -> Option<usize> {
-        self.try_pop_plain(dst).ok().flatten()
+        let popped = self.try_pop_plain(dst).ok().flatten();
+        self.lap = Lap::of(self.head, self.ring.cap);
+        popped
     }
 
     /// The next record if it carries no flags, read in place: `f` is

@@ -46,6 +46,10 @@ pub struct Producer<'a> {
     pub(super) batching: bool,
     /// The batch's first header (position, word), stored last.
     pub(super) deferred: Option<(u64, u64)>,
+    /// `tail`'s lap, for the one-record fast path (which fault injection
+    /// routes through the general path).
+    #[cfg_attr(feature = "fault-injection", allow(dead_code))]
+    pub(super) lap: Lap,
 }
 
 impl<'a> Producer<'a> {
@@ -311,24 +315,26 @@ impl<'a> Producer<'a> {
         {
             let (len, cap, tail) = (src.len() as u64, self.ring.cap, self.tail);
             let need = record_size(len);
-            let off = tail & (cap - 1);
             let end = tail.wrapping_add(need);
-            // At most half the ring, not across the end of the data area,
-            // and below the cached `head` (`end - head <= cap` is
-            // `free() >= need`: `tail - head <= cap` holds).
+            // At most half the ring, inside `tail`'s lap (so not across the
+            // end of the data area), and below the cached `head`
+            // (`end - head <= cap` is `free() >= need`: `tail - head <= cap`
+            // holds).
             if need > cap / 2
-                || off + need > cap
+                || !self.lap.holds(end, cap)
                 || end.wrapping_sub(self.head) > cap
                 || self.batching
             {
                 return self.push_plain_rest(src);
             }
+            let off = tail & (cap - 1);
             // As `publish` does outside a batch: the word past the record
             // zeroed if free and the payload written (in either order:
             // both before the header), then the header (Release), then the
             // hint. `len <= cap / 2 < 2^32` (attach bounds `cap`): fits the
             // header.
-            let word = header_word(tail, cap, len as u32, 0);
+            let word = self.lap.hi | len;
+            debug_assert_eq!(word, header_word(tail, cap, len as u32, 0));
             if end
                 .wrapping_add(RECORD_HEADER as u64)
                 .wrapping_sub(self.head)
@@ -347,12 +353,20 @@ impl<'a> Producer<'a> {
     }
 
     /// `try_push_plain` past its inlined common case: refreshes the cached
-    /// `head` if the record does not fit below it, and pushes inside a
-    /// batch through [`publish`](Self::publish).
+    /// `head` if the record does not fit below it, pushes inside a batch
+    /// through [`publish`](Self::publish), and refills the lap cache.
     #[cfg(not(feature = "fault-injection"))]
     #[cold]
     #[inline(never)]
     fn push_plain_rest(&mut self, src: &[u8]) -> bool {
+        let pushed = self.push_plain_general(src);
+        self.lap = Lap::of(self.tail, self.ring.cap);
+        pushed
+    }
+
+    /// `try_push_plain` without the lap cache.
+    #[cfg(not(feature = "fault-injection"))]
+    fn push_plain_general(&mut self, src: &[u8]) -> bool {
         let (len, cap) = (src.len() as u64, self.ring.cap);
         let need = record_size(len);
         let off = self.tail & (cap - 1);

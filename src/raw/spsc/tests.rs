@@ -512,3 +512,46 @@ fn spsc_plain_fast_paths_refuse_a_corrupt_ring() {
         assert!(matches!(p.try_push(&[4u8; 8], 0), Err(Error::Corrupt(_))));
     }
 }
+
+/// The fast paths' lap caches go stale when the general paths move a
+/// position into the next lap; a stale cache refuses every record (the
+/// general part then refills it), so the previous lap's header left in an
+/// exactly full ring, whose tag the stale cache carries, is not taken for
+/// a record, and a push writes the new lap's tag.
+#[test]
+fn spsc_plain_fast_paths_stale_lap_cache_is_refused() {
+    let h = SpscRing::new(256).unwrap();
+    let ring = h.ring();
+    // SAFETY: one producer and one consumer, this thread.
+    let (mut p, mut c) = unsafe { (ring.producer().unwrap(), ring.consumer().unwrap()) };
+    let mut buf = [0u8; 256];
+    // Two records of 128 bytes fill the ring exactly; both caches lap 0.
+    assert!(p.push_plain_as(&[1u8; 120], false));
+    assert!(p.push_plain_as(&[2u8; 120], false));
+    assert_eq!(c.pop_plain_as(&mut buf, false), Some(120));
+    assert_eq!(c.lap.end, 256);
+    #[cfg(not(feature = "fault-injection"))] // which pushes through `try_push`
+    assert_eq!(p.lap.end, 256);
+    // The general path moves the consumer into lap 1; its cache stays at
+    // lap 0. Offset 0 still holds lap 0's first header (the ring was full:
+    // nothing zeroed it), whose tag is the stale cache's: not taken.
+    assert_eq!(c.try_pop(&mut buf).unwrap(), Some((120, 0)));
+    assert_eq!(c.head, 256);
+    assert_eq!(c.lap.end, 256);
+    assert_eq!(ring.word(0).load(Relaxed), header_word(0, 256, 120, 0));
+    assert_eq!(c.pop_plain_as(&mut buf, false), None, "lap 0's header");
+    assert_eq!(c.head, 256);
+    // The same for the producer: moved into lap 1 by the general path, its
+    // stale cache is refused and the records get lap 1's tag (which the
+    // consumer's general path checks).
+    assert!(p.try_push(&[3u8; 120], 0).unwrap());
+    assert_eq!(p.tail, 384);
+    #[cfg(not(feature = "fault-injection"))]
+    assert_eq!(p.lap.end, 256);
+    assert_eq!(c.try_pop(&mut buf).unwrap(), Some((120, 0)));
+    assert_eq!(&buf[..120], &[3u8; 120]);
+    assert!(p.push_plain_as(&[4u8; 8], false));
+    assert_eq!(ring.word(128).load(Relaxed), header_word(384, 256, 8, 0));
+    assert_eq!(c.try_pop(&mut buf).unwrap(), Some((8, 0)));
+    assert_eq!(&buf[..8], &[4u8; 8]);
+}
