@@ -32,7 +32,7 @@ pub struct Connection {
     pub(super) seg: Arc<Segment>,
     pub(super) anonymous: bool,
     /// The fork generation this process claimed the end in; 0 (no
-    /// generation: they count from 1) until it claims.
+    /// generation: they count from 1) until it claims, and once closed.
     pub(super) claimed_gen: u64,
     /// The pid this process claimed the end with: compared with the shared
     /// claimant on every send and receive (another process took it over?).
@@ -166,6 +166,10 @@ impl Connection {
             }
         }
         self.closed = true;
+        // Claimed in no generation: the fast paths' one test of the
+        // generation also stands for "open" (every other path tests
+        // `closed` first).
+        self.claimed_gen = 0;
     }
 }
 

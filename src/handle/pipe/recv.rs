@@ -86,9 +86,9 @@ impl Connection {
         let Some(Rx { ring, c: Some(c) }) = &mut self.rx else {
             return None;
         };
+        // A closed handle's `claimed_gen` is 0, never the generation.
         if self.partial.is_some()
             || self.skipping
-            || self.closed
             || self.claimed_gen != fork::generation()
             || ring.claimant_pid(Role::Reader) != self.claimed_pid
         {

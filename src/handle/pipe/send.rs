@@ -76,8 +76,8 @@ impl Connection {
             return false;
         };
         let ring = *ring;
+        // A closed handle's `claimed_gen` is 0, never the generation.
         !self.abort_pending
-            && !self.closed
             && self.claimed_gen == fork::generation()
             && ring.claimant_pid(Role::Writer) == self.claimed_pid
             && !ring.is_closed(Role::Reader)

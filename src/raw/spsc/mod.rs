@@ -212,16 +212,28 @@ fn lap_tag(pos: u64, cap: u64) -> u64 {
 /// never does). A stale cache (the position moved on to a later lap
 /// through the general paths) fails that check, and the fast path's out
 /// of line part refills it: once per lap.
+///
+/// It also keeps half the capacity, the most a record of the send fast
+/// path may span (a longer message is fragmented), so that the test costs
+/// one comparison.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Lap {
     end: u64,
     hi: u64,
+    // Fault injection sends through the general path.
+    #[cfg_attr(feature = "fault-injection", allow(dead_code))]
+    half: u64,
 }
 
 impl Lap {
-    /// A cache that holds no record past `pos`: the first use refills it.
-    fn empty(pos: u64) -> Lap {
-        Lap { end: pos, hi: 0 }
+    /// A cache that holds no record past `pos`, in a ring of `cap` bytes:
+    /// the first use refills it.
+    fn empty(pos: u64, cap: u64) -> Lap {
+        Lap {
+            end: pos,
+            hi: 0,
+            half: cap / 2,
+        }
     }
 
     /// The lap of `pos` in a ring of `cap` bytes.
@@ -229,6 +241,7 @@ impl Lap {
         Lap {
             end: pos.wrapping_add(cap - (pos & (cap - 1))),
             hi: lap_tag(pos, cap) << TAG_SHIFT,
+            half: cap / 2,
         }
     }
 

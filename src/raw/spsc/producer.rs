@@ -320,7 +320,7 @@ impl<'a> Producer<'a> {
             // end of the data area), and below the cached `head`
             // (`end - head <= cap` is `free() >= need`: `tail - head <= cap`
             // holds).
-            if need > cap / 2
+            if need > self.lap.half
                 || !self.lap.holds(end, cap)
                 || end.wrapping_sub(self.head) > cap
                 || self.batching
