@@ -325,6 +325,16 @@ fn push_batch(p: &mut Producer<'_>, msgs: &[Vec<u8>]) -> usize {
     n
 }
 
+/// The producer and the consumer of `h`'s fresh ring, its positions moved
+/// to just below the 2^64 wrap.
+fn below_the_wrap(h: &HeapRing) -> (Producer<'_>, Consumer<'_>) {
+    let ring = h.ring();
+    // SAFETY: fresh ring, no producer or consumer yet.
+    unsafe { ring.__start_positions_at(u64::MAX - 3000) };
+    // SAFETY: one producer and one consumer, used by one thread.
+    unsafe { (ring.producer().unwrap(), ring.consumer().unwrap()) }
+}
+
 /// The batch fast paths (`push_plain_many`, `pop_plain_many`) keep record
 /// boundaries and contents across padding, laps, a full ring and the 2^64
 /// wrap, in batches of every size, and publish nothing before
@@ -332,11 +342,7 @@ fn push_batch(p: &mut Producer<'_>, msgs: &[Vec<u8>]) -> usize {
 #[test]
 fn spsc_batch_fast_paths_stream_in_order_across_the_wrap() {
     let h = SpscRing::new(256).unwrap();
-    let ring = h.ring();
-    // SAFETY: fresh ring, no producer or consumer yet.
-    unsafe { ring.__start_positions_at(u64::MAX - 3000) };
-    // SAFETY: one producer and one consumer, this thread.
-    let (mut p, mut c) = unsafe { (ring.producer().unwrap(), ring.consumer().unwrap()) };
+    let (mut p, mut c) = below_the_wrap(&h);
     let msg = |i: usize| -> Vec<u8> { (0..(i * 7) % 70).map(|j| (i * 5 + j) as u8).collect() };
     let (mut sent, mut got) = (0usize, 0usize);
     for round in 0..400 {
@@ -378,7 +384,10 @@ fn spsc_batch_fast_paths_stream_in_order_across_the_wrap() {
     }
     assert_eq!(got, sent);
     assert!(sent > 400);
-    assert!(ring.ctl.cons.head.load(Relaxed) < 1 << 20, "never wrapped");
+    assert!(
+        h.ring().ctl.cons.head.load(Relaxed) < 1 << 20,
+        "never wrapped"
+    );
 }
 
 /// A corrupt header inside a batch stops the consumer's fast path at it
@@ -437,11 +446,7 @@ fn spsc_batch_fast_paths_outside_a_batch_publish_and_release() {
 #[test]
 fn spsc_plain_fast_paths_stream_across_the_wrap() {
     let h = SpscRing::new(256).unwrap();
-    let ring = h.ring();
-    // SAFETY: fresh ring, no producer or consumer yet.
-    unsafe { ring.__start_positions_at(u64::MAX - 3000) };
-    // SAFETY: one producer and one consumer, this thread.
-    let (mut p, mut c) = unsafe { (ring.producer().unwrap(), ring.consumer().unwrap()) };
+    let (mut p, mut c) = below_the_wrap(&h);
     let msg = |i: usize| -> Vec<u8> { (0..(i * 7) % 70).map(|j| (i * 3 + j) as u8).collect() };
     let (mut sent, mut got) = (0usize, 0usize);
     let mut buf = [0u8; 256];
@@ -469,9 +474,9 @@ fn spsc_plain_fast_paths_stream_across_the_wrap() {
 /// a record crossing the end of the data area, unknown flags, a length
 /// that overflows the record size, or the previous lap's tag read as "not
 /// published"; the fast path consumes nothing (the general path reports
-/// `Corrupt`). A `dst` too short leaves the record too. On
-/// the send side, a `head` moved backwards or past `tail` makes the fast
-/// push refuse (nothing written) where it must refresh `head`.
+/// `Corrupt`). A `dst` too short leaves the record too. On the send side,
+/// a `head` moved backwards or past `tail` makes the fast push refuse
+/// (nothing written) where it must refresh `head`.
 #[test]
 fn spsc_plain_fast_paths_refuse_a_corrupt_ring() {
     let h = SpscRing::new(256).unwrap();
