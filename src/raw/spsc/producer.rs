@@ -333,8 +333,6 @@ impl<'a> Producer<'a> {
             // both before the header), then the header (Release), then the
             // hint. `len <= cap / 2 < 2^32` (attach bounds `cap`): fits the
             // header.
-            let word = self.lap.hi | len;
-            debug_assert_eq!(word, header_word(tail, cap, len as u32, 0));
             if end
                 .wrapping_add(RECORD_HEADER as u64)
                 .wrapping_sub(self.head)
@@ -342,10 +340,12 @@ impl<'a> Producer<'a> {
             {
                 self.ring.word(end & (cap - 1)).store(0, Relaxed);
             }
+            self.tail = end;
             self.ring.copy_in(off + RECORD_HEADER as u64, src);
+            let word = self.lap.hi | len;
+            debug_assert_eq!(word, header_word(tail, cap, len as u32, 0));
             // SYNC POINT: as in `publish`.
             self.ring.word(off).store(word, Release);
-            self.tail = end;
             self.ring.ctl.prod.tail.store(end, Release);
             self.ring.data_ready().notify_as(1, light);
             true
