@@ -102,3 +102,20 @@ fn try_is_busy_and_timeout_is_deadline_passed() {
         Err(Error::Timeout)
     ));
 }
+
+/// A closed handle takes no fast path: with room to send and a message
+/// waiting, `send_bytes` and `recv_bytes_into` still say `Closed`.
+#[test]
+fn closed_handle_is_closed_on_the_fast_paths() {
+    let (mut a, mut b) = Pipe::anonymous(4096).unwrap();
+    a.send_bytes(b"one").unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(b.recv_bytes_into(&mut buf).unwrap(), 3);
+    b.send_bytes(b"back").unwrap();
+    a.close();
+    assert!(matches!(a.send_bytes(b"two"), Err(Error::Closed)));
+    assert!(matches!(a.recv_bytes_into(&mut buf), Err(Error::Closed)));
+    assert!(matches!(a.claim(), Err(Error::Closed)));
+    b.close();
+    assert!(matches!(b.recv_bytes_into(&mut buf), Err(Error::Closed)));
+}

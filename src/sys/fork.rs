@@ -17,6 +17,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Once;
 
+// From 1: a handle records 0 for "claimed in no generation".
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 static FORKS: AtomicU64 = AtomicU64::new(0);
 static REGISTER: Once = Once::new();

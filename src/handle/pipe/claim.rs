@@ -21,7 +21,7 @@ impl Connection {
         if self.closed {
             return Err(Error::Closed);
         }
-        if self.claimed_gen == Some(fork::generation()) && self.owns_claim() {
+        if self.claimed_gen == fork::generation() && self.owns_claim() {
             return Ok(());
         }
         self.claim_slow()
@@ -31,7 +31,7 @@ impl Connection {
     pub(super) fn claim_slow(&mut self) -> Result<()> {
         // A forked child is not registered for membarrier: register again
         // before publishing with a compiler barrier only.
-        membarrier::register();
+        let light = membarrier::register();
         let me = proc::pid();
         let start = proc::start_time(me).unwrap_or(0);
         let mut taken_over = false;
@@ -51,8 +51,9 @@ impl Connection {
             self.partial = None;
             self.skipping = rx.c.as_ref().is_some_and(|c| c.in_message());
         }
-        self.claimed_gen = Some(fork::generation());
+        self.claimed_gen = fork::generation();
         self.claimed_pid = me;
+        self.light = light;
         Ok(())
     }
 
@@ -67,15 +68,10 @@ impl Connection {
         })
     }
 
-    /// `ready_fast` for a send alone: the sending end's claim only (a
+    /// `ready_fast` for a receive alone: the receiving end's claim only (a
     /// claim takes every end of the handle at once, so a take-over shows
-    /// on each).
-    #[inline]
-    pub(super) fn ready_fast_tx(&self) -> bool {
-        self.ready_fast_end(self.tx.as_ref().map(|t| &t.ring), Role::Writer)
-    }
-
-    /// `ready_fast` for a receive alone: the receiving end's claim only.
+    /// on each; `send_fast` and `recv_fast` make the same test on the
+    /// fields).
     #[inline]
     pub(super) fn ready_fast_rx(&self) -> bool {
         self.ready_fast_end(self.rx.as_ref().map(|r| &r.ring), Role::Reader)
@@ -86,7 +82,7 @@ impl Connection {
     #[inline(always)]
     fn ready_fast_end(&self, ring: Option<&Ring<'static>>, role: Role) -> bool {
         !self.closed
-            && self.claimed_gen == Some(fork::generation())
+            && self.claimed_gen == fork::generation()
             && ring.map_or(true, |r| r.claimant_pid(role) == self.claimed_pid)
     }
 
@@ -98,7 +94,7 @@ impl Connection {
         if self.closed {
             return Err(Error::Closed);
         }
-        if self.claimed_gen != Some(fork::generation()) {
+        if self.claimed_gen != fork::generation() {
             self.claim_slow()?;
         } else if !self.owns_claim() {
             return Err(Error::AlreadyClaimed);
@@ -109,7 +105,7 @@ impl Connection {
     /// The fast paths' test: claimed in this process, still ours, open.
     #[inline]
     pub(super) fn ready_fast(&self) -> bool {
-        !self.closed && self.claimed_gen == Some(fork::generation()) && self.owns_claim()
+        !self.closed && self.claimed_gen == fork::generation() && self.owns_claim()
     }
 
     /// Whether closing this handle closes the end for every process: the

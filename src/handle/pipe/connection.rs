@@ -31,11 +31,16 @@ pub struct Connection {
     pub(super) rx: Option<Rx>,
     pub(super) seg: Arc<Segment>,
     pub(super) anonymous: bool,
-    /// The fork generation this process claimed the end in.
-    pub(super) claimed_gen: Option<u64>,
+    /// The fork generation this process claimed the end in; 0 (no
+    /// generation: they count from 1) until it claims, and once closed.
+    pub(super) claimed_gen: u64,
     /// The pid this process claimed the end with: compared with the shared
     /// claimant on every send and receive (another process took it over?).
     pub(super) claimed_pid: u32,
+    /// Whether this process was registered for `membarrier` when it
+    /// claimed (in the fork generation `claimed_gen`, so still is while
+    /// that is current): the fast paths publish with a compiler barrier.
+    pub(super) light: bool,
     /// `fork::forks()` when the end was made: whether a copy of this handle
     /// may live in another process.
     pub(super) created_forks: u64,
@@ -161,6 +166,10 @@ impl Connection {
             }
         }
         self.closed = true;
+        // Claimed in no generation: the fast paths' one test of the
+        // generation also stands for "open" (every other path tests
+        // `closed` first).
+        self.claimed_gen = 0;
     }
 }
 

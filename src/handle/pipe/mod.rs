@@ -294,7 +294,7 @@ impl Pipe {
             rx: rx.map(|r| Rx { ring: r, c: None }),
             seg: self.seg.clone(),
             anonymous,
-            claimed_gen: None,
+            claimed_gen: 0,
             claimed_pid: 0,
             created_forks: fork::forks(),
             last_check: Cell::new(0),
@@ -304,6 +304,7 @@ impl Pipe {
             partial: None,
             abort_pending: false,
             skipping: false,
+            light: false,
         }
     }
 
@@ -324,8 +325,8 @@ impl Pipe {
         }
         c.attach_sides()?;
         // A child connecting on a pipe opened before its fork registers here.
-        membarrier::register();
-        c.claimed_gen = Some(fork::generation());
+        c.light = membarrier::register();
+        c.claimed_gen = fork::generation();
         c.claimed_pid = me;
         Ok(c)
     }

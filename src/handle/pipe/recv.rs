@@ -76,19 +76,33 @@ impl Connection {
     /// The receive fast path: a single record is there and fits `out`;
     /// `None` (nothing consumed) otherwise, including on any error, which
     /// the general path then reports. Kept apart from it so that a receive
-    /// that takes it pays for no more.
-    #[inline(always)]
+    /// that takes it pays for no more: out of line, returning the length
+    /// in registers, while the `Result` is made in the caller (the public
+    /// receive is inlined there), as for `send_fast`.
+    #[inline(never)]
     fn recv_fast(&mut self, out: &mut [u8]) -> Option<usize> {
-        if self.partial.is_some() || self.skipping || !self.ready_fast_rx() {
+        // `ready_fast_rx`, written on the fields (the end is matched
+        // first, so that its fields are loaded once).
+        let Some(Rx { ring, c: Some(c) }) = &mut self.rx else {
+            return None;
+        };
+        // A closed handle's `claimed_gen` is 0, never the generation.
+        if self.partial.is_some()
+            || self.skipping
+            || self.claimed_gen != fork::generation()
+            || ring.claimant_pid(Role::Reader) != self.claimed_pid
+        {
             return None;
         }
-        match &mut self.rx {
-            Some(Rx { c: Some(c), .. }) => c.try_pop_plain(out).ok().flatten(),
-            _ => None,
+        // Two copies, each with its fence fixed: no flag kept live.
+        if self.light {
+            c.pop_plain_as(out, true)
+        } else {
+            c.pop_plain_as(out, false)
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn recv_into(
         &mut self,
         buf: &mut [u8],
@@ -137,6 +151,7 @@ impl Connection {
     /// `recv_bytes_into`). If `buf` is too short: [`Error::BufferTooShort`]
     /// with the message's exact length, and the message stays, to be
     /// received again with a larger buffer.
+    #[inline]
     pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize> {
         self.recv_into(buf, 0, None)
     }

@@ -64,20 +64,32 @@ impl Connection {
     /// The send fast path: `buf` as one record that fits now, nothing
     /// pending, the end ours and open; `false` (nothing sent) otherwise,
     /// including on any error, which the general path then reports. Kept
-    /// apart from it so that a send that takes it pays for no more.
-    #[inline(always)]
+    /// apart from it so that a send that takes it pays for no more: out of
+    /// line, returning a flag in a register, while the `Result` is made in
+    /// the caller (the public send is inlined there), so that `Ok` is never
+    /// written to memory and read back.
+    #[inline(never)]
     fn send_fast(&mut self, buf: &[u8]) -> bool {
+        // `ready_fast_tx`, written on the fields (the end is matched
+        // first, so that its fields are loaded once).
+        let Some(Tx { ring, p: Some(p) }) = &mut self.tx else {
+            return false;
+        };
+        let ring = *ring;
+        // A closed handle's `claimed_gen` is 0, never the generation.
         !self.abort_pending
-            && self.ready_fast_tx()
-            && match &mut self.tx {
-                Some(Tx { ring, p: Some(p) }) => {
-                    !ring.is_closed(Role::Reader) && p.try_push_plain(buf)
-                }
-                _ => false,
+            && self.claimed_gen == fork::generation()
+            && ring.claimant_pid(Role::Writer) == self.claimed_pid
+            && !ring.is_closed(Role::Reader)
+            // Two copies, each with its fence fixed: no flag kept live.
+            && if self.light {
+                p.push_plain_as(buf, true)
+            } else {
+                p.push_plain_as(buf, false)
             }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn send_inner(&mut self, buf: &[u8], deadline: Option<Deadline>) -> Result<()> {
         if self.send_fast(buf) {
             return Ok(());
@@ -125,6 +137,7 @@ impl Connection {
     /// send must wait and finds the receiver's process dead. While the ring
     /// has room, a send to a reader that died without closing succeeds
     /// (checking its liveness on every send would cost a `/proc` read).
+    #[inline]
     pub fn send_bytes(&mut self, buf: &[u8]) -> Result<()> {
         self.send_inner(buf, None)
     }

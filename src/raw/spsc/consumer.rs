@@ -44,6 +44,8 @@ pub struct Consumer<'a> {
     /// Whether the head is inside a fragmented message: published with
     /// every release, in `head`'s low bit (`IN_MESSAGE`).
     pub(super) in_message: bool,
+    /// `head`'s lap, for the one-record fast path.
+    pub(super) lap: Lap,
     /// Inside [`begin_batch`](Consumer::begin_batch): releases move the
     /// local head only; `end_batch` stores it once.
     pub(super) batching: bool,
@@ -202,8 +204,9 @@ impl<'a> Consumer<'a> {
 
     /// Copies the next record into `dst` and consumes it if it carries no
     /// flags and fits: `Ok(Some(len))`; otherwise (empty, flagged, too
-    /// long) consumes nothing and says `Ok(None)`. The receive fast path of
-    /// the layer above, which handles everything else itself.
+    /// long) consumes nothing and says `Ok(None)`. The general form of the
+    /// layer above's receive fast path (`pop_plain_as`), which handles
+    /// everything else itself.
     #[inline]
     pub fn try_pop_plain(&mut self, dst: &mut [u8]) -> Result<Option<usize>> {
         let Some((off, len, need)) = self.peek_plain()? else {
@@ -217,6 +220,63 @@ impl<'a> Consumer<'a> {
         crate::fault::fault_point!("spsc.read.before_release");
         self.advance(need);
         Ok(Some(len))
+    }
+
+    /// The receive fast path: [`try_pop_plain`](Self::try_pop_plain) with
+    /// any error read as `None` (the caller's general path reports it),
+    /// for a caller that knows whether this process publishes with a
+    /// compiler barrier only (`light`, as [`Wake::notify_as`] takes it).
+    ///
+    /// The common case (a flagless record in this lap, fitting `dst`) is
+    /// inlined into the caller, checked as `pop_plain_many` checks each
+    /// record: one comparison of the header's high half (tag and flags),
+    /// and the record's end inside the data area. Everything else (nothing
+    /// there, padding, a flagged or corrupt header, a short `dst`) goes to
+    /// `try_pop_plain`, out of line.
+    ///
+    /// Outside a batch (the layer above's batches end on every exit, panics
+    /// included): it releases the record at once, with its own store.
+    #[inline(always)]
+    pub(crate) fn pop_plain_as(&mut self, dst: &mut [u8], light: bool) -> Option<usize> {
+        debug_assert!(!self.batching, "pop_plain_as inside a batch");
+        let (head, cap) = (self.head, self.ring.cap);
+        let off = head & (cap - 1);
+        // SYNC POINT: as in `published_header`.
+        let word = self.ring.word(off).load(Acquire);
+        let len = word as u32 as usize;
+        let need = record_size(len as u64);
+        let end = head.wrapping_add(need);
+        // Published in `head`'s lap with no flags (the high half is the
+        // lap's), and inside that lap (so inside the data area).
+        if (word ^ self.lap.hi) >> FLAGS_SHIFT != 0 || !self.lap.holds(end, cap) || len > dst.len()
+        {
+            return self.pop_plain_rest(dst);
+        }
+        self.ring
+            .copy_out(off + RECORD_HEADER as u64, &mut dst[..len]);
+        crate::fault::fault_point!("spsc.read.before_release");
+        // As `saw_published`, then `advance` outside a batch. `tail`, the
+        // bound `check` holds records to, need not move past `end`: every
+        // `Record` is made by `try_peek`, which moves it over the record
+        // first. Kept at least `head`, as everywhere.
+        self.tail = end;
+        self.head = end;
+        self.ring
+            .ctl
+            .cons
+            .head
+            .store(end | self.in_message as u64, Release);
+        self.ring.space_ready().notify_as(1, light);
+        Some(len)
+    }
+
+    /// `pop_plain_as` past its inlined common case; refills the lap cache.
+    #[cold]
+    #[inline(never)]
+    fn pop_plain_rest(&mut self, dst: &mut [u8]) -> Option<usize> {
+        let popped = self.try_pop_plain(dst).ok().flatten();
+        self.lap = Lap::of(self.head, self.ring.cap);
+        popped
     }
 
     /// The next record if it carries no flags, read in place: `f` is

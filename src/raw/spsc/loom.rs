@@ -18,14 +18,41 @@ fn msg(i: usize) -> Vec<u8> {
     m
 }
 
-fn push_blocking(p: &mut Producer<'_>, m: &[u8]) {
+/// One try at pushing a record: whether it went.
+type Push = fn(&mut Producer<'_>, &[u8]) -> bool;
+/// One try at taking a record into the buffer: its length.
+type Pop = fn(&mut Consumer<'_>, &mut [u8]) -> Option<usize>;
+
+/// The general paths.
+fn push_general(p: &mut Producer<'_>, m: &[u8]) -> bool {
+    p.try_push(m, 0).unwrap()
+}
+
+fn pop_general(c: &mut Consumer<'_>, buf: &mut [u8]) -> Option<usize> {
+    c.try_pop(buf).unwrap().map(|(n, _)| n)
+}
+
+/// The one-record fast paths (`push_plain_as`, its inlined part and its
+/// out-of-line refresh of `head`; `pop_plain_as`, padding and anything
+/// else through its general part); what the push refuses (a record that
+/// needs padding) goes through `try_push`, as the layer above's general
+/// path does.
+fn push_plain(p: &mut Producer<'_>, m: &[u8]) -> bool {
+    p.push_plain_as(m, false) || p.try_push(m, 0).unwrap()
+}
+
+fn pop_plain(c: &mut Consumer<'_>, buf: &mut [u8]) -> Option<usize> {
+    c.pop_plain_as(buf, false)
+}
+
+fn push_blocking_with(push: Push, p: &mut Producer<'_>, m: &[u8]) {
     loop {
-        if p.try_push(m, 0).unwrap() {
+        if push(p, m) {
             return;
         }
         let ec = p.ring().space_ready();
         let k = ec.prepare();
-        if p.try_push(m, 0).unwrap() {
+        if push(p, m) {
             ec.cancel(k);
             return;
         }
@@ -33,19 +60,27 @@ fn push_blocking(p: &mut Producer<'_>, m: &[u8]) {
     }
 }
 
-fn pop_blocking(c: &mut Consumer<'_>, buf: &mut [u8]) -> usize {
+fn pop_blocking_with(pop: Pop, c: &mut Consumer<'_>, buf: &mut [u8]) -> usize {
     loop {
-        if let Some((n, _)) = c.try_pop(buf).unwrap() {
+        if let Some(n) = pop(c, buf) {
             return n;
         }
         let ec = c.ring().data_ready();
         let k = ec.prepare();
-        if let Some((n, _)) = c.try_pop(buf).unwrap() {
+        if let Some(n) = pop(c, buf) {
             ec.cancel(k);
             return n;
         }
         ec.wait(k, None).unwrap();
     }
+}
+
+fn push_blocking(p: &mut Producer<'_>, m: &[u8]) {
+    push_blocking_with(push_general, p, m);
+}
+
+fn pop_blocking(c: &mut Consumer<'_>, buf: &mut [u8]) -> usize {
+    pop_blocking_with(pop_general, c, buf)
 }
 
 /// Publish and consume: every record arrives whole, in order, with the
@@ -55,28 +90,42 @@ fn pop_blocking(c: &mut Consumer<'_>, buf: &mut [u8]) -> usize {
 /// other's progress (a lost wake-up is a loom deadlock).
 #[test]
 fn loom_spsc_publish_consume() {
+    publish_consume(push_general, pop_general);
+}
+
+/// `loom_spsc_publish_consume` through the one-record fast paths: the
+/// inlined push zeroes the word past the record before it copies the
+/// payload (both Relaxed, before the header's Release store), and the
+/// inlined pop checks tag and flags with one comparison; the first
+/// payload's bytes that read as a later header are never taken for one.
+#[test]
+fn loom_spsc_plain_fast_paths() {
+    publish_consume(push_plain, pop_plain);
+}
+
+fn publish_consume(push: Push, pop: Pop) {
     let mut b = ::loom::model::Builder::new();
     b.preemption_bound = Some(3);
-    b.check(|| {
+    b.check(move || {
         let heap = Arc::new(SpscRing::new(256).unwrap());
         let h2 = heap.clone();
         let t = ::loom::thread::spawn(move || {
             // SAFETY: the only producer.
             let mut p = unsafe { h2.ring().producer().unwrap() };
             for i in 0..3 {
-                push_blocking(&mut p, &msg(i));
+                push_blocking_with(push, &mut p, &msg(i));
             }
         });
         // SAFETY: the only consumer.
         let mut c = unsafe { heap.ring().consumer().unwrap() };
         let mut buf = [0u8; 256];
         for i in 0..3 {
-            let n = pop_blocking(&mut c, &mut buf);
+            let n = pop_blocking_with(pop, &mut c, &mut buf);
             assert_eq!(&buf[..n], &msg(i)[..], "record {i}");
         }
         // Before the join: the slot past the last record must read
         // "not published" however the producer's stores interleave.
-        assert_eq!(c.try_pop(&mut buf).unwrap(), None, "a phantom record");
+        assert_eq!(pop(&mut c, &mut buf), None, "a phantom record");
         t.join().unwrap();
     });
 }
@@ -89,9 +138,22 @@ fn loom_spsc_publish_consume() {
 /// reuses the first one's space.
 #[test]
 fn loom_spsc_full_ring_lap_tag() {
+    full_ring(push_general, pop_general);
+}
+
+/// `loom_spsc_full_ring_lap_tag` through the one-record fast paths: the
+/// ring exactly full (no zero past the second record: the slot holds the
+/// first's header, told apart by its tag), and the third push refreshing
+/// `head` (Acquire) in the out-of-line part before it reuses the space.
+#[test]
+fn loom_spsc_plain_full_ring() {
+    full_ring(push_plain, pop_plain);
+}
+
+fn full_ring(push: Push, pop: Pop) {
     let mut b = ::loom::model::Builder::new();
     b.preemption_bound = Some(3);
-    b.check(|| {
+    b.check(move || {
         let heap = Arc::new(SpscRing::new(256).unwrap());
         let h2 = heap.clone();
         let m = |i: u8| vec![i.wrapping_mul(37) ^ 0xA5; 120];
@@ -99,17 +161,17 @@ fn loom_spsc_full_ring_lap_tag() {
             // SAFETY: the only producer.
             let mut p = unsafe { h2.ring().producer().unwrap() };
             for i in 0..3 {
-                push_blocking(&mut p, &m(i));
+                push_blocking_with(push, &mut p, &m(i));
             }
         });
         // SAFETY: the only consumer.
         let mut c = unsafe { heap.ring().consumer().unwrap() };
         let mut buf = [0u8; 256];
         for i in 0..3 {
-            let n = pop_blocking(&mut c, &mut buf);
+            let n = pop_blocking_with(pop, &mut c, &mut buf);
             assert_eq!(&buf[..n], &m(i)[..], "record {i}");
         }
-        assert_eq!(c.try_pop(&mut buf).unwrap(), None, "a phantom record");
+        assert_eq!(pop(&mut c, &mut buf), None, "a phantom record");
         t.join().unwrap();
     });
 }

@@ -203,6 +203,58 @@ fn lap_tag(pos: u64, cap: u64) -> u64 {
     (((pos >> cap.trailing_zeros()) & 0x7F_FFFF) << 1) | 1
 }
 
+/// The one-record fast paths' process-local cache of the lap their
+/// position (the producer's `tail`, the consumer's `head`) was in when it
+/// was filled: where that lap ends, and the header bits above the length
+/// of a flagless record in it. Never trusted blindly: a record is taken to
+/// lie in this lap only if [`holds`](Self::holds) says so, which needs no
+/// more than that the position has not moved back since the fill (it
+/// never does). A stale cache (the position moved on to a later lap
+/// through the general paths) fails that check, and the fast path's out
+/// of line part refills it: once per lap.
+///
+/// It also keeps half the capacity, the most a record of the send fast
+/// path may span (a longer message is fragmented), so that the test costs
+/// one comparison.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Lap {
+    end: u64,
+    hi: u64,
+    // Fault injection sends through the general path.
+    #[cfg_attr(feature = "fault-injection", allow(dead_code))]
+    half: u64,
+}
+
+impl Lap {
+    /// A cache that holds no record past `pos`, in a ring of `cap` bytes:
+    /// the first use refills it.
+    fn empty(pos: u64, cap: u64) -> Lap {
+        Lap {
+            end: pos,
+            hi: 0,
+            half: cap / 2,
+        }
+    }
+
+    /// The lap of `pos` in a ring of `cap` bytes.
+    fn of(pos: u64, cap: u64) -> Lap {
+        Lap {
+            end: pos.wrapping_add(cap - (pos & (cap - 1))),
+            hi: lap_tag(pos, cap) << TAG_SHIFT,
+            half: cap / 2,
+        }
+    }
+
+    /// Whether a record ending at position `end` and starting at or after
+    /// the position this cache was filled at lies inside this lap (it
+    /// starts at or after the lap's start, and `end` is at most the lap's
+    /// end, `cap` bytes later): then its header's tag is this lap's.
+    #[inline(always)]
+    fn holds(&self, end: u64, cap: u64) -> bool {
+        self.end.wrapping_sub(end) < cap
+    }
+}
+
 /// The header word of a record (or padding) at `pos`.
 #[inline]
 fn header_word(pos: u64, cap: u64, len: u32, flags: u32) -> u64 {

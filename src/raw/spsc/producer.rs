@@ -46,6 +46,10 @@ pub struct Producer<'a> {
     pub(super) batching: bool,
     /// The batch's first header (position, word), stored last.
     pub(super) deferred: Option<(u64, u64)>,
+    /// `tail`'s lap, for the one-record fast path (which fault injection
+    /// routes through the general path).
+    #[cfg_attr(feature = "fault-injection", allow(dead_code))]
+    pub(super) lap: Lap,
 }
 
 impl<'a> Producer<'a> {
@@ -282,10 +286,24 @@ impl<'a> Producer<'a> {
     /// caller then takes [`try_push`](Self::try_push)'s general path, which
     /// reports errors. It does what `try_push` does for such a record, with
     /// no grant made and checked in between.
+    ///
+    /// The common case (room below the cached `head`, outside a batch) is
+    /// inlined into the caller; everything else (refreshing `head`, a
+    /// batch) is out of line, so that the inlined part needs few registers.
     #[inline(always)]
     pub fn try_push_plain(&mut self, src: &[u8]) -> bool {
+        self.push_plain_as(src, crate::sys::membarrier::registered())
+    }
+
+    /// [`try_push_plain`](Self::try_push_plain) for a caller that knows
+    /// whether this process publishes with a compiler barrier only (`light`,
+    /// as [`Wake::notify_as`] takes it): the layer above keeps that from
+    /// its claim, and saves the check on every send.
+    #[inline(always)]
+    pub(crate) fn push_plain_as(&mut self, src: &[u8], light: bool) -> bool {
         #[cfg(feature = "fault-injection")]
         {
+            let _ = light;
             // The fault points sit on the general path; a record over half
             // the ring is still refused here (the caller fragments it), as
             // on the plain path: whole records that large can deadlock two
@@ -295,24 +313,76 @@ impl<'a> Producer<'a> {
         }
         #[cfg(not(feature = "fault-injection"))]
         {
-            let (len, cap) = (src.len() as u64, self.ring.cap);
+            let (len, cap, tail) = (src.len() as u64, self.ring.cap, self.tail);
             let need = record_size(len);
-            let off = self.tail & (cap - 1);
-            if need > cap / 2 || off + need > cap {
-                return false;
+            let end = tail.wrapping_add(need);
+            // At most half the ring, inside `tail`'s lap (so not across the
+            // end of the data area), and below the cached `head`
+            // (`end - head <= cap` is `free() >= need`: `tail - head <= cap`
+            // holds).
+            if need > self.lap.half
+                || !self.lap.holds(end, cap)
+                || end.wrapping_sub(self.head) > cap
+                || self.batching
+            {
+                return self.push_plain_rest(src);
             }
-            if self.free() < need && (self.refresh_head().is_err() || self.free() < need) {
-                return false;
+            let off = tail & (cap - 1);
+            // As `publish` does outside a batch: the word past the record
+            // zeroed if free and the payload written (in either order:
+            // both before the header), then the header (Release), then the
+            // hint. `len <= cap / 2 < 2^32` (attach bounds `cap`): fits the
+            // header.
+            if end
+                .wrapping_add(RECORD_HEADER as u64)
+                .wrapping_sub(self.head)
+                <= cap
+            {
+                self.ring.word(end & (cap - 1)).store(0, Relaxed);
             }
+            self.tail = end;
             self.ring.copy_in(off + RECORD_HEADER as u64, src);
-            // `len <= cap / 2 < 2^32` (attach bounds `cap`): fits the header.
-            let word = header_word(self.tail, cap, len as u32, 0);
-            self.publish(need, word);
-            if !self.batching {
-                self.ring.data_ready().notify(1);
-            }
+            let word = self.lap.hi | len;
+            debug_assert_eq!(word, header_word(tail, cap, len as u32, 0));
+            // SYNC POINT: as in `publish`.
+            self.ring.word(off).store(word, Release);
+            self.ring.ctl.prod.tail.store(end, Release);
+            self.ring.data_ready().notify_as(1, light);
             true
         }
+    }
+
+    /// `try_push_plain` past its inlined common case: refreshes the cached
+    /// `head` if the record does not fit below it, pushes inside a batch
+    /// through [`publish`](Self::publish), and refills the lap cache.
+    #[cfg(not(feature = "fault-injection"))]
+    #[cold]
+    #[inline(never)]
+    fn push_plain_rest(&mut self, src: &[u8]) -> bool {
+        let pushed = self.push_plain_general(src);
+        self.lap = Lap::of(self.tail, self.ring.cap);
+        pushed
+    }
+
+    /// `try_push_plain` without the lap cache.
+    #[cfg(not(feature = "fault-injection"))]
+    fn push_plain_general(&mut self, src: &[u8]) -> bool {
+        let (len, cap) = (src.len() as u64, self.ring.cap);
+        let need = record_size(len);
+        let off = self.tail & (cap - 1);
+        if need > cap / 2 || off + need > cap {
+            return false;
+        }
+        if self.free() < need && (self.refresh_head().is_err() || self.free() < need) {
+            return false;
+        }
+        self.ring.copy_in(off + RECORD_HEADER as u64, src);
+        let word = header_word(self.tail, cap, len as u32, 0);
+        self.publish(need, word);
+        if !self.batching {
+            self.ring.data_ready().notify(1);
+        }
+        true
     }
 
     /// The batch fast path: pushes `next`, then the messages of `it`, as

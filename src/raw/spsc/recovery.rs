@@ -57,6 +57,7 @@ impl<'a> Ring<'a> {
             head,
             batching: false,
             deferred: None,
+            lap: Lap::empty(tail, self.cap),
         })
     }
 
@@ -83,6 +84,7 @@ impl<'a> Ring<'a> {
             tail: if ahead(head, tail) > 0 { tail } else { head },
             in_message,
             batching: false,
+            lap: Lap::empty(head, self.cap),
         })
     }
 

@@ -325,6 +325,16 @@ fn push_batch(p: &mut Producer<'_>, msgs: &[Vec<u8>]) -> usize {
     n
 }
 
+/// The producer and the consumer of `h`'s fresh ring, its positions moved
+/// to just below the 2^64 wrap.
+fn below_the_wrap(h: &HeapRing) -> (Producer<'_>, Consumer<'_>) {
+    let ring = h.ring();
+    // SAFETY: fresh ring, no producer or consumer yet.
+    unsafe { ring.__start_positions_at(u64::MAX - 3000) };
+    // SAFETY: one producer and one consumer, used by one thread.
+    unsafe { (ring.producer().unwrap(), ring.consumer().unwrap()) }
+}
+
 /// The batch fast paths (`push_plain_many`, `pop_plain_many`) keep record
 /// boundaries and contents across padding, laps, a full ring and the 2^64
 /// wrap, in batches of every size, and publish nothing before
@@ -332,11 +342,7 @@ fn push_batch(p: &mut Producer<'_>, msgs: &[Vec<u8>]) -> usize {
 #[test]
 fn spsc_batch_fast_paths_stream_in_order_across_the_wrap() {
     let h = SpscRing::new(256).unwrap();
-    let ring = h.ring();
-    // SAFETY: fresh ring, no producer or consumer yet.
-    unsafe { ring.__start_positions_at(u64::MAX - 3000) };
-    // SAFETY: one producer and one consumer, this thread.
-    let (mut p, mut c) = unsafe { (ring.producer().unwrap(), ring.consumer().unwrap()) };
+    let (mut p, mut c) = below_the_wrap(&h);
     let msg = |i: usize| -> Vec<u8> { (0..(i * 7) % 70).map(|j| (i * 5 + j) as u8).collect() };
     let (mut sent, mut got) = (0usize, 0usize);
     for round in 0..400 {
@@ -378,7 +384,10 @@ fn spsc_batch_fast_paths_stream_in_order_across_the_wrap() {
     }
     assert_eq!(got, sent);
     assert!(sent > 400);
-    assert!(ring.ctl.cons.head.load(Relaxed) < 1 << 20, "never wrapped");
+    assert!(
+        h.ring().ctl.cons.head.load(Relaxed) < 1 << 20,
+        "never wrapped"
+    );
 }
 
 /// A corrupt header inside a batch stops the consumer's fast path at it
@@ -429,4 +438,125 @@ fn spsc_batch_fast_paths_outside_a_batch_publish_and_release() {
         assert_eq!(got, msgs);
         assert_eq!(h.ring().ctl.cons.head.load(Relaxed), c.head);
     }
+}
+
+/// The one-record fast paths (`push_plain_as`, `pop_plain_as`) stream in
+/// order across the 2^64 wrap, their general parts taking the padding and
+/// the refresh of `head`, and every record arrives whole.
+#[test]
+fn spsc_plain_fast_paths_stream_across_the_wrap() {
+    let h = SpscRing::new(256).unwrap();
+    let (mut p, mut c) = below_the_wrap(&h);
+    let msg = |i: usize| -> Vec<u8> { (0..(i * 7) % 70).map(|j| (i * 3 + j) as u8).collect() };
+    let (mut sent, mut got) = (0usize, 0usize);
+    let mut buf = [0u8; 256];
+    for round in 0..600 {
+        // Up to three in flight: the ring fills, and `head` is refreshed.
+        for _ in 0..1 + round % 3 {
+            let m = msg(sent);
+            if p.push_plain_as(&m, round % 2 == 0) || p.try_push(&m, 0).unwrap() {
+                sent += 1;
+            }
+        }
+        while let Some(len) = c.pop_plain_as(&mut buf, round % 2 == 1) {
+            assert_eq!(&buf[..len], &msg(got)[..], "message {got}");
+            got += 1;
+        }
+        assert_eq!(h.ring().ctl.cons.head.load(Relaxed), c.head);
+        assert_eq!(h.ring().ctl.prod.tail.load(Relaxed), p.tail);
+    }
+    assert_eq!(got, sent);
+    assert!(sent > 500, "only {sent} sent");
+}
+
+/// What a corrupt or hostile ring can put where the receive fast path
+/// looks (the header at `head`) is refused without a read out of bounds:
+/// a record crossing the end of the data area, unknown flags, a length
+/// that overflows the record size, or the previous lap's tag read as "not
+/// published"; the fast path consumes nothing (the general path reports
+/// `Corrupt`). A `dst` too short leaves the record too. On the send side,
+/// a `head` moved backwards or past `tail` makes the fast push refuse
+/// (nothing written) where it must refresh `head`.
+#[test]
+fn spsc_plain_fast_paths_refuse_a_corrupt_ring() {
+    let h = SpscRing::new(256).unwrap();
+    let ring = h.ring();
+    let tag0 = lap_tag(0, 256) << TAG_SHIFT;
+    // SAFETY: one producer and one consumer, this thread.
+    let (mut p, mut c) = unsafe { (ring.producer().unwrap(), ring.consumer().unwrap()) };
+    assert!(p.push_plain_as(&[1u8; 8], false));
+    assert!(p.push_plain_as(&[2u8; 8], false));
+    let good = ring.word(0).load(Relaxed);
+    let mut buf = [0u8; 256];
+    for bad in [
+        tag0 | 249,
+        tag0 | u32::MAX as u64,
+        tag0 | (0x80 << FLAGS_SHIFT),
+        tag0 | ((PAD as u64) << FLAGS_SHIFT) | 8,
+        lap_tag(256, 256) << TAG_SHIFT | 8,
+    ] {
+        ring.word(0).store(bad, Relaxed);
+        assert_eq!(c.pop_plain_as(&mut buf, false), None, "{bad:#x}");
+        assert_eq!((c.head, ring.ctl.cons.head.load(Relaxed)), (0, 0));
+    }
+    ring.word(0).store(good, Relaxed);
+    assert_eq!(c.pop_plain_as(&mut buf[..7], false), None, "short dst");
+    assert_eq!(c.pop_plain_as(&mut buf, false), Some(8));
+    assert_eq!(&buf[..8], &[1u8; 8]);
+    assert_eq!(ring.ctl.cons.head.load(Relaxed), 16);
+    assert_eq!(c.pop_plain_as(&mut buf, false), Some(8));
+    assert_eq!(&buf[..8], &[2u8; 8]);
+    // Fill the ring so that the next push must refresh `head`, then
+    // corrupt it: backwards, past `tail`, misaligned.
+    while p.push_plain_as(&[3u8; 8], false) {}
+    let (tail, head) = (p.tail, p.head);
+    for bad in [head.wrapping_sub(8), tail + 8, head + 4] {
+        ring.ctl.cons.head.store(bad, Relaxed);
+        assert!(!p.push_plain_as(&[4u8; 8], false), "head {bad}");
+        assert_eq!((p.tail, p.head), (tail, head));
+        assert!(matches!(p.try_push(&[4u8; 8], 0), Err(Error::Corrupt(_))));
+    }
+}
+
+/// The fast paths' lap caches go stale when the general paths move a
+/// position into the next lap; a stale cache refuses every record (the
+/// general part then refills it), so the previous lap's header left in an
+/// exactly full ring, whose tag the stale cache carries, is not taken for
+/// a record, and a push writes the new lap's tag.
+#[test]
+fn spsc_plain_fast_paths_stale_lap_cache_is_refused() {
+    let h = SpscRing::new(256).unwrap();
+    let ring = h.ring();
+    // SAFETY: one producer and one consumer, this thread.
+    let (mut p, mut c) = unsafe { (ring.producer().unwrap(), ring.consumer().unwrap()) };
+    let mut buf = [0u8; 256];
+    // Two records of 128 bytes fill the ring exactly; both caches lap 0.
+    assert!(p.push_plain_as(&[1u8; 120], false));
+    assert!(p.push_plain_as(&[2u8; 120], false));
+    assert_eq!(c.pop_plain_as(&mut buf, false), Some(120));
+    assert_eq!(c.lap.end, 256);
+    #[cfg(not(feature = "fault-injection"))] // which pushes through `try_push`
+    assert_eq!(p.lap.end, 256);
+    // The general path moves the consumer into lap 1; its cache stays at
+    // lap 0. Offset 0 still holds lap 0's first header (the ring was full:
+    // nothing zeroed it), whose tag is the stale cache's: not taken.
+    assert_eq!(c.try_pop(&mut buf).unwrap(), Some((120, 0)));
+    assert_eq!(c.head, 256);
+    assert_eq!(c.lap.end, 256);
+    assert_eq!(ring.word(0).load(Relaxed), header_word(0, 256, 120, 0));
+    assert_eq!(c.pop_plain_as(&mut buf, false), None, "lap 0's header");
+    assert_eq!(c.head, 256);
+    // The same for the producer: moved into lap 1 by the general path, its
+    // stale cache is refused and the records get lap 1's tag (which the
+    // consumer's general path checks).
+    assert!(p.try_push(&[3u8; 120], 0).unwrap());
+    assert_eq!(p.tail, 384);
+    #[cfg(not(feature = "fault-injection"))]
+    assert_eq!(p.lap.end, 256);
+    assert_eq!(c.try_pop(&mut buf).unwrap(), Some((120, 0)));
+    assert_eq!(&buf[..120], &[3u8; 120]);
+    assert!(p.push_plain_as(&[4u8; 8], false));
+    assert_eq!(ring.word(128).load(Relaxed), header_word(384, 256, 8, 0));
+    assert_eq!(c.try_pop(&mut buf).unwrap(), Some((8, 0)));
+    assert_eq!(&buf[..8], &[4u8; 8]);
 }

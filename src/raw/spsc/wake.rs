@@ -87,7 +87,16 @@ impl Wake {
     /// publishing. A registered process pays a compiler barrier and a load.
     #[inline(always)]
     pub(crate) fn notify(&self, n: u32) {
-        if !cfg!(loom) && membarrier::registered() {
+        self.notify_as(n, membarrier::registered());
+    }
+
+    /// [`notify`](Self::notify) for a caller that knows whether this
+    /// process is registered for `membarrier` in the current fork
+    /// generation (`light`: what [`membarrier::registered`] says now; a
+    /// caller that is unsure passes `false`, which is always safe).
+    #[inline(always)]
+    pub(crate) fn notify_as(&self, n: u32, light: bool) {
+        if !cfg!(loom) && light {
             std::sync::atomic::compiler_fence(SeqCst);
         } else {
             fence(SeqCst);
