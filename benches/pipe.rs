@@ -60,7 +60,13 @@ fn shared(len: usize) -> *mut u8 {
     common::shared_zeroed(len)
 }
 
-/// Spins until `f()`; panics after a long time (a hung peer).
+/// Spins until `f()`; panics after a long time (a hung peer). Every 1 024
+/// fruitless spins (tens of microseconds, far beyond any answer from a
+/// peer on another CPU) it yields: this VM's kernel sometimes keeps two
+/// spinning processes on one CPU while other work runs on the other, and
+/// a pure spinner then waits for the end of its time slice (4 ms here)
+/// on every trip; seen in CI with a build beside it, W1's spinning
+/// reference read 4 ms a round trip.
 #[inline]
 pub(crate) fn spin_until(mut f: impl FnMut() -> bool) {
     let mut n = 0u32;
@@ -68,6 +74,9 @@ pub(crate) fn spin_until(mut f: impl FnMut() -> bool) {
     while !f() {
         std::hint::spin_loop();
         n = n.wrapping_add(1);
+        if n % 1024 == 0 {
+            std::thread::yield_now();
+        }
         if n % 65536 == 0 {
             let s = *start.get_or_insert_with(Instant::now);
             assert!(s.elapsed() < CHILD_DEADLINE, "spin wait hung");
