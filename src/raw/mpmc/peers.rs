@@ -415,20 +415,48 @@ impl MpmcRef {
         }
         let base = self.base.as_ptr() as usize;
         let (me, cached) = lookup(base, &self.ring().peers);
-        let idx = cached.or_else(|| self.claim_seat(me));
-        match idx {
-            // SYNC POINT (Acquire): pairs with the Release store of `IDLE`
-            // that ended the entry's last hold (`unseat`), which another
-            // thread may have made (a `Reservation` moved there and
-            // committed): its count (`sent`) is visible before we count.
-            Some(i) if side(self.peer(i)).load(Acquire) == IDLE => Seat(i as u32),
-            _ => {
-                // SYNC POINT (Release): counted before the claiming CAS,
-                // like a tracked holder's entry.
-                self.ring().stats.0.untracked.fetch_add(1, AcqRel);
-                Seat::NONE
-            }
+        // Two paths, not one `Option` merged from both: the cached entry's
+        // index is then known to be in the table, and the seat's tests
+        // after it fold away (callgrind).
+        match cached {
+            Some(i) => self.seat_at(i, side),
+            None => self.seat_uncached(me, side),
         }
+    }
+
+    /// [`seat`](Self::seat) with our entry `i` found.
+    #[inline(always)]
+    fn seat_at(&self, i: usize, side: fn(&Peer) -> &AtomicU64) -> Seat {
+        // SYNC POINT (Acquire): pairs with the Release store of `IDLE`
+        // that ended the entry's last hold (`unseat`), which another
+        // thread may have made (a `Reservation` moved there and
+        // committed): its count (`sent`) is visible before we count.
+        if side(self.peer(i)).load(Acquire) == IDLE {
+            Seat(i as u32)
+        } else {
+            self.untracked_seat()
+        }
+    }
+
+    /// [`seat`](Self::seat) on a cache miss: claims (or finds) our entry.
+    #[cold]
+    #[inline(never)]
+    fn seat_uncached(&self, me: u64, side: fn(&Peer) -> &AtomicU64) -> Seat {
+        match self.claim_seat(me) {
+            Some(i) => self.seat_at(i, side),
+            None => self.untracked_seat(),
+        }
+    }
+
+    /// Counts an untracked holder: no entry, or ours already holds a slot
+    /// of that side.
+    #[cold]
+    #[inline(never)]
+    fn untracked_seat(&self) -> Seat {
+        // SYNC POINT (Release): counted before the claiming CAS, like a
+        // tracked holder's entry.
+        self.ring().stats.0.untracked.fetch_add(1, AcqRel);
+        Seat::NONE
     }
 
     /// The fast paths' claim: records `pos` in this thread's entry (`side`)

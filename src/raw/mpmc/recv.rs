@@ -239,7 +239,8 @@ impl MpmcRef {
     /// The common case of a receive, and nothing else (see `send_fast`):
     /// a committed message at `head` that fits `buf`, claimed at the first
     /// try. `None` (with nothing held or recorded) for anything else.
-    #[inline]
+    // Always: the public one-message calls take it into their own frame.
+    #[inline(always)]
     pub(crate) fn recv_fast(&self, buf: &mut [u8]) -> Option<usize> {
         let r = self.ring();
         let pos = r.head.0.load(Acquire);
@@ -263,7 +264,7 @@ impl MpmcRef {
     }
 
     #[inline(never)]
-    pub(super) fn recv_copy_slow(&self, buf: &mut [u8], until: Option<Deadline>) -> Result<usize> {
+    pub(crate) fn recv_copy_slow(&self, buf: &mut [u8], until: Option<Deadline>) -> Result<usize> {
         match self.try_recv_copy(buf) {
             Err(Error::Empty) => {}
             other => return other,

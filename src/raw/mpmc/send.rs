@@ -158,7 +158,8 @@ impl MpmcRef {
     /// path then sorts out and reports. It returns a `bool`, not a
     /// `Result`: an `Error` is a few words, and moving it through every
     /// return was a good part of a message's cost.
-    #[inline]
+    // Always: the public one-message calls take it into their own frame.
+    #[inline(always)]
     pub(crate) fn send_fast(&self, bytes: &[u8]) -> bool {
         let r = self.ring();
         let pos = r.tail.0.load(Acquire);
@@ -181,7 +182,7 @@ impl MpmcRef {
     }
 
     #[inline(never)]
-    pub(super) fn send_copy_slow(&self, bytes: &[u8], until: Option<Deadline>) -> Result<()> {
+    pub(crate) fn send_copy_slow(&self, bytes: &[u8], until: Option<Deadline>) -> Result<()> {
         match self.try_send_copy(bytes) {
             Err(Error::Full) => {}
             other => return other,
@@ -193,7 +194,9 @@ impl MpmcRef {
 
     /// Copies `bytes` into the slot at `pos`, which we reserved (as
     /// `seat`), and commits it.
-    #[inline]
+    // Always: left to the heuristics it stayed out of line once the fast
+    // path moved into `Queue::send_bytes` (a call per send, callgrind).
+    #[inline(always)]
     pub(super) fn fill_and_commit(&self, pos: u64, next: u64, bytes: &[u8], seat: Seat) {
         let n = bytes.len().min(self.slot_size);
         let dst = self.payload(pos);
