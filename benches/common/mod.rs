@@ -197,6 +197,19 @@ pub fn shared_zeroed(len: usize) -> *mut u8 {
 /// two regimes"). Every system of a workload warms up alike.
 pub const WARM_NS: u64 = 100_000_000;
 
+/// Runs `one(i)` for `i = 0, 1, ...` until at least `min` calls and
+/// [`WARM_NS`] have passed; returns how many calls it made. The warm-up
+/// of every round-trip figure (W1's trips, the pools' `apply`).
+pub fn warm_up(min: u64, mut one: impl FnMut(u64)) -> u64 {
+    let start = mono_ns();
+    let mut i = 0;
+    while i < min || mono_ns() - start < WARM_NS {
+        one(i);
+        i += 1;
+    }
+    i
+}
+
 /// How many messages (or round trips) a run makes in all: unknown while
 /// the warm-up lasts (it ends by time, on the sending or timing side), so
 /// the other side, which may be a forked child, reads it from a shared

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering::*};
 
 use shmprim::WaitPolicy;
 
-use crate::common::{median, mono_ns, Total, WARM_NS};
+use crate::common::{median, mono_ns, warm_up, Total};
 use crate::pipe_bench::{close, conns, pair, pipe2, read_exact, socketpair, spin_until, write_all};
 use crate::python::Python;
 use crate::{iox, rounds, Contender, Plan, Results};
@@ -23,13 +23,7 @@ pub fn warm(n: u64) -> u64 {
 
 /// Runs `one(i)` for the warm-up and then `n` timed trips; the trip times.
 pub fn trips(n: u64, total: &Total, mut one: impl FnMut(u64)) -> Vec<u64> {
-    let w = warm(n);
-    let start = mono_ns();
-    let mut i = 0;
-    while i < w || mono_ns() - start < WARM_NS {
-        one(i);
-        i += 1;
-    }
+    let i = warm_up(warm(n), &mut one);
     total.set(i + n);
     let mut out = Vec::with_capacity(n as usize);
     let mut t = mono_ns();

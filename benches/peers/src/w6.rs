@@ -37,7 +37,7 @@ use rayon::prelude::*;
 use shmprim::pool::Pool;
 use shmprim::process::{Builder, Method};
 
-use crate::common::median;
+use crate::common::{median, warm_up};
 use crate::python::Python;
 use crate::{rounds, Contender, Plan, Results};
 
@@ -147,20 +147,6 @@ const IDS: [(&str, Method, u32); 3] = [
     ("W6-start-forkserver", Method::Forkserver, 2),
 ];
 
-/// Round trips before the timed `apply`s: at least 4, for at least
-/// [`WARM_NS`](crate::common::WARM_NS), as W1 warms up. A pool's workers are
-/// fresh processes, and this VM's kernel often keeps a parent and the
-/// worker it wakes on one CPU for the first 2 to 40 ms (BENCHMARKS.md,
-/// "W1's two regimes"): timed then, `apply` read 7 to 10 us instead of 1.
-fn warm_up(mut one: impl FnMut(u64)) {
-    let start = crate::common::mono_ns();
-    let mut i = 0;
-    while i < 4 || crate::common::mono_ns() - start < crate::common::WARM_NS {
-        one(i);
-        i += 1;
-    }
-}
-
 pub fn run(plan: &Plan, py: &Python, res: &mut Results) {
     let [fast, spawns, py_starts, py_spawns, applies, map1, map, py_map] = counts(plan.quick);
     println!("\nW6: process start + join (ns, lower is better); 2-worker pools");
@@ -214,7 +200,9 @@ pub fn run(plan: &Plan, py: &Python, res: &mut Results) {
             "shmprim/apply".into(),
             Box::new(|| {
                 let p = Pool::new(2).expect("pool");
-                warm_up(|i| {
+                // At least 4 round trips and `WARM_NS`: a pool's workers are
+                // fresh processes (BENCHMARKS.md, "W1's two regimes").
+                warm_up(4, |i| {
                     p.apply(ident, i).expect("warm-up");
                 });
                 let v = (0..applies)
@@ -232,7 +220,9 @@ pub fn run(plan: &Plan, py: &Python, res: &mut Results) {
             "procspawn/apply".into(),
             Box::new(|| {
                 let p = procspawn::Pool::new(2).expect("procspawn pool");
-                warm_up(|i| {
+                // At least 4 round trips and `WARM_NS`: a pool's workers are
+                // fresh processes (BENCHMARKS.md, "W1's two regimes").
+                warm_up(4, |i| {
                     p.spawn(i, ident).join().expect("warm-up");
                 });
                 let v = (0..applies)
